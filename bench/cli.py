@@ -1,0 +1,164 @@
+"""The ``bench`` command line: ``bench run``, ``bench report``, ``bench list``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from bench import __version__
+from bench.errors import BenchError
+
+
+def _split(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise BenchError(f"'{text}' is an empty list; give comma-separated names, e.g. imbalanced,smote")
+    return items
+
+
+def _ratios(text: str | None) -> list[float] | None:
+    from bench.datasets.imbalance import validate_ratio
+
+    items = _split(text)
+    if items is None:
+        return None
+    ratios = []
+    for item in items:
+        try:
+            ratios.append(validate_ratio(float(item)))
+        except ValueError:
+            raise BenchError(f"ratio '{item}' is not a number; give ratios like --ratios 0.1,0.05") from None
+    return ratios
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="capsan-bench")
+def cli():
+    """capsan-bench: benchmark learning from imbalanced image data (CapsAN and its baselines)."""
+
+
+@cli.command()
+@click.option("--preset", default="quick", show_default=True, help="Preset name (bench list presets) or a .toml file.")
+@click.option("--methods", help="Comma-separated method names (bench list methods).")
+@click.option("--datasets", help="Comma-separated dataset names (bench list datasets).")
+@click.option("--ratios", help="Comma-separated minority/majority ratios in (0, 1], e.g. 0.1,0.05.")
+@click.option("--seeds", type=int, help="Number of seeds: runs seeds 0..N-1.")
+@click.option("--pairs", help="Class pairs: default, all, or MAJORITY:MINORITY list like 3:5,4:9.")
+@click.option("--epochs", type=int, help="Override the preset's training length.")
+@click.option("--method-file", "method_files", multiple=True, type=click.Path(dir_okay=False),
+              help="A Python file defining a Method subclass; its methods join the run.")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Where datasets live. Default: $BENCH_DATA or ~/.cache/capsan-bench.")
+@click.option("--download/--no-download", default=False, show_default=True, help="Download missing dataset files.")
+@click.option("--results", default="results", show_default=True, type=click.Path(), help="Results folder.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--resume/--no-resume", default=True, show_default=True, help="Skip cells already done.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def run(preset, methods, datasets, ratios, seeds, pairs, epochs, method_files, data_dir, download, results, device,
+        resume, quiet):
+    """Run every cell of method x dataset x ratio x pair x seed and store the results."""
+    from bench.grid import build_grid, load_preset, parse_pairs
+    from bench.methods import load_method_file
+    from bench.reports import table3_text
+    from bench.runner import run_grid
+    from bench.store import Store
+
+    config = load_preset(preset)
+    file_methods = [name for path in method_files for name in load_method_file(path)]
+    if methods is not None:
+        config.methods = _split(methods)
+    else:  # a user's own methods join the preset's baselines
+        config.methods = list(dict.fromkeys(config.methods + file_methods))
+    if datasets is not None:
+        config.datasets = _split(datasets)
+    if ratios is not None:
+        config.ratios = _ratios(ratios)
+    if seeds is not None:
+        config.seeds = seeds
+    if pairs is not None:
+        config.pairs = parse_pairs(pairs)
+    if epochs is not None:
+        config.epochs = epochs
+    cells = build_grid(config)
+
+    summary = run_grid(cells, results, data_dir=data_dir, download=download, device=device, resume=resume,
+                       quiet=quiet)
+    click.echo(f"{summary.total} cells: {summary.done} run, {summary.failed} failed, "
+               f"{summary.skipped} already done (results in {Path(results) / 'bench.sqlite'})")
+    with Store(results, create=False) as store:
+        stored = store.cells()
+    keys = {c.key for c in cells}
+    click.echo(table3_text(stored[stored["key"].isin(keys)]))
+
+
+@cli.command()
+@click.option("--results", default="results", show_default=True, type=click.Path(), help="Results folder.")
+@click.option("--out", default="report", show_default=True, type=click.Path(), help="Output folder.")
+@click.option("--format", "formats", default="csv,latex,md", show_default=True, help="Any of csv, latex, md.")
+@click.option("--by-pair", is_flag=True, help="One row per class pair instead of averaging pairs.")
+def report(results, out, formats, by_pair):
+    """Write the Table 3 equivalent (CSV, LaTeX, Markdown) from stored results and print it."""
+    from bench.reports import table3_text, write_report
+    from bench.store import Store
+
+    written = write_report(results, out, formats=tuple(_split(formats)), by_pair=by_pair)
+    with Store(results, create=False) as store:
+        click.echo(table3_text(store.cells()))
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+@cli.command(name="list")
+@click.argument("what", type=click.Choice(["methods", "datasets", "presets"]))
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Where to look for dataset files.")
+def list_(what, data_dir):
+    """List the methods, datasets or presets."""
+    if what == "methods":
+        from bench.methods import get_method, method_names
+
+        for name in method_names():
+            cls = get_method(name)
+            click.echo(f"{name:<14} {cls.summary}\n{'':<14} cite: {cls.citation}")
+    elif what == "datasets":
+        from bench.datasets import dataset_folder, dataset_names, get_dataset_info
+
+        for name in dataset_names():
+            info = get_dataset_info(name)
+            folder = dataset_folder(name, data_dir)
+            where = "bundled" if not info.needs_files else (
+                f"found in {folder}" if info.available(folder) else f"not found in {folder} (use --download)")
+            shape = "x".join(map(str, info.image_shape))
+            click.echo(f"{name:<14} {len(info.class_names)} classes, {shape}; {where}\n{'':<14} {info.description}"
+                       f"\n{'':<14} source: {info.source}")
+    else:
+        from bench.grid import load_preset, preset_names
+
+        for name in preset_names():
+            click.echo(f"{name:<14} {load_preset(name).description}")
+
+
+def main(argv=None) -> None:
+    try:
+        cli.main(args=argv, prog_name="bench", standalone_mode=False)
+    except BenchError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("Interrupted: every finished cell is stored; run the same command again to finish the rest.",
+                   err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("Interrupted: every finished cell is stored; run the same command again to finish the rest.",
+                   err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Presets and the grid: which cells a run contains, and the key that identifies each cell.
+
+A preset is a TOML data file (``bench/presets/<name>.toml``, or any path ending in ``.toml``) naming
+methods, datasets, protocol, imbalance ratios, number of seeds, class pairs and the training budget; the
+CLI's explicit options override it. The grid is the product dataset x seed x ratio x pair x method, in
+that nesting, so a stopped run has whole seeds of results to show.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from bench.datasets import get_dataset_info
+from bench.datasets.imbalance import PROTOCOLS, all_pairs, validate_pair, validate_ratio
+from bench.errors import BenchError
+from bench.methods import get_method
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CELL_KEY_VERSION = 1  # bump when the meaning of a key's fields changes
+
+
+@dataclass
+class RunConfig:
+    """A run's settings: a preset with the user's overrides applied."""
+
+    name: str
+    description: str = ""
+    methods: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    protocol: str = "binary"
+    ratios: list[float] = field(default_factory=list)
+    seeds: int = 1
+    pairs: str | list = "default"  # "default", "all", or a list of [majority, minority]
+    epochs: int | dict = 1  # an int, or {dataset: epochs, "default": epochs}
+    method_params: dict = field(default_factory=dict)  # {method: {parameter: value}}
+
+    def epochs_for(self, dataset: str) -> int:
+        if isinstance(self.epochs, int):
+            return self.epochs
+        if dataset in self.epochs:
+            return int(self.epochs[dataset])
+        if "default" in self.epochs:
+            return int(self.epochs["default"])
+        raise BenchError(f"preset '{self.name}' gives no epochs for dataset '{dataset}'; pass --epochs N")
+
+
+@dataclass
+class Cell:
+    """One unit of work and of storage: a method on one imbalanced task with one seed."""
+
+    method: str
+    overrides: dict  # parameters given to the method's constructor
+    params: dict  # the method's full parameters (defaults + overrides), as stored
+    dataset: str
+    protocol: str
+    pair: tuple[int, int]
+    ratio: float
+    seed: int
+    epochs: int
+    key: str = ""
+
+    def __post_init__(self):
+        if not self.key:
+            self.key = cell_key(self)
+
+    def label(self) -> str:
+        return f"{self.method} {self.dataset} {self.pair[0]}:{self.pair[1]} r={self.ratio:g} seed={self.seed}"
+
+
+def cell_key(cell: Cell) -> str:
+    """A hash of everything that defines the cell's result (never the device or the time)."""
+    method_cls = get_method(cell.method)
+    identity = {
+        "key_version": CELL_KEY_VERSION,
+        "method": cell.method,
+        "method_version": method_cls.version,
+        "params": cell.params,
+        "dataset": cell.dataset,
+        "protocol": cell.protocol,
+        "pair": list(cell.pair),
+        "ratio": cell.ratio,
+        "seed": cell.seed,
+        "epochs": cell.epochs,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("bench") / "presets"
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> RunConfig:
+    """A built-in preset by name, or a preset file given by its path."""
+    if name.endswith(".toml") and Path(name).is_file():
+        text = Path(name).read_text()
+    elif name in preset_names():
+        text = (resources.files("bench") / "presets" / f"{name}.toml").read_text()
+    else:
+        raise BenchError(f"unknown preset '{name}'; valid names: {', '.join(preset_names())} (or a path to a .toml file)")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchError(f"preset '{name}' is not valid TOML ({exc}); fix the file") from exc
+    known = {f.name for f in dataclasses.fields(RunConfig)} - {"name"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise BenchError(f"preset '{name}' has unknown keys {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
+    return RunConfig(name=Path(name).stem if name.endswith(".toml") else name, **data)
+
+
+def parse_pairs(text: str) -> str | list[list[int]]:
+    """``default``, ``all`` or explicit pairs ``3:5,4:9`` (majority:minority)."""
+    if text in ("default", "all"):
+        return text
+    pairs = []
+    for item in text.split(","):
+        parts = item.strip().split(":")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise BenchError(f"pair '{item}' is not MAJORITY:MINORITY; use --pairs default, all, or e.g. 3:5,4:9")
+        pairs.append([int(parts[0]), int(parts[1])])
+    return pairs
+
+
+def build_grid(config: RunConfig) -> list[Cell]:
+    """Validate ``config`` and expand it into its cells."""
+    if not config.methods:
+        raise BenchError("no methods to run; pass --methods, e.g. --methods imbalanced,smote")
+    if not config.datasets:
+        raise BenchError("no datasets to run; pass --datasets, e.g. --datasets digits")
+    if not config.ratios:
+        raise BenchError("no ratios to run; pass --ratios, e.g. --ratios 0.1,0.05")
+    for kind, names in (("method", config.methods), ("dataset", config.datasets), ("ratio", config.ratios)):
+        if len(set(names)) != len(names):
+            raise BenchError(f"a {kind} is listed twice in {list(names)}; list each once")
+    if config.protocol not in PROTOCOLS:
+        raise BenchError(f"unknown protocol '{config.protocol}'; valid protocols: {', '.join(PROTOCOLS)}")
+    if int(config.seeds) < 1:
+        raise BenchError(f"--seeds must be at least 1; got {config.seeds}")
+    ratios = [validate_ratio(r) for r in config.ratios]
+    methods = []
+    for name in config.methods:
+        cls = get_method(name)
+        overrides = dict(config.method_params.get(name, {}))
+        try:
+            params = cls(**overrides).key_params()
+        except ValueError as exc:
+            raise BenchError(str(exc)) from exc
+        methods.append((name, overrides, params))
+
+    cells = []
+    for dataset in config.datasets:
+        info = get_dataset_info(dataset)
+        epochs = config.epochs_for(dataset)
+        if epochs < 1:
+            raise BenchError(f"epochs must be at least 1; got {epochs} for dataset '{dataset}'")
+        pairs = _pairs_for(config.pairs, info)
+        for seed in range(int(config.seeds)):
+            for ratio in ratios:
+                for pair in pairs:
+                    for name, overrides, params in methods:
+                        cells.append(Cell(name, overrides, params, dataset, config.protocol, pair, ratio, seed, epochs))
+    return cells
+
+
+def _pairs_for(spec, info) -> list[tuple[int, int]]:
+    n_classes = len(info.class_names)
+    if spec == "default":
+        return [tuple(p) for p in info.default_pairs]
+    if spec == "all":
+        return all_pairs(n_classes)
+    pairs = [validate_pair(p, n_classes) for p in spec]
+    if len(set(pairs)) != len(pairs):
+        raise BenchError("a class pair is listed twice in --pairs; list each once")
+    return pairs

@@ -1,0 +1,66 @@
+"""Classification metrics of one cell, from scikit-learn and imbalanced-learn.
+
+Binary tasks report precision, recall and F-measure of the minority (positive) class; multi-class tasks
+macro-average them. Accuracy, balanced accuracy (= ACSA, the mean per-class recall), G-mean
+(imbalanced-learn: the geometric mean of the per-class recalls), ROC AUC (binary: of the positive class'
+probability; multi-class: one-vs-rest, macro) and the confusion matrix complete the set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from imblearn.metrics import geometric_mean_score
+from sklearn import metrics as skm
+
+METRIC_NAMES = ("precision", "recall", "f_measure", "accuracy", "balanced_accuracy", "g_mean", "roc_auc")
+
+
+def classification_metrics(y_true, proba, positive: int | None = 1) -> dict:
+    """Metrics of predicted class probabilities ``proba`` (N, n_classes) against labels ``y_true``.
+
+    ``positive`` is the label of the minority class for a binary task; ``None`` macro-averages.
+    """
+    y_true = np.asarray(y_true)
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.ndim != 2 or len(proba) != len(y_true):
+        raise ValueError(f"proba must be (N, n_classes) with N = {len(y_true)}; got shape {proba.shape}")
+    if not np.all(np.isfinite(proba)):
+        raise ValueError("proba holds NaN or Inf values")
+    n_classes = proba.shape[1]
+    labels = np.arange(n_classes)
+    y_pred = proba.argmax(axis=1)
+    binary = n_classes == 2 and positive is not None
+    average = dict(average="binary", pos_label=positive) if binary else dict(average="macro", labels=labels)
+
+    result = {
+        "precision": skm.precision_score(y_true, y_pred, zero_division=0, **average),
+        "recall": skm.recall_score(y_true, y_pred, zero_division=0, **average),
+        "f_measure": skm.f1_score(y_true, y_pred, zero_division=0, **average),
+        "accuracy": skm.accuracy_score(y_true, y_pred),
+        "balanced_accuracy": skm.balanced_accuracy_score(y_true, y_pred),
+        "g_mean": geometric_mean_score(y_true, y_pred, labels=labels, average="multiclass"),
+        "roc_auc": _roc_auc(y_true, proba, positive if binary else None),
+        "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "per_class_recall": skm.recall_score(y_true, y_pred, labels=labels, average=None, zero_division=0).tolist(),
+    }
+    return {k: (float(v) if isinstance(v, np.floating | float) else v) for k, v in result.items()}
+
+
+def roc_points(y_true, proba, positive: int = 1) -> dict:
+    """The ROC curve of the positive class (what the report needs to average curves over seeds)."""
+    y_true = np.asarray(y_true)
+    if len(np.unique(y_true)) < 2:
+        return {}
+    fpr, tpr, _ = skm.roc_curve(y_true == positive, np.asarray(proba)[:, positive])
+    return {"fpr": np.round(fpr, 6).tolist(), "tpr": np.round(tpr, 6).tolist()}
+
+
+def _roc_auc(y_true, proba, positive) -> float:
+    present = np.unique(y_true)
+    if len(present) < 2:  # undefined on a one-class test set
+        return float("nan")
+    if positive is not None:
+        return skm.roc_auc_score(y_true == positive, proba[:, positive])
+    if len(present) < proba.shape[1]:
+        return float("nan")
+    return skm.roc_auc_score(y_true, proba, multi_class="ovr", average="macro")

@@ -1,0 +1,162 @@
+"""Run the cells of a grid: load each dataset once, build each task, fit, evaluate, store.
+
+``run_cell`` runs one cell and returns its row (never raising for a failure inside the cell: a method's
+refusal, a divergence, an exception or an out-of-memory error become a ``failed`` row with the reason).
+``run_grid`` skips cells already done (``resume``), stores every row as soon as it exists, and shows
+progress. A kill or Ctrl-C loses at most the cell in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+# Deterministic cuBLAS needs this before CUDA initialises (same seed, same device, same numbers).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from bench.datasets import load_dataset  # noqa: E402
+from bench.datasets.imbalance import make_imbalanced  # noqa: E402
+from bench.errors import BenchError, CellFailure  # noqa: E402
+from bench.grid import Cell  # noqa: E402
+from bench.methods import FitContext, get_method  # noqa: E402
+from bench.metrics import classification_metrics, roc_points  # noqa: E402
+from bench.store import Store  # noqa: E402
+
+_PACKAGES = ("capsan-bench", "torch", "numpy", "scikit-learn", "imbalanced-learn", "pandas")
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` (the GPU when there is one), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise BenchError(f"--device {spec}: no CUDA GPU is available here; use --device cpu or auto")
+        index = spec.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise BenchError(f"--device {spec}: this machine has {torch.cuda.device_count()} GPU(s), cuda:0 ... ")
+        return torch.device(spec)
+    raise BenchError(f"unknown device '{spec}'; valid: auto, cpu, cuda, cuda:N")
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def package_versions() -> dict:
+    found = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def seed_everything(seed: int, device: torch.device) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, progress=None) -> dict:
+    """Run one cell on the dataset's full ``train`` and ``test`` sets; return the row to store."""
+    started, clock = _now(), time.perf_counter()
+    artifacts = Path("artifacts") / cell.dataset / cell.method / cell.key
+    row = {
+        "key": cell.key, "method": cell.method, "params": cell.params, "dataset": cell.dataset,
+        "protocol": cell.protocol, "pair": list(cell.pair), "ratio": cell.ratio, "seed": cell.seed,
+        "epochs": cell.epochs, "started_at": started, "device": describe_device(device),
+        "versions": package_versions(), "artifacts": str(artifacts),
+        "counts": None, "metrics": None, "curves": None, "error": None,
+    }
+    try:
+        seed_everything(cell.seed, device)
+        task = make_imbalanced(train, test, cell.protocol, pair=cell.pair, ratio=cell.ratio, seed=cell.seed)
+        row["counts"] = task.counts
+        method = get_method(cell.method)(**cell.overrides)
+        ctx = FitContext(device=device, seed=cell.seed, epochs=cell.epochs,
+                         artifact_dir=results_dir / artifacts, **({"progress": progress} if progress else {}))
+        method.fit(task.train, ctx)
+        proba = method.predict_proba(task.test.images)
+        row["metrics"] = classification_metrics(task.test.labels, proba, task.positive)
+        row["curves"] = {"roc": roc_points(task.test.labels, proba, task.positive)}
+        row["status"] = "done"
+    except CellFailure as exc:
+        row.update(status="failed", error=str(exc))
+    except torch.OutOfMemoryError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "out of memory"
+        row.update(status="failed", error=f"out of memory on {device}: {first}; use a smaller batch or --device cpu")
+    except Exception as exc:  # a bug in one method must not stop the grid; the traceback is kept
+        row.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+        folder = results_dir / artifacts
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "error.txt").write_text(traceback.format_exc())
+    row["finished_at"] = _now()
+    row["duration_s"] = round(time.perf_counter() - clock, 3)
+    return row
+
+
+@dataclass
+class RunSummary:
+    total: int
+    skipped: int  # already done in the store
+    done: int
+    failed: int
+
+
+def run_grid(cells: list[Cell], results_dir: str | Path, *, data_dir=None, download: bool = False,
+             device: str = "auto", resume: bool = True, quiet: bool = False) -> RunSummary:
+    results_dir = Path(results_dir)
+    torch_device = resolve_device(device)
+    with Store(results_dir) as store:
+        done_keys = store.done_keys() if resume else set()
+        pending = [c for c in cells if c.key not in done_keys]
+        summary = RunSummary(total=len(cells), skipped=len(cells) - len(pending), done=0, failed=0)
+        # Load every dataset first: a missing or corrupt file stops the run before any cell starts.
+        data = {name: (load_dataset(name, data_dir, "train", download), load_dataset(name, data_dir, "test", download))
+                for name in dict.fromkeys(c.dataset for c in pending)}
+        bar = tqdm(pending, desc="cells", unit="cell", disable=quiet, dynamic_ncols=True)
+        for cell in bar:
+            bar.set_description(cell.label())
+            with tqdm(total=cell.epochs, desc="  epochs", unit="ep", leave=False, disable=quiet,
+                      dynamic_ncols=True) as epochs_bar:
+                def progress(epoch, total, logs, _bar=epochs_bar):
+                    _bar.total = total
+                    _bar.update(epoch - _bar.n)
+                    _bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
+
+                row = run_cell(cell, *data[cell.dataset], torch_device, results_dir, progress)
+            store.add(row)
+            if row["status"] == "done":
+                summary.done += 1
+            else:
+                summary.failed += 1
+                if not quiet:
+                    tqdm.write(f"failed: {cell.label()}: {row['error']}")
+            bar.set_postfix(done=summary.done, failed=summary.failed, skipped=summary.skipped)
+        bar.close()
+    return summary

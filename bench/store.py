@@ -1,0 +1,126 @@
+"""The results store: one SQLite file, ``<results>/bench.sqlite``, an append-only table of cell attempts.
+
+Every attempt at a cell is a new row (nothing is ever updated or deleted), committed in its own
+transaction, so a kill at any moment leaves every finished cell intact. ``--resume`` skips a cell whose
+key has a ``done`` row; the report reads the newest ``done`` row of each key, or the newest row when the
+cell only ever failed. WAL journaling lets ``bench report`` read while ``bench run`` writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import BenchError
+
+STORE_NAME = "bench.sqlite"
+SCHEMA_VERSION = 1
+
+# Columns holding JSON documents; they are decoded on read.
+JSON_COLUMNS = ("params", "pair", "counts", "metrics", "curves", "versions")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS results (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    key         TEXT NOT NULL,      -- hash of everything that defines the cell
+    method      TEXT NOT NULL,
+    params      TEXT NOT NULL,      -- JSON: the method's full parameters (defaults + overrides)
+    dataset     TEXT NOT NULL,
+    protocol    TEXT NOT NULL,
+    pair        TEXT,               -- JSON [majority, minority] for the binary protocol, else null
+    ratio       REAL NOT NULL,
+    seed        INTEGER NOT NULL,
+    epochs      INTEGER NOT NULL,
+    counts      TEXT,               -- JSON: realised class counts of the train and test sets
+    status      TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+    metrics     TEXT,               -- JSON: metric name -> value
+    curves      TEXT,               -- JSON: what ROC curves need (fpr, tpr)
+    error       TEXT,
+    started_at  TEXT NOT NULL,      -- ISO 8601, UTC
+    finished_at TEXT NOT NULL,
+    duration_s  REAL NOT NULL,
+    device      TEXT NOT NULL,
+    versions    TEXT NOT NULL,      -- JSON: package versions
+    artifacts   TEXT                -- folder of the cell's artifacts, relative to the results folder
+);
+CREATE INDEX IF NOT EXISTS results_key ON results (key, status);
+"""
+
+_FIELDS = (
+    "key", "method", "params", "dataset", "protocol", "pair", "ratio", "seed", "epochs", "counts",
+    "status", "metrics", "curves", "error", "started_at", "finished_at", "duration_s", "device",
+    "versions", "artifacts",
+)
+
+
+class Store:
+    """Read and append cell results in ``<results_dir>/bench.sqlite``."""
+
+    def __init__(self, results_dir: str | Path, create: bool = True):
+        self.results_dir = Path(results_dir)
+        self.path = self.results_dir / STORE_NAME
+        if self.results_dir.exists() and not self.results_dir.is_dir():
+            raise BenchError(f"results path {self.results_dir} is a file; give a folder with --results")
+        if not create and not self.path.exists():
+            raise BenchError(f"no results store at {self.path}; run 'bench run --results {self.results_dir}' first")
+        try:
+            self.results_dir.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, timeout=30.0)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            with self._conn:
+                self._conn.executescript(_SCHEMA)
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+        except sqlite3.DatabaseError as exc:
+            raise BenchError(
+                f"cannot open results store {self.path} ({exc}); give another folder with --results"
+            ) from exc
+        except PermissionError as exc:
+            raise BenchError(f"cannot write to {self.results_dir} ({exc.strerror}); give a writable --results folder") from exc
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def add(self, row: dict) -> None:
+        """Append one attempt; JSON columns may be given as Python objects."""
+        values = []
+        for field in _FIELDS:
+            value = row.get(field)
+            if field in JSON_COLUMNS and value is not None and not isinstance(value, str):
+                value = json.dumps(value, sort_keys=True)
+            values.append(value)
+        with self._conn:  # one transaction per cell: a kill never leaves half a row
+            self._conn.execute(
+                f"INSERT INTO results ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))})", values
+            )
+
+    def done_keys(self) -> set[str]:
+        return {k for (k,) in self._conn.execute("SELECT DISTINCT key FROM results WHERE status = 'done'")}
+
+    def attempts(self) -> pd.DataFrame:
+        """Every stored attempt, oldest first, JSON columns decoded."""
+        frame = pd.read_sql_query("SELECT * FROM results ORDER BY id", self._conn)
+        for column in JSON_COLUMNS:
+            frame[column] = frame[column].map(lambda v: json.loads(v) if isinstance(v, str) else None)
+        return frame
+
+    def cells(self) -> pd.DataFrame:
+        """One row per cell key: its newest done attempt, or its newest attempt if none succeeded."""
+        frame = self.attempts()
+        if frame.empty:
+            return frame
+        frame["_done"] = frame["status"].eq("done")
+        frame = frame.sort_values(["_done", "id"]).groupby("key", sort=False).tail(1)
+        return frame.drop(columns="_done").sort_values("id").reset_index(drop=True)

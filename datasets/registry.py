@@ -1,0 +1,77 @@
+"""The dataset registry: what each dataset is, where its files live, and one entry point to load it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.datasets import digits, fashion_mnist, mnist
+from bench.datasets.base import ImageSet
+from bench.errors import BenchError
+
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str  # one line
+    source: str  # citation and canonical URL
+    class_names: tuple[str, ...]
+    image_shape: tuple[int, int, int]  # (C, H, W)
+    default_pairs: tuple[tuple[int, int], ...]  # (majority, minority) class pairs, in order
+    needs_files: bool  # False when the data ships with a package (digits)
+    load: Callable[[Path, str, bool], ImageSet]  # (dataset folder, split, download) -> ImageSet
+    available: Callable[[Path], bool]  # are the source files present in the dataset folder?
+
+
+def _info(module) -> DatasetInfo:
+    return DatasetInfo(
+        name=module.NAME,
+        description=module.DESCRIPTION,
+        source=module.SOURCE,
+        class_names=module.CLASS_NAMES,
+        image_shape=module.IMAGE_SHAPE,
+        default_pairs=module.DEFAULT_PAIRS,
+        needs_files=module.NEEDS_FILES,
+        load=module.load,
+        available=module.available,
+    )
+
+
+_DATASETS = {info.name: info for info in map(_info, (digits, mnist, fashion_mnist))}
+
+
+def dataset_names() -> list[str]:
+    return sorted(_DATASETS)
+
+
+def get_dataset_info(name: str) -> DatasetInfo:
+    try:
+        return _DATASETS[name]
+    except KeyError:
+        raise BenchError(f"unknown dataset '{name}'; valid names: {', '.join(dataset_names())}") from None
+
+
+def default_data_dir() -> Path:
+    """``$BENCH_DATA`` when set, else ``~/.cache/capsan-bench``."""
+    env = os.environ.get("BENCH_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "capsan-bench"
+
+
+def dataset_folder(name: str, root: str | Path | None) -> Path:
+    """``<root or default_data_dir()>/<name>``."""
+    get_dataset_info(name)  # reject unknown names before building a path from them
+    return Path(root).expanduser() / name if root is not None else default_data_dir() / name
+
+
+def load_dataset(
+    name: str, root: str | Path | None = None, split: str = "train", download: bool = False
+) -> ImageSet:
+    """Load one split of a dataset; files are fetched only when ``download`` is true."""
+    info = get_dataset_info(name)
+    if split not in SPLITS:
+        raise BenchError(f"unknown split '{split}'; valid splits: {', '.join(sorted(SPLITS))}")
+    return info.load(dataset_folder(name, root), split, download)

@@ -1,0 +1,65 @@
+"""The interface every method shares, and the context the runner hands to ``fit``."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from bench.datasets.base import ImageSet
+
+
+def _no_progress(epoch: int, total: int, logs: dict) -> None:
+    return None
+
+
+@dataclass
+class FitContext:
+    """What the runner gives a method: where to train, how long, with which seed, where to write."""
+
+    device: torch.device
+    seed: int
+    epochs: int  # the training budget of the cell (the preset's, or --epochs)
+    artifact_dir: Path  # the cell's own folder for sample grids, loss logs, ...
+    progress: Callable[[int, int, dict], None] = field(default=_no_progress)  # (epoch, epochs, logs)
+
+
+class Method(abc.ABC):
+    """A learning method under test.
+
+    Subclasses set ``name`` (the registry name), ``summary`` (one line), ``citation`` and
+    ``defaults`` (every parameter with its documented default); ``Method(**overrides)`` validates the
+    overrides against ``defaults``. ``fit`` trains on an imbalanced training set; ``predict_proba``
+    returns class probabilities (N, n_classes) for uint8 images (N, C, H, W). Generative methods also
+    implement ``sample(n, label)`` returning uint8 images.
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+    defaults: ClassVar[dict] = {}
+    version: ClassVar[int] = 1  # bump when a change alters results: it is part of the cell key
+
+    def __init__(self, **params):
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            valid = ", ".join(sorted(self.defaults)) or "none"
+            raise ValueError(f"method '{self.name}' has no parameter {', '.join(unknown)}; valid parameters: {valid}")
+        self.params = {**self.defaults, **params}
+
+    def key_params(self) -> dict:
+        """Everything that defines this method's results: stored with the cell and hashed into its key."""
+        return dict(self.params)
+
+    @abc.abstractmethod
+    def fit(self, train: ImageSet, ctx: FitContext) -> None:
+        """Train on ``train`` (labels 0..n_classes-1) within ``ctx``'s budget."""
+
+    @abc.abstractmethod
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities, float (N, n_classes), rows summing to 1."""

@@ -1,0 +1,110 @@
+"""The common classifier: one small CNN, trained the same way, used unchanged by every resampling method.
+
+Architecture (any input size from 8x8 up, 1 or 3 channels):
+  [conv3x3(32) - BN - ReLU - maxpool2] -> [conv3x3(64) - BN - ReLU - maxpool2] -> [conv3x3(128) - BN - ReLU]
+  -> global average pool -> dropout(0.25) -> linear(n_classes).
+Training: inputs scaled to [-1, 1]; cross-entropy; Adam (lr 1e-3, betas 0.9/0.999); batch 64; a fixed
+number of epochs (the cell's budget), every epoch a seeded shuffle; no class weighting, no early stopping,
+no validation split (the resampling method alone decides what the classifier sees).
+The whole training set lives on the device as one tensor and batches are indexed there; the loss is
+read back once per epoch (a host synchronisation per step would stall a GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.datasets.base import ImageSet
+from bench.errors import CellFailure
+from bench.methods.base import FitContext
+
+# Part of every classifier-based method's parameters, so it is stored with each cell and in its key.
+CLASSIFIER_SPEC = {
+    "arch": "cnn-32-64-128-gap",
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "batch_size": 64,
+    "dropout": 0.25,
+}
+
+
+def _block(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+class CommonCNN(nn.Module):
+    def __init__(self, in_channels: int, n_classes: int, dropout: float = CLASSIFIER_SPEC["dropout"]):
+        super().__init__()
+        self.features = nn.Sequential(
+            *_block(in_channels, 32), nn.MaxPool2d(2),
+            *_block(32, 64), nn.MaxPool2d(2),
+            *_block(64, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(128, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def to_input(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float in [-1, 1] on ``device``."""
+    tensor = torch.as_tensor(images, device=device)
+    return tensor.float().div_(127.5).sub_(1.0)
+
+
+class Classifier:
+    """Train ``CommonCNN`` on an image set, then predict class probabilities."""
+
+    def __init__(self, spec: dict = CLASSIFIER_SPEC):
+        self.spec = dict(spec)
+        self.model: CommonCNN | None = None
+        self.device = torch.device("cpu")
+
+    def fit(self, train: ImageSet, ctx: FitContext) -> list[float]:
+        """Train for ``ctx.epochs`` epochs; return the mean loss of each epoch."""
+        torch.manual_seed(ctx.seed)
+        self.device = ctx.device
+        self.model = CommonCNN(train.images.shape[1], train.n_classes, self.spec["dropout"]).to(ctx.device)
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.spec["lr"])
+        loss_fn = nn.CrossEntropyLoss()
+        x = to_input(train.images, ctx.device)
+        y = torch.as_tensor(train.labels, device=ctx.device)
+        generator = torch.Generator(device="cpu").manual_seed(ctx.seed)
+        batch, n = self.spec["batch_size"], len(train)
+        steps = math.ceil(n / batch)
+        history = []
+        self.model.train()
+        for epoch in range(1, ctx.epochs + 1):
+            order = torch.randperm(n, generator=generator).to(ctx.device)
+            total = torch.zeros((), device=ctx.device)
+            for step in range(steps):
+                index = order[step * batch:(step + 1) * batch]
+                loss = loss_fn(self.model(x[index]), y[index])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach() * len(index)
+            mean_loss = (total / n).item()  # one host sync per epoch
+            if not math.isfinite(mean_loss):
+                raise CellFailure(f"diverged at epoch {epoch}: training loss is {mean_loss}")
+            history.append(mean_loss)
+            ctx.progress(epoch, ctx.epochs, {"loss": mean_loss})
+        ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
+        (ctx.artifact_dir / "classifier_losses.json").write_text(json.dumps({"epoch_loss": history}))
+        return history
+
+    @torch.no_grad()
+    def predict_proba(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError("predict_proba called before fit")
+        self.model.eval()
+        out = []
+        for start in range(0, len(images), batch_size):
+            logits = self.model(to_input(images[start:start + batch_size], self.device))
+            out.append(torch.softmax(logits.float(), dim=1))
+        return torch.cat(out).double().cpu().numpy()

@@ -1,0 +1,49 @@
+"""Shared by the methods that change the training set and then train the common classifier."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from bench.datasets.base import ImageSet
+from bench.errors import CellFailure
+from bench.methods.base import FitContext, Method
+from bench.methods.classifier import CLASSIFIER_SPEC, Classifier
+
+
+class ResamplingMethod(Method):
+    """``resample`` the training set (identity by default), then train the common classifier on it."""
+
+    def key_params(self) -> dict:
+        return {**self.params, "classifier": CLASSIFIER_SPEC}
+
+    def resample(self, train: ImageSet, ctx: FitContext) -> ImageSet:
+        return train
+
+    def fit(self, train: ImageSet, ctx: FitContext) -> None:
+        resampled = self.resample(train, ctx)
+        ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
+        (ctx.artifact_dir / "training_counts.json").write_text(
+            json.dumps({"before": train.counts().tolist(), "after": resampled.counts().tolist()})
+        )
+        self.classifier = Classifier()
+        self.classifier.fit(resampled, ctx)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        return self.classifier.predict_proba(images)
+
+
+def resample_pixels(sampler, train: ImageSet, method: str) -> ImageSet:
+    """Run an imbalanced-learn over-sampler on flattened pixels and return uint8 images.
+
+    The library's own refusals (too few neighbours, nothing to generate) become a failed cell that
+    carries its message.
+    """
+    x = train.images.reshape(len(train), -1).astype(np.float32)
+    try:
+        x_new, y_new = sampler.fit_resample(x, train.labels)
+    except (ValueError, RuntimeError) as exc:
+        raise CellFailure(f"{method} refused: {exc}") from exc
+    images = np.clip(np.rint(x_new), 0, 255).astype(np.uint8).reshape((-1, *train.image_shape))
+    return ImageSet(images, np.asarray(y_new, dtype=np.int64), train.class_names)

@@ -1,0 +1,274 @@
+"""Write Table 3 as CSV (tidy numbers), Markdown and LaTeX (one table per dataset and protocol), or text."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
+
+from bench.errors import BenchError
+from bench.store import Store
+
+from .paper import PAPER_CITATION, PAPER_SHORT
+from .table3 import METRICS, failed_cells, table3
+
+FILES = {"csv": "table3.csv", "latex": "table3.tex", "md": "table3.md"}
+HEADERS = {
+    "precision": "precision",
+    "recall": "recall",
+    "accuracy": "accuracy",
+    "f_measure": "F-measure",
+    "g_mean": "G-mean",
+}
+SHORT_HEADERS = {
+    "precision": "prec",
+    "recall": "recall",
+    "accuracy": "acc",
+    "f_measure": "F",
+    "g_mean": "G-mean",
+}
+NONE = "-"
+EMPTY = "No results in the store yet."
+_LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text) -> str:
+    return "".join(_LATEX_SPECIALS.get(char, char) for char in str(text))
+
+
+def _num(value: float, short: bool = False) -> str:
+    text = f"{value:.3f}"
+    return text[1:] if short and text.startswith("0.") else text
+
+
+def _cell(mean: float, std: float, pm: str = " ± ", short: bool = False) -> str:
+    if pd.isna(mean):
+        return NONE
+    return _num(mean, short) if pd.isna(std) else f"{_num(mean, short)}{pm}{_num(std, short)}"
+
+
+def _groups(table: pd.DataFrame):
+    return table.groupby(["dataset", "protocol"], sort=False)
+
+
+def _has_paper(group: pd.DataFrame) -> bool:
+    return bool(group[[f"{m}_paper" for m in METRICS]].notna().any().any())
+
+
+def _display(group: pd.DataFrame, pm: str, paper: bool, short: bool = False):
+    """Strings for one (dataset, protocol) group, and where the best values are: (columns, rows, bold)."""
+    lead = ["ratio"] + (["pair"] if "pair" in group else []) + ["method", "n"]
+    columns, rows, bold = [(name, "") for name in lead], [], []
+    for metric in METRICS:
+        columns.append((metric, "ours"))
+        if paper:
+            columns.append((metric, "paper"))
+    for _, row in group.iterrows():
+        cells = (
+            [f"{row['ratio']:g}"]
+            + ([row["pair"]] if "pair" in group else [])
+            + [row["method"], str(row["n_seeds"])]
+        )
+        marks = [False] * len(cells)
+        for metric in METRICS:
+            cells.append(_cell(row[f"{metric}_mean"], row[f"{metric}_std"], pm, short))
+            marks.append(bool(row[f"{metric}_best"]))
+            if paper:
+                value = row[f"{metric}_paper"]
+                cells.append(NONE if pd.isna(value) else _num(value, short))
+                marks.append(False)
+        rows.append(cells)
+        bold.append(marks)
+    return columns, rows, np.array(bold, dtype=bool).reshape(len(rows), len(columns))
+
+
+def _notes(group: pd.DataFrame) -> list[str]:
+    partial = group[group["n_partial_seeds"] > 0]
+    return [
+        f"{row['method']} at ratio {row['ratio']:g}: {row['n_partial_seeds']} of {row['n_seeds']} seeds "
+        f"have only some of the {row['n_pairs']} pairs done"
+        for _, row in partial.iterrows()
+    ]
+
+
+def _failures(failed: pd.DataFrame, dataset, protocol) -> list[str]:
+    rows = failed[(failed["dataset"] == dataset) & (failed["protocol"] == protocol)]
+    return [
+        f"{row['method']} at ratio {row['ratio']:g}, seed {row['seed']}, pair {row['pair']}: "
+        f"{'no error recorded' if pd.isna(row['error']) else str(row['error']).strip()}"
+        for _, row in rows.iterrows()
+    ]
+
+
+def _caption(dataset, protocol, pm: str = " ± ", escape=str) -> str:
+    return (
+        f"Table 3 on {escape(dataset)}, {escape(protocol)} protocol: minority-class metrics, mean{pm}std "
+        "over the n seeds (per seed, the mean over the class pairs first). Bold: the best mean per ratio."
+    )
+
+
+def render_markdown(table: pd.DataFrame, failed: pd.DataFrame) -> str:
+    if table.empty:
+        return f"# Table 3\n\n{EMPTY}\n"
+    parts = ["# Table 3\n"]
+    for (dataset, protocol), group in _groups(table):
+        paper = _has_paper(group)
+        columns, rows, bold = _display(group, " ± ", paper)
+        rows = [
+            [f"**{c}**" if b else c for c, b in zip(r, marks, strict=True)]
+            for r, marks in zip(rows, bold, strict=True)
+        ]
+        headers = [HEADERS.get(top, top) if sub != "paper" else "paper" for top, sub in columns]
+        frame = pd.DataFrame(rows, columns=range(len(headers)))
+        parts.append(f"## {dataset}, {protocol}\n\n{_caption(dataset, protocol)}\n")
+        parts.append(frame.to_markdown(index=False, headers=headers, disable_numparse=True) + "\n")
+        if paper:
+            parts.append(f"paper: the values reported in {PAPER_CITATION}, Table 3.\n")
+        parts += [f"Partial seeds: {note}.\n" for note in _notes(group)]
+        failures = _failures(failed, dataset, protocol)
+        if failures:
+            parts.append("Failed cells:\n\n" + "\n".join(f"- {line}" for line in failures) + "\n")
+    return "\n".join(parts)
+
+
+def _label(*names) -> str:
+    return "tab:table3-" + "-".join(re.sub(r"[^A-Za-z0-9]+", "", str(n)) for n in names)
+
+
+def render_latex(table: pd.DataFrame, failed: pd.DataFrame) -> str:
+    if table.empty:
+        return f"% Table 3: {EMPTY}\n"
+    parts = []
+    for (dataset, protocol), group in _groups(table):
+        paper = _has_paper(group)
+        columns, rows, bold = _display(group, r" $\pm$ ", paper)
+        index = [(latex_escape(HEADERS.get(top, top)), sub) for top, sub in columns]
+        frame = pd.DataFrame(
+            rows, columns=pd.MultiIndex.from_tuples(index) if paper else [c for c, _ in index]
+        )
+        text_columns = [c for c in frame.columns if (c[0] if paper else c) in ("pair", "method")]
+        styler = frame.style.hide(axis="index").format(escape="latex", subset=text_columns)
+        styler = styler.apply(lambda _, bold=bold: np.where(bold, "textbf:--rwrap;", ""), axis=None)
+        latex = styler.to_latex(
+            hrules=True,
+            caption=_caption(dataset, protocol, r" $\pm$ ", latex_escape),
+            label=_label(dataset, protocol),
+            position="htbp",
+            position_float="centering",
+            multicol_align="c",
+            column_format="".join("l" if top in ("ratio", "pair", "method") else "r" for top, _ in columns),
+        )
+        notes = ([f"paper: the values reported in {PAPER_CITATION}, Table 3."] if paper else []) + [
+            f"Partial seeds: {note}." for note in _notes(group)
+        ]
+        if notes:
+            note_tex = "\\par\\smallskip\\footnotesize " + " ".join(latex_escape(n) for n in notes) + "\n"
+            latex = latex.replace("\\end{table}", note_tex + "\\end{table}")
+        parts.append(latex)
+        failures = _failures(failed, dataset, protocol)
+        if failures:
+            items = "\n".join(f"  \\item {latex_escape(line)}" for line in failures)
+            parts.append(
+                f"Failed cells ({latex_escape(dataset)}, {latex_escape(protocol)}):\n"
+                f"\\begin{{itemize}}\n{items}\n\\end{{itemize}}\n"
+            )
+    return "\n".join(parts)
+
+
+def table3_text(cells: pd.DataFrame) -> str:
+    """Table 3 for the terminal: mean±std per metric, ``*`` on the best, the paper's value in brackets."""
+    table = table3(cells)
+    if table.empty:
+        return EMPTY
+    failed = failed_cells(cells)
+    parts = []
+    for (dataset, protocol), group in _groups(table):
+        paper = _has_paper(group)
+        columns, rows, bold = _display(group, "±", paper, short=True)
+        lines = []
+        for row, marks in zip(rows, bold, strict=True):
+            line = []
+            for (_, sub), cell, mark in zip(columns, row, marks, strict=True):
+                if sub == "paper":
+                    line[-1] += f" [{cell}]" if cell != NONE else ""
+                else:
+                    line.append(cell + ("*" if mark else ""))
+            lines.append(line)
+        headers = [SHORT_HEADERS.get(top, top) for top, sub in columns if sub != "paper"]
+        legend = "mean±std over seeds, * best" + (f", [paper: {PAPER_SHORT}]" if paper else "")
+        parts.append(f"{dataset} / {protocol} ({legend})")
+        parts.append(tabulate(lines, headers=headers, tablefmt="simple", disable_numparse=True))
+        parts += [f"partial seeds: {note}" for note in _notes(group)]
+        parts += _failure_summary(failed, dataset, protocol)
+        parts.append("")
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _failure_summary(failed: pd.DataFrame, dataset, protocol) -> list[str]:
+    """One line per method, ratio and error: a grid repeats the same refusal over seeds and pairs."""
+    rows = failed[(failed["dataset"] == dataset) & (failed["protocol"] == protocol)].copy()
+    if rows.empty:
+        return []
+    rows["reason"] = rows["error"].map(lambda e: "no error recorded" if pd.isna(e) else _shorten(str(e).strip()))
+    lines = [f"failed cells ({len(rows)}):"]
+    for (method, ratio, reason), group in rows.groupby(["method", "ratio", "reason"], sort=False):
+        lines.append(f"  {method} at ratio {ratio:g}, {len(group)} cell(s): {reason}")
+    return lines
+
+
+def _shorten(line: str, width: int = 100) -> str:
+    line = line.splitlines()[0] if line else line
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def _check_formats(formats) -> list[str]:
+    chosen = [formats] if isinstance(formats, str) else list(formats)
+    bad = [f for f in chosen if f not in FILES]
+    if bad:
+        raise BenchError(
+            f"unknown report format {', '.join(map(repr, bad))}; valid formats: {', '.join(FILES)}"
+        )
+    return list(dict.fromkeys(chosen))
+
+
+def write_report(
+    results_dir, out_dir, formats: Iterable[str] = ("csv", "latex", "md"), by_pair: bool = False
+) -> list[Path]:
+    """Write ``table3.csv``/``.tex``/``.md`` for the store in ``results_dir`` into ``out_dir``; return the paths."""
+    chosen = _check_formats(formats)
+    with Store(results_dir, create=False) as store:
+        cells = store.cells()
+    table, failed = table3(cells, by_pair=by_pair), failed_cells(cells)
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(
+            f"cannot create report folder {out} ({exc.strerror}); give another output folder"
+        ) from exc
+    written = []
+    for fmt in chosen:
+        path = out / FILES[fmt]
+        if fmt == "csv":
+            table.to_csv(path, index=False)
+        else:
+            path.write_text(
+                (render_latex if fmt == "latex" else render_markdown)(table, failed), encoding="utf-8"
+            )
+        written.append(path)
+    return written

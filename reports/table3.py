@@ -1,0 +1,149 @@
+"""Table 3 rebuilt from the results store: per-ratio means and stds over seeds, best marks, paper values.
+
+Aggregation is two-stage: for each (dataset, protocol, ratio, method[, pair]) row, the done cells of one
+seed are first averaged over their pairs (a seed with only some pairs done still counts, and is counted
+in ``n_partial_seeds``), then the seed means give the mean and the sample std (ddof=1; NaN for one seed).
+Cells that differ only in what the row does not show (params, epochs) are averaged per (seed, pair) first.
+Failed cells carry no metrics: they are counted in ``n_failed`` and the first one's error is kept.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .paper import PAPER_METRICS, PAPER_PROTOCOL, paper_table3
+
+METRICS = PAPER_METRICS  # shown in the Markdown, LaTeX and terminal tables, in this order
+CSV_METRICS = METRICS + ("balanced_accuracy", "roc_auc")
+BASELINE = "imbalanced"  # listed first in every group
+NO_PAIR = "-"  # pair label of cells from protocols without pairs
+RATIO_DECIMALS = 10  # ratios are grouped after rounding, so 0.1 and 0.1000000000001 are one row
+TIE_TOL = 1e-12  # means this close to the best are ties
+PAPER_TOL = 1e-9  # ratio tolerance when looking up the paper's value
+
+
+def row_keys(by_pair: bool = False) -> list[str]:
+    return ["dataset", "protocol"] + (["pair"] if by_pair else []) + ["ratio", "method"]
+
+
+def table_columns(by_pair: bool = False) -> list[str]:
+    columns = row_keys(by_pair) + ["n_seeds", "n_pairs", "n_partial_seeds", "n_failed", "error"]
+    for metric in CSV_METRICS:
+        columns += [f"{metric}_mean", f"{metric}_std", f"{metric}_best"]
+        if metric in PAPER_METRICS:
+            columns.append(f"{metric}_paper")
+    return columns
+
+
+def pair_label(pair) -> str:
+    """``[3, 5]`` -> ``'3 vs 5'`` (majority vs minority); no pair -> ``'-'``."""
+    if pair is None or (isinstance(pair, float) and math.isnan(pair)):
+        return NO_PAIR
+    return " vs ".join(str(label) for label in pair)
+
+
+def _metric(metrics, name: str) -> float:
+    value = (metrics or {}).get(name) if isinstance(metrics, dict) else None
+    return float("nan") if value is None else float(value)
+
+
+def _prepare(cells: pd.DataFrame) -> pd.DataFrame:
+    frame = cells[
+        ["dataset", "protocol", "ratio", "method", "seed", "pair", "status", "metrics", "error"]
+    ].copy()
+    frame["pair"] = frame["pair"].map(pair_label)
+    frame["ratio"] = frame["ratio"].astype(float).round(RATIO_DECIMALS)
+    for metric in CSV_METRICS:
+        frame[metric] = [_metric(m, metric) for m in frame["metrics"]]
+    return frame.drop(columns="metrics")
+
+
+def _sort(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    def key(column: pd.Series) -> pd.Series:
+        if column.name == "method":  # the baseline first, then alphabetical
+            return column.map(lambda m: ("0" if m == BASELINE else "1") + str(m))
+        return column
+
+    ascending = [name != "ratio" for name in keys]
+    return frame.sort_values(keys, ascending=ascending, key=key, kind="stable").reset_index(drop=True)
+
+
+def failed_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """The failed cells, one row each: dataset, protocol, ratio, method, pair, seed, error."""
+    columns = ["dataset", "protocol", "ratio", "method", "pair", "seed", "error"]
+    if cells is None or cells.empty:
+        return pd.DataFrame(columns=columns)
+    frame = _prepare(cells)
+    frame = frame.loc[frame["status"] != "done", columns]
+    return _sort(frame, ["dataset", "protocol", "ratio", "method", "pair", "seed"])
+
+
+def _aggregate(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    metrics = list(CSV_METRICS)
+    done = frame[frame["status"] == "done"]
+    pair_keys = keys + ["seed"] + ([] if "pair" in keys else ["pair"])
+    per_pair = done.groupby(pair_keys)[metrics].mean().reset_index()
+    per_seed = per_pair.groupby(keys + ["seed"]).agg(
+        **{m: (m, "mean") for m in metrics}, seed_pairs=("pair", "nunique")
+    )
+    by_row = per_seed.groupby(keys)
+    stats = by_row[metrics].agg(["mean", "std"])
+    stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
+    n_pairs = per_pair.groupby(keys)["pair"].nunique().rename("n_pairs")
+    row_pairs = per_seed.join(n_pairs, on=keys)
+    partial = (row_pairs["seed_pairs"] < row_pairs["n_pairs"]).groupby(keys).sum().rename("n_partial_seeds")
+    failed = (
+        frame[frame["status"] != "done"]
+        .groupby(keys)
+        .agg(n_failed=("status", "size"), error=("error", "first"))
+    )
+    parts = [stats, by_row.size().rename("n_seeds"), n_pairs, partial, failed]
+    table = pd.concat(parts, axis=1).reset_index()
+    for count in ("n_seeds", "n_pairs", "n_partial_seeds", "n_failed"):
+        table[count] = table[count].fillna(0).astype(int)
+    return table
+
+
+def _mark_best(table: pd.DataFrame, by_pair: bool) -> None:
+    groups = ["dataset", "protocol", "ratio"] + (["pair"] if by_pair else [])
+    for metric in CSV_METRICS:
+        mean = table[f"{metric}_mean"]
+        best = table.groupby(groups)[f"{metric}_mean"].transform("max")
+        table[f"{metric}_best"] = (mean >= best - TIE_TOL) & mean.notna()
+
+
+def _add_paper(table: pd.DataFrame) -> None:
+    paper = paper_table3()
+    for metric in PAPER_METRICS:
+        table[f"{metric}_paper"] = np.nan
+    for index, row in table.iterrows():
+        if row["protocol"] != PAPER_PROTOCOL:
+            continue
+        match = paper[
+            (paper["dataset"].str.lower() == str(row["dataset"]).lower())
+            & (paper["method"].str.lower() == str(row["method"]).lower())
+            & ((paper["ratio"] - row["ratio"]).abs() <= PAPER_TOL)
+        ]
+        if not match.empty:
+            for metric in PAPER_METRICS:
+                table.loc[index, f"{metric}_paper"] = float(match[metric].iloc[0])
+
+
+def table3(cells: pd.DataFrame, by_pair: bool = False) -> pd.DataFrame:
+    """The Table 3 equivalent of ``Store.cells()``: one row per (dataset, protocol[, pair], ratio, method).
+
+    Rows are sorted by dataset, protocol[, pair], ratio descending, then method (``imbalanced`` first).
+    Columns: see :func:`table_columns`. Never raises on partial or failed runs; empty input gives an
+    empty frame with the same columns.
+    """
+    columns = table_columns(by_pair)
+    if cells is None or cells.empty:
+        return pd.DataFrame(columns=columns)
+    keys = row_keys(by_pair)
+    table = _aggregate(_prepare(cells), keys)
+    _mark_best(table, by_pair)
+    _add_paper(table)
+    return _sort(table, keys)[columns]

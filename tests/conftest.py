@@ -1,0 +1,50 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+def write_idx(path: Path, array: np.ndarray) -> str:
+    """Write a uint8 array as a gzipped IDX file; return the file's MD5."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(gzip.compress(header + np.ascontiguousarray(array, np.uint8).tobytes(), mtime=0))
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def idx_writer():
+    """``write_idx(path, uint8 array) -> md5``: one gzipped IDX file in the canonical format."""
+    return write_idx
+
+
+@pytest.fixture
+def fake_idx():
+    """Factory: write an MNIST-format dataset (``per_class`` random images per class and split) into
+    ``folder``; returns ``(data, resources)``, with data[split] = (images (N,28,28), labels) and resources
+    the ``(file, md5)`` table in canonical order, ready to monkeypatch over a module's RESOURCES."""
+
+    def make(folder: Path, per_class: int = 3, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        data, resources = {}, []
+        for split, (images_file, labels_file) in IDX_FILES.items():
+            labels = rng.permutation(np.repeat(np.arange(10, dtype=np.uint8), per_class))
+            images = rng.integers(0, 256, (len(labels), 28, 28), dtype=np.uint8)
+            resources += [(images_file, write_idx(folder / images_file, images))]
+            resources += [(labels_file, write_idx(folder / labels_file, labels))]
+            data[split] = images, labels
+        return data, tuple(resources)
+
+    return make

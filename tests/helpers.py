@@ -1,0 +1,23 @@
+"""Shared test helpers (not fixtures): paths and a subprocess runner for the installed ``bench`` command."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def bench_command() -> list[str]:
+    """The installed console script; fall back to the module so the tests run from any environment."""
+    exe = shutil.which("bench", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    return [exe] if exe else [sys.executable, "-m", "bench.cli"]
+
+
+def run_bench(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([*bench_command(), *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          env=full_env, timeout=timeout)

@@ -1,0 +1,173 @@
+"""The ``bench`` command end to end: the smoke preset, resume after a kill, and every bad input."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from bench.cli import main
+from bench.store import Store
+from helpers import SHARED_DATA, bench_command, run_bench
+
+
+def _bench_main(capsys, *args):
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as info:
+        main([*map(str, args)])
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return info.value.code, out.out, out.err
+
+
+def test_version_and_lists(capsys):
+    code, out, _ = _bench_main(capsys, "--version")
+    assert code == 0 and "capsan-bench" in out and "0.1.0" in out
+    code, out, _ = _bench_main(capsys, "list", "methods")
+    assert code == 0 and all(name in out for name in ("imbalanced", "smote", "adasyn", "Chawla"))
+    code, out, _ = _bench_main(capsys, "list", "presets")
+    assert code == 0 and all(name in out for name in ("smoke", "quick", "paper-table3"))
+    code, out, _ = _bench_main(capsys, "list", "datasets", "--data-dir", "/nonexistent")
+    assert code == 0 and "digits" in out and "bundled" in out and "not found in /nonexistent/mnist" in out
+
+
+def test_smoke_preset_end_to_end_then_report(tmp_path):
+    results, report = tmp_path / "results", tmp_path / "report"
+    run = run_bench("run", "--preset", "smoke", "--results", results, "--quiet", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "3 cells: 3 run, 0 failed, 0 already done" in run.stdout
+    for name in ("imbalanced", "smote", "adasyn"):
+        assert name in run.stdout
+    with Store(results, create=False) as store:
+        cells = store.cells()
+    assert sorted(cells["method"]) == ["adasyn", "imbalanced", "smote"]
+    assert (cells["status"] == "done").all()
+    assert all(0 <= m["g_mean"] <= 1 for m in cells["metrics"])
+
+    again = run_bench("run", "--preset", "smoke", "--results", results, "--quiet", cwd=tmp_path)
+    assert "3 cells: 0 run, 0 failed, 3 already done" in again.stdout
+
+    rep = run_bench("report", "--results", results, "--out", report, cwd=tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    assert {p.name for p in report.iterdir()} == {"table3.csv", "table3.tex", "table3.md"}
+    assert "smote" in (report / "table3.md").read_text()
+
+
+def _done_count(results):
+    try:
+        with sqlite3.connect(results / "bench.sqlite", timeout=5) as conn:
+            return conn.execute("SELECT COUNT(*) FROM results WHERE status = 'done'").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130)])
+def test_a_killed_run_resumes_with_only_the_missing_cells(tmp_path, sig, code):
+    results = tmp_path / "results"
+    args = ["run", "--methods", "imbalanced", "--datasets", "digits", "--ratios", "0.5,0.4,0.3,0.2",
+            "--pairs", "3:5,4:9", "--seeds", "2", "--epochs", "8", "--results", str(results), "--quiet"]
+    total = 16
+    proc = subprocess.Popen([*bench_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while _done_count(results) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code
+    if sig == signal.SIGINT:
+        assert "Interrupted: every finished cell is stored" in err
+    with Store(results, create=False) as store:
+        before = store.attempts()
+    done_before = set(before.loc[before["status"] == "done", "key"])
+    assert 2 <= len(done_before) < total  # killed in the middle
+
+    rerun = run_bench(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{total} cells: {total - len(done_before)} run, 0 failed, {len(done_before)} already done" in rerun.stdout
+    with Store(results, create=False) as store:
+        after = store.attempts()
+    done_after = after[after["status"] == "done"]
+    assert done_after["key"].nunique() == total
+    assert not done_after["key"].duplicated().any()  # no finished cell ran twice
+    # The rows stored before the kill are intact, byte for byte in their metrics.
+    old = before[before["status"] == "done"].set_index("id")["metrics"]
+    assert after.set_index("id").loc[old.index, "metrics"].equals(old)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods", "nope"], "unknown method 'nope'; valid names: adasyn, imbalanced, smote"),
+    (["--datasets", "nope"], "unknown dataset 'nope'; valid names: digits, fashion-mnist, mnist"),
+    (["--preset", "nope"], "unknown preset 'nope'; valid names:"),
+    (["--ratios", "0.1,1.5"], r"ratio 1.5 is outside (0, 1]"),
+    (["--ratios", "0"], r"ratio 0 is outside (0, 1]"),
+    (["--ratios", "abc"], "ratio 'abc' is not a number"),
+    (["--ratios", ","], "is an empty list"),
+    (["--seeds", "0"], "--seeds must be at least 1"),
+    (["--seeds", "-3"], "--seeds must be at least 1"),
+    (["--epochs", "0"], "epochs must be at least 1"),
+    (["--methods", "smote,smote"], "listed twice"),
+    (["--pairs", "3:3"], "names the same class twice"),
+    (["--pairs", "3-5"], "is not MAJORITY:MINORITY"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--method-file", "/nonexistent/m.py"], "does not exist"),
+])
+def test_bad_input_is_a_one_line_error_with_exit_2_and_the_store_untouched(capsys, tmp_path, args, message):
+    results = tmp_path / "results"
+    with Store(results) as store:
+        store.add({"key": "k", "method": "smote", "params": {}, "dataset": "digits", "protocol": "binary",
+                   "pair": [3, 5], "ratio": 0.1, "seed": 0, "epochs": 1, "status": "done", "metrics": {"g_mean": 1},
+                   "started_at": "t", "finished_at": "t", "duration_s": 0, "device": "cpu", "versions": {}})
+    before = (results / "bench.sqlite").read_bytes()
+    code, out, err = _bench_main(capsys, "run", "--preset", "smoke", "--results", results, "--quiet", *args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], err
+    assert (results / "bench.sqlite").read_bytes() == before
+    with Store(results, create=False) as store:
+        assert store.done_keys() == {"k"}
+
+
+def test_a_results_path_that_is_a_file(capsys, tmp_path):
+    path = tmp_path / "results"
+    path.write_text("mine")
+    code, _, err = _bench_main(capsys, "run", "--preset", "smoke", "--results", path, "--quiet")
+    assert code == 2 and "is a file" in err and path.read_text() == "mine"
+
+
+def test_a_missing_data_file_names_the_file_the_folder_and_the_fix(capsys, tmp_path):
+    code, _, err = _bench_main(capsys, "run", "--preset", "smoke", "--datasets", "mnist", "--data-dir", tmp_path,
+                               "--results", tmp_path / "r", "--quiet")
+    assert code == 2
+    assert "train-images-idx3-ubyte.gz" in err and str(tmp_path / "mnist") in err
+    assert "f68b3c2dcbeaaa9fbdd348bbdeb94873" in err and "--download" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_report_without_results_is_a_clear_error(capsys, tmp_path):
+    code, _, err = _bench_main(capsys, "report", "--results", tmp_path / "none", "--out", tmp_path / "out")
+    assert code == 2 and "no results store" in err
+
+
+def test_the_readme_method_example_runs_beside_the_baselines(tmp_path):
+    readme = (os.path.dirname(os.path.dirname(__file__)) + "/README.md")
+    text = open(readme).read()
+    start = text.index("```python\n", text.index("## Your own method")) + len("```python\n")
+    (tmp_path / "my_method.py").write_text(text[start:text.index("```", start)])
+    run = run_bench("run", "--preset", "smoke", "--method-file", tmp_path / "my_method.py",
+                    "--results", tmp_path / "r", "--quiet", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "4 cells: 4 run, 0 failed" in run.stdout and "pixel-logreg" in run.stdout
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs ../shared/data/mnist (real MNIST files)")
+def test_mnist_from_the_shared_folder_offline(tmp_path):
+    run = run_bench("run", "--methods", "imbalanced", "--datasets", "mnist", "--data-dir", SHARED_DATA,
+                    "--pairs", "3:5", "--ratios", "0.02", "--seeds", "1", "--epochs", "1", "--results",
+                    tmp_path / "r", "--quiet")
+    assert run.returncode == 0, run.stderr
+    with Store(tmp_path / "r", create=False) as store:
+        row = store.cells().iloc[0]
+    assert row["status"] == "done" and row["counts"]["train"] == [6131, 123]  # round(0.02 x 6131)
+    assert row["metrics"]["g_mean"] > 0.5  # a working classifier on a 50:1 MNIST pair

@@ -1,0 +1,89 @@
+"""Presets, grid expansion and cell keys."""
+
+import pytest
+
+from bench.errors import BenchError
+from bench.grid import RunConfig, build_grid, load_preset, parse_pairs, preset_names
+
+
+def _config(**kw):
+    base = dict(name="t", methods=["imbalanced", "smote"], datasets=["digits"], ratios=[0.1, 0.05], seeds=2,
+                pairs="default", epochs=2)
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def test_presets_are_shipped_and_load():
+    assert {"smoke", "quick", "paper-table3"} <= set(preset_names())
+    quick = load_preset("quick")
+    assert quick.datasets == ["digits"] and quick.ratios == [0.1, 0.025] and quick.seeds == 3
+    assert {"imbalanced", "smote", "adasyn"} <= set(quick.methods)
+    table3 = load_preset("paper-table3")
+    assert table3.ratios == [0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02] and table3.seeds == 10
+    assert table3.datasets == ["mnist"]
+    for name in preset_names():
+        assert build_grid(load_preset(name))  # every shipped preset expands to a valid grid
+
+
+def test_grid_is_the_full_product_with_unique_keys():
+    cells = build_grid(_config())
+    assert len(cells) == 2 * 2 * 3 * 2  # methods x ratios x default pairs x seeds
+    assert len({c.key for c in cells}) == len(cells)
+    assert {c.pair for c in cells} == {(3, 5), (4, 9), (0, 6)}
+    assert [c.seed for c in cells[:12]] == [0] * 12  # seeds outermost: whole seeds finish first
+
+
+def test_keys_are_stable_and_depend_on_what_defines_the_cell():
+    a = build_grid(_config())
+    b = build_grid(_config())
+    assert [c.key for c in a] == [c.key for c in b]
+    more_epochs = build_grid(_config(epochs=3))
+    assert not {c.key for c in a} & {c.key for c in more_epochs}
+    other_param = build_grid(_config(method_params={"smote": {"k_neighbors": 3}}))
+    changed = {c.key for c in other_param} ^ {c.key for c in a}
+    assert changed and all(c.method == "smote" for c in other_param if c.key in changed)
+
+
+def test_all_pairs_and_explicit_pairs():
+    assert len(build_grid(_config(methods=["imbalanced"], ratios=[0.1], seeds=1, pairs="all"))) == 90
+    cells = build_grid(_config(pairs=parse_pairs("1:7,7:1")))
+    assert {c.pair for c in cells} == {(1, 7), (7, 1)}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"methods": ["nope"]}, "unknown method 'nope'; valid names: adasyn, imbalanced, smote"),
+    ({"datasets": ["nope"]}, "unknown dataset 'nope'; valid names:"),
+    ({"methods": ["smote", "smote"]}, "listed twice"),
+    ({"ratios": [0.1, 1.5]}, r"outside \(0, 1\]"),
+    ({"ratios": []}, "no ratios"),
+    ({"methods": []}, "no methods"),
+    ({"seeds": 0}, "at least 1"),
+    ({"epochs": 0}, "at least 1"),
+    ({"pairs": [[3, 3]]}, "same class"),
+    ({"pairs": [[3, 12]]}, "does not exist"),
+    ({"pairs": [[3, 5], [3, 5]]}, "listed twice"),
+    ({"protocol": "nope"}, "unknown protocol"),
+    ({"method_params": {"smote": {"k": 3}}}, "has no parameter k; valid parameters: k_neighbors"),
+])
+def test_bad_configurations_are_one_line_errors(overrides, message):
+    with pytest.raises(BenchError, match=message) as info:
+        build_grid(_config(**overrides))
+    assert "\n" not in str(info.value)
+
+
+def test_pair_syntax_and_unknown_preset():
+    with pytest.raises(BenchError, match="MAJORITY:MINORITY"):
+        parse_pairs("3-5")
+    with pytest.raises(BenchError, match="unknown preset 'nope'; valid names: .*quick"):
+        load_preset("nope")
+
+
+def test_preset_from_a_file_with_per_dataset_epochs(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('methods = ["imbalanced"]\ndatasets = ["digits", "mnist"]\nratios = [0.1]\n'
+                    'epochs = { digits = 7, default = 2 }\n')
+    config = load_preset(str(path))
+    assert config.name == "mine" and config.epochs_for("digits") == 7 and config.epochs_for("mnist") == 2
+    path.write_text('methods = ["imbalanced"]\ncolour = "red"\n')
+    with pytest.raises(BenchError, match="unknown keys colour"):
+        load_preset(str(path))

@@ -1,0 +1,335 @@
+"""Table 3 reports, from a results store built by hand with known metrics.
+
+Expected numbers are worked out by hand from PRECISION below: per seed, the mean over the pairs done;
+then the mean and the sample standard deviation of those seed means.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.errors import BenchError
+from bench.reports import PAPER_CITATION, paper_table3, table3, table3_text, write_report
+from bench.store import Store
+
+REFERENCE = Path(__file__).resolve().parents[1] / "reports" / "reference" / "table3_resampling.csv"
+PAIRS = ([3, 5], [1, 7])
+FAILED = None  # marks a failed cell in PRECISION
+
+# (dataset, ratio, method) -> precision per seed (rows) and pair (columns, in PAIRS order)
+PRECISION = {
+    ("mnist", 0.1, "imbalanced"): [[0.40, 0.50], [0.45, 0.55], [0.50, 0.60]],  # seed means .45 .50 .55
+    ("mnist", 0.1, "smote"): [[0.60, 0.80], [0.70, 0.90], [0.50, FAILED]],  # seed means .70 .80 .50
+    ("mnist", 0.3, "imbalanced"): [[0.70, 0.70], [0.80, 0.80], [0.90, 0.90]],  # seed means .7 .8 .9
+    ("mnist", 0.3, "smote"): [[0.65, 0.95], [0.85, 0.75], [0.70, 0.90]],  # seed means .8 .8 .8: a tie
+    ("mnist", 0.1, "my_method"): [[0.20, 0.30]],  # one seed: mean .25, no std
+    ("cifar10", 0.1, "imbalanced"): [[0.30, 0.50]],  # a dataset the paper does not have
+}
+
+
+def metrics(p: float) -> dict:
+    """Every metric is a known function of the precision, so its expectation follows by hand."""
+    return {
+        "precision": p,
+        "recall": 1 - p,
+        "accuracy": p + 0.1,
+        "f_measure": p / 2,
+        "g_mean": p + 0.05,
+        "balanced_accuracy": p + 0.02,
+        "roc_auc": (1 + p) / 2,
+        "confusion_matrix": [[1, 0], [0, 1]],
+        "per_class_recall": [1.0, 1.0],
+    }
+
+
+def cell(
+    n: int,
+    dataset: str,
+    ratio: float,
+    method: str,
+    seed: int,
+    pair,
+    p=None,
+    error=None,
+    protocol: str = "binary",
+) -> dict:
+    return {
+        "key": f"cell-{n}",
+        "method": method,
+        "params": {},
+        "dataset": dataset,
+        "protocol": protocol,
+        "pair": pair,
+        "ratio": ratio,
+        "seed": seed,
+        "epochs": 1,
+        "counts": {},
+        "status": "failed" if error else "done",
+        "metrics": None if error else metrics(p),
+        "error": error,
+        "started_at": "2024-01-01T00:00:00",
+        "finished_at": "2024-01-01T00:00:01",
+        "duration_s": 1.0,
+        "device": "cpu",
+        "versions": {},
+    }
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    rows = []
+    for (dataset, ratio, method), seeds in PRECISION.items():
+        for seed, values in enumerate(seeds):
+            for pair, p in zip(PAIRS, values, strict=True):
+                error = "CUDA out of memory" if p is FAILED else None
+                rows.append((dataset, ratio, method, seed, pair, p, error))
+    rows.append(("mnist", 0.1, "capsan", 0, PAIRS[0], None, "generator diverged"))  # the row's only cell
+    with Store(tmp_path / "results") as store:
+        for n, row in enumerate(rows):
+            store.add(cell(n, *row))
+        # an older failed attempt of a cell that later succeeded: the store reports the done one
+        store.add(cell(0, "mnist", 0.1, "imbalanced", 0, PAIRS[0], error="flaky"))
+    return tmp_path / "results"
+
+
+@pytest.fixture
+def cells(results) -> pd.DataFrame:
+    with Store(results, create=False) as store:
+        return store.cells()
+
+
+def row(table: pd.DataFrame, dataset: str, ratio: float, method: str, **keys) -> pd.Series:
+    mask = (table["dataset"] == dataset) & (table["ratio"] == ratio) & (table["method"] == method)
+    for name, value in keys.items():
+        mask &= table[name] == value
+    assert mask.sum() == 1, (dataset, ratio, method, keys)
+    return table[mask].iloc[0]
+
+
+def reference(imbalance_pct: int, method: str) -> dict:
+    with REFERENCE.open() as handle:
+        for entry in csv.DictReader(handle):
+            if (
+                entry["dataset"] == "mnist"
+                and int(entry["imbalance_pct"]) == imbalance_pct
+                and entry["method"] == method
+            ):
+                return {
+                    k: float(v)
+                    for k, v in entry.items()
+                    if k not in ("dataset", "data_label", "imbalance_pct", "method")
+                }
+    raise KeyError((imbalance_pct, method))
+
+
+def test_two_stage_mean_and_std(cells):
+    table = table3(cells)
+    smote = row(table, "mnist", 0.1, "smote")
+    seed_means = [0.70, 0.80, 0.50]  # seed 2 has only pair 3 vs 5 done
+    assert smote["precision_mean"] == pytest.approx(statistics.mean(seed_means))
+    assert smote["precision_std"] == pytest.approx(statistics.stdev(seed_means))
+    assert smote["recall_mean"] == pytest.approx(statistics.mean([1 - m for m in seed_means]))
+    assert smote["f_measure_mean"] == pytest.approx(statistics.mean(seed_means) / 2)
+    assert smote["roc_auc_std"] == pytest.approx(statistics.stdev(seed_means) / 2)
+    # the flat mean over all five done cells would be 0.7: the two stages differ from it
+    assert smote["precision_mean"] != pytest.approx(0.7)
+    assert (smote["n_seeds"], smote["n_pairs"], smote["n_partial_seeds"], smote["n_failed"]) == (3, 2, 1, 1)
+    assert smote["error"] == "CUDA out of memory"
+
+    base = row(table, "mnist", 0.1, "imbalanced")
+    assert base["precision_mean"] == pytest.approx(0.50)
+    assert base["precision_std"] == pytest.approx(0.05)
+    assert base["g_mean_mean"] == pytest.approx(0.55)
+    assert (base["n_seeds"], base["n_pairs"], base["n_partial_seeds"], base["n_failed"]) == (3, 2, 0, 0)
+    assert pd.isna(base["error"])
+
+
+def test_one_seed_has_no_std(cells):
+    table = table3(cells)
+    single = row(table, "mnist", 0.1, "my_method")
+    assert single["precision_mean"] == pytest.approx(0.25)
+    assert math.isnan(single["precision_std"])
+    assert (single["n_seeds"], single["n_pairs"]) == (1, 2)
+    assert row(table, "cifar10", 0.1, "imbalanced")["accuracy_mean"] == pytest.approx(0.50)
+
+
+def test_row_order(cells):
+    table = table3(cells)
+    assert list(zip(table["dataset"], table["ratio"], table["method"], strict=True)) == [
+        ("cifar10", 0.1, "imbalanced"),
+        ("mnist", 0.3, "imbalanced"),
+        ("mnist", 0.3, "smote"),
+        ("mnist", 0.1, "imbalanced"),
+        ("mnist", 0.1, "capsan"),
+        ("mnist", 0.1, "my_method"),
+        ("mnist", 0.1, "smote"),
+    ]
+    assert set(table["protocol"]) == {"binary"}
+
+
+def test_best_marks_per_metric_and_ties(cells):
+    table = table3(cells)
+    mnist = table[table["dataset"] == "mnist"]
+    best = lambda metric, ratio: set(mnist.loc[(mnist["ratio"] == ratio) & mnist[f"{metric}_best"], "method"])  # noqa: E731
+    assert best("precision", 0.1) == {"smote"}  # .667 > .50 > .25
+    assert best("recall", 0.1) == {"my_method"}  # 1 - p: .75 > .50 > .333
+    assert best("precision", 0.3) == {"imbalanced", "smote"}  # both 0.8 (up to rounding): a tie
+    assert best("g_mean", 0.3) == {"imbalanced", "smote"}
+    # recall and roc_auc means of the tie differ in the last bits of the floats; still a tie
+    assert best("recall", 0.3) == {"imbalanced", "smote"}
+    assert best("roc_auc", 0.3) == {"imbalanced", "smote"}
+    # the cifar10 row is alone in its group, so it is the best there
+    assert bool(row(table, "cifar10", 0.1, "imbalanced")["precision_best"])
+    assert not row(table, "mnist", 0.1, "capsan")[[f"{m}_best" for m in ("precision", "recall")]].any()
+
+
+def test_failed_only_row(cells):
+    capsan = row(table3(cells), "mnist", 0.1, "capsan")
+    assert (capsan["n_seeds"], capsan["n_pairs"], capsan["n_failed"]) == (0, 0, 1)
+    assert capsan["error"] == "generator diverged"
+    assert math.isnan(capsan["precision_mean"]) and math.isnan(capsan["g_mean_std"])
+
+
+def test_paper_column_in_csv(results, tmp_path):
+    (path,) = write_report(results, tmp_path / "out", formats=("csv",))
+    assert path == tmp_path / "out" / "table3.csv"
+    table = pd.read_csv(path)
+    for method, ratio, pct in (
+        ("imbalanced", 0.1, 90),
+        ("smote", 0.1, 90),
+        ("capsan", 0.1, 90),
+        ("smote", 0.3, 70),
+    ):
+        got = row(table, "mnist", ratio, method)
+        for metric, value in reference(pct, method).items():
+            assert got[f"{metric}_paper"] == pytest.approx(value), (method, ratio, metric)
+    assert row(table, "mnist", 0.1, "my_method")[["precision_paper", "g_mean_paper"]].isna().all()
+    assert row(table, "cifar10", 0.1, "imbalanced")[["precision_paper", "recall_paper"]].isna().all()
+    assert "balanced_accuracy_mean" in table and "roc_auc_std" in table
+
+
+def test_paper_needs_the_binary_protocol(tmp_path):
+    with Store(tmp_path) as store:
+        store.add(cell(1, "mnist", 0.1, "smote", 0, None, p=0.5, protocol="multiclass"))
+        table = table3(store.cells())
+    assert table.loc[0, "precision_mean"] == pytest.approx(0.5)
+    assert math.isnan(table.loc[0, "precision_paper"])
+
+
+def test_csv_round_trip(results, cells, tmp_path):
+    (path,) = write_report(results, tmp_path / "out", formats=["csv"])
+    pd.testing.assert_frame_equal(pd.read_csv(path), table3(cells), check_dtype=False)
+
+
+def test_by_pair(cells):
+    table = table3(cells, by_pair=True)
+    smote = row(table, "mnist", 0.1, "smote", pair="1 vs 7")  # seed 2 failed on this pair
+    assert smote["precision_mean"] == pytest.approx(0.85)
+    assert smote["precision_std"] == pytest.approx(statistics.stdev([0.80, 0.90]))
+    assert (smote["n_seeds"], smote["n_pairs"], smote["n_failed"]) == (2, 1, 1)
+    other = row(table, "mnist", 0.1, "smote", pair="3 vs 5")
+    assert (other["precision_mean"], other["n_seeds"], other["n_failed"]) == (pytest.approx(0.60), 3, 0)
+    # best is per pair: on 3 vs 5 at 0.3, smote (.733) loses to imbalanced (.8)
+    assert bool(row(table, "mnist", 0.3, "imbalanced", pair="3 vs 5")["precision_best"])
+    assert not bool(row(table, "mnist", 0.3, "smote", pair="3 vs 5")["precision_best"])
+
+
+def balanced(text: str) -> bool:
+    depth = 0
+    text = text.replace(r"\{", "").replace(r"\}", "")
+    for char in text:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def test_latex(results, tmp_path):
+    (path,) = write_report(results, tmp_path / "out", formats=("latex",))
+    tex = path.read_text()
+    assert path.name == "table3.tex"
+    assert (
+        tex.count(r"\toprule") == tex.count(r"\midrule") == tex.count(r"\bottomrule") == 2
+    )  # mnist, cifar10
+    assert balanced(tex)
+    assert r"\textbf{0.667 $\pm$ 0.153}" in tex  # smote at 0.1: mean .6667, std .1528
+    assert r"\textbf{0.250}" not in tex  # my_method's precision is not the best
+    assert r"my\_method" in tex and "my_method" not in tex
+    assert r"\caption{" in tex and "mnist" in tex and "seeds" in tex
+    assert "Neurocomputing" in tex and "paper" in tex
+    assert "generator diverged" in tex and "CUDA out of memory" in tex
+
+
+def test_markdown(results, tmp_path):
+    (path,) = write_report(results, tmp_path / "out", formats=("md",))
+    md = path.read_text()
+    assert "**0.667 ± 0.153**" in md
+    assert "**0.800 ± 0.000**" in md and "**0.800 ± 0.100**" in md  # both sides of the tie at 0.3
+    header = next(line for line in md.splitlines() if line.startswith("| ratio") and "paper" in line)
+    assert header.count("paper") == 5
+    assert f"{reference(90, 'imbalanced')['precision']:.3f}" in md
+    assert "generator diverged" in md
+    assert "Neurocomputing" in md
+
+
+def test_all_formats_and_paths(results, tmp_path):
+    paths = write_report(results, tmp_path / "deep" / "out")
+    assert [p.name for p in paths] == ["table3.csv", "table3.tex", "table3.md"]
+    assert all(p.is_file() for p in paths)
+
+
+def test_text(cells):
+    text = table3_text(cells)
+    assert ".667±.153*" in text  # smote's best precision at 0.1
+    assert f"[{reference(90, 'smote')['precision']:.3f}]".replace("[0.", "[.") in text
+    assert "failed" in text and "generator diverged" in text and "CUDA out of memory" in text
+    assert "my_method" in text and "cifar10" in text
+    assert max(len(line) for line in text.splitlines() if not line.startswith("failed")) <= 120
+
+
+def test_empty_store(tmp_path):
+    Store(tmp_path / "results").close()
+    with Store(tmp_path / "results", create=False) as store:
+        empty = store.cells()
+    table = table3(empty)
+    assert table.empty and "precision_mean" in table and "g_mean_paper" in table and "n_failed" in table
+    assert "no results" in table3_text(empty).lower()
+    paths = write_report(tmp_path / "results", tmp_path / "out")
+    assert pd.read_csv(paths[0]).empty
+    assert list(pd.read_csv(paths[0]).columns) == list(table.columns)
+
+
+def test_bad_format(results, tmp_path):
+    with pytest.raises(BenchError, match="csv, latex, md") as info:
+        write_report(results, tmp_path / "out", formats=("csv", "html"))
+    assert "html" in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_store(tmp_path):
+    with pytest.raises(BenchError, match="no results store"):
+        write_report(tmp_path / "nothing", tmp_path / "out")
+
+
+def test_paper_table3():
+    paper = paper_table3()
+    ratios = dict(zip(paper["data_label"], paper["ratio"], strict=True))
+    assert ratios == {
+        "Data1": 0.5,
+        "Data2": 0.4,
+        "Data3": 0.3,
+        "Data4": 0.2,
+        "Data5": 0.1,
+        "Data6": 0.05,
+        "Data7": 0.02,
+    }
+    assert len(paper) == 35 and set(paper["method"]) == {"imbalanced", "smote", "adasyn", "crl", "capsan"}
+    assert (
+        "Shamsolmoali" in PAPER_CITATION and "Neurocomputing" in PAPER_CITATION and "2021" in PAPER_CITATION
+    )
