@@ -1,11 +1,13 @@
 """The common classifier: one small CNN, trained the same way, used unchanged by every resampling method.
 
-Architecture (any input size from 8x8 up, 1 or 3 channels):
-  [conv3x3(32) - BN - ReLU - maxpool2] -> [conv3x3(64) - BN - ReLU - maxpool2] -> [conv3x3(128) - BN - ReLU]
-  -> global average pool -> dropout(0.25) -> linear(n_classes).
+Architecture (a plain two-layer CNN; any input size from 8x8 up, 1 or 3 channels):
+  conv3x3(32) - ReLU - maxpool2 -> conv3x3(64) - ReLU - maxpool2 -> flatten -> linear(128) - ReLU
+  -> dropout(0.25) -> linear(n_classes).
 Training: inputs scaled to [-1, 1]; cross-entropy; Adam (lr 1e-3, betas 0.9/0.999); batch 64; a fixed
 number of epochs (the cell's budget), every epoch a seeded shuffle; no class weighting, no early stopping,
 no validation split (the resampling method alone decides what the classifier sees).
+Why no batch normalisation: with it (and global average pooling) the same budget gave a far noisier
+classifier on MNIST pairs (G-mean 0.73-0.98 over seeds where this one gave 0.95-0.99 after SMOTE).
 The whole training set lives on the device as one tensor and batches are indexed there; the loss is
 read back once per epoch (a host synchronisation per step would stall a GPU).
 """
@@ -25,7 +27,7 @@ from bench.methods.base import FitContext
 
 # Part of every classifier-based method's parameters, so it is stored with each cell and in its key.
 CLASSIFIER_SPEC = {
-    "arch": "cnn-32-64-128-gap",
+    "arch": "cnn-conv32-conv64-fc128",
     "optimizer": "adam",
     "lr": 1e-3,
     "batch_size": 64,
@@ -33,19 +35,20 @@ CLASSIFIER_SPEC = {
 }
 
 
-def _block(c_in: int, c_out: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
-
-
 class CommonCNN(nn.Module):
-    def __init__(self, in_channels: int, n_classes: int, dropout: float = CLASSIFIER_SPEC["dropout"]):
+    def __init__(self, image_shape: tuple[int, int, int], n_classes: int,
+                 dropout: float = CLASSIFIER_SPEC["dropout"]):
         super().__init__()
+        channels, height, width = image_shape
         self.features = nn.Sequential(
-            *_block(in_channels, 32), nn.MaxPool2d(2),
-            *_block(32, 64), nn.MaxPool2d(2),
-            *_block(64, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Flatten(),
         )
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(128, n_classes))
+        flat = 64 * (height // 4) * (width // 4)
+        self.head = nn.Sequential(
+            nn.Linear(flat, 128), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(128, n_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -69,7 +72,7 @@ class Classifier:
         """Train for ``ctx.epochs`` epochs; return the mean loss of each epoch."""
         torch.manual_seed(ctx.seed)
         self.device = ctx.device
-        self.model = CommonCNN(train.images.shape[1], train.n_classes, self.spec["dropout"]).to(ctx.device)
+        self.model = CommonCNN(train.image_shape, train.n_classes, self.spec["dropout"]).to(ctx.device)
         optimizer = torch.optim.Adam(self.model.parameters(), lr=self.spec["lr"])
         loss_fn = nn.CrossEntropyLoss()
         x = to_input(train.images, ctx.device)

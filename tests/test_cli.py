@@ -7,10 +7,10 @@ import subprocess
 import time
 
 import pytest
+from helpers import SHARED_DATA, bench_command, run_bench
 
 from bench.cli import main
 from bench.store import Store
-from helpers import SHARED_DATA, bench_command, run_bench
 
 
 def _bench_main(capsys, *args):

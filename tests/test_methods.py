@@ -42,7 +42,7 @@ def test_builtin_methods_are_registered_with_citations():
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)])
 def test_common_cnn_takes_every_image_size(shape):
-    logits = CommonCNN(shape[0], 2)(torch.zeros(5, *shape))
+    logits = CommonCNN(shape, 2)(torch.zeros(5, *shape))
     assert logits.shape == (5, 2)
 
 
