@@ -107,7 +107,7 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
         row["status"] = "done"
     except CellFailure as exc:
         row.update(status="failed", error=str(exc))
-    except torch.OutOfMemoryError as exc:
+    except torch.cuda.OutOfMemoryError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "out of memory"
         row.update(status="failed", error=f"out of memory on {device}: {first}; use a smaller batch or --device cpu")
     except Exception as exc:  # a bug in one method must not stop the grid; the traceback is kept

@@ -10,20 +10,15 @@ its message.
 
 from imblearn.over_sampling import ADASYN
 
-from bench.datasets.base import ImageSet
-from bench.methods.base import FitContext
 from bench.methods.registry import register
-from bench.methods.resampling import ResamplingMethod, resample_pixels
+from bench.methods.resampling import PixelOversampling
 
 
 @register
-class Adasyn(ResamplingMethod):
+class Adasyn(PixelOversampling):
     name = "adasyn"
     summary = "ADASYN on raw pixels (imbalanced-learn), then the common classifier"
     citation = "He et al., ADASYN: Adaptive Synthetic Sampling Approach for Imbalanced Learning, IJCNN 2008"
+    sampler = ADASYN
     defaults = {"n_neighbors": 5, "sampling_strategy": "auto"}
 
-    def resample(self, train: ImageSet, ctx: FitContext) -> ImageSet:
-        sampler = ADASYN(n_neighbors=self.params["n_neighbors"], sampling_strategy=self.params["sampling_strategy"],
-                         random_state=ctx.seed)
-        return resample_pixels(sampler, train, "ADASYN")

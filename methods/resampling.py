@@ -34,7 +34,17 @@ class ResamplingMethod(Method):
         return self.classifier.predict_proba(images)
 
 
-def resample_pixels(sampler, train: ImageSet, method: str) -> ImageSet:
+class PixelOversampling(ResamplingMethod):
+    """An imbalanced-learn over-sampler (``sampler``, built with ``params`` and the cell's seed) applied
+    to flattened pixels."""
+
+    sampler: type
+
+    def resample(self, train: ImageSet, ctx: FitContext) -> ImageSet:
+        return resample_pixels(self.sampler(random_state=ctx.seed, **self.params), train)
+
+
+def resample_pixels(sampler, train: ImageSet) -> ImageSet:
     """Run an imbalanced-learn over-sampler on flattened pixels and return uint8 images.
 
     The library's own refusals (too few neighbours, nothing to generate) become a failed cell that
@@ -44,6 +54,6 @@ def resample_pixels(sampler, train: ImageSet, method: str) -> ImageSet:
     try:
         x_new, y_new = sampler.fit_resample(x, train.labels)
     except (ValueError, RuntimeError) as exc:
-        raise CellFailure(f"{method} refused: {exc}") from exc
+        raise CellFailure(f"{type(sampler).__name__} refused: {exc}") from exc
     images = np.clip(np.rint(x_new), 0, 255).astype(np.uint8).reshape((-1, *train.image_shape))
     return ImageSet(images, np.asarray(y_new, dtype=np.int64), train.class_names)

@@ -9,20 +9,15 @@ Deviations: none from the library; pixels are rounded back to uint8 after interp
 
 from imblearn.over_sampling import SMOTE
 
-from bench.datasets.base import ImageSet
-from bench.methods.base import FitContext
 from bench.methods.registry import register
-from bench.methods.resampling import ResamplingMethod, resample_pixels
+from bench.methods.resampling import PixelOversampling
 
 
 @register
-class Smote(ResamplingMethod):
+class Smote(PixelOversampling):
     name = "smote"
     summary = "SMOTE on raw pixels (imbalanced-learn), then the common classifier"
     citation = "Chawla et al., SMOTE: Synthetic Minority Over-sampling Technique, JAIR 2002"
+    sampler = SMOTE
     defaults = {"k_neighbors": 5, "sampling_strategy": "auto"}
 
-    def resample(self, train: ImageSet, ctx: FitContext) -> ImageSet:
-        sampler = SMOTE(k_neighbors=self.params["k_neighbors"], sampling_strategy=self.params["sampling_strategy"],
-                        random_state=ctx.seed)
-        return resample_pixels(sampler, train, "SMOTE")
