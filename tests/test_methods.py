@@ -152,5 +152,5 @@ def test_installed_packages_add_methods_through_entry_points(tmp_path):
     (dist / "entry_points.txt").write_text("[capsan_bench.methods]\nplugin-method = myplugin:Broken\n")
     code = "from bench.methods import method_names, get_method; print(method_names()); print(get_method('plugin-method'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": str(tmp_path), "PATH": ""}).stdout
+                         env={"PYTHONPATH": str(tmp_path), "PATH": ""}, cwd=tmp_path).stdout
     assert "'plugin-method'" in out and "myplugin.Broken" in out
