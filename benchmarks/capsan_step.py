@@ -1,0 +1,123 @@
+"""Images per second of a full CapsAN D + G step, through the method's own training loop (the harness)
+and through a bare loop over the same modules, at batch sizes 64 and 256; the harness's overhead is
+1 - harness / bare.
+
+    python benchmarks/capsan_step.py [--device cuda] [--size 28] [--steps 50] [--precision bf16]
+
+The harness path is ``CapsAN.adversarial_epoch``: class-balanced batches sampled on the device, loss
+accumulation on the device, no host synchronisation inside the epoch. The bare loop draws its batches from a
+pre-built index tensor and calls the modules and losses directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from bench.methods.capsan import CapsAN
+from bench.methods.capsules import feature_matching, pull_away
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_method(size: int, batch: int, device, precision: str) -> tuple[CapsAN, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    method = CapsAN(batch_size=batch, precision=precision)
+    n = 4096
+    y = (torch.arange(n, device=device) % 10 == 0).long()  # 1:9 imbalance, two classes
+    x = torch.rand(n, 1, size, size, device=device) * 2 - 1
+    method.build((1, size, size), torch.bincount(y), device)
+    method.D.calibrate(x[:batch])
+    return method, x, y
+
+
+def check_no_host_sync(size, device, precision) -> None:
+    """Run a harness epoch with CUDA's sync debug mode set to error: any host synchronisation raises."""
+    method, x, y = make_method(size, 64, device, precision)
+    rng = torch.Generator(device=device).manual_seed(0)
+    by_class = [torch.nonzero(y == c).flatten() for c in range(2)]
+    present = torch.arange(2, device=device)
+    method.adversarial_epoch(x, by_class, present, 2, rng)  # warm-up (allocations, lazy init)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        running = method.adversarial_epoch(x, by_class, present, 5, rng)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    print(f"no host synchronisation in 5 harness steps (losses {running.tolist()})")
+
+
+def time_harness(size, batch, steps, device, precision) -> float:
+    method, x, y = make_method(size, batch, device, precision)
+    rng = torch.Generator(device=device).manual_seed(0)
+    by_class = [torch.nonzero(y == c).flatten() for c in range(2)]
+    present = torch.arange(2, device=device)
+    method.adversarial_epoch(x, by_class, present, 3, rng)  # warm-up
+    _sync(device)
+    start = time.perf_counter()
+    running = method.adversarial_epoch(x, by_class, present, steps, rng)
+    running.tolist()  # the one read-back per epoch, as in fit
+    _sync(device)
+    return batch * steps / (time.perf_counter() - start)
+
+
+def time_bare(size, batch, steps, device, precision) -> float:
+    method, x, y = make_method(size, batch, device, precision)
+    G, latent, D, opt_d, opt_g = method.G, method.latent, method.D, method.opt_d, method.opt_g
+    index = torch.randint(len(x), (steps + 3, batch), device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                              enabled=precision == "bf16" and device.type == "cuda")
+
+    def step(i):
+        xr, yr = x[index[i]], y[index[i]]
+        with autocast:
+            xf = G(latent(yr), yr)
+            real, fake = D(xr), D(xf.detach())
+            d_loss = (D.loss(real.scores.float(), yr) + D.loss(fake.scores.float(), torch.full_like(yr, 2))
+                      + 0.1 * pull_away(fake.embedding.float()))
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        with autocast:
+            g_loss = feature_matching(real.features.detach().float(), D(xf).features.float(), yr, yr, 2)
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+
+    for i in range(3):
+        step(i)
+    _sync(device)
+    start = time.perf_counter()
+    for i in range(3, steps + 3):
+        step(i)
+    _sync(device)
+    return batch * steps / (time.perf_counter() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--size", type=int, default=28)
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default 50 on a GPU, 5 on a CPU)")
+    parser.add_argument("--batches", default="64,256")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    steps = args.steps or (50 if device.type == "cuda" else 5)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"CapsAN D+G step, {args.size}x{args.size}x1, {args.precision}, {steps} timed steps on {name}")
+    print(f"{'batch':>6} {'harness img/s':>14} {'bare img/s':>11} {'steps/s':>8} {'overhead':>9}")
+    if device.type == "cuda":
+        check_no_host_sync(args.size, device, args.precision)
+    for batch in map(int, args.batches.split(",")):
+        harness = time_harness(args.size, batch, steps, device, args.precision)
+        bare = time_bare(args.size, batch, steps, device, args.precision)
+        print(f"{batch:>6} {harness:>14.0f} {bare:>11.0f} {harness / batch:>8.2f} {1 - harness / bare:>9.1%}")
+
+
+if __name__ == "__main__":
+    main()

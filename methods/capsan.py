@@ -1,0 +1,274 @@
+"""``capsan``: minority-class augmentation with a capsule adversarial network, and its twin ``capsan-conv``.
+
+Shamsolmoali, Zareapoor, Shen, Sadka and Yang, "Imbalanced data learning by minority class augmentation
+using capsule adversarial networks", Neurocomputing 459 (2021) 481-493, arXiv:2004.02182.
+
+What is built (networks in ``capsan_nets.py``, capsule layers and losses in ``capsules.py``):
+- Discriminator DC (section 4.3): 5x5 stride-2 spectral-normalised conv + LeakyReLU(0.2); primary capsules,
+  32 types of 16 dimensions (the paper's 4x4 pose, flattened); a 5x5 stride-2 convolutional capsule layer;
+  c + 1 output capsules of 16 dimensions (one per class, one "fake") by routing by agreement (3 iterations,
+  logits reset for every example, squash). A capsule's length is the probability of its class.
+- D loss (eq. 5-7): the margin loss over the c + 1 capsules, (alpha, s+, s-) = (0.5, 0.9, 0.1), target the
+  true class for real images and "fake" for generated ones, plus ``pt_weight`` x the pull-away term over
+  the output embeddings (the c + 1 capsule poses, flattened) of the generated batch.
+- Generator G (sections 4.1, 4.3): latent -> fully connected -> five 3x3 stride-1 convolutions with
+  nearest-neighbour upsampling between them, each followed by conditional batch normalisation on the class,
+  per-pixel feature normalisation and LeakyReLU(0.2); tanh output at the data's size and channels. Weights
+  from N(0, 1), scaled at run time by each layer's He constant (equalised learning rate).
+- Class-conditional latent (section 4.1, eq. 2): a Gaussian T_c = N(mu_c, diag sigma_c^2) for every class,
+  mu_c drawn from N(0, I) and log sigma_c = 0 at the start, both trained with G by reparameterisation;
+  the CBN class embeddings are randomly initialised and trained too. Minority latents come from
+  pi * T_minority + (1 - pi) * p_data, p_data = the frequency-weighted mixture of all classes' Gaussians.
+- G loss (eq. 4): feature matching on DC's convolutional-capsule layer (the poses, flattened), per class.
+- Training (Algorithm 1): alternate one D and one G update per step on class-balanced real batches
+  (every class drawn equally often, so each batch holds minority and majority images) and generated
+  batches with the same labels; Adam, lr 2e-4, betas (0.5, 0.999); ``gan_epochs`` (default the cell's
+  epochs) x ceil(N / batch) steps.
+  Then n+ = int(dist+ x (n_majority - n_minority) x phi) images are generated for every minority class
+  (dist+ = 1: each minority class is topped up towards the largest class; phi = 1 balances fully), and
+  DC is trained further on real + generated images with the margin loss on the true classes
+  (``finetune_epochs``, default the cell's epochs). ``predict_proba`` is DC's class-capsule lengths, the
+  fake capsule excluded, normalised to sum to 1.
+- ``capsan-conv``: the same GAN with a convolutional discriminator of comparable depth and a c + 1
+  softmax head (cross-entropy in place of the margin loss): the paper's Conv-GAN.
+- Figure 6 ablation knobs: ``g_conv_layers`` (C), ``d_pool_layers`` (P), ``g_cbn_layers`` (BN).
+
+Deviations and readings (the paper leaves these open):
+- Kernel and stride of the primary capsules (3x3, stride 2) and the width of the first conv (64) are
+  ours; the convolutional capsule layer has 8 capsule types, and its routing runs over the input capsule
+  types at each position after a per-type 5x5 transformation (SegCaps-style locally constrained routing)
+  rather than over every capsule of the 5x5 window, which keeps it tractable on a CPU.
+- Gradients flow through the last routing iteration only; earlier iterations see the predictions detached.
+- Feature matching is per class (real and generated means of the same class), summed over classes; the
+  real features are those of DC's forward pass in the same step's D update, detached.
+- The pull-away term is applied in the D loss to the generated batch's output embeddings, as eq. 7 places
+  it in the discriminator's objective; the paper gives no weight, ours is ``pt_weight`` = 0.1.
+- G ends in a 1x1 convolution to the image channels (the five 3x3 blocks keep their CBN, pixel norm and
+  LeakyReLU); channels start at 128 and halve at every upsampling down to 32.
+- Real images are sampled class-balanced with replacement; an "epoch" is ceil(N / batch) steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import torch
+from torchvision.utils import save_image
+
+from bench.datasets.base import ImageSet
+from bench.errors import CellFailure
+from bench.methods.base import FitContext, Method
+from bench.methods.capsan_nets import CapsuleDiscriminator, ClassLatent, ConvDiscriminator, Generator
+from bench.methods.capsules import feature_matching, pull_away
+from bench.methods.classifier import to_input
+from bench.methods.registry import register
+
+CITATION = ("Shamsolmoali et al., Imbalanced data learning by minority class augmentation using capsule "
+            "adversarial networks, Neurocomputing 2021")
+
+
+@register
+class CapsAN(Method):
+    name = "capsan"
+    summary = "capsule adversarial network: capsule discriminator, CBN generator, minority augmentation"
+    citation = CITATION
+    discriminator = CapsuleDiscriminator
+    defaults = {
+        "batch_size": 64,
+        "lr": 2e-4,
+        "beta1": 0.5,
+        "z_dim": 128,
+        "pi": 0.5,  # eq. 2: share of a minority class's latents drawn from its own Gaussian
+        "phi": 1.0,  # balance level: 1.0 tops every minority class up to the largest class
+        "pt_weight": 0.1,  # weight of the pull-away term in the D loss
+        "gan_epochs": None,  # adversarial training; None = the cell's epochs
+        "finetune_epochs": None,  # DC's training on the balanced set; None = the cell's epochs
+        "g_conv_layers": 5,  # Figure 6 "C"
+        "g_cbn_layers": 5,  # Figure 6 "BN"
+        "d_pool_layers": 0,  # Figure 6 "P"
+        "g_channels": 128,
+        "d_width": 64,
+        "primary_types": 32,
+        "caps_dim": 16,
+        "conv_caps_types": 8,
+        "routing_iterations": 3,
+        "precision": "fp32",  # or "bf16" (autocast, CUDA only)
+    }
+
+    # -- building ---------------------------------------------------------------------------------------
+    def build(self, image_shape, class_counts: torch.Tensor, device: torch.device) -> None:
+        p = self.params
+        n_classes = len(class_counts)
+        self.n_classes, self.device = n_classes, device
+        self.G = Generator(image_shape, n_classes, p["z_dim"], p["g_conv_layers"], p["g_cbn_layers"],
+                           p["g_channels"]).to(device)
+        self.latent = ClassLatent(n_classes, p["z_dim"], class_counts, p["pi"]).to(device)
+        self.D = self.discriminator(image_shape, n_classes, p["d_width"], p["primary_types"], p["caps_dim"],
+                                    p["conv_caps_types"], p["routing_iterations"], p["d_pool_layers"]).to(device)
+        betas = (p["beta1"], 0.999)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=p["lr"], betas=betas)
+        self.opt_g = torch.optim.Adam([*self.G.parameters(), *self.latent.parameters()], lr=p["lr"], betas=betas)
+
+    def _autocast(self):
+        enabled = self.params["precision"] == "bf16" and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    # -- one adversarial step: everything stays on the device, nothing is read back ----------------------
+    def train_step(self, x_real: torch.Tensor, y_real: torch.Tensor, generator=None) -> torch.Tensor:
+        """One D update and one G update; returns (d_loss, g_loss) as a device tensor."""
+        fake_label = torch.full_like(y_real, self.n_classes)
+        with self._autocast():
+            x_fake = self.G(self.latent(y_real, generator), y_real)
+            real = self.D(x_real)
+            fake = self.D(x_fake.detach())
+            d_loss = (self.D.loss(real.scores.float(), y_real) + self.D.loss(fake.scores.float(), fake_label)
+                      + self.params["pt_weight"] * pull_away(fake.embedding.float()))
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        with self._autocast():
+            fake = self.D(x_fake)
+            g_loss = feature_matching(real.features.detach().float(), fake.features.float(), y_real, y_real,
+                                      self.n_classes)
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        return torch.stack([d_loss.detach(), g_loss.detach()])
+
+    def classifier_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            loss = self.D.loss(self.D(x).scores.float(), y)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        return loss.detach()
+
+    # -- the method -----------------------------------------------------------------------------------
+    def fit(self, train: ImageSet, ctx: FitContext) -> None:
+        torch.manual_seed(ctx.seed)
+        device, p = ctx.device, self.params
+        counts = torch.as_tensor(train.counts(), device=device)
+        self.build(train.image_shape, counts, device)
+        x = to_input(train.images, device)
+        y = torch.as_tensor(train.labels, device=device)
+        rng = torch.Generator(device=device).manual_seed(ctx.seed)
+        by_class = [torch.nonzero(y == c).flatten() for c in range(self.n_classes)]
+        present = torch.tensor([c for c, index in enumerate(by_class) if len(index)], device=device)
+        batch = p["batch_size"]
+        first = present[torch.randint(len(present), (batch,), device=device, generator=rng)]
+        self.D.calibrate(x[self._balanced_index(by_class, first, rng)])
+        steps = math.ceil(len(train) / batch)
+        gan_epochs = ctx.epochs if p["gan_epochs"] is None else p["gan_epochs"]
+        finetune_epochs = ctx.epochs if p["finetune_epochs"] is None else p["finetune_epochs"]
+        total = gan_epochs + finetune_epochs
+        history = {"d_loss": [], "g_loss": [], "classifier_loss": []}
+
+        for epoch in range(1, gan_epochs + 1):
+            d_loss, g_loss = (self.adversarial_epoch(x, by_class, present, steps, rng) / steps).tolist()
+            self._check(epoch, d_loss, g_loss)
+            history["d_loss"].append(d_loss)
+            history["g_loss"].append(g_loss)
+            ctx.progress(epoch, total, {"d": d_loss, "g": g_loss})
+
+        if gan_epochs:
+            x_bal, y_bal = self._balanced_set(x, y, counts, rng)
+        else:  # gan_epochs = 0 trains DC as a plain classifier on the real images (the paper's Table 1)
+            x_bal, y_bal, self.generated_counts = x, y, [0] * self.n_classes
+        n = len(y_bal)
+        for epoch in range(1, finetune_epochs + 1):
+            order = torch.randperm(n, device=device, generator=rng)
+            running = torch.zeros((), device=device)
+            for step in range(math.ceil(n / batch)):
+                index = order[step * batch:(step + 1) * batch]
+                running += self.classifier_step(x_bal[index], y_bal[index]) * len(index)
+            loss = (running / n).item()
+            self._check(gan_epochs + epoch, loss)
+            history["classifier_loss"].append(loss)
+            ctx.progress(gan_epochs + epoch, total, {"clf": loss})
+        self._save_artifacts(ctx, history)
+
+    def adversarial_epoch(self, x, by_class, present, steps: int, rng) -> torch.Tensor:
+        """``steps`` D + G updates on class-balanced batches; returns the summed (d_loss, g_loss) on the
+        device (the caller reads it back once per epoch)."""
+        batch = self.params["batch_size"]
+        running = torch.zeros(2, device=x.device)
+        for _ in range(steps):
+            labels = present[torch.randint(len(present), (batch,), device=x.device, generator=rng)]
+            running += self.train_step(x[self._balanced_index(by_class, labels, rng)], labels, rng)
+        return running
+
+    @staticmethod
+    def _balanced_index(by_class, labels, rng) -> torch.Tensor:
+        """For every requested label, a random training image of that class (with replacement)."""
+        index = torch.empty_like(labels)
+        for c, members in enumerate(by_class):
+            if len(members):
+                pick = members[torch.randint(len(members), labels.shape, device=labels.device, generator=rng)]
+                index = torch.where(labels == c, pick, index)
+        return index
+
+    def _balanced_set(self, x, y, counts, rng):
+        """Real images plus n+ = int(dist+ (n_max - n_c) phi) generated images for every minority class."""
+        # Classes absent from the training set get nothing: the generator never saw them.
+        wanted = ((counts.max() - counts).float() * self.params["phi"]).long().mul(counts > 0).tolist()
+        self.generated_counts = wanted
+        xs, ys = [x], [y]
+        for c, n in enumerate(wanted):
+            if n > 0:
+                xs.append(self._generate(n, c).float().div(127.5).sub(1.0))
+                ys.append(torch.full((n,), c, device=y.device, dtype=y.dtype))
+        return torch.cat(xs), torch.cat(ys)
+
+    @staticmethod
+    def _check(epoch: int, *losses: float) -> None:
+        if not all(math.isfinite(v) for v in losses):
+            raise CellFailure(f"diverged at epoch {epoch}: losses {losses}")
+
+    @torch.no_grad()
+    def _generate(self, n: int, label: int, chunk: int = 1024) -> torch.Tensor:
+        """``n`` uint8 images of class ``label`` on the device."""
+        self.G.eval()
+        out = []
+        for start in range(0, n, chunk):
+            labels = torch.full((min(chunk, n - start),), label, device=self.device, dtype=torch.long)
+            with self._autocast():
+                images = self.G(self.latent(labels), labels).float()
+            out.append(((images + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8))
+        self.G.train()
+        return torch.cat(out)
+
+    def sample(self, n: int, label: int) -> np.ndarray:
+        """``n`` generated images of class ``label``, uint8 (n, C, H, W)."""
+        return self._generate(n, label).cpu().numpy()
+
+    @torch.no_grad()
+    def predict_proba(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        self.D.eval()
+        out = []
+        for start in range(0, len(images), batch_size):
+            with self._autocast():
+                scores = self.D(to_input(images[start:start + batch_size], self.device)).scores.float()
+            out.append(self.D.class_proba(scores))
+        self.D.train()
+        return torch.cat(out).double().cpu().numpy()
+
+    def _save_artifacts(self, ctx: FitContext, history: dict) -> None:
+        folder = ctx.artifact_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        history["generated_counts"] = self.generated_counts
+        (folder / "losses.json").write_text(json.dumps(history))
+        if not history["d_loss"]:  # no adversarial training: the generator's samples would be noise
+            return
+        # One row of 8 samples per class (at most 10 classes), minority and majority alike.
+        rows = [self._generate(8, c) for c in range(min(self.n_classes, 10))]
+        save_image(torch.cat(rows).float().div(255.0), folder / "samples.png", nrow=8, padding=1)
+
+
+@register
+class CapsANConv(CapsAN):
+    name = "capsan-conv"
+    summary = "CapsAN with a convolutional discriminator and c+1 softmax head (the paper's Conv-GAN)"
+    citation = CITATION + " (Conv-GAN comparison)"
+    discriminator = ConvDiscriminator
