@@ -22,12 +22,12 @@ What is built (networks in ``capsan_nets.py``, capsule layers and losses in ``ca
 - G loss (eq. 4): feature matching on DC's convolutional-capsule layer (the poses, flattened), per class.
 - Training (Algorithm 1): alternate one D and one G update per step on class-balanced real batches
   (every class drawn equally often, so each batch holds minority and majority images) and generated
-  batches with the same labels; Adam, lr 2e-4, betas (0.5, 0.999); ``gan_epochs`` (default the cell's
-  epochs) x ceil(N / batch) steps.
+  batches with the same labels; Adam, lr 2e-4, betas (0.5, 0.999); ``gan_epochs`` x ceil(N / batch)
+  steps, where ``gan_epochs`` and ``finetune_epochs`` default to ``epoch_scale`` x the cell's epochs.
   Then n+ = int(dist+ x (n_majority - n_minority) x phi) images are generated for every minority class
   (dist+ = 1: each minority class is topped up towards the largest class; phi = 1 balances fully), and
   DC is trained further on real + generated images with the margin loss on the true classes
-  (``finetune_epochs``, default the cell's epochs). ``predict_proba`` is DC's class-capsule lengths, the
+  (``finetune_epochs``). ``predict_proba`` is DC's class-capsule lengths, the
   fake capsule excluded, normalised to sum to 1.
 - ``capsan-conv``: the same GAN with a convolutional discriminator of comparable depth and a c + 1
   softmax head (cross-entropy in place of the margin loss): the paper's Conv-GAN.
@@ -83,8 +83,9 @@ class CapsAN(Method):
         "pi": 0.5,  # eq. 2: share of a minority class's latents drawn from its own Gaussian
         "phi": 1.0,  # balance level: 1.0 tops every minority class up to the largest class
         "pt_weight": 0.1,  # weight of the pull-away term in the D loss
-        "gan_epochs": None,  # adversarial training; None = the cell's epochs
-        "finetune_epochs": None,  # DC's training on the balanced set; None = the cell's epochs
+        "epoch_scale": 1.0,  # each phase trains round(scale x the cell's epochs) epochs (at least 1)
+        "gan_epochs": None,  # adversarial training; None = from epoch_scale; 0 = no GAN (Table 1)
+        "finetune_epochs": None,  # DC's training on the balanced set; None = from epoch_scale
         "g_conv_layers": 5,  # Figure 6 "C"
         "g_cbn_layers": 5,  # Figure 6 "BN"
         "d_pool_layers": 0,  # Figure 6 "P"
@@ -160,8 +161,9 @@ class CapsAN(Method):
         first = present[torch.randint(len(present), (batch,), device=device, generator=rng)]
         self.D.calibrate(x[self._balanced_index(by_class, first, rng)])
         steps = math.ceil(len(train) / batch)
-        gan_epochs = ctx.epochs if p["gan_epochs"] is None else p["gan_epochs"]
-        finetune_epochs = ctx.epochs if p["finetune_epochs"] is None else p["finetune_epochs"]
+        scaled = max(1, round(ctx.epochs * p["epoch_scale"]))
+        gan_epochs = scaled if p["gan_epochs"] is None else p["gan_epochs"]
+        finetune_epochs = scaled if p["finetune_epochs"] is None else p["finetune_epochs"]
         total = gan_epochs + finetune_epochs
         history = {"d_loss": [], "g_loss": [], "classifier_loss": []}
 

@@ -122,3 +122,11 @@ def test_zero_gan_epochs_trains_the_discriminator_as_a_plain_classifier(digits, 
     assert losses["d_loss"] == [] and len(losses["classifier_loss"]) == 3
     assert losses["generated_counts"] == [0, 0]
     assert not (tmp_path / row["artifacts"] / "samples.png").exists()
+
+
+def test_epoch_scale_splits_the_cells_budget_between_the_two_phases(digits, tmp_path):
+    cell = _cell("capsan", epoch_scale=0.5)
+    cell.epochs = 4
+    row = run_cell(cell, *digits, CPU, tmp_path)
+    losses = json.loads((tmp_path / row["artifacts"] / "losses.json").read_text())
+    assert len(losses["d_loss"]) == 2 and len(losses["classifier_loss"]) == 2
