@@ -2,15 +2,18 @@
 # One prepared run on a lent GPU machine (see the device tool): the CapsAN step benchmark (with a check that
 # the training step never synchronises with the host) and the CUDA path of `bench run` on MNIST.
 # Expects wheels the machine lacks in .whl/ and MNIST in .devdata/mnist/ (both git-ignored, carried).
+# Usage: bash benchmarks/device_check.sh [all|bench]   (bench: the step benchmark only)
 set -uo pipefail
+MODE=${1:-all}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/pkg . || exit 1
 export PYTHONPATH=/tmp/pkg:/tmp/site PATH=/tmp/pkg/bin:$PATH PYTHONUNBUFFERED=1
 REPO=$PWD; cd /tmp  # import the installed package, not the checkout's folders
-python3 "$REPO/benchmarks/capsan_step.py" --steps 50
-python3 "$REPO/benchmarks/capsan_step.py" --steps 50 --precision bf16
+python3 "$REPO/benchmarks/capsan_step.py" --steps 100
+python3 "$REPO/benchmarks/capsan_step.py" --steps 100 --precision bf16
+[ "$MODE" = bench ] && exit 0
 grid="--methods imbalanced,capsan,capsan-conv --datasets mnist --data-dir $REPO/.devdata --ratios 0.05 --seeds 2 --quiet"
 SECONDS=0
 bench run $grid --results /tmp/r1 || exit 1
