@@ -115,7 +115,7 @@ def test_digits_split_is_fixed_stratified_and_complete(tmp_path):
 def test_real_data(name):
     folder = SHARED_DATA / name
     if not get_dataset_info(name).available(folder):
-        pytest.skip(f"real {name} files not in {folder}")
+        pytest.skip(reason=f"real {name} files not in {folder}")
     before = sorted(os.listdir(folder))
     try:
         train = load_dataset(name, SHARED_DATA, "train")
