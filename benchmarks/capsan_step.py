@@ -36,12 +36,17 @@ def make_method(size: int, batch: int, device, precision: str) -> tuple[CapsAN, 
     return method, x, y
 
 
-def check_no_host_sync(size, device, precision) -> None:
-    """Run a harness epoch with CUDA's sync debug mode set to error: any host synchronisation raises."""
-    method, x, y = make_method(size, 64, device, precision)
+def make_harness(size: int, batch: int, device, precision: str):
+    """The method and ``adversarial_epoch``'s other arguments, as ``fit`` prepares them."""
+    method, x, y = make_method(size, batch, device, precision)
     rng = torch.Generator(device=device).manual_seed(0)
     by_class = [torch.nonzero(y == c).flatten() for c in range(2)]
-    present = torch.arange(2, device=device)
+    return method, (x, by_class, torch.arange(2, device=device)), rng
+
+
+def check_no_host_sync(size, device, precision) -> None:
+    """Run a harness epoch with CUDA's sync debug mode set to error: any host synchronisation raises."""
+    method, (x, by_class, present), rng = make_harness(size, 64, device, precision)
     method.adversarial_epoch(x, by_class, present, 2, rng)  # warm-up (allocations, lazy init)
     torch.cuda.set_sync_debug_mode("error")
     try:
@@ -52,10 +57,7 @@ def check_no_host_sync(size, device, precision) -> None:
 
 
 def time_harness(size, batch, steps, device, precision) -> float:
-    method, x, y = make_method(size, batch, device, precision)
-    rng = torch.Generator(device=device).manual_seed(0)
-    by_class = [torch.nonzero(y == c).flatten() for c in range(2)]
-    present = torch.arange(2, device=device)
+    method, (x, by_class, present), rng = make_harness(size, batch, device, precision)
     method.adversarial_epoch(x, by_class, present, 3, rng)  # warm-up
     _sync(device)
     start = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,14 @@ import numpy as np
 import torch
 
 from bench.datasets.base import ImageSet
+from bench.errors import CellFailure
+
+
+def check_finite(epoch: int, losses: dict) -> None:
+    """Stop a cell whose losses went NaN or Inf: "diverged at epoch k" is recorded as its failure."""
+    bad = {name: value for name, value in losses.items() if not math.isfinite(value)}
+    if bad:
+        raise CellFailure(f"diverged at epoch {epoch}: " + ", ".join(f"{k} is {v}" for k, v in bad.items()))
 
 
 def _no_progress(epoch: int, total: int, logs: dict) -> None:

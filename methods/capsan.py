@@ -58,8 +58,7 @@ import torch
 from torchvision.utils import save_image
 
 from bench.datasets.base import ImageSet
-from bench.errors import CellFailure
-from bench.methods.base import FitContext, Method
+from bench.methods.base import FitContext, Method, check_finite
 from bench.methods.capsan_nets import CapsuleDiscriminator, ClassLatent, ConvDiscriminator, Generator
 from bench.methods.capsules import feature_matching, pull_away
 from bench.methods.classifier import to_input
@@ -169,7 +168,7 @@ class CapsAN(Method):
 
         for epoch in range(1, gan_epochs + 1):
             d_loss, g_loss = (self.adversarial_epoch(x, by_class, present, steps, rng) / steps).tolist()
-            self._check(epoch, d_loss, g_loss)
+            check_finite(epoch, {"d_loss": d_loss, "g_loss": g_loss})
             history["d_loss"].append(d_loss)
             history["g_loss"].append(g_loss)
             ctx.progress(epoch, total, {"d": d_loss, "g": g_loss})
@@ -186,7 +185,7 @@ class CapsAN(Method):
                 index = order[step * batch:(step + 1) * batch]
                 running += self.classifier_step(x_bal[index], y_bal[index]) * len(index)
             loss = (running / n).item()
-            self._check(gan_epochs + epoch, loss)
+            check_finite(gan_epochs + epoch, {"classifier loss": loss})
             history["classifier_loss"].append(loss)
             ctx.progress(gan_epochs + epoch, total, {"clf": loss})
         self._save_artifacts(ctx, history)
@@ -222,11 +221,6 @@ class CapsAN(Method):
                 xs.append(self._generate(n, c).float().div(127.5).sub(1.0))
                 ys.append(torch.full((n,), c, device=y.device, dtype=y.dtype))
         return torch.cat(xs), torch.cat(ys)
-
-    @staticmethod
-    def _check(epoch: int, *losses: float) -> None:
-        if not all(math.isfinite(v) for v in losses):
-            raise CellFailure(f"diverged at epoch {epoch}: losses {losses}")
 
     @torch.no_grad()
     def _generate(self, n: int, label: int, chunk: int = 1024) -> torch.Tensor:

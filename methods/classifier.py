@@ -22,8 +22,7 @@ import torch
 from torch import nn
 
 from bench.datasets.base import ImageSet
-from bench.errors import CellFailure
-from bench.methods.base import FitContext
+from bench.methods.base import FitContext, check_finite
 
 # Part of every classifier-based method's parameters, so it is stored with each cell and in its key.
 CLASSIFIER_SPEC = {
@@ -93,8 +92,7 @@ class Classifier:
                 optimizer.step()
                 total += loss.detach() * len(index)
             mean_loss = (total / n).item()  # one host sync per epoch
-            if not math.isfinite(mean_loss):
-                raise CellFailure(f"diverged at epoch {epoch}: training loss is {mean_loss}")
+            check_finite(epoch, {"training loss": mean_loss})
             history.append(mean_loss)
             ctx.progress(epoch, ctx.epochs, {"loss": mean_loss})
         ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
