@@ -1,0 +1,96 @@
+"""``gan``: oversampling each minority class with an unconditional GAN trained on that class alone.
+
+Goodfellow et al., "Generative adversarial nets", NeurIPS 2014, with the DCGAN architecture and training
+recipe of Radford, Metz and Chintala, ICLR 2016 (networks in ``dcgan_nets.py``).
+
+What is built: for every class that the balancing rule tops up (``generative.py``: every class smaller
+than the largest one), a DCGAN generator and discriminator are trained on that class's training images
+only; the generator's samples then fill the class up to the majority's size, and the common classifier
+trains on the balanced set.
+
+Defaults and where they come from:
+- z ~ N(0, I) of 100 dimensions, Adam lr 2e-4, betas (0.5, 0.999), batch-normalised G and D, LeakyReLU
+  0.2 in D, N(0, 0.02) initialisation: DCGAN section 4.
+- The non-saturating generator loss -log D(G(z)) (Goodfellow et al. section 3), as binary cross-entropy
+  on D's logits; one D update then one G update per step.
+Deviations:
+- Batch 64 (DCGAN used 128): the minority class of a binary MNIST task at ratio 0.02 has ~120 images.
+- Real batches are drawn with replacement from the class's images, and an epoch is ceil(N / batch) steps
+  with N the whole training set (``generative.py``), so a class of 120 images still gets a trainable
+  number of updates; each minority class's GAN gets that many.
+- Width 64 at the first D layer (``dcgan_nets.py`` lists its own deviations from DCGAN).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench.methods.base import FitContext
+from bench.methods.dcgan_nets import DCGANDiscriminator, DCGANGenerator
+from bench.methods.generative import COMMON_DEFAULTS, GenerativeOversampling, top_up_counts
+from bench.methods.registry import register
+
+
+def d_loss_fn(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """The discriminator's loss, -log D(x) - log(1 - D(G(z))), from its logits."""
+    return (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+            + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+
+
+def g_loss_fn(d_fake: torch.Tensor) -> torch.Tensor:
+    """The non-saturating generator loss, -log D(G(z)), from D's logits on generated images."""
+    return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
+
+
+@register
+class GAN(GenerativeOversampling):
+    name = "gan"
+    summary = "one unconditional DCGAN per minority class, trained on that class alone; its samples balance"
+    citation = ("Goodfellow et al., Generative adversarial nets, NeurIPS 2014; Radford et al., DCGAN, "
+                "ICLR 2016")
+    defaults = {**COMMON_DEFAULTS, "z_dim": 100, "lr": 2e-4, "beta1": 0.5, "width": 64}
+
+    def train_generator(self, x, y, counts: np.ndarray, epochs: int, steps: int, ctx: FitContext) -> None:
+        p = self.params
+        classes = [c for c, n in enumerate(top_up_counts(counts, p["phi"])) if n > 0]
+        self.generators = {}
+        nets = []
+        for c in classes:
+            G = DCGANGenerator(x.shape[1:], p["z_dim"], p["width"]).to(ctx.device)
+            D = DCGANDiscriminator(x.shape[1:], 1, p["width"]).to(ctx.device)
+            betas = (p["beta1"], 0.999)
+            nets.append((c, G, D, torch.optim.Adam(G.parameters(), p["lr"], betas=betas),
+                         torch.optim.Adam(D.parameters(), p["lr"], betas=betas), torch.nonzero(y == c).flatten()))
+            self.generators[c] = G
+        batch = p["batch_size"]
+        for epoch in range(1, epochs + 1):
+            running = torch.zeros(2, device=ctx.device)
+            for _c, G, D, opt_g, opt_d, members in nets:
+                for _ in range(steps):
+                    real = x[members[torch.randint(len(members), (batch,), device=x.device, generator=self.rng)]]
+                    z = torch.randn(batch, p["z_dim"], device=x.device, generator=self.rng)
+                    fake = G(z)
+                    d_loss = d_loss_fn(D(real), D(fake.detach()))
+                    opt_d.zero_grad(set_to_none=True)
+                    d_loss.backward()
+                    opt_d.step()
+                    g_loss = g_loss_fn(D(fake))
+                    opt_g.zero_grad(set_to_none=True)
+                    g_loss.backward()
+                    opt_g.step()
+                    running += torch.stack([d_loss.detach(), g_loss.detach()])
+            d_mean, g_mean = (running / max(1, steps * len(nets))).tolist()  # one host sync per epoch
+            self.end_epoch(epoch, {"d_loss": d_mean, "g_loss": g_mean}, ctx)
+
+    @torch.no_grad()
+    def generate(self, n: int, label: int, generator=None) -> torch.Tensor:
+        if label not in self.generators:
+            raise ValueError(f"gan trained no generator for class {label}; it has {sorted(self.generators)}")
+        G = self.generators[label]
+        G.eval()
+        z = torch.randn(n, self.params["z_dim"], device=self.device, generator=generator)
+        images = G(z)
+        G.train()
+        return images

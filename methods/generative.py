@@ -1,0 +1,129 @@
+"""Shared by the generative baselines that oversample with a generator and then train the common classifier
+(``gan``, ``acgan``, ``dagan``, ``bagan``).
+
+The protocol, the same for each of them so that their numbers compare:
+1. ``train_generator`` trains the method's generative model on the imbalanced training set for
+   ``gan_epochs`` epochs (default: ``epoch_scale`` x the cell's epochs). An epoch is ceil(N / batch_size)
+   updates, N the size of the whole training set, whatever subset of the images the model sees (``gan``
+   trains on one class only, and would otherwise get a handful of updates at high imbalance).
+2. Every class c present in the training set is topped up with n_c+ = int((n_max - n_c) x phi) generated
+   images (phi = 1 balances the classes fully; CapsAN uses the same rule).
+3. The common classifier (``classifier.py``) trains on real + generated images for the cell's epochs.
+Artifacts: ``losses.json`` (per-epoch generator-phase losses and the generated counts),
+``training_counts.json``, ``samples.png`` (8 samples per generated class, one row each) and
+``classifier_losses.json``.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+import math
+
+import numpy as np
+import torch
+from torchvision.utils import save_image
+
+from bench.datasets.base import ImageSet
+from bench.methods.base import FitContext, Method, check_finite
+from bench.methods.classifier import CLASSIFIER_SPEC, Classifier, to_input
+
+# Defaults every generative baseline shares; a method adds its own over these.
+COMMON_DEFAULTS = {
+    "batch_size": 64,
+    "epoch_scale": 1.0,  # generator phase = round(scale x the cell's epochs) epochs (at least 1)
+    "gan_epochs": None,  # None = from epoch_scale
+    "phi": 1.0,  # balance level: 1.0 tops every class up to the largest one
+}
+
+
+def top_up_counts(counts, phi: float) -> list[int]:
+    """int((n_max - n_c) x phi) generated images per class; none for a class absent from the training set."""
+    counts = np.asarray(counts)
+    return [int((counts.max() - n) * phi) if n > 0 else 0 for n in counts]
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] floats -> uint8 images, on the same device."""
+    return ((images.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+class GenerativeOversampling(Method):
+    """Subclasses implement ``train_generator`` and ``generate``; ``fit`` does the rest."""
+
+    def key_params(self) -> dict:
+        return {**self.params, "classifier": CLASSIFIER_SPEC}
+
+    @abc.abstractmethod
+    def train_generator(self, x: torch.Tensor, y: torch.Tensor, counts: np.ndarray, epochs: int,
+                        steps: int, ctx: FitContext) -> dict[str, list[float]]:
+        """Train on ``x`` (float in [-1, 1], on the device) with labels ``y`` for ``epochs`` epochs of
+        ``steps`` updates; call ``self.end_epoch(epoch, losses, ctx)`` after each epoch (it checks for
+        divergence, records and reports). Return nothing; the history is kept by ``end_epoch``."""
+
+    @abc.abstractmethod
+    def generate(self, n: int, label: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` images of class ``label`` as a float tensor in [-1, 1] on the device."""
+
+    # -- shared machinery --------------------------------------------------------------------------------
+    def gan_epochs(self, epochs: int) -> int:
+        if self.params["gan_epochs"] is not None:
+            return int(self.params["gan_epochs"])
+        return max(1, round(epochs * self.params["epoch_scale"]))
+
+    def end_epoch(self, epoch: int, losses: dict[str, float], ctx: FitContext) -> None:
+        check_finite(epoch, losses)
+        for name, value in losses.items():
+            self.history.setdefault(name, []).append(value)
+        ctx.progress(epoch, self._total_epochs, losses)
+
+    def fit(self, train: ImageSet, ctx: FitContext) -> None:
+        torch.manual_seed(ctx.seed)
+        self.device, self.n_classes, self.image_shape = ctx.device, train.n_classes, train.image_shape
+        counts = train.counts()
+        gan_epochs = self.gan_epochs(ctx.epochs)
+        self._total_epochs = gan_epochs + ctx.epochs
+        self.history: dict[str, list[float]] = {}
+        x = to_input(train.images, ctx.device)
+        y = torch.as_tensor(train.labels, device=ctx.device)
+        steps = math.ceil(len(train) / self.params["batch_size"])
+        self.rng = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
+        self.train_generator(x, y, counts, gan_epochs, steps, ctx)
+        del x  # the classifier makes its own copy
+
+        self.generated_counts = top_up_counts(counts, self.params["phi"])
+        images, labels = [train.images], [train.labels]
+        for c, n in enumerate(self.generated_counts):
+            if n > 0:
+                images.append(self.sample(n, c))
+                labels.append(np.full(n, c, dtype=np.int64))
+        balanced = ImageSet(np.concatenate(images), np.concatenate(labels), train.class_names)
+        self._save_artifacts(ctx, counts, balanced)
+
+        shifted = dataclasses.replace(
+            ctx, progress=lambda epoch, total, logs: ctx.progress(gan_epochs + epoch, self._total_epochs, logs))
+        self.classifier = Classifier()
+        self.classifier.fit(balanced, shifted)
+
+    @torch.no_grad()
+    def sample(self, n: int, label: int, chunk: int = 1024) -> np.ndarray:
+        """``n`` generated images of class ``label``, uint8 (n, C, H, W); seeded by the cell's seed."""
+        out = []
+        for start in range(0, n, chunk):
+            out.append(to_uint8(self.generate(min(chunk, n - start), label, self.rng)).cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, *self.image_shape), np.uint8)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        return self.classifier.predict_proba(images)
+
+    def _save_artifacts(self, ctx: FitContext, counts: np.ndarray, balanced: ImageSet) -> None:
+        folder = ctx.artifact_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "losses.json").write_text(json.dumps({**self.history, "generated_counts": self.generated_counts}))
+        (folder / "training_counts.json").write_text(
+            json.dumps({"before": counts.tolist(), "after": balanced.counts().tolist()}))
+        classes = [c for c, n in enumerate(self.generated_counts) if n > 0][:10]
+        if classes:
+            rows = [torch.from_numpy(self.sample(8, c)) for c in classes]
+            save_image(torch.cat(rows).float().div(255.0), folder / "samples.png", nrow=8, padding=1)
