@@ -67,9 +67,13 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANTrunk(nn.Module):
-    """An image -> a flat feature vector of ``out_features`` values (``norm``: batch, layer or none)."""
+    """An image -> a flat feature vector of ``out_features`` values (``norm``: batch, layer or none).
 
-    def __init__(self, image_shape, width: int = 64, norm: str = "batch", in_channels: int | None = None):
+    ``dropout`` > 0 adds a dropout layer after every LeakyReLU (AC-GAN's and BAGAN's discriminators); 0, the default,
+    adds none, so the default network is unchanged."""
+
+    def __init__(self, image_shape, width: int = 64, norm: str = "batch", in_channels: int | None = None,
+                 dropout: float = 0.0):
         super().__init__()
         if norm not in ("batch", "layer", "none"):
             raise ValueError(f"norm must be 'batch', 'layer' or 'none'; got {norm!r}")
@@ -83,6 +87,8 @@ class DCGANTrunk(nn.Module):
             elif i > 0 and norm == "layer":
                 layers.append(nn.GroupNorm(1, out))  # layer normalisation over (C, H, W)
             layers.append(nn.LeakyReLU(0.2, inplace=True))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
             ch = out
         self.body = nn.Sequential(*layers, nn.Flatten())
         self.out_features = ch * start * start
@@ -95,9 +101,10 @@ class DCGANTrunk(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """Trunk + one linear head of ``n_outputs`` logits (1 for real/fake)."""
 
-    def __init__(self, image_shape, n_outputs: int = 1, width: int = 64, norm: str = "batch"):
+    def __init__(self, image_shape, n_outputs: int = 1, width: int = 64, norm: str = "batch",
+                 dropout: float = 0.0):
         super().__init__()
-        self.trunk = DCGANTrunk(image_shape, width, norm)
+        self.trunk = DCGANTrunk(image_shape, width, norm, dropout=dropout)
         self.head = nn.Linear(self.trunk.out_features, n_outputs)
         self.apply(dcgan_init)
 

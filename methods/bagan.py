@@ -1,0 +1,294 @@
+"""``bagan``: BAGAN, the balancing GAN (Mariani, Scheidegger, Istrate, Bekas and Malossi, "BAGAN: Data
+augmentation with balancing GAN", arXiv:1803.09655, 2018; official Keras code: github.com/IBM/BAGAN,
+``balancing_gan.py`` and ``bagan_train.py``).
+
+What is built, in the order of the official code:
+1. Autoencoder pre-training on the whole imbalanced training set (every class, majority included): the
+   encoder is the discriminator's convolutional trunk followed by a linear layer to a 100-dimensional
+   latent code, the decoder is the generator; mean-squared reconstruction error, Adam.
+2. Initialisation of the GAN from the autoencoder: the generator *is* the trained decoder (it starts with
+   the decoder's weights), the discriminator's trunk takes the encoder's trunk weights, and its head
+   (c + 1 logits, a softmax over the c classes plus a "fake" class) starts fresh. One Gaussian
+   N(mu_c, Sigma_c) per class, with full covariance, is fitted on the encoder's codes of that class's
+   training images (``np.mean`` and ``np.cov`` of the codes, as the official code does); class c's
+   latent vectors are drawn from it.
+3. Adversarial training. Each step takes a real batch (the images with their class labels) and
+   ceil(batch / c) generated images whose classes are drawn from the discriminator's class ratio and
+   whose target is the fake class c; the discriminator minimises the categorical cross-entropy over the
+   concatenated batch. The generator then gets (ceil(batch / c) + batch) latent vectors, classes drawn
+   from the generator's class ratio, and minimises the cross-entropy of the (not updated) discriminator's
+   softmax against those classes: its samples from class c's Gaussian should be classified as class c.
+   The fake class is never a target of the generator's loss.
+   Class ratios (official ``_set_class_ratios``): "uniform" (the official default for both) gives every
+   class 1/c; "rebalance" gives class c 2/c - p_c (p_c its share of the training set), negative values
+   set to 0 and the rest renormalised.
+4. Oversampling: class c's minority images come from G(z), z ~ N(mu_c, Sigma_c); the common classifier
+   trains on the balanced set (``generative.py``).
+
+The epoch budget. ``gan_epochs`` (default: ``epoch_scale`` x the cell's epochs, as for every generative
+baseline) counts the *adversarial* epochs; ``ae_epochs`` the autoencoder epochs before them, and its
+default, None, means "as many as the adversarial epochs", as in the official code (``train`` sets
+``autoenc_epochs = epochs``). The generator phase thus has ae_epochs + gan_epochs epochs of ceil(N / batch)
+steps each (N the whole training set), followed by the classifier's ``ctx.epochs``. ``losses.json`` has
+``ae_loss`` (one value per autoencoder epoch) then ``d_loss`` and ``g_loss`` (one per adversarial epoch),
+numbered consecutively (a divergence in the adversarial phase reads "diverged at epoch ae_epochs + k").
+
+Defaults and where they come from:
+- latent size 100 (``BalancingGAN.__init__`` ``latent_size=100``);
+- Adam lr 5e-5, beta1 0.5 (``bagan_train.py`` ``--learning_rate`` default 0.00005, ``adam_beta_1 = 0.5``;
+  beta2 is Keras's default 0.999), one fresh optimiser each for the autoencoder, D and G, as the code
+  compiles three models;
+- dropout 0.3 after every LeakyReLU of the encoder / discriminator trunk (``_build_common_encoder``);
+- ``d_sampling`` and ``g_sampling`` "uniform" (``--sampling_mode_for_discriminator`` / ``_generator``
+  defaults); ``ae_epochs`` = adversarial epochs (``autoenc_epochs = epochs``);
+- ``cov_ridge`` 0.01: ours, see the deviations.
+
+Deviations from the paper and the official code:
+- Networks: the shared DCGAN networks of ``dcgan_nets.py`` (width 64) instead of BAGAN's, for every
+  image size and for parity with ``gan`` and ``acgan``. The official generator (dense 1024, dense
+  128 x r x r, upsampling + 5x5 convolutions of 256/128 channels, no normalisation) costs ~0.8 G
+  multiply-adds per 28x28 image (about 30x the DCGAN generator), which no CPU budget of this suite affords;
+  the DCGAN generator keeps its batch normalisation (BAGAN's has none) and samples in eval mode. The
+  trunk is the official one in spirit (no normalisation, LeakyReLU, dropout 0.3) but with DCGAN's 4x4
+  stride-2 convolutions (BAGAN: 3x3, alternating strides 2 and 1, 32 to 256 channels) and LeakyReLU
+  slope 0.2 (Keras's default 0.3); every layer starts from DCGAN's N(0, 0.02) (Keras: Glorot).
+- Batch 64 (the official code uses 128), the suite's common generative batch; the epoch is ceil(N / 64)
+  steps over a seeded shuffle, the last batch possibly smaller (the official generator drops it).
+- A class with fewer codes than latent dimensions + 1 has a singular covariance. The official code hands
+  it to ``np.random.multivariate_normal`` as is (sampling inside the span of the codes, or NaN for a
+  single image); we add a ridge of ``cov_ridge`` x the mean of the covariance's diagonal (the mean of the
+  whole training set's code variances when the class has one image) to its diagonal, so every class
+  Gaussian is a proper full-rank one. Classes with more codes keep the plain ``np.cov`` estimate. Latents
+  are drawn as mu + U sqrt(L) e (eigendecomposition of Sigma in float64, e ~ N(0, I) from the cell's
+  seeded generator), the same distribution as numpy's SVD-based sampler.
+- A class absent from the training set gets no Gaussian and a ratio of 0 (the other ratios are
+  renormalised); the official code assumes every class present.
+- No per-epoch evaluation on the test set (the official code only logs it; training does not use it).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.methods.base import FitContext
+from bench.methods.dcgan_nets import DCGANDiscriminator, DCGANGenerator, DCGANTrunk
+from bench.methods.generative import COMMON_DEFAULTS, GenerativeOversampling
+from bench.methods.registry import register
+
+SAMPLING_MODES = ("uniform", "rebalance")
+
+
+class Encoder(nn.Module):
+    """The autoencoder's encoder: the discriminator's trunk, then a linear map to the latent code."""
+
+    def __init__(self, image_shape, latent_dim: int, width: int, dropout: float):
+        super().__init__()
+        self.trunk = DCGANTrunk(image_shape, width, norm="none", dropout=dropout)
+        self.fc = nn.Linear(self.trunk.out_features, latent_dim)
+        nn.init.normal_(self.fc.weight, 0.0, 0.02)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.trunk(x))
+
+
+def class_ratios(counts, mode: str) -> np.ndarray:
+    """The probability of each class in a generated batch (official ``_set_class_ratios``)."""
+    if mode not in SAMPLING_MODES:
+        raise ValueError(f"sampling mode must be one of {SAMPLING_MODES}; got {mode!r}")
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
+    k = present.sum()
+    if mode == "uniform":
+        ratios = present / k
+    else:
+        ratios = np.where(present, 2.0 / k - counts / counts.sum(), 0.0)
+        ratios = np.clip(ratios, 0.0, None)
+        if ratios.sum() == 0:  # only possible with a single present class
+            ratios = present.astype(np.float64)
+        ratios = ratios / ratios.sum()
+    return ratios
+
+
+def sample_labels(ratios: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` class labels drawn from ``ratios`` (over the c real classes only: never the fake class c)."""
+    return torch.multinomial(ratios, n, replacement=True, generator=generator)
+
+
+def fit_class_gaussians(codes: np.ndarray, labels: np.ndarray, n_classes: int, ridge: float):
+    """Per-class mean (c, d) and covariance (c, d, d) of the codes, float64; NaN rows for absent classes.
+
+    A class with at most d codes (a singular ``np.cov``) gets ``ridge`` x mean(diag) added to its diagonal;
+    mean(diag) is the pooled code variance when the class has a single code."""
+    codes = np.asarray(codes, dtype=np.float64)
+    d = codes.shape[1]
+    means = np.full((n_classes, d), np.nan)
+    covs = np.full((n_classes, d, d), np.nan)
+    pooled = float(np.mean(np.var(codes, axis=0, ddof=1))) if len(codes) > 1 else 1.0
+    for c in range(n_classes):
+        members = codes[labels == c]
+        if len(members) == 0:
+            continue
+        means[c] = members.mean(axis=0)
+        cov = np.cov(members.T) if len(members) > 1 else np.zeros((d, d))
+        if len(members) <= d:
+            scale = float(np.mean(np.diag(cov)))
+            cov = cov + ridge * (scale if scale > 0 else pooled) * np.eye(d)
+        covs[c] = cov
+    return means, covs
+
+
+def covariance_factor(cov: np.ndarray) -> np.ndarray:
+    """A matrix A with A A^T = cov (cov symmetric PSD): U sqrt(max(L, 0)), float64."""
+    values, vectors = np.linalg.eigh(cov)
+    return vectors * np.sqrt(np.clip(values, 0.0, None))
+
+
+def d_loss_fn(logits_real: torch.Tensor, labels_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """The discriminator's loss: cross-entropy of the (c + 1)-way softmax on the concatenated batch, real
+    images against their class, generated ones against the fake class c (the last logit)."""
+    fake_class = logits_real.shape[1] - 1
+    targets = torch.cat([labels_real, torch.full((len(logits_fake),), fake_class, device=labels_real.device,
+                                                 dtype=labels_real.dtype)])
+    return F.cross_entropy(torch.cat([logits_real, logits_fake]), targets)
+
+
+def g_loss_fn(logits_fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The generator's loss: cross-entropy of D's (c + 1)-way softmax against the sampled classes."""
+    return F.cross_entropy(logits_fake, labels)
+
+
+@register
+class BAGAN(GenerativeOversampling):
+    name = "bagan"
+    summary = ("BAGAN: autoencoder-initialised GAN with per-class Gaussian latents and a c+1-class "
+               "discriminator; its class-conditional samples balance")
+    citation = ("Mariani, Scheidegger, Istrate, Bekas and Malossi, BAGAN: Data augmentation with balancing "
+                "GAN, arXiv:1803.09655, 2018")
+    defaults = {**COMMON_DEFAULTS, "ae_epochs": None, "latent_dim": 100, "lr": 5e-5, "beta1": 0.5,
+                "width": 64, "dropout": 0.3, "d_sampling": "uniform", "g_sampling": "uniform",
+                "cov_ridge": 0.01}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        for key in ("d_sampling", "g_sampling"):
+            if self.params[key] not in SAMPLING_MODES:
+                raise ValueError(f"{key} must be one of {SAMPLING_MODES}; got {self.params[key]!r}")
+
+    # -- the epoch split ----------------------------------------------------------------------------------
+    def adversarial_epochs(self, epochs: int) -> int:
+        return super().gan_epochs(epochs)
+
+    def autoencoder_epochs(self, epochs: int) -> int:
+        ae = self.params["ae_epochs"]
+        return self.adversarial_epochs(epochs) if ae is None else int(ae)
+
+    def gan_epochs(self, epochs: int) -> int:
+        """The whole generator phase, as the base class counts it: autoencoder + adversarial epochs."""
+        return self.autoencoder_epochs(epochs) + self.adversarial_epochs(epochs)
+
+    # -- the three phases ---------------------------------------------------------------------------------
+    def build(self, image_shape, n_classes: int, device: torch.device) -> None:
+        p = self.params
+        self.encoder = Encoder(image_shape, p["latent_dim"], p["width"], p["dropout"]).to(device)
+        self.decoder = DCGANGenerator(image_shape, p["latent_dim"], p["width"]).to(device)
+        self.D = DCGANDiscriminator(image_shape, n_classes + 1, p["width"], norm="none",
+                                    dropout=p["dropout"]).to(device)
+
+    def _adam(self, params):
+        return torch.optim.Adam(params, self.params["lr"], betas=(self.params["beta1"], 0.999))
+
+    def _batches(self, n: int, steps: int, device):
+        batch = self.params["batch_size"]
+        order = torch.randperm(n, device=device, generator=self.rng)
+        for step in range(steps):
+            yield order[step * batch:(step + 1) * batch]
+
+    def pretrain_autoencoder(self, x: torch.Tensor, epochs: int, steps: int, ctx: FitContext) -> None:
+        opt = self._adam(list(self.encoder.parameters()) + list(self.decoder.parameters()))
+        self.encoder.train()
+        self.decoder.train()
+        for epoch in range(1, epochs + 1):
+            running = torch.zeros((), device=x.device)
+            for index in self._batches(len(x), steps, x.device):
+                real = x[index]
+                loss = F.mse_loss(self.decoder(self.encoder(real)), real)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                running += loss.detach()
+            self.end_epoch(epoch, {"ae_loss": (running / max(1, steps)).item()}, ctx)
+
+    @torch.no_grad()
+    def init_gan(self, x: torch.Tensor, y: torch.Tensor, n_classes: int) -> None:
+        """G from the decoder, D's trunk from the encoder's, and the class Gaussians from the codes."""
+        self.G = copy.deepcopy(self.decoder)  # the official generator *is* the trained decoder
+        self.D.trunk.load_state_dict(self.encoder.trunk.state_dict())
+        self.encoder.eval()  # codes as Keras ``predict`` computes them: no dropout
+        codes = torch.cat([self.encoder(x[i:i + 1024]) for i in range(0, len(x), 1024)])
+        self.encoder.train()
+        means, covs = fit_class_gaussians(codes.double().cpu().numpy(), y.cpu().numpy(), n_classes,
+                                          self.params["cov_ridge"])
+        self.means, self.covariances = means, covs
+        factors = np.stack([covariance_factor(c) if np.isfinite(c).all() else np.zeros_like(c) for c in covs])
+        self._mu = torch.as_tensor(np.nan_to_num(means), dtype=torch.float32, device=x.device)
+        self._factor = torch.as_tensor(factors, dtype=torch.float32, device=x.device)
+
+    def latents(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """z ~ N(mu_c, Sigma_c) for each label c."""
+        eps = torch.randn(len(labels), self._mu.shape[1], device=self._mu.device, generator=generator)
+        return self._mu[labels] + torch.einsum("nij,nj->ni", self._factor[labels], eps)
+
+    def train_generator(self, x, y, counts: np.ndarray, epochs: int, steps: int, ctx: FitContext) -> None:
+        p = self.params
+        n_classes = len(counts)
+        ae_epochs = self.autoencoder_epochs(ctx.epochs)
+        self.build(x.shape[1:], n_classes, x.device)
+        self.pretrain_autoencoder(x, ae_epochs, steps, ctx)
+        self.init_gan(x, y, n_classes)
+        self.present = [c for c in range(n_classes) if counts[c] > 0]
+        d_ratios = torch.as_tensor(class_ratios(counts, p["d_sampling"]), dtype=torch.float32, device=x.device)
+        g_ratios = torch.as_tensor(class_ratios(counts, p["g_sampling"]), dtype=torch.float32, device=x.device)
+        opt_d, opt_g = self._adam(self.D.parameters()), self._adam(self.G.parameters())
+        self.G.train()
+        self.D.train()
+        for epoch in range(ae_epochs + 1, epochs + 1):
+            running = torch.zeros(2, device=x.device)
+            for index in self._batches(len(x), steps, x.device):
+                n_real = len(index)
+                n_fake = math.ceil(n_real / n_classes)
+                # discriminator: real images as their class, generated ones as the fake class
+                with torch.no_grad():
+                    fake = self.G(self.latents(sample_labels(d_ratios, n_fake, self.rng), self.rng))
+                logits = self.D(torch.cat([x[index], fake]))
+                d_loss = d_loss_fn(logits[:n_real], y[index], logits[n_real:])
+                opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                opt_d.step()
+                # generator: its class-c samples should be classified as class c by the frozen D
+                labels = sample_labels(g_ratios, n_fake + n_real, self.rng)
+                self.D.requires_grad_(False)
+                g_loss = g_loss_fn(self.D(self.G(self.latents(labels, self.rng))), labels)
+                opt_g.zero_grad(set_to_none=True)
+                g_loss.backward()
+                opt_g.step()
+                self.D.requires_grad_(True)
+                running += torch.stack([d_loss.detach(), g_loss.detach()])
+            d_mean, g_mean = (running / max(1, steps)).tolist()  # one host sync per epoch
+            self.end_epoch(epoch, {"d_loss": d_mean, "g_loss": g_mean}, ctx)
+
+    @torch.no_grad()
+    def generate(self, n: int, label: int, generator=None) -> torch.Tensor:
+        if label not in self.present:
+            raise ValueError(f"bagan has no latent Gaussian for class {label}, absent from the training set")
+        self.G.eval()
+        labels = torch.full((n,), label, dtype=torch.long, device=self._mu.device)
+        images = self.G(self.latents(labels, generator))
+        self.G.train()
+        return images

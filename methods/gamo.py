@@ -1,0 +1,343 @@
+"""``gamo``: generative adversarial minority oversampling, a three-player game in the classifier's feature space.
+
+Mullick, Datta and Das, "Generative adversarial minority oversampling", ICCV 2019, arXiv:1903.09730;
+official Keras code: github.com/SankhaSubhra/GAMO (we follow its end-to-end image version,
+``fashion_mnist_gamo_main.py`` / ``fashion_mnist_net.py``, and its ``fashion_mnist_gamo2pix_*.py``).
+Networks in ``gamo_nets.py``.
+
+The players (the classifier is the method's classifier: ``predict_proba`` is M's softmax):
+- Classifier M = feature extractor F + head. Both are the common CNN of ``classifier.py`` (F = its two
+  conv/pool blocks, flattened; head = linear 128, ReLU, dropout 0.25, linear to the classes), so that the
+  classifier compares with the other baselines; the official code has its own F (two 5x5 convs, a dense
+  512 tanh) and head (dense 256, 128, softmax).
+- Convex generator G: a class-conditional transient mapping unit shared by the classes and, for every
+  minority class i (every class smaller than the largest one), an instance generation unit that maps it to
+  softmax weights over the n_i training instances of class i; a generated sample is that convex
+  combination of the instances' F-features. Samples of class i therefore lie in the convex hull of
+  class i's feature vectors.
+- Conditional discriminator D: real or generated, given the feature vector and the class.
+
+Losses (all as in the official code: mean squared errors on softmax / sigmoid outputs, Keras' 'mse'):
+- M: MSE(softmax(M), one-hot(label)), on real features and, in a separate update, on generated features
+  labelled with the class they were generated for.
+- D: MSE(sigmoid(D), target), real target 1 - u and generated target u, u ~ U(0, ``label_noise``) drawn per
+  example (one-sided noisy labels as in the official code).
+- G, against M: MSE(softmax(M(G(z|i))), 1 - one-hot(i)), minimised by G: it pushes M's output away from
+  class i, i.e. it *raises* M's loss on generated samples of class i (the sign is tested). Against D:
+  MSE(sigmoid(D(G(z|i), i)), 1). M and D are not updated by G's steps.
+
+One epoch (the official outer loop; ``gamo_epochs`` of them, default round(``epoch_scale`` x the cell's
+epochs), at least 1):
+1. F phase: one pass over the shuffled training set in batches, updating F only (the official code trains
+   F through M with M's head frozen), loss MSE(softmax(M(x)), one-hot(y)).
+2. The features of every minority class's instances are recomputed with the current F and kept fixed for
+   the rest of the epoch (the official code recomputes the whole training set's features once per outer
+   iteration, after the F phase, not at every step). F does not change during the game phase, so the
+   real batches' features are computed batch by batch (the same values, without holding N feature vectors).
+3. Game phase: ceil(N / batch) steps over the reshuffled training set. Each step: M on the real batch's
+   features, D on them; a generated batch of the same size (classes drawn with probability proportional to
+   n_max - n_i, noise z ~ N(0, I_100), G in inference mode) for one M update and one D update; then, for
+   every minority class, one G update against M and one against D, each on ceil(batch / n_classes) fresh
+   samples of that class (separate Adam states per class and objective, as the official per-class Keras
+   models have).
+An epoch is thus ceil(N / batch) F updates plus ceil(N / batch) game steps, N the whole training set.
+
+GAMO2pix (how ``sample`` makes images; official ``fashion_mnist_gamo2pix_main.py``): after the game, one
+variational auto-encoder per minority class maps F's (frozen, final) features of that class's real images
+back to the images: encoder dense 128 tanh -> 100-d Gaussian code, decoder dense + transposed convolutions
+-> tanh image; loss = per-image summed squared error + KL(q(code) || N(0, I)), Adam(2e-4, 0.5). It is trained
+for ``pix_epochs`` epochs (default: ``gamo_epochs``) of ceil(N / batch) steps for every minority class, each
+step a batch of ``batch_size`` images of the class drawn with replacement. ``sample(n, i)`` draws z, lets G
+(inference mode) combine the final F-features of class i's instances, encodes that vector with the class's
+VAE (code sampled) and decodes it: uint8 images (n, C, H, W).
+
+Defaults and where they come from:
+- Adam lr 2e-4, beta1 0.5 for F, M, D, G and GAMO2pix; noise of 100 dimensions; G's cTMU 256 -> 64 with
+  batch norm; D 256 -> 128 with LeakyReLU(0.1); label noise U(0, 0.1); generator batches of
+  ceil(batch / n_classes) per class; GAMO2pix code of 100 dimensions, encoder 128, decoder width 32:
+  official code.
+- batch 64 (``COMMON_DEFAULTS``, the common classifier's batch): the official code uses 32.
+- ``max_instances`` None: every instance of a class enters its convex combinations (paper and code).
+Deviations from the paper / official code:
+- F and M's head are the common CNN (see above), with its dropout; the official head has no dropout.
+- Batch 64 instead of 32; epochs as above instead of the official 50,000 / 2 game steps; GAMO2pix trains
+  ``pix_epochs`` x ceil(N / batch) steps per class on batches drawn with replacement instead of 25,000
+  steps of 32 in order.
+- The official sampling layer of GAMO2pix draws the code with standard deviation exp(s) while its KL term
+  reads s as a log-variance; ours reads s as a log-variance in both. Its reconstruction term is
+  H x W x the mean squared error; ours is the squared error summed over C x H x W (the same for one channel).
+- Batch norm in G uses PyTorch's running statistics in inference mode like Keras' ``predict``; generated
+  batches for M and D are made in inference mode, G's own updates in training mode (as in Keras).
+- ``max_instances`` (default None) caps the instances an IGU combines, a fixed seeded subset per class,
+  for classes of thousands of images on a CPU; unused by default.
+- A training set with no minority class trains F and M on real data only (the official code exits).
+Artifacts: ``losses.json`` (per-epoch losses of every player, GAMO2pix's loss, and ``generated_counts``:
+how many generated feature vectors of each class M was trained on) and ``samples.png`` (8 GAMO2pix images
+per minority class, one row each).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.utils import save_image
+
+from bench.datasets.base import ImageSet
+from bench.methods.base import FitContext, Method, check_finite
+from bench.methods.classifier import CLASSIFIER_SPEC, CommonCNN, to_input
+from bench.methods.gamo_nets import ConditionalDiscriminator, ConvexGenerator, FeatureVAE
+from bench.methods.generative import COMMON_DEFAULTS, to_uint8, top_up_counts
+from bench.methods.registry import register
+
+GAME_LOSSES = ("f_loss", "m_real", "d_real", "m_fake", "d_fake", "g_m", "g_d")
+
+
+def classifier_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """M's loss in the official code: mean squared error between softmax(M) and a target distribution."""
+    return F.mse_loss(torch.softmax(logits, dim=1), targets)
+
+
+def discriminator_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """D's (and G-against-D's) loss in the official code: mean squared error of sigmoid(D)."""
+    return F.mse_loss(torch.sigmoid(logits).squeeze(1), targets)
+
+
+@register
+class GAMO(Method):
+    name = "gamo"
+    summary = "three-player game: convex generator of minority features vs classifier and discriminator"
+    citation = "Mullick, Datta and Das, Generative adversarial minority oversampling, ICCV 2019"
+    defaults = {
+        "batch_size": COMMON_DEFAULTS["batch_size"],
+        "epoch_scale": COMMON_DEFAULTS["epoch_scale"],  # gamo_epochs = round(scale x the cell's epochs)
+        "gamo_epochs": None,  # None = from epoch_scale
+        "pix_epochs": None,  # GAMO2pix training; None = gamo_epochs
+        "lr": 2e-4,
+        "beta1": 0.5,
+        "z_dim": 100,
+        "label_noise": 0.1,
+        "pix_z_dim": 100,
+        "max_instances": None,  # cap on the instances each IGU combines; None = all
+    }
+
+    def key_params(self) -> dict:
+        return {**self.params, "classifier_arch": CLASSIFIER_SPEC["arch"], "dropout": CLASSIFIER_SPEC["dropout"]}
+
+    # -- building ---------------------------------------------------------------------------------------
+    def build(self, train: ImageSet, device: torch.device, seed: int) -> None:
+        """Networks, optimisers and the instances of every minority class (seeded by ``seed``)."""
+        p = self.params
+        self.device, self.n_classes, self.image_shape = device, train.n_classes, train.image_shape
+        self.rng = torch.Generator(device=device).manual_seed(seed)
+        counts = train.counts()
+        self.minority = [c for c, n in enumerate(top_up_counts(counts, 1.0)) if n > 0]
+        labels = torch.as_tensor(train.labels, device=device)
+        self.members = {}
+        for c in self.minority:
+            members = torch.nonzero(labels == c).flatten()
+            if p["max_instances"] is not None and len(members) > p["max_instances"]:
+                keep = torch.randperm(len(members), device=device, generator=self.rng)[:p["max_instances"]]
+                members = members[keep.sort().values]
+            self.members[c] = members
+        self.M = CommonCNN(train.image_shape, train.n_classes, CLASSIFIER_SPEC["dropout"]).to(device)
+        self.feature_dim = self.M.head[0].in_features
+        self.G = ConvexGenerator(train.n_classes, {c: len(m) for c, m in self.members.items()}, p["z_dim"]).to(device)
+        self.D = ConditionalDiscriminator(self.feature_dim, train.n_classes).to(device)
+        adam = self._adam
+        self.opt_f, self.opt_m, self.opt_d = adam(self.M.features.parameters()), adam(self.M.head.parameters()), \
+            adam(self.D.parameters())
+        self.opt_gm = {c: adam(self.G.class_parameters(c)) for c in self.minority}
+        self.opt_gd = {c: adam(self.G.class_parameters(c)) for c in self.minority}
+        deficit = torch.tensor([counts.max() - counts[c] for c in self.minority], dtype=torch.float, device=device)
+        self.label_probs = deficit / deficit.sum() if self.minority else deficit
+        self.minority_t = torch.tensor(self.minority, dtype=torch.long, device=device)
+        self.banks: dict[int, torch.Tensor] = {}
+        self.pix: dict[int, FeatureVAE] = {}
+        self.generated = torch.zeros(self.n_classes, dtype=torch.long, device=device)  # fed to M, per class
+
+    def _adam(self, params):
+        return torch.optim.Adam(params, lr=self.params["lr"], betas=(self.params["beta1"], 0.999))
+
+    # -- features and generation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def features(self, x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+        """F's feature vectors of images ``x`` (float in [-1, 1] on the device)."""
+        return torch.cat([self.M.features(x[s:s + chunk]) for s in range(0, len(x), chunk)]) if len(x) else \
+            x.new_zeros((0, self.feature_dim))
+
+    def refresh_banks(self, x: torch.Tensor) -> None:
+        """Recompute the current F-features of every minority class's instances."""
+        self.banks = {c: self.features(x[m]) for c, m in self.members.items()}
+
+    def generate_features(self, n: int, label: int, generator=None, train_mode: bool = False) -> torch.Tensor:
+        """``n`` convex combinations of class ``label``'s instance features (with gradients to G)."""
+        self.G.train(train_mode)
+        z = torch.randn(n, self.params["z_dim"], device=self.device, generator=generator)
+        return self.G(z, label, self.banks[label])
+
+    # -- one game step; nothing is read back -----------------------------------------------------------
+    def m_step(self, feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        loss = classifier_loss(self.M.head(feats), F.one_hot(labels, self.n_classes).float())
+        self.opt_m.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_m.step()
+        return loss.detach()
+
+    def d_step(self, feats: torch.Tensor, labels: torch.Tensor, real: bool) -> torch.Tensor:
+        noise = torch.rand(len(labels), device=self.device, generator=self.rng) * self.params["label_noise"]
+        loss = discriminator_loss(self.D(feats, labels), 1.0 - noise if real else noise)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        return loss.detach()
+
+    def g_step_against_m(self, label: int, n: int) -> torch.Tensor:
+        """One G update that pushes M's output on generated class-``label`` samples away from ``label``."""
+        fake = self.generate_features(n, label, self.rng, train_mode=True)
+        target = 1.0 - F.one_hot(torch.full((n,), label, device=self.device), self.n_classes).float()
+        loss = classifier_loss(self.M.head(fake), target)
+        self.opt_gm[label].zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_gm[label].step()
+        return loss.detach()
+
+    def g_step_against_d(self, label: int, n: int) -> torch.Tensor:
+        fake = self.generate_features(n, label, self.rng, train_mode=True)
+        labels = torch.full((n,), label, device=self.device)
+        loss = discriminator_loss(self.D(fake, labels), torch.ones(n, device=self.device))
+        self.opt_gd[label].zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_gd[label].step()
+        return loss.detach()
+
+    def game_step(self, x_real: torch.Tensor, y_real: torch.Tensor) -> torch.Tensor:
+        """M and D on a real batch, M and D on a generated batch, then G per minority class; returns the
+        losses (m_real, d_real, m_fake, d_fake, g_m, g_d) as one device tensor."""
+        zero = torch.zeros((), device=self.device)
+        real = self.features(x_real)
+        m_real = self.m_step(real, y_real)
+        if not self.minority:
+            return torch.stack([m_real, zero, zero, zero, zero, zero])
+        d_real = self.d_step(real, y_real, real=True)
+        batch = len(y_real)
+        labels = self.minority_t[torch.multinomial(self.label_probs, batch, True, generator=self.rng)]
+        self.generated += torch.bincount(labels, minlength=self.n_classes)
+        with torch.no_grad():
+            z = torch.randn(batch, self.params["z_dim"], device=self.device, generator=self.rng)
+            self.G.eval()
+            fake = real.new_zeros(real.shape)
+            for c in self.minority:  # every class's G on the whole batch, then each row's own class
+                fake = torch.where((labels == c)[:, None], self.G(z, c, self.banks[c]), fake)
+        m_fake = self.m_step(fake, labels)
+        d_fake = self.d_step(fake, labels, real=False)
+        per_class = math.ceil(batch / self.n_classes)
+        g_m = torch.stack([self.g_step_against_m(c, per_class) for c in self.minority]).mean()
+        g_d = torch.stack([self.g_step_against_d(c, per_class) for c in self.minority]).mean()
+        return torch.stack([m_real, d_real, m_fake, d_fake, g_m, g_d])
+
+    # -- the method -----------------------------------------------------------------------------------
+    def fit(self, train: ImageSet, ctx: FitContext) -> None:
+        torch.manual_seed(ctx.seed)
+        p = self.params
+        self.build(train, ctx.device, ctx.seed)
+        x = to_input(train.images, ctx.device)
+        y = torch.as_tensor(train.labels, device=ctx.device)
+        batch, n = p["batch_size"], len(train)
+        steps = math.ceil(n / batch)
+        gamo_epochs = p["gamo_epochs"] if p["gamo_epochs"] is not None else max(1, round(ctx.epochs * p["epoch_scale"]))
+        pix_epochs = p["pix_epochs"] if p["pix_epochs"] is not None else gamo_epochs
+        if not self.minority:
+            pix_epochs = 0
+        total = gamo_epochs + pix_epochs
+        history: dict[str, list[float]] = {name: [] for name in (*GAME_LOSSES, "pix_loss")}
+        self.M.train()
+
+        for epoch in range(1, gamo_epochs + 1):
+            running = torch.zeros(len(GAME_LOSSES), device=ctx.device)
+            order = torch.randperm(n, device=ctx.device, generator=self.rng)
+            for step in range(steps):  # F phase: F learns through M's frozen head
+                index = order[step * batch:(step + 1) * batch]
+                loss = classifier_loss(self.M(x[index]), F.one_hot(y[index], self.n_classes).float())
+                self.opt_f.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt_f.step()
+                running[0] += loss.detach()
+            self.refresh_banks(x)
+            order = torch.randperm(n, device=ctx.device, generator=self.rng)
+            for step in range(steps):
+                index = order[step * batch:(step + 1) * batch]
+                running[1:] += self.game_step(x[index], y[index])
+            losses = dict(zip(GAME_LOSSES, (running / steps).tolist(), strict=True))  # one host sync per epoch
+            check_finite(epoch, losses)
+            for name, value in losses.items():
+                history[name].append(value)
+            ctx.progress(epoch, total, losses)
+
+        self.M.eval()
+        self.refresh_banks(x)  # the final F's features: what G combines from now on (GAMO2pix's input)
+        self._train_pix(x, y, pix_epochs, steps, gamo_epochs, total, history, ctx)
+        self.generated_counts = self.generated.tolist()
+        self._save_artifacts(ctx, history)
+
+    def _train_pix(self, x, y, epochs: int, steps: int, offset: int, total: int, history, ctx) -> None:
+        """GAMO2pix: one VAE per minority class from F's frozen features of its real images to the images."""
+        p = self.params
+        batch = p["batch_size"]
+        data, optimizers = {}, {}
+        for c in self.minority:
+            images = x[y == c]
+            data[c] = (images, self.features(images))
+            self.pix[c] = FeatureVAE(self.feature_dim, self.image_shape, p["pix_z_dim"]).to(ctx.device)
+            optimizers[c] = self._adam(self.pix[c].parameters())
+        for epoch in range(1, epochs + 1):
+            running = torch.zeros((), device=ctx.device)
+            for c in self.minority:
+                images, feats = data[c]
+                for _ in range(steps):
+                    index = torch.randint(len(images), (batch,), device=ctx.device, generator=self.rng)
+                    recon, mean, log_var = self.pix[c](feats[index], self.rng)
+                    loss = FeatureVAE.loss(images[index], recon, mean, log_var)
+                    optimizers[c].zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizers[c].step()
+                    running += loss.detach()
+            value = (running / (steps * len(self.minority))).item()
+            check_finite(offset + epoch, {"pix_loss": value})
+            history["pix_loss"].append(value)
+            ctx.progress(offset + epoch, total, {"pix_loss": value})
+
+    # -- outputs ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, label: int, chunk: int = 1024) -> np.ndarray:
+        """``n`` GAMO2pix images of minority class ``label``, uint8 (n, C, H, W)."""
+        if label not in self.pix:
+            raise ValueError(f"gamo generates only its minority classes {sorted(self.pix)}; got class {label}")
+        vae = self.pix[label].eval()
+        out = []
+        for start in range(0, n, chunk):
+            feats = self.generate_features(min(chunk, n - start), label, self.rng)
+            code, _, _ = vae.encode(feats, self.rng)
+            out.append(to_uint8(vae.decode(code)).cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, *self.image_shape), np.uint8)
+
+    @torch.no_grad()
+    def predict_proba(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        self.M.eval()
+        out = [torch.softmax(self.M(to_input(images[s:s + batch_size], self.device)).float(), dim=1)
+               for s in range(0, len(images), batch_size)]
+        return torch.cat(out).double().cpu().numpy()
+
+    def _save_artifacts(self, ctx: FitContext, history: dict) -> None:
+        folder = ctx.artifact_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        record = {**history, "generated_counts": self.generated_counts,
+                  "instances_per_class": {str(c): len(m) for c, m in self.members.items()}}
+        (folder / "losses.json").write_text(json.dumps(record))
+        classes = self.minority[:10]
+        if classes:
+            rows = [torch.from_numpy(self.sample(8, c)) for c in classes]
+            save_image(torch.cat(rows).float().div(255.0), folder / "samples.png", nrow=8, padding=1)
