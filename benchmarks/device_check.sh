@@ -2,7 +2,8 @@
 # One prepared run on a lent GPU machine (see the device tool): the CapsAN step benchmark (with a check that
 # the training step never synchronises with the host) and the CUDA path of `bench run` on MNIST.
 # Expects wheels the machine lacks in .whl/ and MNIST in .devdata/mnist/ (both git-ignored, carried).
-# Usage: bash benchmarks/device_check.sh [all|bench]   (bench: the step benchmark only)
+# Usage: bash benchmarks/device_check.sh [all|bench|baselines]
+#   bench: the step benchmark only; baselines: the issue-4 grid (gan, acgan, dagan, gamo, bagan, crl on MNIST)
 set -uo pipefail
 MODE=${1:-all}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -11,12 +12,16 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/pkg . || exit 1
 export PYTHONPATH=/tmp/pkg:/tmp/site PATH=/tmp/pkg/bin:$PATH PYTHONUNBUFFERED=1
 REPO=$PWD; cd /tmp  # import the installed package, not the checkout's folders
-python3 "$REPO/benchmarks/capsan_step.py" --steps 100
-python3 "$REPO/benchmarks/capsan_step.py" --steps 100 --precision bf16
+if [ "$MODE" != baselines ]; then
+  python3 "$REPO/benchmarks/capsan_step.py" --steps 100
+  python3 "$REPO/benchmarks/capsan_step.py" --steps 100 --precision bf16
+fi
 [ "$MODE" = bench ] && exit 0
 grid="--methods imbalanced,capsan,capsan-conv --datasets mnist --data-dir $REPO/.devdata --ratios 0.05 --seeds 2 --quiet"
+[ "$MODE" = baselines ] && grid="--methods gan,acgan,dagan,gamo,bagan,crl --datasets mnist --data-dir $REPO/.devdata --ratios 0.05 --seeds 2 --quiet"
 SECONDS=0
-bench run $grid --results /tmp/r1 || exit 1
+# Cut the grid before the device call's own limit so that the summary of the finished cells still runs.
+timeout "${GRID_TIMEOUT:-480}" bench run $grid --results /tmp/r1; echo "bench run exit status: $?"
 echo "grid wall seconds: $SECONDS"
 python3 - <<'PY'
 from bench.store import Store
@@ -27,4 +32,6 @@ print("device:", c["device"].iloc[0])
 PY
 bench report --results /tmp/r1 --out /tmp/rep >/dev/null
 cp /tmp/r1/bench.sqlite "$OUT/gpu_bench.sqlite"; cp /tmp/rep/table3.md "$OUT/gpu_table3.md"
-for f in /tmp/r1/artifacts/mnist/capsan/*/samples.png; do cp "$f" "$OUT/capsan_samples.png"; break; done
+for m in capsan gan acgan dagan gamo bagan; do
+  for f in /tmp/r1/artifacts/mnist/$m/*/samples.png; do cp "$f" "$OUT/${m}_samples.png"; break; done
+done

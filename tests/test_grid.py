@@ -51,7 +51,7 @@ def test_all_pairs_and_explicit_pairs():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"methods": ["nope"]}, "unknown method 'nope'; valid names: adasyn, capsan, capsan-conv, imbalanced, smote"),
+    ({"methods": ["nope"]}, "unknown method 'nope'; valid names: acgan, adasyn, bagan, capsan, capsan-conv, crl, dagan, gamo, gan, imbalanced, smote"),
     ({"datasets": ["nope"]}, "unknown dataset 'nope'; valid names:"),
     ({"methods": ["smote", "smote"]}, "listed twice"),
     ({"ratios": [0.1, 1.5]}, r"outside \(0, 1\]"),

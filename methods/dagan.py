@@ -1,0 +1,207 @@
+"""``dagan``: oversampling with a data augmentation GAN, which maps a real image to another of its class.
+
+Antoniou, Storkey and Edwards, "Data augmentation generative adversarial networks", arXiv:1711.04340,
+2017; the official code is AntreasAntoniou/DAGAN on GitHub (TensorFlow; ``dagan_networks_wgan.py`` for the
+losses, ``experiment_builder.py`` and ``utils/parser_util.py`` for the training loop and defaults,
+``data.py`` for the pairs). Networks in ``dagan_nets.py``.
+
+What is built: one generator G(x, z) -- an encoder-decoder with skip connections (UResNet) that takes a real
+image x and Gaussian noise z (injected at the bottleneck and the next two decoder stages) and returns an
+image of the same shape -- and one critic D that scores PAIRS of images, concatenated along the channels
+with the source image x first (the official code puts the candidate first; the order only permutes the
+critic's first-layer input channels): (x, x') with x' another real image of x's class (drawn independently,
+so possibly x itself, as in the official sampler) is "real", (x, G(x, z)) is "fake". Both are trained on every class's images; a pair never mixes classes. Once trained, each class c
+that the balancing rule tops up (``generative.py``) gets its new images FROM its own training images:
+``generate(n, c)`` draws n source images of class c (without replacement, a fresh seeded permutation
+for every pass over the class when n exceeds its size) and maps each through G (in evaluation mode: dropout
+off, batch normalisation from its running statistics, as the official generation) with fresh noise.
+
+Defaults and where they come from:
+- WGAN-GP loss (official ``dagan_networks_wgan.py``): critic loss mean D(x, G(x, z)) - mean D(x, x') +
+  10 x gradient penalty; generator loss -mean D(x, G(x, z)). The penalty (weight 10, official and
+  Gulrajani et al. 2017) is taken, as in the official code, on interpolates of the pair's SECOND element
+  only: u = x' + alpha (G(x, z) - x'), alpha ~ U(0, 1) per pair, the source x held fixed, and the gradient
+  of D(x, u) with respect to u alone.
+- Adam, lr 1e-4, betas (0, 0.9), for both networks (official ``init_train`` defaults).
+- 5 critic updates per generator update (official ``disc_iter = 5``, ``gen_iter = 1``), each critic update
+  and each generator update on a freshly drawn batch of pairs.
+- Pairs (official ``data.py``): for each pair a class is drawn uniformly among the classes present in the
+  training set, then x and x' are drawn independently (with replacement) among that class's images; so at
+  high imbalance half the pairs of a binary task are minority pairs.
+- z ~ N(0, I) of 100 dimensions (official ``--z_dim`` default); dropout 0.5 in both networks while training
+  (official ``--dropout_rate_value``); LeakyReLU 0.2, batch normalisation in G, layer normalisation in D,
+  Glorot-uniform initialisation (``dagan_nets.py``). The critic keeps its dropout on in every training
+  pass (real, fake, penalty and the generator's update), as the official graph does.
+- The budget: one update of the budget is one CRITIC update (with its gradient penalty); the generator
+  is updated after every 5th critic update (a count that runs on across epochs). An epoch is ceil(N /
+  batch) critic updates, N the whole training set (``generative.py``), so a DAGAN epoch costs about as
+  much as a ``gan`` epoch (one discriminator and one generator update per step there; here a critic update
+  with its double back-propagation, plus a fifth of a generator update), and the generator gets a fifth of
+  ``gan``'s generator updates. (The official trainer counts an iteration as 5 critic updates plus one
+  generator update and runs data size / batch iterations per epoch: 6 times the cost; on one CPU core
+  that put an MNIST cell at 3 epochs far past the suite's few minutes.) Raise ``epoch_scale`` or
+  ``gan_epochs`` to give the generator more updates. The per-epoch ``g_loss`` logged is -mean D(x, G(x, z))
+  on the critic updates' batches, so that every epoch has one even when it holds no generator update.
+Deviations:
+- The budget unit above: an official epoch would be 5 times as many critic and generator updates.
+- Scaled-down networks: widths (24, 24, 48, 48) per level (official (64, 64, 128, 128)), one inner
+  convolution per MultiLayer in both networks (the official parser's default; its README uses 3 in G and
+  5 in D), fewer levels for images under 32 pixels, no cross-level "two layers back" skips, plain batch
+  normalisation (momentum 0.1) instead of batch renormalisation in G (details in ``dagan_nets.py``).
+- Batch 64 (official 32), the batch every generative baseline here shares.
+- The penalty's gradient norm is the Euclidean norm over the whole of the second image (C, H, W). The
+  official code reshapes the interpolates back to images and then sums the squared gradient over axis 1
+  only (the image height), so its "slopes" are per (pair, column, channel) norms; that is a departure from
+  WGAN-GP that we do not reproduce.
+- The official training randomly rotates both images of a pair by the same multiple of 90 degrees (with
+  probability 1/2); off by default here (``rotate=True`` turns it on): a rotated digit or natural image is
+  not an image of its class, and G is never asked to map rotated images.
+- The official trainer also evaluates losses on a validation split and keeps the best checkpoint; here,
+  as for every method of the suite, the networks after the last epoch are used.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from bench.methods.base import FitContext
+from bench.methods.dagan_nets import DAGANCritic, DAGANGenerator
+from bench.methods.generative import COMMON_DEFAULTS, GenerativeOversampling
+from bench.methods.registry import register
+
+
+def gradient_penalty(critic, x: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor,
+                     weight: float = 10.0) -> torch.Tensor:
+    """weight x mean_i (||grad_u critic(x_i, u)|| at u_i - 1)^2 with u_i = real_i + alpha_i (fake_i - real_i):
+    the WGAN-GP penalty on the pair's second element, the source image x_i held fixed."""
+    a = alpha.view(-1, *([1] * (real.dim() - 1)))
+    u = (real + a * (fake - real)).detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x, u).sum(), u, create_graph=True)
+    norm = torch.sqrt(grad.flatten(1).pow(2).sum(1) + 1e-12)
+    return weight * (norm - 1.0).pow(2).mean()
+
+
+def critic_loss_fn(d_real: torch.Tensor, d_fake: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+    """WGAN critic loss: mean D(x, G(x, z)) - mean D(x, x') + the gradient penalty."""
+    return d_fake.mean() - d_real.mean() + penalty
+
+
+def generator_loss_fn(d_fake: torch.Tensor) -> torch.Tensor:
+    """WGAN generator loss: -mean D(x, G(x, z))."""
+    return -d_fake.mean()
+
+
+class PairSampler:
+    """Draws within-class pairs (x, x'): a class uniformly among the present ones, then two of its images
+    independently with replacement (official ``data.py``). All draws use the given torch.Generator."""
+
+    def __init__(self, y: torch.Tensor, n_classes: int, generator: torch.Generator):
+        counts = torch.bincount(y, minlength=n_classes)
+        self.order = torch.argsort(y, stable=True)  # image indices grouped by class
+        self.starts = torch.cumsum(counts, 0) - counts
+        self.counts = counts
+        self.present = torch.nonzero(counts > 0).flatten()
+        self.generator = generator
+
+    def __call__(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Indices of x, indices of x' and the pairs' classes."""
+        g, device = self.generator, self.order.device
+        classes = self.present[torch.randint(len(self.present), (batch,), device=device, generator=g)]
+        n, start = self.counts[classes], self.starts[classes]
+        pick = (torch.rand(2, batch, device=device, generator=g) * n).long().clamp_max(n - 1)
+        return self.order[start + pick[0]], self.order[start + pick[1]], classes
+
+
+def rotate_pairs(a: torch.Tensor, b: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """With probability 1/2 per pair, rotate both images by the same k x 90 degrees, k uniform in 0..3."""
+    device = a.device
+    k = torch.randint(4, (len(a),), device=device, generator=generator)
+    k = torch.where(torch.rand(len(a), device=device, generator=generator) < 0.5, k, torch.zeros_like(k))
+    a, b = a.clone(), b.clone()
+    for turns in (1, 2, 3):
+        mask = k == turns
+        a[mask] = torch.rot90(a[mask], turns, dims=(2, 3))
+        b[mask] = torch.rot90(b[mask], turns, dims=(2, 3))
+    return a, b
+
+
+@register
+class DAGAN(GenerativeOversampling):
+    name = "dagan"
+    summary = ("one image-conditioned WGAN-GP generator (UResNet) trained on within-class pairs of every "
+               "class; minority images are mapped through it to balance")
+    citation = ("Antoniou, Storkey and Edwards, Data augmentation generative adversarial networks, "
+                "arXiv:1711.04340, 2017")
+    defaults = {**COMMON_DEFAULTS, "z_dim": 100, "lr": 1e-4, "beta1": 0.0, "beta2": 0.9, "n_critic": 5,
+                "gp_weight": 10.0, "g_width": 24, "d_width": 24, "g_inner": 1, "d_inner": 1, "dropout": 0.5,
+                "rotate": False}
+
+    def train_generator(self, x, y, counts: np.ndarray, epochs: int, steps: int, ctx: FitContext) -> None:
+        p = self.params
+        shape = tuple(x.shape[1:])
+        # the real images of every class, kept as the sources that generate() maps through G
+        self.class_images = {c: x[y == c] for c in range(len(counts)) if counts[c] > 0}
+        self.G = DAGANGenerator(shape, p["z_dim"], p["g_width"], p["g_inner"], p["dropout"]).to(ctx.device)
+        self.D = DAGANCritic(shape, p["d_width"], p["d_inner"], p["dropout"]).to(ctx.device)
+        betas = (p["beta1"], p["beta2"])
+        opt_g = torch.optim.Adam(self.G.parameters(), p["lr"], betas=betas)
+        opt_d = torch.optim.Adam(self.D.parameters(), p["lr"], betas=betas)
+        pairs = PairSampler(y, len(counts), self.rng)
+        batch = p["batch_size"]
+
+        def draw():
+            i, j, _ = pairs(batch)
+            a, b = x[i], x[j]
+            return rotate_pairs(a, b, self.rng) if p["rotate"] else (a, b)
+
+        def noise():
+            return torch.randn(batch, p["z_dim"], device=x.device, generator=self.rng)
+
+        done = 0  # critic updates so far; the generator is updated after every n_critic-th one
+        for epoch in range(1, epochs + 1):
+            running = torch.zeros(4, device=ctx.device)
+            for _ in range(steps):
+                a, b = draw()
+                with torch.no_grad():
+                    fake = self.G(a, noise())
+                d_real, d_fake = self.D(torch.cat([a, a]), torch.cat([b, fake])).chunk(2)
+                alpha = torch.rand(batch, device=x.device, generator=self.rng)
+                penalty = gradient_penalty(self.D, a, b, fake, alpha, p["gp_weight"])
+                d_loss = critic_loss_fn(d_real, d_fake, penalty)
+                opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                opt_d.step()
+                running += torch.stack([d_loss, penalty, d_real.mean() - d_fake.mean(),
+                                        generator_loss_fn(d_fake)]).detach()
+                done += 1
+                if done % p["n_critic"] == 0:
+                    self.D.requires_grad_(False)  # the generator update needs no critic gradients
+                    a, _ = draw()
+                    g_loss = generator_loss_fn(self.D(a, self.G(a, noise())))
+                    opt_g.zero_grad(set_to_none=True)
+                    g_loss.backward()
+                    opt_g.step()
+                    self.D.requires_grad_(True)
+            d_mean, gp_mean, w_mean, g_mean = (running / max(1, steps)).tolist()  # one host sync per epoch
+            self.end_epoch(epoch, {"d_loss": d_mean, "gp": gp_mean, "wasserstein": w_mean, "g_loss": g_mean}, ctx)
+        self.g_updates = done // p["n_critic"]
+
+    @torch.no_grad()
+    def generate(self, n: int, label: int, generator=None) -> torch.Tensor:
+        if label not in self.class_images:
+            raise ValueError(f"dagan has no training image of class {label} to generate from; "
+                             f"it has {sorted(self.class_images)}")
+        source = self.class_images[label]
+        k = len(source)
+        if n <= 0:
+            return source[:0]
+        index = torch.cat([torch.randperm(k, device=source.device, generator=generator)
+                           for _ in range(math.ceil(n / k))])[:n]
+        z = torch.randn(n, self.params["z_dim"], device=source.device, generator=generator)
+        self.G.eval()
+        images = self.G(source[index], z)
+        self.G.train()
+        return images
