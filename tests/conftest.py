@@ -48,3 +48,11 @@ def fake_idx():
         return data, tuple(resources)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's bundled digits, (train, test): the data of every end-to-end method test."""
+    from bench.datasets import load_dataset
+
+    return load_dataset("digits", split="train"), load_dataset("digits", split="test")

@@ -1,16 +1,14 @@
 """The ``acgan`` baseline: conditional networks, the AC-GAN losses against hand-computed values, end to end."""
 
-import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import digits_cell
 
 import bench.methods.acgan  # noqa: F401  (registers "acgan")
-from bench.datasets import load_dataset
-from bench.grid import RunConfig, build_grid
 from bench.methods import FitContext, get_method
 from bench.methods.acgan import ConditionalGenerator, class_loss, d_loss_fn, g_loss_fn, split_outputs
 from bench.methods.dcgan_nets import DCGANDiscriminator
@@ -111,17 +109,8 @@ def test_generated_labels_follow_the_data_or_a_uniform_prior():
         get_method("acgan")(label_prior="balanced")
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", split="train"), load_dataset("digits", split="test")
-
-
 def _cell(method, seed=0, epochs=2, **params):
-    config = RunConfig(name="t", methods=[method], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
-                       epochs=epochs, method_params={method: params})
-    cell = build_grid(config)[0]
-    return dataclasses.replace(cell, seed=seed, key="")  # a new key (and artifact folder) for the seed
-
+    return digits_cell(method, seed, epochs, **params)
 
 def test_acgan_cell_balances_with_samples_and_stores_its_losses(digits, tmp_path):
     row = run_cell(_cell("acgan", epoch_scale=1.5), *digits, CPU, tmp_path)

@@ -1,15 +1,13 @@
 """BAGAN: class Gaussians, class ratios, losses, the autoencoder initialisation, cells end to end."""
 
-import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
+from helpers import digits_cell
 
 import bench.methods.bagan as bagan  # noqa: F401  (registers "bagan")
-from bench.datasets import load_dataset
-from bench.grid import RunConfig, build_grid
 from bench.methods import FitContext, get_method
 from bench.methods.bagan import (
     class_ratios,
@@ -119,11 +117,6 @@ def test_losses_equal_the_hand_computed_cross_entropies():
     assert np.isclose(g_loss_fn(logits_real, labels).item(), expected_g, atol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", split="train"), load_dataset("digits", split="test")
-
-
 def _small_train(digits):
     train = digits[0].subset(np.flatnonzero(digits[0].labels < 3))
     keep = np.concatenate([np.flatnonzero(train.labels == 0), np.flatnonzero(train.labels == 1)[:15],
@@ -186,11 +179,7 @@ def test_fit_generates_for_minorities_and_never_targets_the_fake_class(digits, t
 
 
 def _cell(seed=0, epochs=2, **params):
-    config = RunConfig(name="t", methods=["bagan"], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
-                       epochs=epochs, method_params={"bagan": params})
-    cell = build_grid(config)[0]
-    return dataclasses.replace(cell, seed=seed, key="")
-
+    return digits_cell("bagan", seed, epochs, **params)
 
 def test_cell_end_to_end_with_the_epoch_split(digits, tmp_path):
     row = run_cell(_cell(epochs=2, ae_epochs=3), *digits, CPU, tmp_path)

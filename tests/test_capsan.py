@@ -5,9 +5,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import digits_cell
 
-from bench.datasets import load_dataset
-from bench.grid import RunConfig, build_grid
 from bench.methods import FitContext, get_method
 from bench.methods.capsan_nets import CapsuleDiscriminator, ConvDiscriminator, Generator, upsampling_plan
 from bench.runner import run_cell
@@ -62,18 +61,8 @@ def test_ablation_knobs_change_the_networks():
     assert sum(isinstance(m, torch.nn.MaxPool2d) for m in method.D.stem) == 1
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", split="train"), load_dataset("digits", split="test")
-
-
 def _cell(method, seed=0, **params):
-    config = RunConfig(name="t", methods=[method], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
-                       epochs=2, method_params={method: params})
-    cell = build_grid(config)[0]
-    cell.seed = seed
-    return cell
-
+    return digits_cell(method, seed, **params)
 
 @pytest.mark.parametrize("name", ["capsan", "capsan-conv"])
 def test_end_to_end_cell_stores_metrics_samples_and_losses(digits, tmp_path, name):

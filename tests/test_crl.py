@@ -5,11 +5,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import digits_cell
 
 import bench.methods.crl  # noqa: F401  (registers "crl")
-from bench.datasets import load_dataset
 from bench.datasets.imbalance import make_imbalanced
-from bench.grid import RunConfig, build_grid
 from bench.methods import FitContext
 from bench.methods.classifier import CLASSIFIER_SPEC, Classifier, CommonCNN
 from bench.methods.crl import (
@@ -111,11 +110,6 @@ def test_imbalance_measure_and_alpha():
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", split="train"), load_dataset("digits", split="test")
-
-
-@pytest.fixture(scope="module")
 def task(digits):
     return make_imbalanced(*digits, pair=(3, 5), ratio=0.1, seed=0)
 
@@ -172,12 +166,7 @@ def test_bad_parameters_are_refused():
 
 
 def _cell(seed=0, **params):
-    config = RunConfig(name="t", methods=["crl"], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
-                       epochs=2, method_params={"crl": params} if params else {})
-    cell = build_grid(config)[0]
-    cell.seed = seed
-    return cell
-
+    return digits_cell("crl", seed, **params)
 
 def test_end_to_end_cell_and_same_seed_same_numbers(digits, tmp_path):
     a = run_cell(_cell(seed=2), *digits, CPU, tmp_path)

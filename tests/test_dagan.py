@@ -6,10 +6,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import digits_cell
 
 import bench.methods.dagan  # noqa: F401  (registers the method)
-from bench.datasets import load_dataset
-from bench.grid import RunConfig, build_grid
 from bench.methods import FitContext, get_method
 from bench.methods.dagan import PairSampler, critic_loss_fn, generator_loss_fn, gradient_penalty, rotate_pairs
 from bench.methods.dagan_nets import DAGANCritic, DAGANGenerator, level_sizes
@@ -124,18 +123,8 @@ def test_rotation_turns_both_images_of_a_pair_alike():
     assert len(rotated) == 64 and 0 < sum(k > 0 for k in rotated) < 64
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", split="train"), load_dataset("digits", split="test")
-
-
 def _cell(method, seed=0, **params):
-    config = RunConfig(name="t", methods=[method], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
-                       epochs=2, method_params={method: params})
-    cell = build_grid(config)[0]
-    cell.seed = seed
-    return cell
-
+    return digits_cell(method, seed, **params)
 
 def test_end_to_end_cell_stores_metrics_samples_and_losses(digits, tmp_path):
     row = run_cell(_cell("dagan"), *digits, CPU, tmp_path)

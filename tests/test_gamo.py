@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import digits_cell
 from PIL import Image
 
 import bench.methods.gamo  # noqa: F401  (registers the method)
-from bench.datasets import load_dataset
 from bench.datasets.base import ImageSet
-from bench.grid import RunConfig, build_grid
 from bench.methods import FitContext, get_method
 from bench.methods.gamo import classifier_loss
 from bench.methods.gamo_nets import ConditionalDiscriminator, ConvexGenerator, FeatureVAE
@@ -56,11 +55,6 @@ def test_discriminator_is_conditioned_on_the_class():
     feats = torch.randn(4, 6)
     a, b = d(feats, torch.tensor([0, 0, 0, 0])), d(feats, torch.tensor([2, 2, 2, 2]))
     assert a.shape == (4, 1) and not torch.allclose(a, b)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", split="train"), load_dataset("digits", split="test")
 
 
 def _imbalanced(train: ImageSet, classes=(3, 5), keep=15) -> ImageSet:
@@ -173,12 +167,7 @@ def test_three_channel_32px_images(tmp_path):
 
 
 def _cell(seed=0, epochs=2, **params):
-    config = RunConfig(name="t", methods=["gamo"], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
-                       epochs=epochs, method_params={"gamo": params})
-    cell = build_grid(config)[0]
-    cell.seed = seed
-    return cell
-
+    return digits_cell("gamo", seed, epochs, **params)
 
 def test_end_to_end_cell_stores_metrics_samples_and_losses(digits, tmp_path):
     row = run_cell(_cell(pix_epochs=1), *digits, CPU, tmp_path)

@@ -1,15 +1,13 @@
 """The DCGAN networks, the generative-oversampling base and the ``gan`` baseline."""
 
-import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import digits_cell
 
-from bench.datasets import load_dataset
-from bench.grid import RunConfig, build_grid
 from bench.methods import FitContext, get_method
 from bench.methods.dcgan_nets import DCGANDiscriminator, DCGANGenerator, DCGANTrunk
 from bench.methods.gan import d_loss_fn, g_loss_fn
@@ -65,17 +63,8 @@ def test_gan_losses_equal_the_hand_computed_log_likelihoods():
     assert torch.allclose(g_loss_fn(d_fake), F.softplus(-d_fake).mean())
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", split="train"), load_dataset("digits", split="test")
-
-
 def _cell(method, seed=0, epochs=2, **params):
-    config = RunConfig(name="t", methods=[method], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
-                       epochs=epochs, method_params={method: params})
-    cell = build_grid(config)[0]
-    return dataclasses.replace(cell, seed=seed, key="")  # a new key (and artifact folder) for the seed
-
+    return digits_cell(method, seed, epochs, **params)
 
 def test_gan_cell_balances_with_samples_and_stores_its_losses(digits, tmp_path):
     row = run_cell(_cell("gan", epoch_scale=1.5), *digits, CPU, tmp_path)
