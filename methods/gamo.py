@@ -37,7 +37,7 @@ epochs), at least 1):
 3. Game phase: ceil(N / batch) steps over the reshuffled training set. Each step: M on the real batch's
    features, D on them; a generated batch of the same size (classes drawn with probability proportional to
    n_max - n_i, noise z ~ N(0, I_100), G in inference mode) for one M update and one D update; then, for
-   every minority class, one G update against M and one against D, each on ceil(batch / n_classes) fresh
+   every minority class, one G update against M and one against D, each on ceil(batch_size / n_classes) fresh
    samples of that class (separate Adam states per class and objective, as the official per-class Keras
    models have).
 An epoch is thus ceil(N / batch) F updates plus ceil(N / batch) game steps, N the whole training set.
@@ -54,7 +54,7 @@ VAE (code sampled) and decodes it: uint8 images (n, C, H, W).
 Defaults and where they come from:
 - Adam lr 2e-4, beta1 0.5 for F, M, D, G and GAMO2pix; noise of 100 dimensions; G's cTMU 256 -> 64 with
   batch norm; D 256 -> 128 with LeakyReLU(0.1); label noise U(0, 0.1); generator batches of
-  ceil(batch / n_classes) per class; GAMO2pix code of 100 dimensions, encoder 128, decoder width 32:
+  ceil(batch_size / n_classes) per class (at least 2, for G's batch norm); GAMO2pix code of 100 dimensions, encoder 128, decoder width 32:
   official code.
 - batch 64 (``COMMON_DEFAULTS``, the common classifier's batch): the official code uses 32.
 - ``max_instances`` None: every instance of a class enters its convex combinations (paper and code).
@@ -234,7 +234,9 @@ class GAMO(Method):
                 fake = torch.where((labels == c)[:, None], self.G(z, c, self.banks[c]), fake)
         m_fake = self.m_step(fake, labels)
         d_fake = self.d_step(fake, labels, real=False)
-        per_class = math.ceil(batch / self.n_classes)
+        # The configured batch, not this one: the epoch's last batch can hold a single image, and G's batch
+        # normalisation needs at least two samples.
+        per_class = max(2, math.ceil(self.params["batch_size"] / self.n_classes))
         g_m = torch.stack([self.g_step_against_m(c, per_class) for c in self.minority]).mean()
         g_d = torch.stack([self.g_step_against_d(c, per_class) for c in self.minority]).mean()
         return torch.stack([m_real, d_real, m_fake, d_fake, g_m, g_d])

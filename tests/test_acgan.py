@@ -112,6 +112,7 @@ def test_generated_labels_follow_the_data_or_a_uniform_prior():
 def _cell(method, seed=0, epochs=2, **params):
     return digits_cell(method, seed, epochs, **params)
 
+
 def test_acgan_cell_balances_with_samples_and_stores_its_losses(digits, tmp_path):
     row = run_cell(_cell("acgan", epoch_scale=1.5), *digits, CPU, tmp_path)
     assert row["status"] == "done", row["error"]

@@ -181,6 +181,7 @@ def test_fit_generates_for_minorities_and_never_targets_the_fake_class(digits, t
 def _cell(seed=0, epochs=2, **params):
     return digits_cell("bagan", seed, epochs, **params)
 
+
 def test_cell_end_to_end_with_the_epoch_split(digits, tmp_path):
     row = run_cell(_cell(epochs=2, ae_epochs=3), *digits, CPU, tmp_path)
     assert row["status"] == "done", row["error"]

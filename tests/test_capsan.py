@@ -64,6 +64,7 @@ def test_ablation_knobs_change_the_networks():
 def _cell(method, seed=0, **params):
     return digits_cell(method, seed, **params)
 
+
 @pytest.mark.parametrize("name", ["capsan", "capsan-conv"])
 def test_end_to_end_cell_stores_metrics_samples_and_losses(digits, tmp_path, name):
     row = run_cell(_cell(name), *digits, CPU, tmp_path)

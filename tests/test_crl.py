@@ -168,6 +168,7 @@ def test_bad_parameters_are_refused():
 def _cell(seed=0, **params):
     return digits_cell("crl", seed, **params)
 
+
 def test_end_to_end_cell_and_same_seed_same_numbers(digits, tmp_path):
     a = run_cell(_cell(seed=2), *digits, CPU, tmp_path)
     assert a["status"] == "done", a.get("error")

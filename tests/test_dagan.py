@@ -126,6 +126,7 @@ def test_rotation_turns_both_images_of_a_pair_alike():
 def _cell(method, seed=0, **params):
     return digits_cell(method, seed, **params)
 
+
 def test_end_to_end_cell_stores_metrics_samples_and_losses(digits, tmp_path):
     row = run_cell(_cell("dagan"), *digits, CPU, tmp_path)
     assert row["status"] == "done", row["error"]

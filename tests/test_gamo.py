@@ -166,8 +166,20 @@ def test_three_channel_32px_images(tmp_path):
     assert method.predict_proba(images[:3]).shape == (3, 2)
 
 
+def test_an_epoch_ending_in_a_one_image_batch_still_trains(tmp_path):
+    # 17 images in batches of 16: the last real batch holds one image; G's updates must not shrink with it
+    # (its batch normalisation needs two samples).
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (17, 1, 8, 8), dtype=np.uint8)
+    labels = np.array([0] * 12 + [1] * 5, dtype=np.int64)
+    method = get_method("gamo")(gamo_epochs=1, pix_epochs=1, batch_size=16)
+    method.fit(ImageSet(images, labels, ("a", "b")), FitContext(device=CPU, seed=0, epochs=1, artifact_dir=tmp_path))
+    assert method.predict_proba(images).shape == (17, 2)
+
+
 def _cell(seed=0, epochs=2, **params):
     return digits_cell("gamo", seed, epochs, **params)
+
 
 def test_end_to_end_cell_stores_metrics_samples_and_losses(digits, tmp_path):
     row = run_cell(_cell(pix_epochs=1), *digits, CPU, tmp_path)

@@ -66,6 +66,7 @@ def test_gan_losses_equal_the_hand_computed_log_likelihoods():
 def _cell(method, seed=0, epochs=2, **params):
     return digits_cell(method, seed, epochs, **params)
 
+
 def test_gan_cell_balances_with_samples_and_stores_its_losses(digits, tmp_path):
     row = run_cell(_cell("gan", epoch_scale=1.5), *digits, CPU, tmp_path)
     assert row["status"] == "done", row["error"]
