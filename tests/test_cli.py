@@ -63,12 +63,32 @@ def _done_count(results):
         return 0
 
 
+# The common classifier, made to take at least half a second per cell, so that the kill below always lands
+# in the middle of the run however fast the machine is.
+SLOW_METHOD = """
+import time
+
+from bench.methods.imbalanced import Imbalanced
+
+
+class SlowImbalanced(Imbalanced):
+    name = "slow-imbalanced"
+
+    def fit(self, train, ctx):
+        time.sleep(0.5)
+        super().fit(train, ctx)
+"""
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130)])
 def test_a_killed_run_resumes_with_only_the_missing_cells(tmp_path, sig, code):
     results = tmp_path / "results"
-    args = ["run", "--methods", "imbalanced", "--datasets", "digits", "--ratios", "0.5,0.4,0.3,0.2",
-            "--pairs", "3:5,4:9", "--seeds", "2", "--epochs", "8", "--results", str(results), "--quiet"]
-    total = 16
+    method_file = tmp_path / "slow.py"
+    method_file.write_text(SLOW_METHOD)
+    args = ["run", "--methods", "slow-imbalanced", "--method-file", str(method_file), "--datasets", "digits",
+            "--ratios", "0.5,0.4", "--pairs", "3:5,4:9", "--seeds", "2", "--epochs", "2",
+            "--results", str(results), "--quiet"]
+    total = 8
     proc = subprocess.Popen([*bench_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while _done_count(results) < 2 and proc.poll() is None and time.time() < deadline:
