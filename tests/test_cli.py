@@ -89,7 +89,10 @@ def test_a_killed_run_resumes_with_only_the_missing_cells(tmp_path, sig, code):
             "--ratios", "0.5,0.4", "--pairs", "3:5,4:9", "--seeds", "2", "--epochs", "2",
             "--results", str(results), "--quiet"]
     total = 8
-    proc = subprocess.Popen([*bench_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell starts background jobs with SIGINT ignored, and the child would inherit that: restore the default
+    # so that Python installs its Ctrl-C handler however the test suite itself was launched.
+    proc = subprocess.Popen([*bench_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while _done_count(results) < 2 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
