@@ -45,3 +45,36 @@ class ImageSet:
 
     def subset(self, index: np.ndarray) -> ImageSet:
         return ImageSet(self.images[index], self.labels[index], self.class_names)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """Options of a load that change the data, so they are part of every cell's key.
+
+    ``image_size``: resize to this square size (None: the dataset's own size); ``celeba_attr``: CelebA's
+    label task, an attribute name of ``list_attr_celeba.txt`` (a binary task) or ``"hair"`` (the 5
+    hair-colour classes).
+    """
+
+    image_size: int | None = None
+    celeba_attr: str = "Eyeglasses"
+
+    def __post_init__(self):
+        if self.image_size is not None and not 8 <= self.image_size <= 512:
+            raise ValueError(f"image size must be between 8 and 512 pixels; got {self.image_size}")
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """Square-resize uint8 (N, C, H, W) images with antialiased bilinear filtering (PIL's and torchvision's
+    default for downscaling); a no-op at the images' own size."""
+    if images.shape[2:] == (size, size):
+        return images
+    import torch
+    import torch.nn.functional as F
+
+    out = []
+    for start in range(0, len(images), 4096):  # bounded memory for large sets
+        batch = torch.from_numpy(images[start:start + 4096]).float()
+        batch = F.interpolate(batch, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out.append(batch.round().clamp(0, 255).to(torch.uint8).numpy())
+    return np.concatenate(out) if out else np.zeros((0, images.shape[1], size, size), np.uint8)

@@ -10,8 +10,6 @@ cache is used only while those MD5s still match.
 from __future__ import annotations
 
 import gzip
-import os
-import tempfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.datasets.base import ImageSet
+from bench.datasets.cache import read_cache, write_cache
 from bench.datasets.download import ensure_files
 from bench.errors import BenchError
 
@@ -26,7 +25,6 @@ from bench.errors import BenchError
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 # The canonical file names start with "train" or "t10k".
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
-CACHE_VERSION = 1
 
 
 def split_files(split: str) -> tuple[str, str]:
@@ -84,7 +82,7 @@ def load_idx_split(
     md5s = ensure_files(name, folder, needed, mirrors, download)
     key = np.array([md5s[images_file], md5s[labels_file]])
     cache = folder / f"{split}.npz"
-    cached = _read_cache(cache, key, class_names)
+    cached = read_cache(cache, key, class_names)
     if cached is not None:
         return cached
     images = read_idx(folder / images_file, 3)
@@ -100,42 +98,9 @@ def load_idx_split(
             "replace it with the canonical file"
         )
     result = ImageSet(images[:, None], labels.astype(np.int64), class_names)
-    _write_cache(cache, key, result)
+    write_cache(cache, key, result)
     return result
 
 
 def available(folder: Path, resources: Sequence[tuple[str, str]]) -> bool:
     return all((Path(folder) / file).is_file() for file, _ in resources)
-
-
-def _read_cache(cache: Path, key: np.ndarray, class_names: tuple[str, ...]) -> ImageSet | None:
-    """The cached split when its recorded source MD5s equal ``key``; None (rebuild) on any doubt."""
-    if not cache.is_file():
-        return None
-    try:
-        with np.load(cache, allow_pickle=False) as z:
-            if int(z["version"]) != CACHE_VERSION or not np.array_equal(z["md5"], key):
-                return None
-            return ImageSet(z["images"], z["labels"], class_names)
-    except (OSError, KeyError, ValueError, zlib.error, EOFError):
-        return None
-
-
-def _write_cache(cache: Path, key: np.ndarray, data: ImageSet) -> None:
-    """Best effort: a folder that is read-only (or any write error) just means no cache."""
-    folder = cache.parent
-    # Root passes os.access on any folder, so also honour the owner's intent shown by the mode bits:
-    # a shared data folder with no write bits must stay untouched.
-    if not os.access(folder, os.W_OK) or not folder.stat().st_mode & 0o222:
-        return
-    tmp = None
-    try:
-        # Write aside and rename, so a reader never sees half a cache.
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=cache.name, suffix=".tmp", delete=False) as f:
-            tmp = f.name
-            np.savez(f, version=CACHE_VERSION, md5=key, images=data.images, labels=data.labels)
-        os.chmod(tmp, 0o644)  # the temporary file was created private
-        os.replace(tmp, cache)
-    except OSError:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.datasets import digits, fashion_mnist, mnist
-from bench.datasets.base import ImageSet
+from bench.datasets.base import ImageSet, LoadOptions, resize_images
 from bench.errors import BenchError
 
 SPLITS = ("train", "test")
@@ -23,8 +23,9 @@ class DatasetInfo:
     image_shape: tuple[int, int, int]  # (C, H, W)
     default_pairs: tuple[tuple[int, int], ...]  # (majority, minority) class pairs, in order
     needs_files: bool  # False when the data ships with a package (digits)
-    load: Callable[[Path, str, bool], ImageSet]  # (dataset folder, split, download) -> ImageSet
+    load: Callable[..., ImageSet]  # (dataset folder, split, download[, options]) -> ImageSet
     available: Callable[[Path], bool]  # are the source files present in the dataset folder?
+    takes_options: bool = False  # True: ``load`` takes a ``LoadOptions`` (and resizes itself)
 
 
 def _info(module) -> DatasetInfo:
@@ -38,6 +39,7 @@ def _info(module) -> DatasetInfo:
         needs_files=module.NEEDS_FILES,
         load=module.load,
         available=module.available,
+        takes_options=getattr(module, "TAKES_OPTIONS", False),
     )
 
 
@@ -68,10 +70,19 @@ def dataset_folder(name: str, root: str | Path | None) -> Path:
 
 
 def load_dataset(
-    name: str, root: str | Path | None = None, split: str = "train", download: bool = False
+    name: str, root: str | Path | None = None, split: str = "train", download: bool = False,
+    options: LoadOptions | None = None,
 ) -> ImageSet:
-    """Load one split of a dataset; files are fetched only when ``download`` is true."""
+    """Load one split of a dataset; files are fetched only when ``download`` is true. ``options`` (image size,
+    CelebA's task) go to loaders that take them; other datasets are resized here when a size is asked."""
     info = get_dataset_info(name)
     if split not in SPLITS:
         raise BenchError(f"unknown split '{split}'; valid splits: {', '.join(sorted(SPLITS))}")
-    return info.load(dataset_folder(name, root), split, download)
+    options = options or LoadOptions()
+    folder = dataset_folder(name, root)
+    if info.takes_options:
+        return info.load(folder, split, download, options)
+    data = info.load(folder, split, download)
+    if options.image_size is None:
+        return data
+    return ImageSet(resize_images(data.images, options.image_size), data.labels, data.class_names)
