@@ -48,6 +48,11 @@ def cli():
 @click.option("--ratios", help="Comma-separated minority/majority ratios in (0, 1], e.g. 0.1,0.05.")
 @click.option("--seeds", type=int, help="Number of seeds: runs seeds 0..N-1.")
 @click.option("--pairs", help="Class pairs: default, all, or MAJORITY:MINORITY list like 3:5,4:9.")
+@click.option("--protocol", help="Imbalance protocol: binary (class pairs), longtail, step or gamo (all classes).")
+@click.option("--test-set", "test_set", type=click.Choice(["balanced", "train"]),
+              help="Test set as the dataset gives it (balanced), or following the training distribution.")
+@click.option("--image-size", type=int, help="Resize every dataset to this square size in pixels.")
+@click.option("--celeba-attr", help="CelebA's task: an attribute of list_attr_celeba.txt (binary), or 'hair' (5 classes).")
 @click.option("--epochs", type=int, help="Override the preset's training length.")
 @click.option("--method-file", "method_files", multiple=True, type=click.Path(dir_okay=False),
               help="A Python file defining a Method subclass; its methods join the run.")
@@ -58,8 +63,8 @@ def cli():
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Skip cells already done.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def run(preset, methods, datasets, ratios, seeds, pairs, epochs, method_files, data_dir, download, results, device,
-        resume, quiet):
+def run(preset, methods, datasets, ratios, seeds, pairs, protocol, test_set, image_size, celeba_attr, epochs,
+        method_files, data_dir, download, results, device, resume, quiet):
     """Run every cell of method x dataset x ratio x pair x seed and store the results."""
     from bench.grid import build_grid, load_preset, parse_pairs
     from bench.methods import load_method_file
@@ -83,6 +88,14 @@ def run(preset, methods, datasets, ratios, seeds, pairs, epochs, method_files, d
         config.pairs = parse_pairs(pairs)
     if epochs is not None:
         config.epochs = epochs
+    if protocol is not None:
+        config.protocol = protocol
+    if test_set is not None:
+        config.test_distribution = test_set
+    if image_size is not None:
+        config.image_size = image_size
+    if celeba_attr is not None:
+        config.celeba_attr = celeba_attr
     cells = build_grid(config)
 
     summary = run_grid(cells, results, data_dir=data_dir, download=download, device=device, resume=resume,
@@ -134,6 +147,8 @@ def list_(what, data_dir):
             shape = "x".join(map(str, info.image_shape))
             click.echo(f"{name:<14} {len(info.class_names)} classes, {shape}; {where}\n{'':<14} {info.description}"
                        f"\n{'':<14} source: {info.source}")
+        click.echo(f"{'folder:PATH':<14} your own images: PATH/train/<class>/*.png|jpg and PATH/test/<class>/*, or\n"
+                   f"{'':<14} PATH/<class>/* split 70/30 (stratified, fixed seed); e.g. --datasets folder:~/my_images")
     else:
         from bench.grid import load_preset, preset_names
 

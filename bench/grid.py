@@ -17,7 +17,15 @@ from importlib import resources
 from pathlib import Path
 
 from bench.datasets import get_dataset_info
-from bench.datasets.imbalance import PROTOCOLS, all_pairs, validate_pair, validate_ratio
+from bench.datasets.imbalance import (
+    MULTICLASS,
+    PROTOCOLS,
+    TEST_CHOICES,
+    all_pairs,
+    gamo_ratio,
+    validate_pair,
+    validate_ratio,
+)
 from bench.errors import BenchError
 from bench.methods import get_method
 
@@ -43,6 +51,20 @@ class RunConfig:
     pairs: str | list = "default"  # "default", "all", or a list of [majority, minority]
     epochs: int | dict = 1  # an int, or {dataset: epochs, "default": epochs}
     method_params: dict = field(default_factory=dict)  # {method: {parameter: value}}
+    image_size: int | None = None  # resize every dataset to this square size (None: its own)
+    celeba_attr: str | None = None  # CelebA's label task: an attribute name or "hair" (None: the default)
+    test_distribution: str = "balanced"  # or "train": the test set follows the training distribution
+
+    def data_options(self, dataset: str) -> dict:
+        """What, besides the protocol, changes a dataset's images or labels: part of its cells' keys."""
+        options = {}
+        if self.image_size is not None:
+            options["image_size"] = int(self.image_size)
+        if self.celeba_attr is not None and dataset == "celeba":
+            options["celeba_attr"] = self.celeba_attr
+        if self.test_distribution != "balanced":
+            options["test"] = self.test_distribution
+        return options
 
     def epochs_for(self, dataset: str) -> int:
         if isinstance(self.epochs, int):
@@ -67,6 +89,7 @@ class Cell:
     ratio: float
     seed: int
     epochs: int
+    options: dict = field(default_factory=dict)  # RunConfig.data_options: image size, CelebA task, test set
     key: str = ""
 
     def __post_init__(self):
@@ -74,7 +97,8 @@ class Cell:
             self.key = cell_key(self)
 
     def label(self) -> str:
-        return f"{self.method} {self.dataset} {self.pair[0]}:{self.pair[1]} r={self.ratio:g} seed={self.seed}"
+        task = f"{self.pair[0]}:{self.pair[1]}" if self.pair else self.protocol
+        return f"{self.method} {self.dataset} {task} r={self.ratio:g} seed={self.seed}"
 
 
 def cell_key(cell: Cell) -> str:
@@ -92,6 +116,8 @@ def cell_key(cell: Cell) -> str:
         "seed": cell.seed,
         "epochs": cell.epochs,
     }
+    if cell.options:  # only when set, so the keys of earlier runs stay valid
+        identity["options"] = cell.options
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -145,6 +171,10 @@ def build_grid(config: RunConfig) -> list[Cell]:
             raise BenchError(f"a {kind} is listed twice in {list(names)}; list each once")
     if config.protocol not in PROTOCOLS:
         raise BenchError(f"unknown protocol '{config.protocol}'; valid protocols: {', '.join(PROTOCOLS)}")
+    if config.test_distribution not in TEST_CHOICES:
+        raise BenchError(f"unknown test distribution '{config.test_distribution}'; valid: {', '.join(TEST_CHOICES)}")
+    if config.image_size is not None and not 8 <= int(config.image_size) <= 512:
+        raise BenchError(f"--image-size must be between 8 and 512 pixels; got {config.image_size}")
     if int(config.seeds) < 1:
         raise BenchError(f"--seeds must be at least 1; got {config.seeds}")
     ratios = [validate_ratio(r) for r in config.ratios]
@@ -164,12 +194,16 @@ def build_grid(config: RunConfig) -> list[Cell]:
         epochs = config.epochs_for(dataset)
         if epochs < 1:
             raise BenchError(f"epochs must be at least 1; got {epochs} for dataset '{dataset}'")
-        pairs = _pairs_for(config.pairs, info)
+        # Multi-class protocols keep every class (no pairs); gamo's counts fix its ratio.
+        pairs = [()] if config.protocol in MULTICLASS else _pairs_for(config.pairs, info)
+        dataset_ratios = [gamo_ratio(dataset)] if config.protocol == "gamo" else ratios
+        options = config.data_options(dataset)
         for seed in range(int(config.seeds)):
-            for ratio in ratios:
+            for ratio in dataset_ratios:
                 for pair in pairs:
                     for name, overrides, params in methods:
-                        cells.append(Cell(name, overrides, params, dataset, config.protocol, pair, ratio, seed, epochs))
+                        cells.append(Cell(name, overrides, params, dataset, config.protocol, pair, ratio, seed, epochs,
+                                          options))
     return cells
 
 

@@ -26,6 +26,7 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from bench.datasets import load_dataset  # noqa: E402
+from bench.datasets.base import LoadOptions  # noqa: E402
 from bench.datasets.imbalance import make_imbalanced  # noqa: E402
 from bench.errors import BenchError, CellFailure  # noqa: E402
 from bench.grid import Cell  # noqa: E402
@@ -95,7 +96,8 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
     }
     try:
         seed_everything(cell.seed, device)
-        task = make_imbalanced(train, test, cell.protocol, pair=cell.pair, ratio=cell.ratio, seed=cell.seed)
+        task = make_imbalanced(train, test, cell.protocol, pair=cell.pair, ratio=cell.ratio, seed=cell.seed,
+                               dataset=cell.dataset, test_distribution=cell.options.get("test", "balanced"))
         row["counts"] = task.counts
         method = get_method(cell.method)(**cell.overrides)
         ctx = FitContext(device=device, seed=cell.seed, epochs=cell.epochs,
@@ -103,7 +105,7 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
         method.fit(task.train, ctx)
         proba = method.predict_proba(task.test.images)
         row["metrics"] = classification_metrics(task.test.labels, proba, task.positive)
-        row["curves"] = {"roc": roc_points(task.test.labels, proba, task.positive)}
+        row["curves"] = {"roc": roc_points(task.test.labels, proba, task.positive)} if task.positive is not None else {}
         row["status"] = "done"
     except CellFailure as exc:
         row.update(status="failed", error=str(exc))
@@ -118,6 +120,16 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
     row["finished_at"] = _now()
     row["duration_s"] = round(time.perf_counter() - clock, 3)
     return row
+
+
+def _load_options(cell: Cell) -> LoadOptions:
+    options = {k: cell.options[k] for k in ("image_size", "celeba_attr") if k in cell.options}
+    return LoadOptions(**options)
+
+
+def _data_source(cell: Cell) -> tuple:
+    """Cells that read the same images share one load."""
+    return cell.dataset, cell.options.get("image_size"), cell.options.get("celeba_attr")
 
 
 @dataclass
@@ -137,8 +149,13 @@ def run_grid(cells: list[Cell], results_dir: str | Path, *, data_dir=None, downl
         pending = [c for c in cells if c.key not in done_keys]
         summary = RunSummary(total=len(cells), skipped=len(cells) - len(pending), done=0, failed=0)
         # Load every dataset first: a missing or corrupt file stops the run before any cell starts.
-        data = {name: (load_dataset(name, data_dir, "train", download), load_dataset(name, data_dir, "test", download))
-                for name in dict.fromkeys(c.dataset for c in pending)}
+        data = {}
+        for cell in pending:
+            source = _data_source(cell)
+            if source not in data:
+                options = _load_options(cell)
+                data[source] = (load_dataset(cell.dataset, data_dir, "train", download, options),
+                                load_dataset(cell.dataset, data_dir, "test", download, options))
         bar = tqdm(pending, desc="cells", unit="cell", disable=quiet, dynamic_ncols=True)
         for cell in bar:
             bar.set_description(cell.label())
@@ -149,7 +166,7 @@ def run_grid(cells: list[Cell], results_dir: str | Path, *, data_dir=None, downl
                     _bar.update(epoch - _bar.n)
                     _bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
 
-                row = run_cell(cell, *data[cell.dataset], torch_device, results_dir, progress)
+                row = run_cell(cell, *data[_data_source(cell)], torch_device, results_dir, progress)
             store.add(row)
             if row["status"] == "done":
                 summary.done += 1

@@ -7,6 +7,18 @@ untouched. Labels are renumbered: 0 = majority, 1 = minority (the positive class
 
 The minority subset is the first k images of one seeded permutation of the class, so for a given seed
 the subset at a smaller ratio is contained in the subset at a larger one (nested, as in a sweep).
+
+Multi-class protocols keep every class and its labels; class i keeps n_i training images, the first n_i of
+one seeded permutation of the class (nested across ratios too), clamped to what the class has (recorded):
+- ``longtail`` (CIFAR-10-LT, Cao et al., LDAM, NeurIPS 2019): n_i = int(n_max x ratio^(i / (C - 1))), classes
+  in index order (class 0 is the head), n_max = the mean training count per class (5,000 on CIFAR-10);
+- ``step`` (same source): the first C // 2 classes keep n_max, the others int(n_max x ratio);
+- ``gamo``: the fixed per-class counts of the GAMO and DeepSMOTE papers (``GAMO_COUNTS``), drawn without
+  replacement. The original GAMO code drew with replacement from the first 4,000 indices of each class; we
+  draw distinct images from the whole class. The ratio is implied (smallest / largest count).
+The test set stays as the dataset gives it (balanced for every paper dataset); with ``test="train"`` each
+class keeps round(t_i x n_i / max_j n_j) of its t_i test images (at least one, seeded), so the test set
+follows the training distribution.
 """
 
 from __future__ import annotations
@@ -19,7 +31,16 @@ import numpy as np
 from bench.datasets.base import ImageSet
 from bench.errors import BenchError, CellFailure
 
-PROTOCOLS = ("binary",)
+PROTOCOLS = ("binary", "longtail", "step", "gamo")
+MULTICLASS = ("longtail", "step", "gamo")
+TEST_CHOICES = ("balanced", "train")
+# GAMO (Mullick et al., ICCV 2019) and DeepSMOTE (Dablain et al., IEEE TNNLS 2022) training counts per class.
+GAMO_COUNTS = {
+    "mnist": (4000, 2000, 1000, 750, 500, 350, 200, 100, 60, 40),
+    "fashion-mnist": (4000, 2000, 1000, 750, 500, 350, 200, 100, 60, 40),
+    "cifar10": (4500, 2000, 1000, 800, 600, 500, 400, 250, 150, 80),
+    "celeba": (9000, 4500, 1000, 500, 160),  # the 5 hair-colour classes (--celeba-attr hair)
+}
 
 
 @dataclass(frozen=True)
@@ -28,7 +49,7 @@ class Task:
 
     train: ImageSet
     test: ImageSet
-    positive: int  # label of the minority class, the positive class for binary metrics
+    positive: int | None  # the minority label, positive class of binary metrics; None: multi-class (macro)
     counts: dict  # realised class counts and what was asked for
 
 
@@ -54,11 +75,48 @@ def all_pairs(n_classes: int) -> list[tuple[int, int]]:
     return list(itertools.permutations(range(n_classes), 2))
 
 
-def make_imbalanced(train: ImageSet, test: ImageSet, protocol: str = "binary", *, pair, ratio: float,
-                    seed: int) -> Task:
+def gamo_ratio(dataset: str) -> float:
+    """The imbalance ratio the ``gamo`` protocol implies for ``dataset`` (smallest / largest count)."""
+    counts = _gamo_counts(dataset)
+    return round(min(counts) / max(counts), 6)
+
+
+def _gamo_counts(dataset: str | None) -> tuple[int, ...]:
+    if dataset not in GAMO_COUNTS:
+        raise BenchError(f"the gamo protocol has counts for {', '.join(GAMO_COUNTS)}, not '{dataset}'; "
+                         "use --protocol longtail or step")
+    return GAMO_COUNTS[dataset]
+
+
+def target_counts(protocol: str, class_counts, ratio: float | None = None, dataset: str | None = None) -> list[int]:
+    """The training images each class should keep under a multi-class ``protocol`` (before clamping)."""
+    class_counts = np.asarray(class_counts)
+    n_classes = len(class_counts)
+    if protocol == "gamo":
+        counts = _gamo_counts(dataset)
+        if len(counts) != n_classes:
+            raise BenchError(f"the gamo protocol's {dataset} counts are for {len(counts)} classes, the data has "
+                             f"{n_classes}" + ("; use --celeba-attr hair" if dataset == "celeba" else ""))
+        return list(counts)
+    ratio = validate_ratio(ratio)
+    n_max = len(class_counts) and int(class_counts.sum() // n_classes)
+    if protocol == "longtail":
+        return [int(n_max * ratio ** (i / max(1, n_classes - 1))) for i in range(n_classes)]
+    if protocol == "step":
+        return [n_max if i < n_classes // 2 else int(n_max * ratio) for i in range(n_classes)]
+    raise BenchError(f"unknown protocol '{protocol}'; valid protocols: {', '.join(PROTOCOLS)}")
+
+
+def make_imbalanced(train: ImageSet, test: ImageSet, protocol: str = "binary", *, pair=None,
+                    ratio: float | None = None, seed: int, dataset: str | None = None,
+                    test_distribution: str = "balanced") -> Task:
     """Build the imbalanced task of ``protocol`` from a dataset's full train and test sets."""
-    if protocol != "binary":
+    if protocol not in PROTOCOLS:
         raise BenchError(f"unknown protocol '{protocol}'; valid protocols: {', '.join(PROTOCOLS)}")
+    if test_distribution not in TEST_CHOICES:
+        raise BenchError(f"unknown test distribution '{test_distribution}'; valid: {', '.join(TEST_CHOICES)}")
+    if protocol in MULTICLASS:
+        return _multiclass(train, test, protocol, ratio, seed, dataset, test_distribution)
     ratio = validate_ratio(ratio)
     majority, minority = validate_pair(pair, train.n_classes)
 
@@ -77,6 +135,8 @@ def make_imbalanced(train: ImageSet, test: ImageSet, protocol: str = "binary", *
     train_index = np.sort(np.concatenate([maj_index, kept]))
     test_index = np.flatnonzero((test.labels == majority) | (test.labels == minority))
 
+    if test_distribution == "train":
+        test_index = _follow(test.labels, test_index, {majority: n_majority, minority: n_minority}, rng)
     names = (train.class_names[majority], train.class_names[minority])
     train_set = _relabel(train.subset(train_index), majority, names)
     test_set = _relabel(test.subset(test_index), majority, names)
@@ -93,3 +153,42 @@ def make_imbalanced(train: ImageSet, test: ImageSet, protocol: str = "binary", *
 def _relabel(images: ImageSet, majority: int, names: tuple[str, str]) -> ImageSet:
     labels = np.where(images.labels == majority, 0, 1).astype(np.int64)
     return ImageSet(images.images, labels, names)
+
+
+def _multiclass(train: ImageSet, test: ImageSet, protocol: str, ratio, seed: int, dataset, test_distribution) -> Task:
+    available = train.counts()
+    wanted = target_counts(protocol, available, ratio, dataset)
+    if min(wanted) < 1:
+        raise CellFailure(f"the {protocol} protocol at ratio {ratio:g} keeps 0 images of some class; use a larger ratio")
+    rng = np.random.default_rng(seed)
+    kept, realised = [], []
+    for c, n in enumerate(wanted):
+        members = np.flatnonzero(train.labels == c)
+        take = min(n, len(members))  # a class smaller than its target keeps all it has (recorded)
+        kept.append(rng.permutation(members)[:take])
+        realised.append(take)
+    train_index = np.sort(np.concatenate(kept))
+    test_index = np.arange(len(test))
+    if test_distribution == "train":
+        test_index = _follow(test.labels, test_index, dict(enumerate(realised)), rng)
+    train_set, test_set = train.subset(train_index), test.subset(test_index)
+    counts = {
+        "train": train_set.counts().tolist(),
+        "test": test_set.counts().tolist(),
+        "requested": [int(n) for n in wanted],
+        "clamped": [c for c, (n, r) in enumerate(zip(wanted, realised, strict=True)) if r < n],
+        "classes": list(train.class_names),
+    }
+    return Task(train=train_set, test=test_set, positive=None, counts=counts)
+
+
+def _follow(labels: np.ndarray, index: np.ndarray, train_counts: dict, rng) -> np.ndarray:
+    """Subsample the test images ``index`` so that each class keeps round(t_c x n_c / max n) of its t_c images
+    (at least one): a test set with the training set's class distribution."""
+    largest = max(train_counts.values())
+    keep = []
+    for c, n in train_counts.items():
+        members = index[labels[index] == c]
+        k = max(1, int(np.floor(len(members) * n / largest + 0.5))) if len(members) else 0
+        keep.append(rng.permutation(members)[:k])
+    return np.sort(np.concatenate(keep)) if keep else index

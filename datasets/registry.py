@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.datasets import digits, fashion_mnist, mnist
+from bench.datasets import celeba, cifar10, digits, fashion_mnist, folder, gtsrb, mnist
 from bench.datasets.base import ImageSet, LoadOptions, resize_images
 from bench.errors import BenchError
 
@@ -43,7 +43,7 @@ def _info(module) -> DatasetInfo:
     )
 
 
-_DATASETS = {info.name: info for info in map(_info, (digits, mnist, fashion_mnist))}
+_DATASETS = {info.name: info for info in map(_info, (digits, mnist, fashion_mnist, cifar10, gtsrb, celeba))}
 
 
 def dataset_names() -> list[str]:
@@ -51,6 +51,8 @@ def dataset_names() -> list[str]:
 
 
 def get_dataset_info(name: str) -> DatasetInfo:
+    if name.startswith(folder.PREFIX):  # the user's own images: folder:PATH
+        return DatasetInfo(**folder.describe(name[len(folder.PREFIX):]))
     try:
         return _DATASETS[name]
     except KeyError:
@@ -65,6 +67,8 @@ def default_data_dir() -> Path:
 
 def dataset_folder(name: str, root: str | Path | None) -> Path:
     """``<root or default_data_dir()>/<name>``."""
+    if name.startswith(folder.PREFIX):
+        return Path(name[len(folder.PREFIX):]).expanduser()
     get_dataset_info(name)  # reject unknown names before building a path from them
     return Path(root).expanduser() / name if root is not None else default_data_dir() / name
 

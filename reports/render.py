@@ -23,6 +23,7 @@ HEADERS = {
     "accuracy": "accuracy",
     "f_measure": "F-measure",
     "g_mean": "G-mean",
+    "balanced_accuracy": "ACSA",
 }
 SHORT_HEADERS = {
     "precision": "prec",
@@ -30,7 +31,10 @@ SHORT_HEADERS = {
     "accuracy": "acc",
     "f_measure": "F",
     "g_mean": "G-mean",
+    "balanced_accuracy": "ACSA",
 }
+# Multi-class protocols: macro averages, with the mean per-class recall (ACSA = balanced accuracy) first.
+MULTICLASS_METRICS = ("balanced_accuracy", "g_mean", "f_measure", "precision", "recall")
 NONE = "-"
 EMPTY = "No results in the store yet."
 _LATEX_SPECIALS = {
@@ -66,15 +70,21 @@ def _groups(table: pd.DataFrame):
     return table.groupby(["dataset", "protocol"], sort=False)
 
 
+def _metrics(group: pd.DataFrame) -> tuple[str, ...]:
+    return METRICS if group["protocol"].iloc[0] == "binary" else MULTICLASS_METRICS
+
+
 def _has_paper(group: pd.DataFrame) -> bool:
-    return bool(group[[f"{m}_paper" for m in METRICS]].notna().any().any())
+    return _metrics(group) == METRICS and bool(group[[f"{m}_paper" for m in METRICS]].notna().any().any())
 
 
 def _display(group: pd.DataFrame, pm: str, paper: bool, short: bool = False):
     """Strings for one (dataset, protocol) group, and where the best values are: (columns, rows, bold)."""
     lead = ["ratio"] + (["pair"] if "pair" in group else []) + ["method", "n"]
     columns, rows, bold = [(name, "") for name in lead], [], []
-    for metric in METRICS:
+    metrics = _metrics(group)
+    paper = paper and metrics == METRICS
+    for metric in metrics:
         columns.append((metric, "ours"))
         if paper:
             columns.append((metric, "paper"))
@@ -85,7 +95,7 @@ def _display(group: pd.DataFrame, pm: str, paper: bool, short: bool = False):
             + [row["method"], str(row["n_seeds"])]
         )
         marks = [False] * len(cells)
-        for metric in METRICS:
+        for metric in metrics:
             cells.append(_cell(row[f"{metric}_mean"], row[f"{metric}_std"], pm, short))
             marks.append(bool(row[f"{metric}_best"]))
             if paper:
@@ -116,6 +126,12 @@ def _failures(failed: pd.DataFrame, dataset, protocol) -> list[str]:
 
 
 def _caption(dataset, protocol, pm: str = " ± ", escape=str) -> str:
+    if protocol != "binary":
+        return (
+            f"Table 3 on {escape(dataset)}, {escape(protocol)} protocol: ACSA (mean per-class recall), G-mean and "
+            f"macro-averaged F-measure, precision and recall, mean{pm}std over the n seeds. Bold: the best mean "
+            "per ratio."
+        )
     return (
         f"Table 3 on {escape(dataset)}, {escape(protocol)} protocol: minority-class metrics, mean{pm}std "
         "over the n seeds (per seed, the mean over the class pairs first). Bold: the best mean per ratio."

@@ -37,16 +37,19 @@ def one_line_error(excinfo) -> str:
 
 # --- registry -----------------------------------------------------------------------------------------
 
+DATASETS = ["celeba", "cifar10", "digits", "fashion-mnist", "gtsrb", "mnist"]
+
 
 def test_names_and_infos():
-    assert dataset_names() == ["digits", "fashion-mnist", "mnist"]
+    assert dataset_names() == DATASETS
     for name in dataset_names():
         info = get_dataset_info(name)
         assert isinstance(info, DatasetInfo) and info.name == name
         assert info.description and "\n" not in info.description and "http" in info.source
-        assert len(info.class_names) == 10
+        n_classes = len(info.class_names)
+        assert n_classes == {"gtsrb": 43, "celeba": 2}.get(name, 10)
         for majority, minority in info.default_pairs:
-            assert majority != minority and {majority, minority} <= set(range(10))
+            assert majority != minority and {majority, minority} <= set(range(n_classes))
     assert get_dataset_info("digits").image_shape == (1, 8, 8)
     assert not get_dataset_info("digits").needs_files and get_dataset_info("mnist").needs_files
     fashion = get_dataset_info("fashion-mnist")
@@ -63,8 +66,8 @@ def test_names_and_infos():
 def test_unknown_name_lists_valid_names():
     with pytest.raises(BenchError) as excinfo:
         get_dataset_info("cifar")
-    assert one_line_error(excinfo) == "unknown dataset 'cifar'; valid names: digits, fashion-mnist, mnist"
-    with pytest.raises(BenchError, match="valid names: digits, fashion-mnist, mnist"):
+    assert one_line_error(excinfo) == "unknown dataset 'cifar'; valid names: " + ", ".join(DATASETS)
+    with pytest.raises(BenchError, match="valid names: " + ", ".join(DATASETS)):
         load_dataset("MNIST")
 
 
