@@ -135,6 +135,10 @@ def test_a_killed_run_resumes_with_only_the_missing_cells(tmp_path, sig, code):
     (["--pairs", "3-5"], "is not MAJORITY:MINORITY"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--method-file", "/nonexistent/m.py"], "does not exist"),
+    (["--protocol", "gamo"], "not 'digits'; use --protocol longtail or step"),
+    (["--protocol", "zipf"], "unknown protocol 'zipf'"),
+    (["--image-size", "4"], "--image-size must be between 8 and 512"),
+    (["--datasets", "folder:/nonexistent/images"], "folder:/nonexistent/images"),
 ])
 def test_bad_input_is_a_one_line_error_with_exit_2_and_the_store_untouched(capsys, tmp_path, args, message):
     results = tmp_path / "results"
@@ -194,3 +198,16 @@ def test_mnist_from_the_shared_folder_offline(tmp_path):
         row = store.cells().iloc[0]
     assert row["status"] == "done" and row["counts"]["train"] == [6131, 123]  # round(0.02 x 6131)
     assert row["metrics"]["g_mean"] > 0.5  # SMOTE-balanced MNIST 3 vs 5 is far from chance after one epoch
+
+
+def test_a_multiclass_protocol_runs_and_reports_acsa(tmp_path):
+    results = tmp_path / "results"
+    out = run_bench("run", "--methods", "imbalanced", "--datasets", "digits", "--protocol", "longtail", "--ratios",
+                    "0.2", "--seeds", "1", "--epochs", "2", "--results", results, "--quiet", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "1 cells: 1 run, 0 failed" in out.stdout
+    assert "digits / longtail" in out.stdout and "ACSA" in out.stdout
+    with Store(results, create=False) as store:
+        cell = store.cells().iloc[0]
+    assert cell["pair"] == [] and cell["counts"]["train"][0] > cell["counts"]["train"][-1]
+    assert len(cell["metrics"]["per_class_recall"]) == 10
