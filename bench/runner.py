@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import random
+import re
 import time
 import traceback
 from dataclasses import dataclass
@@ -86,7 +87,8 @@ def _now() -> str:
 def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, progress=None) -> dict:
     """Run one cell on the dataset's full ``train`` and ``test`` sets; return the row to store."""
     started, clock = _now(), time.perf_counter()
-    artifacts = Path("artifacts") / cell.dataset / cell.method / cell.key
+    # A folder:PATH dataset name holds slashes and a colon: one safe folder name instead.
+    artifacts = Path("artifacts") / re.sub(r"[^A-Za-z0-9._-]+", "_", cell.dataset) / cell.method / cell.key
     row = {
         "key": cell.key, "method": cell.method, "params": cell.params, "dataset": cell.dataset,
         "protocol": cell.protocol, "pair": list(cell.pair), "ratio": cell.ratio, "seed": cell.seed,
