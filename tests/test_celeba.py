@@ -438,17 +438,26 @@ class DriveHandler(BaseHTTPRequestHandler):
         if body is None:
             self.send_error(404)
             return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
+        start = int(self.headers["Range"][len("bytes="):-1]) if self.headers.get("Range") else 0
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        self.send_header("Content-Length", str(len(body) - start))
         self.end_headers()
-        self.wfile.write(body)
+        if self.server.cuts and not start and len(body) > 1000:  # announce it all, send half, hang up
+            self.server.cuts -= 1
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(body[start:])
 
 
 @pytest.fixture
 def drive(monkeypatch):
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), DriveHandler)
-    httpd.files, httpd.requests = {}, []
+    httpd.files, httpd.requests, httpd.cuts = {}, [], 0
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     port = httpd.server_address[1]
@@ -480,3 +489,18 @@ def test_drive_refusal_is_one_line_with_the_manual_fix(fake, drive, tmp_path):
     assert "img_align_celeba.zip" in message and "expected" in message and "the file was deleted" in message
     assert "download img_align_celeba.zip by hand" in message and f"put it in {target}" in message
     assert not (target / celeba.ZIP_FILE).exists() and not list(target.glob("*.part"))
+
+
+def test_an_interrupted_download_resumes_on_the_next_run(fake, drive, tmp_path):
+    for file, _, file_id, key in celeba.RESOURCES:
+        drive.files[f"/uc?id={file_id}&rk={key}"] = (fake.folder / file).read_bytes()
+    drive.cuts = 1
+    target = tmp_path / "fresh"
+    with pytest.raises(BenchError) as excinfo:
+        celeba.load(target, "test", True, LoadOptions())
+    assert "could not download" in one_line(excinfo)
+    parts = list(target.glob("*.part"))
+    assert len(parts) == 1 and parts[0].stat().st_size > 0  # what arrived is kept
+    data = celeba.load(target, "test", True, LoadOptions())  # the rerun asks for the rest only
+    assert len(data) == 4 and not list(target.glob("*.part"))
+    assert (target / parts[0].name[: -len(".part")]).read_bytes() == (fake.folder / parts[0].name[: -len(".part")]).read_bytes()
