@@ -209,5 +209,5 @@ def test_a_multiclass_protocol_runs_and_reports_acsa(tmp_path):
     assert "digits / longtail" in out.stdout and "ACSA" in out.stdout
     with Store(results, create=False) as store:
         cell = store.cells().iloc[0]
-    assert cell["pair"] == [] and cell["counts"]["train"][0] > cell["counts"]["train"][-1]
+    assert cell["pair"] is None and cell["counts"]["train"][0] > cell["counts"]["train"][-1]
     assert len(cell["metrics"]["per_class_recall"]) == 10
