@@ -52,6 +52,7 @@ def cli():
 @click.option("--test-set", "test_set", type=click.Choice(["balanced", "train"]),
               help="Test set as the dataset gives it (balanced), or following the training distribution.")
 @click.option("--image-size", type=int, help="Resize every dataset to this square size in pixels.")
+@click.option("--metrics", "quality", help="Generative quality per cell: ssim, fid (comma-separated), or none.")
 @click.option("--celeba-attr", help="CelebA's task: an attribute of list_attr_celeba.txt (binary), or 'hair' (5 classes).")
 @click.option("--epochs", type=int, help="Override the preset's training length.")
 @click.option("--method-file", "method_files", multiple=True, type=click.Path(dir_okay=False),
@@ -63,7 +64,7 @@ def cli():
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Skip cells already done.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def run(preset, methods, datasets, ratios, seeds, pairs, protocol, test_set, image_size, celeba_attr, epochs,
+def run(preset, methods, datasets, ratios, seeds, pairs, protocol, test_set, image_size, quality, celeba_attr, epochs,
         method_files, data_dir, download, results, device, resume, quiet):
     """Run every cell of method x dataset x ratio x pair x seed and store the results."""
     from bench.grid import build_grid, load_preset, parse_pairs
@@ -96,6 +97,8 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, test_set, ima
         config.image_size = image_size
     if celeba_attr is not None:
         config.celeba_attr = celeba_attr
+    if quality is not None:
+        config.metrics = _split(quality)
     cells = build_grid(config)
 
     summary = run_grid(cells, results, data_dir=data_dir, download=download, device=device, resume=resume,

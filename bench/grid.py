@@ -28,6 +28,7 @@ from bench.datasets.imbalance import (
 )
 from bench.errors import BenchError
 from bench.methods import get_method
+from bench.quality import parse_quality
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,6 +55,7 @@ class RunConfig:
     image_size: int | None = None  # resize every dataset to this square size (None: its own)
     celeba_attr: str | None = None  # CelebA's label task: an attribute name or "hair" (None: the default)
     test_distribution: str = "balanced"  # or "train": the test set follows the training distribution
+    metrics: list = field(default_factory=list)  # generative quality computed per cell: "ssim", "fid"
 
     def data_options(self, dataset: str) -> dict:
         """What, besides the protocol, changes a dataset's images or labels: part of its cells' keys."""
@@ -64,6 +66,8 @@ class RunConfig:
             options["celeba_attr"] = self.celeba_attr
         if self.test_distribution != "balanced":
             options["test"] = self.test_distribution
+        if self.metrics:
+            options["quality"] = list(self.metrics)
         return options
 
     def epochs_for(self, dataset: str) -> int:
@@ -89,7 +93,7 @@ class Cell:
     ratio: float
     seed: int
     epochs: int
-    options: dict = field(default_factory=dict)  # RunConfig.data_options: image size, CelebA task, test set
+    options: dict = field(default_factory=dict)  # RunConfig.data_options: image size, CelebA task, test set, quality
     key: str = ""
 
     def __post_init__(self):
@@ -173,6 +177,7 @@ def build_grid(config: RunConfig) -> list[Cell]:
         raise BenchError(f"unknown protocol '{config.protocol}'; valid protocols: {', '.join(PROTOCOLS)}")
     if config.test_distribution not in TEST_CHOICES:
         raise BenchError(f"unknown test distribution '{config.test_distribution}'; valid: {', '.join(TEST_CHOICES)}")
+    config.metrics = parse_quality(config.metrics)
     if config.image_size is not None and not 8 <= int(config.image_size) <= 512:
         raise BenchError(f"--image-size must be between 8 and 512 pixels; got {config.image_size}")
     if int(config.seeds) < 1:

@@ -33,6 +33,7 @@ from bench.errors import BenchError, CellFailure  # noqa: E402
 from bench.grid import Cell  # noqa: E402
 from bench.methods import FitContext, get_method  # noqa: E402
 from bench.metrics import classification_metrics, roc_points  # noqa: E402
+from bench.quality import generative_quality  # noqa: E402
 from bench.store import Store  # noqa: E402
 
 _PACKAGES = ("capsan-bench", "torch", "numpy", "scikit-learn", "imbalanced-learn", "pandas")
@@ -108,6 +109,9 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
         proba = method.predict_proba(task.test.images)
         row["metrics"] = classification_metrics(task.test.labels, proba, task.positive)
         row["curves"] = {"roc": roc_points(task.test.labels, proba, task.positive)} if task.positive is not None else {}
+        which = cell.options.get("quality", [])
+        if which:
+            _add_quality(row, method, task, train, which, cell.seed, progress)
         row["status"] = "done"
     except CellFailure as exc:
         row.update(status="failed", error=str(exc))
@@ -122,6 +126,14 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
     row["finished_at"] = _now()
     row["duration_s"] = round(time.perf_counter() - clock, 3)
     return row
+
+
+def _add_quality(row: dict, method, task, train, which, seed: int, progress) -> None:
+    """Generative quality after the classification metrics; its failure is recorded, the cell stands."""
+    try:
+        row["metrics"]["quality"] = generative_quality(method, task.train, train, which, seed)
+    except Exception as exc:  # noqa: BLE001 (any failure here must not lose the classification results)
+        row["metrics"]["quality_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 def _load_options(cell: Cell) -> LoadOptions:

@@ -1,0 +1,66 @@
+"""Generative quality of one cell, computed at its end and stored with its metrics (``--metrics``).
+
+For every class the method generated (``method.generated_counts`` > 0; the minority class of a binary
+task), the real reference is that class's images in the dataset's FULL training split (not only the few
+the imbalanced task kept), and the method samples as many images as there are real ones (the paper's
+protocol). Per class:
+- ``ssim``: SSIM diversity of the generated images and of the real ones (``bench/diversity.py``);
+- ``fid``: Frechet distance on Inception-v3 features, or, without the Inception weights, the clearly
+  named ``fid-proxy`` on a classifier's features (``bench/fid.py``); each value names its variant.
+Stored as ``metrics["quality"] = {"<class name>": {"ssim": {...}, "fid": {...}}, "n_real": ..., ...}``.
+A failure here is recorded as ``metrics["quality_error"]``: the cell's classification results stand.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.datasets.base import ImageSet
+from bench.errors import BenchError
+
+QUALITY_METRICS = ("ssim", "fid")
+MAX_REFERENCE = 10_000  # real images per class at most (a seeded subset beyond it), to bound the cost
+
+
+def parse_quality(names) -> list[str]:
+    """``["ssim", "fid"]``, ``[]`` for none; unknown names are a one-line error."""
+    chosen = [n for n in names if n not in ("", "none")]
+    unknown = sorted(set(chosen) - set(QUALITY_METRICS))
+    if unknown:
+        raise BenchError(f"unknown metric {', '.join(unknown)}; --metrics takes {', '.join(QUALITY_METRICS)} "
+                         "or none")
+    return [n for n in QUALITY_METRICS if n in chosen]
+
+
+def generated_classes(method, task_train: ImageSet) -> list[int]:
+    counts = getattr(method, "generated_counts", None)
+    if counts is None:
+        return []
+    return [c for c, n in enumerate(list(counts)) if n > 0 and c < task_train.n_classes]
+
+
+def generative_quality(method, task_train: ImageSet, full_train: ImageSet, which, seed: int,
+                       fid_fn=None) -> dict:
+    """The quality metrics ``which`` for every class ``method`` generated; ``fid_fn(real, fake, class_name)``
+    computes one FID (the caller picks Inception or the proxy)."""
+    if not hasattr(method, "sample"):
+        return {}
+    from bench.diversity import ssim_report  # scikit-image is slow to import; only quality runs need it
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for c in generated_classes(method, task_train):
+        name = task_train.class_names[c]
+        if name not in full_train.class_names:
+            raise BenchError(f"class '{name}' of the task is not a class of the dataset")
+        real = full_train.images[full_train.labels == full_train.class_names.index(name)]
+        if len(real) > MAX_REFERENCE:
+            real = real[np.sort(rng.choice(len(real), MAX_REFERENCE, replace=False))]
+        fake = method.sample(len(real), c)
+        entry = {"n_real": int(len(real)), "n_fake": int(len(fake)), "reference": "dataset train split"}
+        if "ssim" in which:
+            entry["ssim"] = ssim_report(real, fake, seed=seed)
+        if "fid" in which and fid_fn is not None:
+            entry["fid"] = fid_fn(real, fake, name)
+        out[name] = entry
+    return out

@@ -1,0 +1,61 @@
+"""Generative quality at the end of a cell (``--metrics``): what is stored, and that a failure there keeps the cell."""
+
+import dataclasses
+
+import pytest
+import torch
+from helpers import digits_cell
+
+from bench import diversity
+from bench.errors import BenchError
+from bench.grid import RunConfig, build_grid
+from bench.quality import parse_quality
+from bench.runner import run_cell
+
+CPU = torch.device("cpu")
+
+
+def _with_quality(cell, which=("ssim",)):
+    return dataclasses.replace(cell, options={**cell.options, "quality": list(which)}, key="")
+
+
+def test_parse_quality_accepts_known_names_in_a_fixed_order_and_refuses_others():
+    assert parse_quality(["fid", "ssim"]) == ["ssim", "fid"]
+    assert parse_quality(["none"]) == []
+    with pytest.raises(BenchError, match="unknown metric is; --metrics takes ssim, fid or none"):
+        parse_quality(["is"])
+
+
+def test_metrics_are_part_of_the_cell_key():
+    config = dict(name="t", methods=["gan"], datasets=["digits"], ratios=[0.1], seeds=1, epochs=1)
+    plain = build_grid(RunConfig(**config))[0]
+    with_ssim = build_grid(RunConfig(**config, metrics=["ssim"]))[0]
+    assert with_ssim.options == {"quality": ["ssim"]} and with_ssim.key != plain.key
+
+
+def test_a_generative_cell_stores_ssim_for_the_class_it_generated(digits, tmp_path):
+    row = run_cell(_with_quality(digits_cell("gan", epochs=1)), *digits, CPU, tmp_path)
+    assert row["status"] == "done", row["error"]
+    quality = row["metrics"]["quality"]
+    minority = row["counts"]["classes"][1]
+    assert list(quality) == [minority]  # the majority class is never generated
+    entry = quality[minority]
+    n_real = int((digits[0].labels == int(minority)).sum())  # the class in the FULL training split
+    assert entry["n_real"] == entry["n_fake"] == n_real
+    assert entry["ssim"]["metric"] == "ssim-diversity"
+    assert 0 < entry["ssim"]["generated"]["mean"] <= 1 and 0 < entry["ssim"]["real"]["mean"] <= 1
+
+
+def test_a_method_that_generates_nothing_stores_no_quality(digits, tmp_path):
+    row = run_cell(_with_quality(digits_cell("smote")), *digits, CPU, tmp_path)
+    assert row["status"] == "done" and row["metrics"]["quality"] == {}
+
+
+def test_a_failing_quality_metric_is_recorded_and_the_cell_stands(digits, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("ssim exploded")
+
+    monkeypatch.setattr(diversity, "ssim_report", broken)
+    row = run_cell(_with_quality(digits_cell("gan", epochs=1)), *digits, CPU, tmp_path)
+    assert row["status"] == "done" and 0 <= row["metrics"]["g_mean"] <= 1
+    assert row["metrics"]["quality_error"] == "RuntimeError: ssim exploded"
