@@ -35,6 +35,12 @@ def _ratios(text: str | None) -> list[float] | None:
     return ratios
 
 
+def _size(item: str) -> int:
+    if not item.isdigit():
+        raise BenchError(f"size '{item}' is not a whole number; give sizes like --sizes 100,500,1000")
+    return int(item)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="capsan-bench")
 def cli():
@@ -48,7 +54,9 @@ def cli():
 @click.option("--ratios", help="Comma-separated minority/majority ratios in (0, 1], e.g. 0.1,0.05.")
 @click.option("--seeds", type=int, help="Number of seeds: runs seeds 0..N-1.")
 @click.option("--pairs", help="Class pairs: default, all, or MAJORITY:MINORITY list like 3:5,4:9.")
-@click.option("--protocol", help="Imbalance protocol: binary (class pairs), longtail, step or gamo (all classes).")
+@click.option("--protocol", help="Imbalance protocol: binary (class pairs), longtail, step, gamo (all classes), or "
+              "subset (n training images, Table 1).")
+@click.option("--sizes", help="Training-set sizes of the subset protocol, e.g. 100,500,1000.")
 @click.option("--test-set", "test_set", type=click.Choice(["balanced", "train"]),
               help="Test set as the dataset gives it (balanced), or following the training distribution.")
 @click.option("--image-size", type=int, help="Resize every dataset to this square size in pixels.")
@@ -64,7 +72,7 @@ def cli():
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Skip cells already done.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def run(preset, methods, datasets, ratios, seeds, pairs, protocol, test_set, image_size, quality, celeba_attr, epochs,
+def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_set, image_size, quality, celeba_attr, epochs,
         method_files, data_dir, download, results, device, resume, quiet):
     """Run every cell of method x dataset x ratio x pair x seed and store the results."""
     from bench.grid import build_grid, load_preset, parse_pairs
@@ -91,6 +99,8 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, test_set, ima
         config.epochs = epochs
     if protocol is not None:
         config.protocol = protocol
+    if sizes is not None:
+        config.sizes = [_size(item) for item in _split(sizes)]
     if test_set is not None:
         config.test_distribution = test_set
     if image_size is not None:

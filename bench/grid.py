@@ -25,6 +25,7 @@ from bench.datasets.imbalance import (
     gamo_ratio,
     validate_pair,
     validate_ratio,
+    validate_size,
 )
 from bench.errors import BenchError
 from bench.methods import get_method
@@ -56,6 +57,7 @@ class RunConfig:
     celeba_attr: str | None = None  # CelebA's label task: an attribute name or "hair" (None: the default)
     test_distribution: str = "balanced"  # or "train": the test set follows the training distribution
     metrics: list = field(default_factory=list)  # generative quality computed per cell: "ssim", "fid"
+    sizes: list = field(default_factory=list)  # training-set sizes of the "subset" protocol (Table 1)
 
     def data_options(self, dataset: str) -> dict:
         """What, besides the protocol, changes a dataset's images or labels: part of its cells' keys."""
@@ -168,9 +170,13 @@ def build_grid(config: RunConfig) -> list[Cell]:
         raise BenchError("no methods to run; pass --methods, e.g. --methods imbalanced,smote")
     if not config.datasets:
         raise BenchError("no datasets to run; pass --datasets, e.g. --datasets digits")
-    if not config.ratios:
+    if config.protocol == "subset":
+        if not config.sizes:
+            raise BenchError("the subset protocol needs sizes; pass --sizes, e.g. --sizes 100,500,1000")
+    elif not config.ratios:
         raise BenchError("no ratios to run; pass --ratios, e.g. --ratios 0.1,0.05")
-    for kind, names in (("method", config.methods), ("dataset", config.datasets), ("ratio", config.ratios)):
+    for kind, names in (("method", config.methods), ("dataset", config.datasets), ("ratio", config.ratios),
+                        ("size", config.sizes)):
         if len(set(names)) != len(names):
             raise BenchError(f"a {kind} is listed twice in {list(names)}; list each once")
     if config.protocol not in PROTOCOLS:
@@ -182,7 +188,7 @@ def build_grid(config: RunConfig) -> list[Cell]:
         raise BenchError(f"--image-size must be between 8 and 512 pixels; got {config.image_size}")
     if int(config.seeds) < 1:
         raise BenchError(f"--seeds must be at least 1; got {config.seeds}")
-    ratios = [validate_ratio(r) for r in config.ratios]
+    ratios = [validate_ratio(r) for r in config.ratios] if config.protocol != "subset" else []
     methods = []
     for name in config.methods:
         cls = get_method(name)
@@ -201,7 +207,13 @@ def build_grid(config: RunConfig) -> list[Cell]:
             raise BenchError(f"epochs must be at least 1; got {epochs} for dataset '{dataset}'")
         # Multi-class protocols keep every class (no pairs); gamo's counts fix its ratio.
         pairs = [()] if config.protocol in MULTICLASS else _pairs_for(config.pairs, info)
-        dataset_ratios = [gamo_ratio(dataset)] if config.protocol == "gamo" else ratios
+        # The level of a cell: the imbalance ratio, gamo's implied ratio, or the subset protocol's size.
+        if config.protocol == "gamo":
+            dataset_ratios = [gamo_ratio(dataset)]
+        elif config.protocol == "subset":
+            dataset_ratios = [float(validate_size(n, len(info.class_names))) for n in config.sizes]
+        else:
+            dataset_ratios = ratios
         options = config.data_options(dataset)
         for seed in range(int(config.seeds)):
             for ratio in dataset_ratios:

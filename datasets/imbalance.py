@@ -16,6 +16,8 @@ one seeded permutation of the class (nested across ratios too), clamped to what 
 - ``gamo``: the fixed per-class counts of the GAMO and DeepSMOTE papers (``GAMO_COUNTS``), drawn without
   replacement. The original GAMO code drew with replacement from the first 4,000 indices of each class; we
   draw distinct images from the whole class. The ratio is implied (smallest / largest count).
+- ``subset`` (the paper's Table 1): n training images in all, drawn stratified by class (scikit-learn's
+  ``train_test_split(train_size=n, stratify=labels, random_state=seed)``); the cell's level is n, not a ratio.
 The test set stays as the dataset gives it (balanced for every paper dataset); with ``test="train"`` each
 class keeps round(t_i x n_i / max_j n_j) of its t_i test images (at least one, seeded), so the test set
 follows the training distribution.
@@ -31,8 +33,8 @@ import numpy as np
 from bench.datasets.base import ImageSet
 from bench.errors import BenchError, CellFailure
 
-PROTOCOLS = ("binary", "longtail", "step", "gamo")
-MULTICLASS = ("longtail", "step", "gamo")
+PROTOCOLS = ("binary", "longtail", "step", "gamo", "subset")
+MULTICLASS = ("longtail", "step", "gamo", "subset")
 TEST_CHOICES = ("balanced", "train")
 # GAMO (Mullick et al., ICCV 2019) and DeepSMOTE (Dablain et al., IEEE TNNLS 2022) training counts per class.
 GAMO_COUNTS = {
@@ -115,6 +117,8 @@ def make_imbalanced(train: ImageSet, test: ImageSet, protocol: str = "binary", *
         raise BenchError(f"unknown protocol '{protocol}'; valid protocols: {', '.join(PROTOCOLS)}")
     if test_distribution not in TEST_CHOICES:
         raise BenchError(f"unknown test distribution '{test_distribution}'; valid: {', '.join(TEST_CHOICES)}")
+    if protocol == "subset":
+        return _subset(train, test, ratio, seed)
     if protocol in MULTICLASS:
         return _multiclass(train, test, protocol, ratio, seed, dataset, test_distribution)
     ratio = validate_ratio(ratio)
@@ -192,3 +196,29 @@ def _follow(labels: np.ndarray, index: np.ndarray, train_counts: dict, rng) -> n
         k = max(1, int(np.floor(len(members) * n / largest + 0.5))) if len(members) else 0
         keep.append(rng.permutation(members)[:k])
     return np.sort(np.concatenate(keep)) if keep else index
+
+
+def validate_size(n, n_classes: int, available: int | None = None) -> int:
+    """A ``subset`` protocol size: a whole number of images, at least one per class."""
+    if float(n) != int(n) or int(n) < n_classes:
+        raise BenchError(f"subset size {n:g} must be a whole number of images, at least the {n_classes} classes; "
+                         "e.g. --sizes 100,500,1000")
+    if available is not None and int(n) > available:
+        raise BenchError(f"subset size {int(n)} exceeds the {available} training images; give a smaller size")
+    return int(n)
+
+
+def _subset(train: ImageSet, test: ImageSet, n, seed: int) -> Task:
+    from sklearn.model_selection import train_test_split
+
+    n = validate_size(n, train.n_classes, len(train))
+    present = train.counts() > 0
+    if n == len(train):
+        index = np.arange(len(train))
+    else:
+        index, _ = train_test_split(np.arange(len(train)), train_size=n, random_state=seed,
+                                    stratify=train.labels if (train.counts()[present] >= 2).all() else None)
+    train_set = train.subset(np.sort(index))
+    counts = {"train": train_set.counts().tolist(), "test": test.counts().tolist(), "requested": n,
+              "classes": list(train.class_names)}
+    return Task(train=train_set, test=test, positive=None, counts=counts)

@@ -135,3 +135,36 @@ def test_options_that_change_the_data_change_the_key_and_nothing_else_does():
 def test_bad_protocol_settings_are_one_line_errors(overrides, message):
     with pytest.raises(BenchError, match=message):
         build_grid(_config(**overrides))
+
+
+def test_subset_draws_n_images_stratified_and_keeps_the_test_set():
+    train = _dataset([60, 30, 10])
+    task = make_imbalanced(train, TEST, "subset", ratio=50, seed=0)
+    assert task.train.counts().tolist() == [30, 15, 5]  # class shares kept
+    assert len(_ids(task.train)) == 50 and task.test is TEST and task.counts["requested"] == 50
+    again = make_imbalanced(train, TEST, "subset", ratio=50, seed=0)
+    other = make_imbalanced(train, TEST, "subset", ratio=50, seed=1)
+    assert _ids(task.train) == _ids(again.train) != _ids(other.train)
+    with pytest.raises(BenchError, match="exceeds the 100 training images"):
+        make_imbalanced(train, TEST, "subset", ratio=101, seed=0)
+    with pytest.raises(BenchError, match="whole number of images, at least the 3 classes"):
+        make_imbalanced(train, TEST, "subset", ratio=2, seed=0)
+
+
+def test_subset_grids_are_levelled_by_size_and_need_sizes():
+    cells = build_grid(_config(protocol="subset", sizes=[100, 500], ratios=[]))
+    assert sorted({c.ratio for c in cells}) == [100.0, 500.0] and {c.pair for c in cells} == {()}
+    with pytest.raises(BenchError, match="needs sizes; pass --sizes"):
+        build_grid(_config(protocol="subset"))
+    with pytest.raises(BenchError, match="a size is listed twice"):
+        build_grid(_config(protocol="subset", sizes=[100, 100]))
+
+
+def test_the_paper_table1_preset_pits_the_two_discriminators_as_plain_classifiers():
+    from bench.grid import load_preset
+
+    config = load_preset("paper-table1")
+    cells = build_grid(config)
+    assert {c.method for c in cells} == {"capsan", "capsan-conv"}
+    assert all(c.params["gan_epochs"] == 0 for c in cells)
+    assert {c.ratio for c in cells} == {100.0, 500.0, 1000.0} and {c.seed for c in cells} == set(range(10))
