@@ -61,6 +61,8 @@ def cli():
               help="Test set as the dataset gives it (balanced), or following the training distribution.")
 @click.option("--image-size", type=int, help="Resize every dataset to this square size in pixels.")
 @click.option("--metrics", "quality", help="Generative quality per cell: ssim, fid (comma-separated), or none.")
+@click.option("--fid-weights", type=click.Path(dir_okay=False),
+              help="pytorch-fid's Inception weights (pt_inception-2015-12-05-6726825d.pth); default: torch's hub cache.")
 @click.option("--celeba-attr", help="CelebA's task: an attribute of list_attr_celeba.txt (binary), or 'hair' (5 classes).")
 @click.option("--epochs", type=int, help="Override the preset's training length.")
 @click.option("--method-file", "method_files", multiple=True, type=click.Path(dir_okay=False),
@@ -72,8 +74,8 @@ def cli():
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Skip cells already done.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_set, image_size, quality, celeba_attr, epochs,
-        method_files, data_dir, download, results, device, resume, quiet):
+def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_set, image_size, quality, fid_weights,
+        celeba_attr, epochs, method_files, data_dir, download, results, device, resume, quiet):
     """Run every cell of method x dataset x ratio x pair x seed and store the results."""
     from bench.grid import build_grid, load_preset, parse_pairs
     from bench.methods import load_method_file
@@ -112,7 +114,7 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_s
     cells = build_grid(config)
 
     summary = run_grid(cells, results, data_dir=data_dir, download=download, device=device, resume=resume,
-                       quiet=quiet)
+                       quiet=quiet, fid_weights=fid_weights)
     click.echo(f"{summary.total} cells: {summary.done} run, {summary.failed} failed, "
                f"{summary.skipped} already done (results in {Path(results) / 'bench.sqlite'})")
     with Store(results, create=False) as store:

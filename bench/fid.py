@@ -83,6 +83,7 @@ PROXY_RESIZE = "none"
 PROXY_EPOCHS = 10
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
+SHOW_PROGRESS = True  # progress bars on long steps; the runner turns them off for --quiet
 _GRAM_LIMIT = 6000  # precompute whole kernel matrices for KID up to this many images (<= 288 MB)
 
 
@@ -116,13 +117,15 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     Raises ValueError on mismatched shapes and (pytorch-fid) on a large imaginary part of the root.
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
-    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
+    sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
     d = mu1.shape[0]
     if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
         raise ValueError(f"means must be (d,) and covariances (d, d) alike; got {mu1.shape}, {sigma1.shape}, "
                          f"{mu2.shape}, {sigma2.shape}")
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.filterwarnings("ignore", message=".*`disp` argument is deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*`disp` argument is deprecated",
+                                category=DeprecationWarning)
         return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
 
 
@@ -177,6 +180,9 @@ def frechet_or_kid(real_feats, fake_feats, *, seed: int = 0, real_stats=None, n_
 
     FID needs full-rank covariances: "applies" is "fid" when both sets have more images than feature
     dimensions, else "kid" (FID is still given, NaN if its matrix root failed, but should not be read).
+    Features that are constant in both sets (a ReLU unit dead on all images) also make the covariances
+    singular; they add nothing to the distance, SciPy warns and pytorch-fid copes, so they do not
+    change "applies".
     ``real_stats``: precomputed (mu, sigma) of ``real_feats`` (a cached reference).
     """
     real, fake = _features(real_feats, "real"), _features(fake_feats, "fake")
@@ -392,7 +398,7 @@ def inception_features(model, images: np.ndarray, device, batch_size: int = 64,
     images = _check_images(images, "the")
     model.eval()
     out = []
-    with tqdm(total=len(images), desc=desc, unit="img", leave=False) as bar:
+    with tqdm(total=len(images), desc=desc, unit="img", leave=False, disable=not SHOW_PROGRESS) as bar:
         for start in range(0, len(images), batch_size):
             batch = to_inception_input(images[start:start + batch_size], device)
             out.append(model(batch)[0].flatten(1).float().cpu().numpy())
@@ -430,7 +436,8 @@ def proxy_features(model, images: np.ndarray, device, batch_size: int = 512) -> 
     images = _check_images(images, "the")
     model.eval()
     out = []
-    with tqdm(total=len(images), desc="fid-proxy features", unit="img", leave=False) as bar:
+    with tqdm(total=len(images), desc="fid-proxy features", unit="img", leave=False,
+              disable=not SHOW_PROGRESS) as bar:
         for start in range(0, len(images), batch_size):
             batch = images[start:start + batch_size]
             out.append(model.embed(to_input(batch, device)).float().cpu().numpy())
@@ -504,7 +511,8 @@ def proxy_extractor(train, dataset: str, *, device="cpu", cache_dir=None, epochs
             pass
     classifier = Classifier(spec)
     with tempfile.TemporaryDirectory() as scratch, \
-            tqdm(total=epochs, desc=f"fid-proxy classifier ({dataset})", unit="epoch", leave=False) as bar:
+            tqdm(total=epochs, desc=f"fid-proxy classifier ({dataset})", unit="epoch", leave=False,
+                 disable=not SHOW_PROGRESS) as bar:
         ctx = FitContext(device=device, seed=seed, epochs=epochs, artifact_dir=Path(scratch),
                          progress=lambda epoch, total, logs: bar.update(1))
         losses = classifier.fit(train, ctx)

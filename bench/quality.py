@@ -19,6 +19,42 @@ from bench.datasets.base import ImageSet
 from bench.errors import BenchError
 
 QUALITY_METRICS = ("ssim", "fid")
+
+
+class FidSettings:
+    """Which FID a run computes, decided once: Inception-v3 when its verified weights are found (or
+    ``--fid-weights PATH``), else ``fid-proxy`` on a classifier trained once per dataset (cached), with the
+    reason ``notice`` to be said once. Proxy extractors are built lazily, one per dataset."""
+
+    def __init__(self, weights=None, download: bool = False, device="cpu", cache_dir=None):
+        from bench import fid
+
+        self.device, self.cache_dir, self.notice = device, cache_dir, None
+        try:
+            self.weights_path = fid.inception_weights_path(weights, download)
+        except fid.InceptionWeightsMissing as exc:
+            self.weights_path, self.notice = None, str(exc)
+        self._proxies = {}
+
+    @property
+    def variant(self) -> str:
+        return "fid-inception" if self.weights_path is not None else "fid-proxy"
+
+    def fid_fn(self, dataset: str, full_train: ImageSet, seed: int):
+        """``fn(real, fake, class_name) -> dict`` for one cell."""
+        from bench import fid
+
+        if self.weights_path is not None:
+            return lambda real, fake, name: fid.fid_inception(
+                real, fake, weights_path=self.weights_path, device=self.device, cache_dir=self.cache_dir,
+                reference=f"{dataset} train class {name}", seed=seed)
+        if dataset not in self._proxies:
+            self._proxies[dataset] = fid.proxy_extractor(full_train, dataset, device=self.device,
+                                                         cache_dir=self.cache_dir)
+        proxy = self._proxies[dataset]
+        return lambda real, fake, name: fid.fid_proxy(
+            real, fake, proxy.features, feature_extractor=proxy.name, weights_sha256=proxy.sha256,
+            cache_dir=self.cache_dir, reference=f"{dataset} train class {name}", seed=seed)
 MAX_REFERENCE = 10_000  # real images per class at most (a seeded subset beyond it), to bound the cost
 
 
@@ -60,7 +96,10 @@ def generative_quality(method, task_train: ImageSet, full_train: ImageSet, which
         entry = {"n_real": int(len(real)), "n_fake": int(len(fake)), "reference": "dataset train split"}
         if "ssim" in which:
             entry["ssim"] = ssim_report(real, fake, seed=seed)
-        if "fid" in which and fid_fn is not None:
-            entry["fid"] = fid_fn(real, fake, name)
+        if "fid" in which:
+            if fid_fn is None:
+                raise BenchError("fid was asked for but no FID settings were given; run through run_grid")
+            result = fid_fn(real, fake, name)
+            entry[result["metric"]] = result  # "fid-inception" or "fid-proxy": never the same column
         out[name] = entry
     return out

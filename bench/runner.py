@@ -33,7 +33,7 @@ from bench.errors import BenchError, CellFailure  # noqa: E402
 from bench.grid import Cell  # noqa: E402
 from bench.methods import FitContext, get_method  # noqa: E402
 from bench.metrics import classification_metrics, roc_points  # noqa: E402
-from bench.quality import generative_quality  # noqa: E402
+from bench.quality import FidSettings, generative_quality  # noqa: E402
 from bench.store import Store  # noqa: E402
 
 _PACKAGES = ("capsan-bench", "torch", "numpy", "scikit-learn", "imbalanced-learn", "pandas")
@@ -85,7 +85,8 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, progress=None) -> dict:
+def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, progress=None,
+             fid_settings=None) -> dict:
     """Run one cell on the dataset's full ``train`` and ``test`` sets; return the row to store."""
     started, clock = _now(), time.perf_counter()
     # A folder:PATH dataset name holds slashes and a colon: one safe folder name instead.
@@ -111,7 +112,7 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
         row["curves"] = {"roc": roc_points(task.test.labels, proba, task.positive)} if task.positive is not None else {}
         which = cell.options.get("quality", [])
         if which:
-            _add_quality(row, method, task, train, which, cell.seed, progress)
+            _add_quality(row, method, task, train, cell, fid_settings)
         row["status"] = "done"
     except CellFailure as exc:
         row.update(status="failed", error=str(exc))
@@ -128,10 +129,12 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
     return row
 
 
-def _add_quality(row: dict, method, task, train, which, seed: int, progress) -> None:
+def _add_quality(row: dict, method, task, train, cell: Cell, fid_settings) -> None:
     """Generative quality after the classification metrics; its failure is recorded, the cell stands."""
+    which = cell.options["quality"]
     try:
-        row["metrics"]["quality"] = generative_quality(method, task.train, train, which, seed)
+        fid_fn = fid_settings.fid_fn(cell.dataset, train, cell.seed) if "fid" in which and fid_settings else None
+        row["metrics"]["quality"] = generative_quality(method, task.train, train, which, cell.seed, fid_fn)
     except Exception as exc:  # noqa: BLE001 (any failure here must not lose the classification results)
         row["metrics"]["quality_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
 
@@ -155,9 +158,17 @@ class RunSummary:
 
 
 def run_grid(cells: list[Cell], results_dir: str | Path, *, data_dir=None, download: bool = False,
-             device: str = "auto", resume: bool = True, quiet: bool = False) -> RunSummary:
+             device: str = "auto", resume: bool = True, quiet: bool = False, fid_weights=None) -> RunSummary:
     results_dir = Path(results_dir)
     torch_device = resolve_device(device)
+    fid_settings = None
+    if any("fid" in c.options.get("quality", []) for c in cells):
+        from bench import fid
+
+        fid.SHOW_PROGRESS = not quiet
+        fid_settings = FidSettings(fid_weights, download, torch_device, results_dir / "fid-cache")
+        if fid_settings.notice:  # said once per run, not per cell
+            tqdm.write(f"note: {fid_settings.notice}")
     with Store(results_dir) as store:
         done_keys = store.done_keys() if resume else set()
         pending = [c for c in cells if c.key not in done_keys]
@@ -180,7 +191,7 @@ def run_grid(cells: list[Cell], results_dir: str | Path, *, data_dir=None, downl
                     _bar.update(epoch - _bar.n)
                     _bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
 
-                row = run_cell(cell, *data[_data_source(cell)], torch_device, results_dir, progress)
+                row = run_cell(cell, *data[_data_source(cell)], torch_device, results_dir, progress, fid_settings)
             store.add(row)
             if row["status"] == "done":
                 summary.done += 1

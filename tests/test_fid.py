@@ -108,7 +108,8 @@ def test_kid_subsets_are_seeded_and_the_gram_shortcut_changes_nothing(monkeypatc
     assert fid.kid(x, y, seed=1, n_subsets=20, subset_size=10) == first
     assert fid.kid(x, y, seed=2, n_subsets=20, subset_size=10)["value"] != first["value"]
     monkeypatch.setattr(fid, "_GRAM_LIMIT", 0)  # per-subset kernels instead of indexed whole matrices
-    assert fid.kid(x, y, seed=1, n_subsets=20, subset_size=10)["value"] == pytest.approx(first["value"], rel=1e-10)
+    per_subset = fid.kid(x, y, seed=1, n_subsets=20, subset_size=10)
+    assert per_subset["value"] == pytest.approx(first["value"], rel=1e-10)
 
 
 def test_kid_is_unbiased_on_samples_of_one_distribution():
@@ -133,7 +134,8 @@ def test_frechet_or_kid_says_which_applies():
     many_r, many_f = rng.normal(size=(60, 3)), rng.normal(size=(50, 3)) + 1
     many = fid.frechet_or_kid(many_r, many_f, seed=3)
     assert many["applies"] == "fid"
-    assert many["fid"] == pytest.approx(fid.frechet_distance(*fid.feature_stats(many_r), *fid.feature_stats(many_f)))
+    direct = fid.frechet_distance(*fid.feature_stats(many_r), *fid.feature_stats(many_f))
+    assert many["fid"] == pytest.approx(direct)
     assert many["kid"] == pytest.approx(fid.kid(many_r, many_f, 3)["value"])
 
 
@@ -179,7 +181,11 @@ def test_a_wrong_weights_file_is_refused(tmp_path, monkeypatch):
 
 def test_a_bad_download_is_refused_and_deleted(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda url, dst, **kw: open(dst, "wb").write(b"bad"))
+    def bad_download(url, dst, **kwargs):
+        assert url == fid.FID_WEIGHTS_URL
+        open(dst, "wb").write(b"bad")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", bad_download)
     with pytest.raises(BenchError, match="SHA-256"):
         fid.inception_weights_path(download=True)
     assert not (tmp_path / "checkpoints" / fid.FID_WEIGHTS_FILE).exists()
@@ -202,7 +208,10 @@ def test_architecture_is_pytorch_fids_fid_inception(monkeypatch):
     ours = fid.fid_inception_architecture()
     monkeypatch.setattr(pf_inception, "load_state_dict_from_url", lambda *a, **kw: ours.state_dict())
     theirs = pf_inception.fid_inception_v3()  # strict load: same parameter names and shapes
-    assert [(n, type(m)) for n, m in ours.named_modules()] == [(n, type(m)) for n, m in theirs.named_modules()]
+    def layout(net):
+        return [(name, type(module)) for name, module in net.named_modules()]
+
+    assert layout(ours) == layout(theirs)
 
 
 # ---------------------------------------------------------------- Inception features
@@ -240,7 +249,8 @@ def test_inception_input_is_resized_rgb_in_minus_one_to_one(random_inception):
     assert torch.allclose(x, expected, atol=1e-6)
     extremes = np.stack([np.zeros((1, 16, 16), np.uint8), np.full((1, 16, 16), 255, np.uint8)])
     ends = _network_input(random_inception, extremes)
-    assert torch.allclose(ends[0], torch.tensor(-1.0), atol=1e-6) and torch.allclose(ends[1], torch.tensor(1.0), atol=1e-6)
+    assert torch.allclose(ends[0], torch.tensor(-1.0), atol=1e-6)
+    assert torch.allclose(ends[1], torch.tensor(1.0), atol=1e-6)
 
 
 def test_fid_inception_features_and_reference_cache(random_inception, tmp_path, monkeypatch):
@@ -330,7 +340,8 @@ def test_fid_proxy_end_to_end_on_digits(digits, tmp_path):
     same = proxy_fid(test.images, reference="train")
     noise = proxy_fid(np.random.default_rng(0).integers(0, 256, test.images.shape, dtype=np.uint8))
     assert same["metric"] == "fid-proxy" and same["feature_extractor"] == proxy.name
-    assert same["weights_sha256"] == proxy.sha256 and same["resize"] == "none" and same["reference"] == "train"
+    assert same["weights_sha256"] == proxy.sha256 and same["resize"] == "none"
+    assert same["reference"] == "train"
     assert same["applies"] == "fid" and (same["n_real"], same["n_fake"]) == (len(train), len(test))
     assert noise["reference_cache"] == "hit"
     assert 0 <= same["value"] < noise["value"] / 5 and same["kid"] < noise["kid"]

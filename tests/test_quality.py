@@ -59,3 +59,29 @@ def test_a_failing_quality_metric_is_recorded_and_the_cell_stands(digits, tmp_pa
     row = run_cell(_with_quality(digits_cell("gan", epochs=1)), *digits, CPU, tmp_path)
     assert row["status"] == "done" and 0 <= row["metrics"]["g_mean"] <= 1
     assert row["metrics"]["quality_error"] == "RuntimeError: ssim exploded"
+
+
+def test_without_inception_weights_a_run_says_so_once_and_stores_the_named_proxy(tmp_path, monkeypatch, capsys):
+    from bench import fid
+    from bench.runner import run_grid
+    from bench.store import Store
+
+    def missing(weights_path=None, download=False):
+        raise fid.InceptionWeightsMissing("FID Inception weights not found (test); pass --fid-weights PATH")
+
+    monkeypatch.setattr(fid, "inception_weights_path", missing)
+    config = RunConfig(name="t", methods=["gan"], datasets=["digits"], ratios=[0.1], seeds=2, pairs=[[3, 5]],
+                       epochs=1, metrics=["fid"])
+    summary = run_grid(build_grid(config), tmp_path, quiet=True)
+    assert summary.done == 2
+    assert capsys.readouterr().out.count("FID Inception weights not found") == 1  # once per run, not per cell
+    with Store(tmp_path, create=False) as store:
+        cells = store.cells()
+    for metrics in cells["metrics"]:
+        (entry,) = metrics["quality"].values()
+        assert "fid-inception" not in entry  # a different metric never shares the Inception column
+        proxy = entry["fid-proxy"]
+        assert proxy["metric"] == "fid-proxy" and proxy["value"] >= 0
+        assert "digits" in proxy["feature_extractor"] and proxy["n_real"] == proxy["n_fake"] == entry["n_real"]
+        assert proxy["applies"] in ("fid", "kid") and proxy["kid"] == proxy["kid"]  # KID is always there
+    assert (tmp_path / "fid-cache").is_dir()  # the proxy classifier and reference statistics are cached
