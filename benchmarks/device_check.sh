@@ -2,8 +2,9 @@
 # One prepared run on a lent GPU machine (see the device tool): the CapsAN step benchmark (with a check that
 # the training step never synchronises with the host) and the CUDA path of `bench run` on MNIST.
 # Expects wheels the machine lacks in .whl/ and MNIST in .devdata/mnist/ (both git-ignored, carried).
-# Usage: bash benchmarks/device_check.sh [all|bench|baselines]
-#   bench: the step benchmark only; baselines: the issue-4 grid (gan, acgan, dagan, gamo, bagan, crl on MNIST)
+# Usage: bash benchmarks/device_check.sh [all|bench|baselines|quality]
+#   bench: the step benchmark only; baselines: the issue-4 grid (gan, acgan, dagan, gamo, bagan, crl on MNIST);
+#   quality: paper-table1 (one seed, one epoch) and capsan + gan with --metrics fid,ssim on one MNIST pair
 set -uo pipefail
 MODE=${1:-all}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -12,6 +13,26 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/pkg . || exit 1
 export PYTHONPATH=/tmp/pkg:/tmp/site PATH=/tmp/pkg/bin:$PATH PYTHONUNBUFFERED=1
 REPO=$PWD; cd /tmp  # import the installed package, not the checkout's folders
+if [ "$MODE" = quality ]; then
+  SECONDS=0
+  timeout "${GRID_TIMEOUT:-240}" bench run --preset paper-table1 --datasets mnist --data-dir "$REPO/.devdata" \
+    --seeds 1 --epochs 1 --results /tmp/t1 --quiet; echo "paper-table1 exit $? in ${SECONDS}s"
+  SECONDS=0
+  timeout "${GRID_TIMEOUT:-240}" bench run --methods capsan,gan --datasets mnist --data-dir "$REPO/.devdata" \
+    --ratios 0.05 --pairs 3:5 --seeds 1 --metrics fid,ssim --results /tmp/q1 --quiet; echo "quality exit $? in ${SECONDS}s"
+  python3 - <<'PY'
+from bench.store import Store
+for where in ("/tmp/t1", "/tmp/q1"):
+    c = Store(where, create=False).cells()
+    for _, r in c.iterrows():
+        m = r["metrics"] or {}
+        q = {k: {n: (round(v[n]["value"], 2) if "value" in v[n] else round(v[n]["generated"]["mean"], 3))
+                 for n in v if n.startswith(("fid", "ssim"))} for k, v in (m.get("quality") or {}).items()}
+        print(r["method"], r["ratio"], r["status"], round(r["duration_s"], 1), "acc", m.get("accuracy"), q,
+              m.get("quality_error"), r["device"])
+PY
+  exit 0
+fi
 if [ "$MODE" != baselines ]; then
   python3 "$REPO/benchmarks/capsan_step.py" --steps 100
   python3 "$REPO/benchmarks/capsan_step.py" --steps 100 --precision bf16
