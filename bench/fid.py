@@ -126,7 +126,37 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.filterwarnings("ignore", message=".*`disp` argument is deprecated",
                                 category=DeprecationWarning)
-        return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
+        try:
+            return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
+        except TypeError as exc:
+            if "disp" not in str(exc):
+                raise
+        # SciPy >= 1.18 dropped sqrtm's ``disp``, which pytorch-fid 0.3.0 still passes: run the same
+        # function with a stand-in for its ``linalg`` module that gives the old (root, error) answer.
+        with _old_sqrtm_api():
+            return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
+
+
+@contextlib.contextmanager
+def _old_sqrtm_api():
+    import types
+
+    from pytorch_fid import fid_score
+    from scipy import linalg
+
+    def sqrtm(matrix, disp=True, **kwargs):
+        root = linalg.sqrtm(matrix, **kwargs)
+        if disp:
+            return root
+        error = np.linalg.norm(root @ root - matrix, "fro") / max(np.linalg.norm(matrix, "fro"), 1e-300)
+        return root, error
+
+    original = fid_score.linalg
+    fid_score.linalg = types.SimpleNamespace(sqrtm=sqrtm)
+    try:
+        yield
+    finally:
+        fid_score.linalg = original
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:

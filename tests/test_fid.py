@@ -349,3 +349,24 @@ def test_fid_proxy_end_to_end_on_digits(digits, tmp_path):
     assert one_class["applies"] == "kid"  # ~54 images, 128 dimensions
     with pytest.raises(ValueError, match="shape"):
         proxy.features(np.zeros((2, 1, 16, 16), np.uint8))
+
+
+def test_frechet_distance_survives_a_scipy_without_sqrtm_disp(monkeypatch):
+    # SciPy >= 1.18 removed sqrtm's ``disp`` that pytorch-fid 0.3.0 passes (found on the GPU machine).
+    from pytorch_fid import fid_score
+    from scipy import linalg
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(50, 4)), rng.normal(size=(60, 4)) + 0.5
+    (mu1, s1), (mu2, s2) = fid.feature_stats(a), fid.feature_stats(b)
+    expected = fid.frechet_distance(mu1, s1, mu2, s2)
+
+    def new_sqrtm(matrix, **kwargs):
+        if "disp" in kwargs:
+            raise TypeError("sqrtm() got an unexpected keyword argument 'disp'")
+        return linalg.sqrtm(matrix)
+
+    import types
+
+    monkeypatch.setattr(fid_score, "linalg", types.SimpleNamespace(sqrtm=new_sqrtm))
+    assert fid.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-9)
