@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import sys
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ class RunConfig:
     test_distribution: str = "balanced"  # or "train": the test set follows the training distribution
     metrics: list = field(default_factory=list)  # generative quality computed per cell: "ssim", "fid"
     sizes: list = field(default_factory=list)  # training-set sizes of the "subset" protocol (Table 1)
+    # {method: {parameter: [values]}}: the product of the values forms one variant of the method per
+    # combination (benchopt style), reported as e.g. "capsan[phi=0.5]" (the paper's Figure 7 phi sweep).
+    sweep: dict = field(default_factory=dict)
 
     def data_options(self, dataset: str) -> dict:
         """What, besides the protocol, changes a dataset's images or labels: part of its cells' keys."""
@@ -96,6 +100,7 @@ class Cell:
     seed: int
     epochs: int
     options: dict = field(default_factory=dict)  # RunConfig.data_options: image size, CelebA task, test set, quality
+    variant: str = ""  # the stored method name of a swept variant, e.g. "capsan[phi=0.5]"; "" = the method's name
     key: str = ""
 
     def __post_init__(self):
@@ -104,7 +109,7 @@ class Cell:
 
     def label(self) -> str:
         task = f"{self.pair[0]}:{self.pair[1]}" if self.pair else self.protocol
-        return f"{self.method} {self.dataset} {task} r={self.ratio:g} seed={self.seed}"
+        return f"{self.variant or self.method} {self.dataset} {task} r={self.ratio:g} seed={self.seed}"
 
 
 def cell_key(cell: Cell) -> str:
@@ -189,15 +194,19 @@ def build_grid(config: RunConfig) -> list[Cell]:
     if int(config.seeds) < 1:
         raise BenchError(f"--seeds must be at least 1; got {config.seeds}")
     ratios = [validate_ratio(r) for r in config.ratios] if config.protocol != "subset" else []
+    unknown = sorted(set(config.sweep) - set(config.methods))
+    if unknown:
+        raise BenchError(f"sweep names {', '.join(unknown)}, which the run does not include; add it to --methods")
     methods = []
     for name in config.methods:
         cls = get_method(name)
-        overrides = dict(config.method_params.get(name, {}))
-        try:
-            params = cls(**overrides).key_params()
-        except ValueError as exc:
-            raise BenchError(str(exc)) from exc
-        methods.append((name, overrides, params))
+        for variant, extra in _variants(name, config.sweep.get(name, {})):
+            overrides = {**config.method_params.get(name, {}), **extra}
+            try:
+                params = cls(**overrides).key_params()
+            except ValueError as exc:
+                raise BenchError(str(exc)) from exc
+            methods.append((name, overrides, params, variant))
 
     cells = []
     for dataset in config.datasets:
@@ -218,10 +227,24 @@ def build_grid(config: RunConfig) -> list[Cell]:
         for seed in range(int(config.seeds)):
             for ratio in dataset_ratios:
                 for pair in pairs:
-                    for name, overrides, params in methods:
+                    for name, overrides, params, variant in methods:
                         cells.append(Cell(name, overrides, params, dataset, config.protocol, pair, ratio, seed, epochs,
-                                          options))
+                                          options, variant))
     return cells
+
+
+def _variants(name: str, sweep: dict) -> list[tuple[str, dict]]:
+    """("", {}) without a sweep; else one (label, overrides) per combination of the swept values."""
+    if not sweep:
+        return [("", {})]
+    for param, values in sweep.items():
+        if not isinstance(values, list) or not values:
+            raise BenchError(f"sweep of {name}.{param} must be a non-empty list of values; got {values!r}")
+    out = []
+    for combo in itertools.product(*sweep.values()):
+        extra = dict(zip(sweep, combo, strict=True))
+        out.append((name + "[" + ",".join(f"{k}={v}" for k, v in extra.items()) + "]", extra))
+    return out
 
 
 def _pairs_for(spec, info) -> list[tuple[int, int]]:

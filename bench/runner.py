@@ -92,7 +92,7 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
     # A folder:PATH dataset name holds slashes and a colon: one safe folder name instead.
     artifacts = Path("artifacts") / re.sub(r"[^A-Za-z0-9._-]+", "_", cell.dataset) / cell.method / cell.key
     row = {
-        "key": cell.key, "method": cell.method, "params": cell.params, "dataset": cell.dataset,
+        "key": cell.key, "method": cell.variant or cell.method, "params": cell.params, "dataset": cell.dataset,
         "protocol": cell.protocol, "pair": list(cell.pair) or None, "ratio": cell.ratio, "seed": cell.seed,
         "epochs": cell.epochs, "started_at": started, "device": describe_device(device),
         "versions": package_versions(), "artifacts": str(artifacts),

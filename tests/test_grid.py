@@ -1,5 +1,7 @@
 """Presets, grid expansion and cell keys."""
 
+import dataclasses
+
 import pytest
 
 from bench.errors import BenchError
@@ -87,3 +89,40 @@ def test_preset_from_a_file_with_per_dataset_epochs(tmp_path):
     path.write_text('methods = ["imbalanced"]\ncolour = "red"\n')
     with pytest.raises(BenchError, match="unknown keys colour"):
         load_preset(str(path))
+
+
+def test_a_sweep_makes_one_labelled_variant_per_combination():
+    config = RunConfig(name="t", methods=["imbalanced", "capsan"], datasets=["digits"], ratios=[0.1], seeds=1,
+                       pairs=[[3, 5]], epochs=1, method_params={"capsan": {"pi": 0.3}},
+                       sweep={"capsan": {"phi": [0.5, 1.0], "pt_weight": [0.0, 0.1]}})
+    cells = build_grid(config)
+    variants = sorted(c.variant for c in cells if c.method == "capsan")
+    assert variants == ["capsan[phi=0.5,pt_weight=0.0]", "capsan[phi=0.5,pt_weight=0.1]",
+                        "capsan[phi=1.0,pt_weight=0.0]", "capsan[phi=1.0,pt_weight=0.1]"]
+    capsan = [c for c in cells if c.method == "capsan"]
+    assert all(c.params["pi"] == 0.3 for c in capsan)  # the preset's parameters stay under the sweep
+    assert len({c.key for c in capsan}) == 4
+    assert [c.variant for c in cells if c.method == "imbalanced"] == [""]
+    with pytest.raises(BenchError, match="sweep names smote, which the run does not include"):
+        build_grid(dataclasses.replace(config, sweep={"smote": {"k_neighbors": [3]}}))
+    with pytest.raises(BenchError, match="must be a non-empty list"):
+        build_grid(dataclasses.replace(config, sweep={"capsan": {"phi": 0.5}}))
+
+
+def test_the_paper_fig7_preset_sweeps_phi():
+    cells = build_grid(load_preset("paper-fig7"))
+    assert {c.params["phi"] for c in cells} == {0.0, 0.25, 0.5, 0.75, 1.0}
+    assert {c.variant for c in cells} == {f"capsan[phi={v}]" for v in (0.0, 0.25, 0.5, 0.75, 1.0)}
+
+
+def test_a_variant_is_stored_under_its_label(digits, tmp_path):
+    import torch
+
+    from bench.runner import run_cell
+
+    config = RunConfig(name="t", methods=["smote"], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
+                       epochs=1, sweep={"smote": {"k_neighbors": [3]}})
+    (cell,) = build_grid(config)
+    row = run_cell(cell, *digits, torch.device("cpu"), tmp_path)
+    assert row["status"] == "done" and row["method"] == "smote[k_neighbors=3]"
+    assert row["params"]["k_neighbors"] == 3
