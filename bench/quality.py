@@ -7,6 +7,10 @@ protocol). Per class:
 - ``ssim``: SSIM diversity of the generated images and of the real ones (``bench/diversity.py``);
 - ``fid``: Frechet distance on Inception-v3 features, or, without the Inception weights, the clearly
   named ``fid-proxy`` on a classifier's features (``bench/fid.py``); each value names its variant.
+Per cell, for ``capsan`` and ``capsan-conv`` only:
+- ``battle``: the cell also trains the other of the two (same task, seed, parameters and budget) and
+  stores Im et al.'s battle ratios (``bench/battle.py``), this cell's model as model 1, on the task's test
+  images and as many samples of the generated classes as there are test images.
 Stored as ``metrics["quality"] = {"<class name>": {"ssim": {...}, "fid": {...}}, "n_real": ..., ...}``.
 A failure here is recorded as ``metrics["quality_error"]``: the cell's classification results stand.
 """
@@ -18,7 +22,8 @@ import numpy as np
 from bench.datasets.base import ImageSet
 from bench.errors import BenchError
 
-QUALITY_METRICS = ("ssim", "fid")
+QUALITY_METRICS = ("ssim", "fid", "battle")
+BATTLE_TWINS = {"capsan": "capsan-conv", "capsan-conv": "capsan"}  # the paper's battle: CapsAN vs Conv-GAN
 
 
 class FidSettings:
@@ -103,3 +108,20 @@ def generative_quality(method, task_train: ImageSet, full_train: ImageSet, which
             entry[result["metric"]] = result  # "fid-inception" or "fid-proxy": never the same column
         out[name] = entry
     return out
+
+
+def battle_against_twin(method, name: str, overrides: dict, task, ctx) -> dict:
+    """Fit ``name``'s twin on the same task and context, then battle: this cell's model is model 1."""
+    from bench.battle import battle, capsan_discriminator_real, capsan_sampler
+    from bench.methods import get_method
+
+    if name not in BATTLE_TWINS:
+        raise BenchError(f"the battle metric pits capsan against capsan-conv; '{name}' has no twin")
+    twin = get_method(BATTLE_TWINS[name])(**overrides)
+    twin.fit(task.train, ctx)
+    classes = generated_classes(method, task.train) or [task.train.n_classes - 1]
+    n = len(task.test)
+    result = battle(capsan_discriminator_real(method), capsan_discriminator_real(twin),
+                    capsan_sampler(method, n, classes, seed=ctx.seed), capsan_sampler(twin, n, classes, seed=ctx.seed),
+                    task.test.images)
+    return {**result, "model1": name, "model2": BATTLE_TWINS[name]}

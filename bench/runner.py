@@ -8,6 +8,7 @@ progress. A kill or Ctrl-C loses at most the cell in flight.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import random
@@ -33,7 +34,7 @@ from bench.errors import BenchError, CellFailure  # noqa: E402
 from bench.grid import Cell  # noqa: E402
 from bench.methods import FitContext, get_method  # noqa: E402
 from bench.metrics import classification_metrics, roc_points  # noqa: E402
-from bench.quality import FidSettings, generative_quality  # noqa: E402
+from bench.quality import BATTLE_TWINS, FidSettings, battle_against_twin, generative_quality  # noqa: E402
 from bench.store import Store  # noqa: E402
 
 _PACKAGES = ("capsan-bench", "torch", "numpy", "scikit-learn", "imbalanced-learn", "pandas")
@@ -112,7 +113,7 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
         row["curves"] = {"roc": roc_points(task.test.labels, proba, task.positive)} if task.positive is not None else {}
         which = cell.options.get("quality", [])
         if which:
-            _add_quality(row, method, task, train, cell, fid_settings)
+            _add_quality(row, method, task, train, cell, fid_settings, ctx)
         row["status"] = "done"
     except CellFailure as exc:
         row.update(status="failed", error=str(exc))
@@ -129,12 +130,16 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
     return row
 
 
-def _add_quality(row: dict, method, task, train, cell: Cell, fid_settings) -> None:
+def _add_quality(row: dict, method, task, train, cell: Cell, fid_settings, ctx) -> None:
     """Generative quality after the classification metrics; its failure is recorded, the cell stands."""
     which = cell.options["quality"]
     try:
         fid_fn = fid_settings.fid_fn(cell.dataset, train, cell.seed) if "fid" in which and fid_settings else None
         row["metrics"]["quality"] = generative_quality(method, task.train, train, which, cell.seed, fid_fn)
+        if "battle" in which and cell.method in BATTLE_TWINS:
+            twin_ctx = dataclasses.replace(ctx, artifact_dir=ctx.artifact_dir / "battle-twin")
+            row["metrics"]["quality"]["battle"] = battle_against_twin(method, cell.method, cell.overrides, task,
+                                                                      twin_ctx)
     except Exception as exc:  # noqa: BLE001 (any failure here must not lose the classification results)
         row["metrics"]["quality_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
 

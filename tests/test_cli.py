@@ -138,7 +138,7 @@ def test_a_killed_run_resumes_with_only_the_missing_cells(tmp_path, sig, code):
     (["--protocol", "gamo"], "not 'digits'; use --protocol longtail or step"),
     (["--protocol", "zipf"], "unknown protocol 'zipf'"),
     (["--image-size", "4"], "--image-size must be between 8 and 512"),
-    (["--metrics", "is"], "unknown metric is; --metrics takes ssim, fid or none"),
+    (["--metrics", "is"], "unknown metric is; --metrics takes ssim, fid, battle or none"),
     (["--datasets", "folder:/nonexistent/images"], "folder:/nonexistent/images"),
 ])
 def test_bad_input_is_a_one_line_error_with_exit_2_and_the_store_untouched(capsys, tmp_path, args, message):

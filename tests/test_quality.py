@@ -22,7 +22,7 @@ def _with_quality(cell, which=("ssim",)):
 def test_parse_quality_accepts_known_names_in_a_fixed_order_and_refuses_others():
     assert parse_quality(["fid", "ssim"]) == ["ssim", "fid"]
     assert parse_quality(["none"]) == []
-    with pytest.raises(BenchError, match="unknown metric is; --metrics takes ssim, fid or none"):
+    with pytest.raises(BenchError, match="unknown metric is; --metrics takes ssim, fid, battle or none"):
         parse_quality(["is"])
 
 
@@ -85,3 +85,18 @@ def test_without_inception_weights_a_run_says_so_once_and_stores_the_named_proxy
         assert "digits" in proxy["feature_extractor"] and proxy["n_real"] == proxy["n_fake"] == entry["n_real"]
         assert proxy["applies"] in ("fid", "kid") and proxy["kid"] == proxy["kid"]  # KID is always there
     assert (tmp_path / "fid-cache").is_dir()  # the proxy classifier and reference statistics are cached
+
+
+def test_battle_trains_the_convolutional_twin_and_stores_the_ratios(digits, tmp_path):
+    small = dict(g_channels=32, d_width=16, primary_types=8, z_dim=16)  # keeps the two fits to a second
+    cell = _with_quality(digits_cell("capsan", epochs=1, **small), ["battle"])
+    row = run_cell(cell, *digits, CPU, tmp_path)
+    assert row["status"] == "done" and "quality_error" not in row["metrics"], row["metrics"].get("quality_error")
+    result = row["metrics"]["quality"]["battle"]
+    assert (result["model1"], result["model2"]) == ("capsan", "capsan-conv")
+    n_test = sum(row["counts"]["test"])
+    assert result["n_test"] == result["n_g1"] == result["n_g2"] == n_test
+    assert result["winner"] in ("model1", "model2", "tie", "undecided")
+    assert (tmp_path / row["artifacts"] / "battle-twin" / "losses.json").is_file()  # the twin really trained
+    gan = run_cell(_with_quality(digits_cell("gan", epochs=1), ["battle"]), *digits, CPU, tmp_path)
+    assert "battle" not in gan["metrics"]["quality"]  # no twin: the paper's battle is CapsAN vs Conv-GAN
