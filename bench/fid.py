@@ -71,6 +71,7 @@ from pytorch_fid.fid_score import calculate_frechet_distance
 from scipy.linalg import LinAlgWarning
 from tqdm.auto import tqdm
 
+from bench.datasets.download import file_digest
 from bench.errors import BenchError
 
 FID_WEIGHTS_URL = pf_inception.FID_WEIGHTS_URL
@@ -337,11 +338,7 @@ def inception_weights_path(weights_path=None, download: bool = False) -> Path:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def verify_sha256(path: Path, expected: str | None = None) -> str:

@@ -27,12 +27,17 @@ USER_AGENT = "capsan-bench/0.1 (+python urllib)"
 NETWORK_ERRORS = (OSError, http.client.HTTPException, ValueError)
 
 
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    """The hex digest of a file, read in 1 MiB blocks (large archives never sit in memory whole)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def md5sum(path: Path) -> str:
+    return file_digest(path, "md5")
 
 
 def ensure_files(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -33,3 +37,54 @@ def digits_cell(method: str, seed: int = 0, epochs: int = 2, **params):
     config = RunConfig(name="t", methods=[method], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
                        epochs=epochs, method_params={method: params} if params else {})
     return dataclasses.replace(build_grid(config)[0], seed=seed, key="")
+
+
+class FileHandler(http.server.BaseHTTPRequestHandler):
+    """Serves ``server.files`` (URL path with its query -> bytes) from 127.0.0.1 for download tests.
+
+    Honours ``Range: bytes=N-`` when ``server.ranges`` (416 past the end); a response to a path in
+    ``server.cut``, or any response while ``server.cuts`` > 0 (counting down), announces the whole rest but
+    sends half of it and hangs up: an interrupted download. Every request is logged in ``server.requests``
+    as (path, Range header)."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        server = self.server
+        server.requests.append((self.path, self.headers.get("Range")))
+        body = server.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "") if server.ranges else None
+        start = int(match.group(1)) if match else 0
+        if start and start >= len(body):
+            self.send_error(416)
+            return
+        self.send_response(206 if match else 200)
+        if match:
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        rest = body[start:]
+        cut = self.path in server.cut or server.cuts > 0
+        if server.cuts > 0:
+            server.cuts -= 1
+        self.wfile.write(rest[: len(rest) // 2] if cut else rest)  # HTTP/1.0: the connection closes after it
+
+
+@contextlib.contextmanager
+def serve_files(files: dict | None = None):
+    """A ``FileHandler`` server on 127.0.0.1 in a thread; yields it (``.url``, ``.files``, ``.requests``,
+    ``.ranges``, ``.cut``, ``.cuts``). Set ``no_proxy`` in the test so a configured proxy cannot intercept."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FileHandler)
+    httpd.files, httpd.requests, httpd.ranges, httpd.cut, httpd.cuts = dict(files or {}), [], True, set(), 0
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -61,13 +61,9 @@ def test_ablation_knobs_change_the_networks():
     assert sum(isinstance(m, torch.nn.MaxPool2d) for m in method.D.stem) == 1
 
 
-def _cell(method, seed=0, **params):
-    return digits_cell(method, seed, **params)
-
-
 @pytest.mark.parametrize("name", ["capsan", "capsan-conv"])
 def test_end_to_end_cell_stores_metrics_samples_and_losses(digits, tmp_path, name):
-    row = run_cell(_cell(name), *digits, CPU, tmp_path)
+    row = run_cell(digits_cell(name), *digits, CPU, tmp_path)
     assert row["status"] == "done", row["error"]
     assert 0 <= row["metrics"]["g_mean"] <= 1
     folder = tmp_path / row["artifacts"]
@@ -92,21 +88,21 @@ def test_sample_returns_uint8_images_of_the_requested_class(digits, tmp_path):
 
 
 def test_same_seed_same_numbers_on_the_cpu(digits, tmp_path):
-    a = run_cell(_cell("capsan", seed=3), *digits, CPU, tmp_path)
-    b = run_cell(_cell("capsan", seed=3), *digits, CPU, tmp_path)
+    a = run_cell(digits_cell("capsan", seed=3), *digits, CPU, tmp_path)
+    b = run_cell(digits_cell("capsan", seed=3), *digits, CPU, tmp_path)
     assert a["status"] == b["status"] == "done"
     assert a["metrics"] == b["metrics"]
 
 
 def test_phi_sets_how_many_images_are_generated(digits, tmp_path):
-    row = run_cell(_cell("capsan", phi=0.5, gan_epochs=1, finetune_epochs=1), *digits, CPU, tmp_path)
+    row = run_cell(digits_cell("capsan", phi=0.5, gan_epochs=1, finetune_epochs=1), *digits, CPU, tmp_path)
     n_major, n_minor = row["counts"]["train"]
     losses = json.loads((tmp_path / row["artifacts"] / "losses.json").read_text())
     assert losses["generated_counts"] == [0, int((n_major - n_minor) * 0.5)]
 
 
 def test_zero_gan_epochs_trains_the_discriminator_as_a_plain_classifier(digits, tmp_path):
-    row = run_cell(_cell("capsan", gan_epochs=0, finetune_epochs=3), *digits, CPU, tmp_path)
+    row = run_cell(digits_cell("capsan", gan_epochs=0, finetune_epochs=3), *digits, CPU, tmp_path)
     assert row["status"] == "done", row["error"]
     losses = json.loads((tmp_path / row["artifacts"] / "losses.json").read_text())
     assert losses["d_loss"] == [] and len(losses["classifier_loss"]) == 3
@@ -115,7 +111,7 @@ def test_zero_gan_epochs_trains_the_discriminator_as_a_plain_classifier(digits, 
 
 
 def test_epoch_scale_splits_the_cells_budget_between_the_two_phases(digits, tmp_path):
-    cell = _cell("capsan", epoch_scale=0.5)
+    cell = digits_cell("capsan", epoch_scale=0.5)
     cell.epochs = 4
     row = run_cell(cell, *digits, CPU, tmp_path)
     losses = json.loads((tmp_path / row["artifacts"] / "losses.json").read_text())

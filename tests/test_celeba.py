@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import serve_files
 from PIL import Image
 
 from bench.datasets import celeba
@@ -428,43 +427,12 @@ def test_read_only_folder_gets_no_cache(fake):
 # --- download through download.py (a local server stands in for Google Drive) -------------------------------
 
 
-class DriveHandler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        self.server.requests.append(self.path)
-        body = self.server.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        start = int(self.headers["Range"][len("bytes="):-1]) if self.headers.get("Range") else 0
-        self.send_response(206 if start else 200)
-        if start:
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        self.send_header("Content-Length", str(len(body) - start))
-        self.end_headers()
-        if self.server.cuts and not start and len(body) > 1000:  # announce it all, send half, hang up
-            self.server.cuts -= 1
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.connection.shutdown(2)
-            return
-        self.wfile.write(body[start:])
-
-
 @pytest.fixture
 def drive(monkeypatch):
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), DriveHandler)
-    httpd.files, httpd.requests, httpd.cuts = {}, [], 0
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    port = httpd.server_address[1]
-    monkeypatch.setattr(celeba, "DRIVE_URL", f"http://127.0.0.1:{port}/uc?id={{id}}&rk={{key}}")
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_files() as httpd:
+        monkeypatch.setattr(celeba, "DRIVE_URL", f"{httpd.url}/uc?id={{id}}&rk={{key}}")
+        yield httpd
 
 
 def test_download_by_drive_id(fake, drive, tmp_path):
@@ -474,7 +442,7 @@ def test_download_by_drive_id(fake, drive, tmp_path):
     data = celeba.load(target, "test", True, LoadOptions())
     assert len(data) == 4 and celeba.available(target)
     # One request per file, to its id, and the file name after the '#' never reaches the server.
-    assert sorted(drive.requests) == sorted(drive.files)
+    assert sorted(path for path, _ in drive.requests) == sorted(drive.files)
     assert celeba.load(target, "test", True, LoadOptions()).labels.tolist() == data.labels.tolist()
     assert len(drive.requests) == 3  # present files are not fetched again
 
@@ -494,13 +462,17 @@ def test_drive_refusal_is_one_line_with_the_manual_fix(fake, drive, tmp_path):
 def test_an_interrupted_download_resumes_on_the_next_run(fake, drive, tmp_path):
     for file, _, file_id, key in celeba.RESOURCES:
         drive.files[f"/uc?id={file_id}&rk={key}"] = (fake.folder / file).read_bytes()
-    drive.cuts = 1
+    zip_id, zip_key = next((i, k) for f, _, i, k in celeba.RESOURCES if f == celeba.ZIP_FILE)
+    drive.cut = {f"/uc?id={zip_id}&rk={zip_key}"}
     target = tmp_path / "fresh"
     with pytest.raises(BenchError) as excinfo:
         celeba.load(target, "test", True, LoadOptions())
     assert "could not download" in one_line(excinfo)
     parts = list(target.glob("*.part"))
     assert len(parts) == 1 and parts[0].stat().st_size > 0  # what arrived is kept
+    kept = parts[0].stat().st_size
+    drive.cut = set()
     data = celeba.load(target, "test", True, LoadOptions())  # the rerun asks for the rest only
+    assert (f"/uc?id={zip_id}&rk={zip_key}", f"bytes={kept}-") in drive.requests
     assert len(data) == 4 and not list(target.glob("*.part"))
     assert (target / parts[0].name[: -len(".part")]).read_bytes() == (fake.folder / parts[0].name[: -len(".part")]).read_bytes()

@@ -10,12 +10,11 @@ import pickle
 import re
 import struct
 import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import serve_files
 
 from bench.datasets import cifar10
 from bench.errors import BenchError
@@ -514,36 +513,6 @@ def test_cache_written_reused_and_rebuilt(cifar, monkeypatch):
 # --- downloads from a local server --------------------------------------------------------------------------
 
 
-class Handler(BaseHTTPRequestHandler):
-    """Serves ``server.files`` (URL path -> bytes), honouring ``Range: bytes=N-``; while ``server.cuts`` > 0
-    a response sends only half its body (with the full Content-Length) and hangs up."""
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        server = self.server
-        server.requests.append((self.path, self.headers.get("Range")))
-        body = server.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-        start = int(match.group(1)) if match else 0
-        if match:
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(body) - start))
-        self.end_headers()
-        if server.cuts > 0:
-            server.cuts -= 1
-            self.wfile.write(body[start : start + (len(body) - start) // 2])
-        else:
-            self.wfile.write(body[start:])
-
-
 @pytest.fixture
 def server(cifar, tmp_path, monkeypatch):
     """The fixture archive served at <server>/kriz/cifar-10-python.tar.gz; yields (server, archive bytes)."""
@@ -551,16 +520,9 @@ def server(cifar, tmp_path, monkeypatch):
     source, _, _ = cifar
     archive = tmp_path / "published.tar.gz"
     monkeypatch.setattr(cifar10, "ARCHIVE", (cifar10.ARCHIVE[0], make_archive(archive, source)))
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.files = {f"/kriz/{cifar10.ARCHIVE[0]}": archive.read_bytes()}
-    httpd.requests, httpd.cuts = [], 0
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    monkeypatch.setattr(cifar10, "MIRRORS", (f"{httpd.url}/kriz/",))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield httpd, archive.read_bytes()
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_files({f"/kriz/{cifar10.ARCHIVE[0]}": archive.read_bytes()}) as httpd:
+        monkeypatch.setattr(cifar10, "MIRRORS", (f"{httpd.url}/kriz/",))
+        yield httpd, archive.read_bytes()
 
 
 def test_download_fetches_checks_and_extracts(cifar, server, tmp_path):

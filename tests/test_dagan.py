@@ -123,12 +123,8 @@ def test_rotation_turns_both_images_of_a_pair_alike():
     assert len(rotated) == 64 and 0 < sum(k > 0 for k in rotated) < 64
 
 
-def _cell(method, seed=0, **params):
-    return digits_cell(method, seed, **params)
-
-
 def test_end_to_end_cell_stores_metrics_samples_and_losses(digits, tmp_path):
-    row = run_cell(_cell("dagan"), *digits, CPU, tmp_path)
+    row = run_cell(digits_cell("dagan"), *digits, CPU, tmp_path)
     assert row["status"] == "done", row["error"]
     assert 0 <= row["metrics"]["g_mean"] <= 1
     folder = tmp_path / row["artifacts"]
@@ -168,7 +164,7 @@ def test_generation_maps_real_images_of_the_requested_class(digits, tmp_path):
 def test_same_seed_same_numbers_on_the_cpu(digits, tmp_path):
     rows = []
     for run in ("a", "b"):
-        cell = _cell("dagan", seed=3)
+        cell = digits_cell("dagan", seed=3)
         cell.epochs = 6
         rows.append(run_cell(cell, *digits, CPU, tmp_path / run))
     a, b = rows

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from helpers import serve_files
 
 from bench.datasets import load_dataset, mnist
 from bench.errors import BenchError
@@ -16,48 +15,10 @@ from bench.errors import BenchError
 TRAIN = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 
 
-class Handler(BaseHTTPRequestHandler):
-    """Serves ``server.files`` (URL path -> bytes); honours Range when ``server.ranges``; paths in
-    ``server.cut`` send only half the body (with the full Content-Length) and hang up."""
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        server = self.server
-        server.requests.append((self.path, self.headers.get("Range")))
-        body = server.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        start = 0
-        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-        if server.ranges and match:
-            start = int(match.group(1))
-            if start >= len(body):
-                self.send_error(416)
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(body) - start))
-        self.end_headers()
-        self.wfile.write(
-            body[start : start + (len(body) - start) // 2] if self.path in server.cut else body[start:]
-        )
-
-
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.files, httpd.requests, httpd.ranges, httpd.cut = {}, [], True, set()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_files() as httpd:
+        yield httpd
 
 
 @pytest.fixture

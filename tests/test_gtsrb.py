@@ -7,14 +7,12 @@ import hashlib
 import io
 import re
 import socket
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import SHARED_DATA
+from helpers import SHARED_DATA, serve_files
 from PIL import Image
 
 from bench.datasets import gtsrb
@@ -382,50 +380,15 @@ def test_cache_written_reused_and_rebuilt(tiny, tmp_path, monkeypatch):
 # --- downloads from a local server -----------------------------------------------------------------------
 
 
-class Handler(BaseHTTPRequestHandler):
-    """Serves ``server.files`` (URL path -> bytes), honouring ``Range: bytes=N-``; paths in ``server.cut``
-    send half of the body (announcing all of it) and hang up."""
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        server = self.server
-        server.requests.append((self.path, self.headers.get("Range")))
-        body = server.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-        start = int(match.group(1)) if match else 0
-        if start >= len(body) > 0:
-            self.send_error(416)
-            return
-        self.send_response(206 if match else 200)
-        if match:
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        self.send_header("Content-Length", str(len(body) - start))
-        self.end_headers()
-        rest = body[start:]
-        self.wfile.write(rest[: len(rest) // 2] if self.path in server.cut else rest)
-
-
 @pytest.fixture
 def served(tiny, tmp_path, monkeypatch):
     """The tiny archives published under <server>/gtsrb/; returns (server, source folder, data folder)."""
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")  # a configured proxy must not intercept
     source = tmp_path / "source"
     publish(source, official_members(*tiny), monkeypatch)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.files = {f"/gtsrb/{f}": (source / f).read_bytes() for f in (TRAIN, TEST, GT)}
-    httpd.requests, httpd.cut = [], set()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}/gtsrb/"
-    monkeypatch.setattr(gtsrb, "MIRRORS", (url,))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield httpd, source, tmp_path / "data"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_files({f"/gtsrb/{f}": (source / f).read_bytes() for f in (TRAIN, TEST, GT)}) as httpd:
+        monkeypatch.setattr(gtsrb, "MIRRORS", (f"{httpd.url}/gtsrb/",))
+        yield httpd, source, tmp_path / "data"
 
 
 def test_download_checks_and_loads(served):
