@@ -80,7 +80,8 @@ def _has_paper(group: pd.DataFrame) -> bool:
 
 def _display(group: pd.DataFrame, pm: str, paper: bool, short: bool = False):
     """Strings for one (dataset, protocol) group, and where the best values are: (columns, rows, bold)."""
-    lead = ["ratio"] + (["pair"] if "pair" in group else []) + ["method", "n"]
+    level = "size" if group["protocol"].iloc[0] == "subset" else "ratio"  # the subset protocol's n images
+    lead = [level] + (["pair"] if "pair" in group else []) + ["method", "n"]
     columns, rows, bold = [(name, "") for name in lead], [], []
     metrics = _metrics(group)
     paper = paper and metrics == METRICS
@@ -187,7 +188,7 @@ def render_latex(table: pd.DataFrame, failed: pd.DataFrame) -> str:
             position="htbp",
             position_float="centering",
             multicol_align="c",
-            column_format="".join("l" if top in ("ratio", "pair", "method") else "r" for top, _ in columns),
+            column_format="".join("l" if top in ("ratio", "size", "pair", "method") else "r" for top, _ in columns),
         )
         notes = ([f"paper: the values reported in {PAPER_CITATION}, Table 3."] if paper else []) + [
             f"Partial seeds: {note}." for note in _notes(group)
