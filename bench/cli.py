@@ -126,18 +126,39 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_s
 @cli.command()
 @click.option("--results", default="results", show_default=True, type=click.Path(), help="Results folder.")
 @click.option("--out", default="report", show_default=True, type=click.Path(), help="Output folder.")
-@click.option("--format", "formats", default="csv,latex,md", show_default=True, help="Any of csv, latex, md.")
-@click.option("--by-pair", is_flag=True, help="One row per class pair instead of averaging pairs.")
-def report(results, out, formats, by_pair):
-    """Write the Table 3 equivalent (CSV, LaTeX, Markdown) from stored results and print it."""
-    from bench.reports import table3_text, write_report
+@click.option("--format", "formats", default="csv,latex,md,png,pdf", show_default=True,
+              help="Any of csv, latex, md (tables) and png, pdf (figures, the critical-difference diagram).")
+@click.option("--tables", help="Which of the paper's tables: any of 1,2,3 (default: all that have data).")
+@click.option("--figures", help="Which of the paper's figures: any of 3,4,5,6,7,8,9 (default: all with data).")
+@click.option("--by-pair", is_flag=True, help="Table 3: one row per class pair instead of averaging pairs.")
+def report(results, out, formats, tables, figures, by_pair):
+    """Write the paper's tables, statistics and figures from stored results, and print Table 3."""
+    from bench.reports import table3_text
+    from bench.reports.report import FIGURES, TABLES, parse_numbers, write_all
     from bench.store import Store
 
-    written = write_report(results, out, formats=tuple(_split(formats)), by_pair=by_pair)
+    written, notes = write_all(results, out, formats=_split(formats), tables=parse_numbers(tables, TABLES, "tables"),
+                               figures=parse_numbers(figures, FIGURES, "figures"), by_pair=by_pair)
     with Store(results, create=False) as store:
         click.echo(table3_text(store.cells()))
     for path in written:
         click.echo(f"wrote {path}")
+    for note in notes:
+        click.echo(f"skipped {note}")
+
+
+@cli.command()
+@click.option("--results", default="results", show_default=True, type=click.Path(), help="Results folder.")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="The file to write.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
+def export(results, out_file, fmt):
+    """Write the raw per-cell table (one row per cell, tidy) for your own analysis."""
+    from bench.reports.export import export_cells
+    from bench.store import Store
+
+    with Store(results, create=False) as store:
+        path = export_cells(store.cells(), out_file, fmt)
+    click.echo(f"wrote {path}")
 
 
 @cli.command(name="list")

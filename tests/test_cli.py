@@ -51,8 +51,20 @@ def test_smoke_preset_end_to_end_then_report(tmp_path):
 
     rep = run_bench("report", "--results", results, "--out", report, cwd=tmp_path)
     assert rep.returncode == 0, rep.stderr
-    assert {p.name for p in report.iterdir()} == {"table3.csv", "table3.tex", "table3.md"}
+    written = {p.name for p in report.iterdir()}
+    # One seed and one ratio: Table 3 and the figures of what exists (no CapsAN: no statistics).
+    assert {"table3.csv", "table3.tex", "table3.md"} <= written
+    assert {"figure3_digits_binary.png", "figure3_digits_binary.pdf", "figure9_digits_binary_r0.1.png"} <= written
+    assert not {"table1.md", "table2.md", "wilcoxon.csv"} & written
+    assert "skipped table1" in rep.stdout and "skipped statistics" in rep.stdout
     assert "smote" in (report / "table3.md").read_text()
+    only = run_bench("report", "--results", results, "--out", tmp_path / "md", "--format", "md", "--tables", "3",
+                     cwd=tmp_path)
+    assert only.returncode == 0, only.stderr
+    assert {p.name for p in (tmp_path / "md").iterdir()} == {"table3.md"}
+    export = run_bench("export", "--results", results, "--out", tmp_path / "cells.csv", cwd=tmp_path)
+    assert export.returncode == 0, export.stderr
+    assert len((tmp_path / "cells.csv").read_text().strip().splitlines()) == 1 + 3  # header + one row per cell
 
 
 def _done_count(results):
@@ -212,3 +224,15 @@ def test_a_multiclass_protocol_runs_and_reports_acsa(tmp_path):
         cell = store.cells().iloc[0]
     assert cell["pair"] is None and cell["counts"]["train"][0] > cell["counts"]["train"][-1]
     assert len(cell["metrics"]["per_class_recall"]) == 10
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--tables", "4"], "--tables takes any of 1, 2, 3; got '4'"),
+    (["--figures", "x"], "--figures takes numbers like 3,4,5,6,7,8,9; got 'x'"),
+    (["--format", "gif"], "unknown report format 'gif'; valid formats: csv, latex, md, png, pdf"),
+])
+def test_bad_report_options_are_one_line_errors(capsys, tmp_path, args, message):
+    with Store(tmp_path / "results"):
+        pass
+    code, _, err = _bench_main(capsys, "report", "--results", tmp_path / "results", "--out", tmp_path / "r", *args)
+    assert code == 2 and err.strip().splitlines() == [f"Error: {message}"]

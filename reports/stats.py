@@ -1,0 +1,454 @@
+"""Statistics beyond the paper: seed confidence intervals, paired Wilcoxon, Friedman ranking, CD diagram.
+
+The paper reports means only; these functions say how sure those differences are. All of them read the
+``Store.cells()`` frame (or plain numbers) and never raise on partial or failed results: what cannot be
+computed is NaN, with a ``reason`` saying why.
+
+Choices, in order of use:
+
+* **Cells used.** Only ``status == "done"`` cells whose metric is a finite number. Methods are told apart by
+  their ``method`` label, so a swept variant such as ``"capsan[phi=0.5]"`` is a method of its own. Ratios are
+  rounded to 10 decimals (as in Table 3) so that 0.1 and 0.1000000000001 are one ratio.
+* **Unit.** A unit is one (dataset, protocol, ratio, pair, seed); protocols without pairs use the pair label
+  ``"-"``. Cells of one method that share a unit but differ in what the unit does not name (params, epochs)
+  are averaged first, so each method has at most one value per unit.
+* **Confidence interval** (:func:`confidence_interval`): the two-sided Student-t interval of the mean,
+  ``mean ± t_{(1+level)/2, n-1} · s / sqrt(n)`` with the sample standard deviation ``s`` (ddof=1), over the
+  finite values given (NaNs are dropped). Fewer than two values give ``(nan, nan)``: no spread to estimate.
+* **Paired Wilcoxon** (:func:`paired_wilcoxon`): for each method other than the reference, its values are
+  paired with the reference's on the units both have (units only one of them has are counted, not used).
+  Differences are ``reference - method``, so a positive median difference means the reference scored higher.
+  ``scipy.stats.wilcoxon`` runs two-sided with ``zero_method="wilcox"`` (Wilcoxon's original: zero
+  differences are dropped before ranking; scipy's default) and ``method="auto"`` (exact null distribution
+  for small samples without ties or zeros, the normal approximation otherwise). With fewer than
+  ``MIN_PAIRS`` (6) pairs no two-sided test can reach p < 0.05 (the exact minimum is 2/2^n = 0.0625 for
+  n = 5), so the p-value is NaN with a reason; likewise when every difference is zero (nothing to rank), or
+  when fewer than ``MIN_PAIRS`` differences are non-zero. Holm's step-down adjustment over the methods
+  tested is given as ``p_holm`` (the family is one call's comparisons), since one reference is compared
+  with many methods.
+* **Friedman ranking** (:func:`friedman_ranking`), after Demšar (2006), "Statistical comparisons of
+  classifiers over multiple data sets", JMLR 7:1-30. Blocks are the (dataset, protocol, ratio) cells; a
+  method's value in a block is the mean over seeds of its per-seed mean over pairs (the two-stage mean of
+  Table 3). Treatments are the methods with a value in every block; the others are listed in ``excluded``
+  with a reason (the block cannot be kept for them: Friedman needs complete blocks). Ranks are taken per
+  block with the highest metric ranked 1 and ties given their average rank (``scipy.stats.rankdata``).
+  ``scipy.stats.friedmanchisquare`` gives the chi-square statistic and p-value (it needs at least 3 methods;
+  we also ask for at least 2 blocks). The Iman-Davenport F correction that Demšar recommends is added as
+  ``iman_davenport`` / ``iman_davenport_p`` (F with (k-1, (k-1)(N-1)) degrees of freedom).
+* **Nemenyi critical difference.** ``CD = q_alpha · sqrt(k(k+1) / (6N))`` for k methods over N blocks, with
+  ``q_alpha = studentized_range.ppf(1 - alpha, k, inf) / sqrt(2)`` (alpha = 0.05): Demšar's Table 5 lists
+  exactly these values (2.343 for k = 3, 2.569 for k = 4, ...), being the studentized range statistic for
+  infinite degrees of freedom divided by sqrt(2). Two methods whose average ranks differ by at least CD
+  differ significantly; the test is only meaningful when Friedman rejects, which the caller should check.
+* **CD diagram** (:func:`cd_diagram`): the rank axis runs from 1 (best, on the left) to k; each method hangs
+  from its average rank, the better half labelled on the left and the rest on the right; a bar of length
+  CD is drawn above the axis; thick bars join the maximal runs of methods (in rank order) whose average
+  ranks differ by less than CD (runs contained in another are not drawn). It uses ``matplotlib.figure.Figure``
+  with the Agg canvas (no pyplot state); the file type follows the path's suffix (.png, .pdf or .svg). A
+  ranking that could not be computed still gives a figure, showing the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .table3 import pair_label
+
+UNIT_KEYS = ["dataset", "protocol", "ratio", "pair", "seed"]
+BLOCK_KEYS = ["dataset", "protocol", "ratio"]
+RATIO_DECIMALS = 10
+MIN_PAIRS = 6  # fewest pairs (and non-zero differences) for a Wilcoxon p-value
+MIN_METHODS = 3  # Friedman's chi-square needs k >= 3
+MIN_BLOCKS = 2
+ALPHA = 0.05
+ZERO_METHOD = "wilcox"
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
+WILCOXON_COLUMNS = [
+    "reference",
+    "method",
+    "metric",
+    "n_pairs",
+    "n_reference_only",
+    "n_method_only",
+    "reference_median",
+    "method_median",
+    "median_difference",
+    "statistic",
+    "p_value",
+    "p_holm",
+    "reason",
+]
+
+
+# --------------------------------------------------------------------------- confidence interval
+
+
+def confidence_interval(values, level: float = 0.95) -> tuple[float, float]:
+    """Student-t confidence interval of the mean of ``values`` (NaNs dropped); ``(nan, nan)`` for n < 2."""
+    if not 0.0 < float(level) < 1.0:
+        raise ValueError(f"level must lie strictly between 0 and 1, not {level!r}")
+    array = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=float).ravel()
+    array = array[np.isfinite(array)]
+    n = array.size
+    if n < 2:
+        return (math.nan, math.nan)
+    mean = float(array.mean())
+    half = float(stats.t.ppf((1.0 + level) / 2.0, n - 1)) * float(array.std(ddof=1)) / math.sqrt(n)
+    return (mean - half, mean + half)
+
+
+# --------------------------------------------------------------------------- unit values
+
+
+def _metric_value(metrics, metric: str) -> float:
+    value = metrics.get(metric) if isinstance(metrics, dict) else None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return value if math.isfinite(value) else math.nan
+
+
+def unit_values(cells: pd.DataFrame | None, metric: str = "g_mean") -> pd.DataFrame:
+    """One row per (method, dataset, protocol, ratio, pair, seed) of done cells with a finite ``metric``.
+
+    Columns: method, dataset, protocol, ratio (rounded), pair (label like ``'3 vs 5'`` or ``'-'``), seed,
+    value (the mean over cells sharing that unit).
+    """
+    columns = ["method"] + UNIT_KEYS + ["value"]
+    if cells is None or len(cells) == 0:
+        return pd.DataFrame(columns=columns)
+    needed = {"method", "status", "metrics"} | set(UNIT_KEYS)
+    missing = needed - set(cells.columns)
+    if missing:
+        raise ValueError(f"cells lack the columns {sorted(missing)}")
+    frame = cells.loc[cells["status"] == "done", ["method", *UNIT_KEYS, "metrics"]].copy()
+    frame["pair"] = frame["pair"].map(pair_label)
+    frame["ratio"] = frame["ratio"].astype(float).round(RATIO_DECIMALS)
+    frame["value"] = [_metric_value(m, metric) for m in frame["metrics"]]
+    frame = frame.dropna(subset=["value"]).drop(columns="metrics")
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    return frame.groupby(["method"] + UNIT_KEYS, sort=True)["value"].mean().reset_index()[columns]
+
+
+# --------------------------------------------------------------------------- paired Wilcoxon
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values; NaNs stay NaN and do not count in the family."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    m = finite.size
+    running = 0.0
+    for rank, index in enumerate(finite[np.argsort(p[finite], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def _wilcoxon_row(reference: str, method: str, metric: str, ref: pd.Series, other: pd.Series) -> dict:
+    common = ref.index.intersection(other.index)
+    row = {
+        "reference": reference,
+        "method": method,
+        "metric": metric,
+        "n_pairs": int(len(common)),
+        "n_reference_only": int(len(ref.index.difference(other.index))),
+        "n_method_only": int(len(other.index.difference(ref.index))),
+        "reference_median": math.nan,
+        "method_median": math.nan,
+        "median_difference": math.nan,
+        "statistic": math.nan,
+        "p_value": math.nan,
+        "reason": None,
+    }
+    if ref.empty:
+        row["reason"] = f"reference {reference!r} has no done cells with {metric}"
+        return row
+    if other.empty:
+        row["reason"] = f"{method!r} has no done cells with {metric}"
+        return row
+    x = ref.loc[common].to_numpy(dtype=float)
+    y = other.loc[common].to_numpy(dtype=float)
+    if len(common):
+        diff = x - y
+        row.update(
+            reference_median=float(np.median(x)),
+            method_median=float(np.median(y)),
+            median_difference=float(np.median(diff)),
+        )
+    nonzero = int(np.count_nonzero(x - y)) if len(common) else 0
+    if len(common) < MIN_PAIRS:
+        row["reason"] = f"only {len(common)} paired units (need {MIN_PAIRS})"
+    elif nonzero == 0:
+        row["reason"] = "all paired differences are zero"
+    elif nonzero < MIN_PAIRS:
+        row["reason"] = f"only {nonzero} non-zero differences (need {MIN_PAIRS})"
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = stats.wilcoxon(x, y, zero_method=ZERO_METHOD, alternative="two-sided")
+        row["statistic"] = float(result.statistic)
+        row["p_value"] = float(result.pvalue)
+    return row
+
+
+def paired_wilcoxon(
+    cells: pd.DataFrame | None, reference: str = "capsan", metric: str = "g_mean"
+) -> pd.DataFrame:
+    """Two-sided Wilcoxon signed-rank test of ``reference`` against every other method, paired by unit.
+
+    One row per other method (sorted by name), columns :data:`WILCOXON_COLUMNS`. ``median_difference`` is the
+    median of ``reference - method`` over the paired units; ``p_value`` is NaN with a ``reason`` when the
+    test cannot be run. Empty input gives an empty frame; a reference without results gives one row per
+    method with the reason.
+    """
+    values = unit_values(cells, metric)
+    if values.empty:
+        return pd.DataFrame(columns=WILCOXON_COLUMNS)
+    series = {
+        method: group.set_index(UNIT_KEYS)["value"].sort_index()
+        for method, group in values.groupby("method", sort=True)
+    }
+    empty = pd.Series(dtype=float, index=pd.MultiIndex.from_arrays([[]] * len(UNIT_KEYS), names=UNIT_KEYS))
+    ref = series.get(reference, empty)
+    others = sorted(m for m in series if m != reference)
+    if cells is not None and "method" in cells.columns:  # methods with only failed cells still get a row
+        others = sorted(set(others) | {str(m) for m in cells["method"].unique() if m != reference})
+    rows = [_wilcoxon_row(reference, m, metric, ref, series.get(m, empty)) for m in others]
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return pd.DataFrame(columns=WILCOXON_COLUMNS)
+    table["p_holm"] = holm(table["p_value"])
+    return table[WILCOXON_COLUMNS]
+
+
+# --------------------------------------------------------------------------- Friedman and Nemenyi
+
+
+def nemenyi_q(k: int, alpha: float = ALPHA) -> float:
+    """Demšar's q_alpha for k methods: ``studentized_range.ppf(1 - alpha, k, inf) / sqrt(2)``."""
+    if k < 2:
+        return math.nan
+    return float(stats.studentized_range.ppf(1.0 - alpha, k, np.inf)) / math.sqrt(2.0)
+
+
+def critical_difference(k: int, n_blocks: int, alpha: float = ALPHA) -> float:
+    """Nemenyi critical difference ``q_alpha * sqrt(k (k + 1) / (6 N))``; NaN when k < 2 or N < 1."""
+    if k < 2 or n_blocks < 1:
+        return math.nan
+    return nemenyi_q(k, alpha) * math.sqrt(k * (k + 1) / (6.0 * n_blocks))
+
+
+def block_values(cells: pd.DataFrame | None, metric: str = "g_mean") -> pd.DataFrame:
+    """Blocks (dataset, protocol, ratio) by methods: mean over seeds of the per-seed mean over pairs."""
+    values = unit_values(cells, metric)
+    if values.empty:
+        return pd.DataFrame()
+    per_seed = values.groupby(["method"] + BLOCK_KEYS + ["seed"])["value"].mean()
+    per_block = per_seed.groupby(["method"] + BLOCK_KEYS).mean()
+    return per_block.unstack("method").sort_index()
+
+
+def _empty_ranking(metric: str, alpha: float, reason: str, **known) -> dict:
+    ranking = {
+        "metric": metric,
+        "alpha": alpha,
+        "methods": [],
+        "blocks": [],
+        "k": 0,
+        "n_blocks": 0,
+        "values": pd.DataFrame(),
+        "ranks": pd.DataFrame(),
+        "average_ranks": pd.Series(dtype=float),
+        "statistic": math.nan,
+        "p_value": math.nan,
+        "iman_davenport": math.nan,
+        "iman_davenport_p": math.nan,
+        "q_alpha": math.nan,
+        "cd": math.nan,
+        "excluded": {},
+        "reason": reason,
+    }
+    ranking.update(known)
+    return ranking
+
+
+def friedman_ranking(cells: pd.DataFrame | None, metric: str = "g_mean", alpha: float = ALPHA) -> dict:
+    """Friedman test and average ranks over (dataset, protocol, ratio) blocks, with the Nemenyi CD.
+
+    Returns a dict: metric, alpha, methods (best average rank first), blocks (list of (dataset, protocol,
+    ratio)), k, n_blocks, values (blocks x methods), ranks (blocks x methods, 1 = best), average_ranks
+    (Series, best first), statistic and p_value (Friedman chi-square), iman_davenport and iman_davenport_p,
+    q_alpha, cd, excluded ({method: why}), reason (None when the test ran). Ranks and CD are given whenever
+    at least 2 methods and 1 block are complete, even if the test itself needs more.
+    """
+    table = block_values(cells, metric)
+    if table.empty:
+        return _empty_ranking(metric, alpha, f"no done cells with {metric}")
+    complete = [m for m in table.columns if table[m].notna().all()]
+    excluded = {
+        m: f"no {metric} in {int(table[m].isna().sum())} of {len(table)} blocks"
+        for m in table.columns
+        if m not in complete
+    }
+    if cells is not None and "method" in cells.columns:
+        for m in cells["method"].unique():
+            if str(m) not in table.columns:
+                excluded[str(m)] = f"no done cells with {metric}"
+    values = table[complete]
+    k, n = len(complete), len(values)
+    blocks = [tuple(index) for index in values.index]
+    if k < 2:
+        return _empty_ranking(
+            metric,
+            alpha,
+            f"only {k} method(s) with results in all {n} blocks (need {MIN_METHODS})",
+            values=values,
+            blocks=blocks,
+            n_blocks=n,
+            k=k,
+            methods=list(complete),
+            excluded=excluded,
+        )
+    ranks = values.apply(lambda row: pd.Series(stats.rankdata(-row.to_numpy()), index=row.index), axis=1)
+    average = ranks.mean(axis=0).sort_values(kind="stable")
+    ranking = _empty_ranking(
+        metric,
+        alpha,
+        None,
+        methods=list(average.index),
+        blocks=blocks,
+        k=k,
+        n_blocks=n,
+        values=values,
+        ranks=ranks,
+        average_ranks=average,
+        q_alpha=nemenyi_q(k, alpha),
+        cd=critical_difference(k, n, alpha),
+        excluded=excluded,
+    )
+    if k < MIN_METHODS:
+        ranking["reason"] = f"only {k} methods with results in all blocks (Friedman needs {MIN_METHODS})"
+    elif n < MIN_BLOCKS:
+        ranking["reason"] = f"only {n} block(s) (need {MIN_BLOCKS})"
+    elif (values.nunique(axis=1) == 1).all():
+        ranking["reason"] = "all methods tie in every block"
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = stats.friedmanchisquare(*(values[m].to_numpy() for m in complete))
+        chi2 = float(result.statistic)
+        ranking["statistic"], ranking["p_value"] = chi2, float(result.pvalue)
+        denominator = n * (k - 1) - chi2
+        if denominator > 0:
+            f = (n - 1) * chi2 / denominator
+            ranking["iman_davenport"] = f
+            ranking["iman_davenport_p"] = float(stats.f.sf(f, k - 1, (k - 1) * (n - 1)))
+        else:  # perfect agreement of all blocks: F is infinite
+            ranking["iman_davenport"], ranking["iman_davenport_p"] = math.inf, 0.0
+    return ranking
+
+
+# --------------------------------------------------------------------------- CD diagram
+
+
+def cliques(average_ranks: pd.Series, cd: float) -> list[list[str]]:
+    """Maximal runs (in rank order, of 2+ methods) whose average ranks differ by less than ``cd``."""
+    ordered = average_ranks.sort_values(kind="stable")
+    names, ranks = list(ordered.index), ordered.to_numpy(dtype=float)
+    if not math.isfinite(cd) or len(names) < 2:
+        return []
+    runs, last_end = [], -1
+    for start in range(len(names)):
+        end = start
+        while end + 1 < len(names) and ranks[end + 1] - ranks[start] < cd:
+            end += 1
+        if end > start and end > last_end:  # not contained in the previous run
+            runs.append(names[start : end + 1])
+            last_end = end
+    return runs
+
+
+def cd_diagram(ranking: dict, path: str | Path, title: str | None = None) -> Path:
+    """Draw the critical-difference diagram of :func:`friedman_ranking`'s result to ``path``; returns it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    if path.suffix.lower() not in FIGURE_SUFFIXES:
+        raise ValueError(f"cd_diagram writes {', '.join(FIGURE_SUFFIXES)} files, not {path.name!r}")
+    average = ranking.get("average_ranks")
+    average = pd.Series(dtype=float) if average is None else pd.Series(average, dtype=float).sort_values()
+    k = len(average)
+    cd = float(ranking.get("cd", math.nan))
+    height = 2.0 + 0.3 * max(1, (k + 1) // 2)
+    figure = Figure(figsize=(7.0, height))
+    FigureCanvasAgg(figure)
+    axes = figure.add_axes((0.0, 0.0, 1.0, 1.0))
+    axes.set_axis_off()
+    if title is None:
+        title = (
+            f"{ranking.get('metric', '')}: critical difference (Nemenyi, alpha={ranking.get('alpha', ALPHA)})"
+        )
+    if k < 2:
+        reason = ranking.get("reason") or "fewer than 2 methods to rank"
+        axes.text(0.5, 0.6, title, ha="center", va="center", fontsize=10)
+        axes.text(0.5, 0.4, f"no diagram: {reason}", ha="center", va="center", fontsize=9)
+        figure.savefig(path)
+        return path
+    low, high = 1, max(k, int(math.ceil(average.max())))
+    left, right, axis_y = 0.25, 0.75, 0.66
+
+    def x_of(rank: float) -> float:
+        return left + (rank - low) / max(high - low, 1) * (right - left)
+
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.plot([x_of(low), x_of(high)], [axis_y, axis_y], color="black", lw=1)
+    for tick in range(low, high + 1):
+        axes.plot([x_of(tick)] * 2, [axis_y, axis_y + 0.03], color="black", lw=1)
+        axes.text(x_of(tick), axis_y + 0.05, str(tick), ha="center", va="bottom", fontsize=8)
+    if math.isfinite(cd):
+        y = axis_y + 0.14
+        axes.plot([x_of(low), x_of(min(low + cd, high))], [y, y], color="black", lw=1.5)
+        axes.text(x_of(low), y + 0.02, f"CD = {cd:.2f}", ha="left", va="bottom", fontsize=8)
+    p_value = ranking.get("p_value", math.nan)
+    note = title if not (p_value == p_value) else f"{title}; Friedman p = {p_value:.3g}"
+    axes.text(0.5, 0.98, note, ha="center", va="top", fontsize=9)
+    step = (axis_y - 0.1) / max(1, (k + 1) // 2)
+    half = (k + 1) // 2
+    for i, (name, rank) in enumerate(average.items()):
+        on_left = i < half
+        level = axis_y - step * ((i if on_left else k - 1 - i) + 1)
+        x = x_of(rank)
+        edge = left - 0.02 if on_left else right + 0.02
+        axes.plot([x, x, edge], [axis_y, level, level], color="black", lw=0.8)
+        label = f"{name} ({rank:.2f})"
+        axes.text(
+            edge - 0.01 if on_left else edge + 0.01,
+            level,
+            label,
+            ha="right" if on_left else "left",
+            va="center",
+            fontsize=8,
+        )
+    for j, group in enumerate(cliques(average, cd)):
+        y = axis_y - 0.04 - 0.03 * j
+        axes.plot(
+            [x_of(average[group[0]]) - 0.005, x_of(average[group[-1]]) + 0.005],
+            [y, y],
+            color="black",
+            lw=3,
+            solid_capstyle="butt",
+        )
+    figure.savefig(path)
+    return path

@@ -1,0 +1,262 @@
+"""Statistics beyond the paper (bench.reports.stats), on hand-made cells with known numbers."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from bench.reports.stats import (
+    cd_diagram,
+    cliques,
+    confidence_interval,
+    critical_difference,
+    friedman_ranking,
+    holm,
+    nemenyi_q,
+    paired_wilcoxon,
+)
+from bench.store import Store
+
+PAIRS = ([3, 5], [1, 7])
+
+
+def cell(method, g_mean, *, dataset="mnist", protocol="binary", ratio=0.1, pair=(3, 5), seed=0, error=None):
+    return {
+        "key": f"{method}-{dataset}-{protocol}-{ratio}-{pair}-{seed}",
+        "method": method,
+        "params": {},
+        "dataset": dataset,
+        "protocol": protocol,
+        "pair": None if pair is None else list(pair),
+        "ratio": ratio,
+        "seed": seed,
+        "epochs": 1,
+        "counts": {},
+        "status": "failed" if error else "done",
+        "metrics": None if error else {"g_mean": g_mean, "recall": 1 - g_mean},
+        "error": error,
+    }
+
+
+def frame(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------ confidence interval
+
+
+def test_confidence_interval_by_hand():
+    values = [0.70, 0.80, 0.50, float("nan")]  # the NaN is dropped: n = 3
+    mean, sd = statistics.mean(values[:3]), statistics.stdev(values[:3])
+    half = 4.302652729911275 * sd / math.sqrt(3)  # t_{0.975, 2} from a table
+    low, high = confidence_interval(values)
+    assert low == pytest.approx(mean - half)
+    assert high == pytest.approx(mean + half)
+    low90, high90 = confidence_interval(values, level=0.90)
+    assert low < low90 < mean < high90 < high  # a lower level gives a narrower interval
+
+
+def test_confidence_interval_degenerate():
+    assert all(math.isnan(v) for v in confidence_interval([0.4]))
+    assert all(math.isnan(v) for v in confidence_interval([float("nan"), 0.4]))
+    assert all(math.isnan(v) for v in confidence_interval([]))
+    assert confidence_interval([0.3, 0.3, 0.3]) == pytest.approx((0.3, 0.3))
+    with pytest.raises(ValueError):
+        confidence_interval([1, 2], level=1.5)
+
+
+# ------------------------------------------------------------------ paired Wilcoxon
+
+REF = [0.91, 0.85, 0.88, 0.95, 0.80, 0.79, 0.93, 0.90]
+OTHER = [0.90, 0.80, 0.89, 0.85, 0.70, 0.75, 0.83, 0.88]
+
+
+def wilcoxon_cells():
+    rows = []
+    for i, (r, o) in enumerate(zip(REF, OTHER, strict=True)):
+        pair, seed = PAIRS[i % 2], i // 2
+        rows.append(cell("capsan", r, pair=pair, seed=seed))
+        rows.append(cell("smote", o, pair=pair, seed=seed))
+    return rows
+
+
+def test_wilcoxon_equals_scipy():
+    table = paired_wilcoxon(frame(wilcoxon_cells()))
+    row = table.set_index("method").loc["smote"]
+    expected = sps.wilcoxon(REF, OTHER, zero_method="wilcox", alternative="two-sided")
+    assert row["n_pairs"] == 8
+    assert row["p_value"] == pytest.approx(expected.pvalue, rel=1e-12)
+    assert row["statistic"] == pytest.approx(expected.statistic)
+    assert row["median_difference"] == pytest.approx(np.median(np.subtract(REF, OTHER)))
+    assert row["p_holm"] == pytest.approx(expected.pvalue)  # a family of one
+    assert pd.isna(row["reason"])
+
+
+def test_wilcoxon_pairs_only_shared_units():
+    rows = wilcoxon_cells()
+    # units only one method has: a different ratio for capsan, a different dataset for smote, and a failed
+    # smote cell whose capsan twin exists; values far off so that using them would change the p-value
+    rows.append(cell("capsan", 0.0, ratio=0.5, seed=0))
+    rows.append(cell("smote", 1.0, dataset="cifar10", seed=0))
+    rows.append(cell("capsan", 0.1, seed=9))
+    rows.append(cell("smote", None, seed=9, error="CUDA out of memory"))
+    row = paired_wilcoxon(frame(rows)).set_index("method").loc["smote"]
+    expected = sps.wilcoxon(REF, OTHER, zero_method="wilcox")
+    assert row["n_pairs"] == 8
+    assert row["n_reference_only"] == 2
+    assert row["n_method_only"] == 1
+    assert row["p_value"] == pytest.approx(expected.pvalue, rel=1e-12)
+
+
+def test_wilcoxon_reasons():
+    rows = [cell("capsan", 0.5 + 0.01 * s, seed=s) for s in range(8)]
+    rows += [cell("few", 0.4, seed=s) for s in range(3)]  # 3 pairs
+    rows += [cell("same", 0.5 + 0.01 * s, seed=s) for s in range(8)]  # all differences zero
+    rows += [cell("broken", None, seed=0, error="boom")]  # only failed cells
+    table = paired_wilcoxon(frame(rows)).set_index("method")
+    assert list(table.index) == ["broken", "few", "same"]
+    assert table["p_value"].isna().all()
+    assert "3 paired units" in table.loc["few", "reason"]
+    assert "zero" in table.loc["same", "reason"]
+    assert "no done cells" in table.loc["broken", "reason"]
+    assert table.loc["same", "n_pairs"] == 8
+
+
+def test_wilcoxon_missing_reference_and_empty():
+    table = paired_wilcoxon(frame(wilcoxon_cells()), reference="gamo")
+    assert set(table["method"]) == {"capsan", "smote"}
+    assert table["reason"].str.contains("reference 'gamo'").all()
+    assert paired_wilcoxon(pd.DataFrame()).empty
+    assert paired_wilcoxon(None).empty
+
+
+def test_holm_by_hand():
+    adjusted = holm([0.01, 0.04, float("nan"), 0.03])
+    # sorted 0.01, 0.03, 0.04 over m = 3: 0.03, max(0.03, 0.06), max(0.06, 0.04) = 0.06
+    assert adjusted[0] == pytest.approx(0.03)
+    assert adjusted[3] == pytest.approx(0.06)
+    assert adjusted[1] == pytest.approx(0.06)
+    assert math.isnan(adjusted[2])
+
+
+# ------------------------------------------------------------------ Friedman and Nemenyi
+
+# blocks (ratios) by methods; every block value is the mean of two pairs x two seeds around it
+BLOCKS = {
+    0.1: {"a": 0.90, "b": 0.80, "c": 0.70},  # ranks a1 b2 c3
+    0.2: {"a": 0.85, "b": 0.85, "c": 0.60},  # a1.5 b1.5 c3
+    0.3: {"a": 0.70, "b": 0.90, "c": 0.80},  # a3 b1 c2
+}
+
+
+def friedman_cells(blocks=BLOCKS):
+    rows = []
+    for ratio, methods in blocks.items():
+        for method, value in methods.items():
+            for seed in (0, 1):
+                for sign, pair in zip((1, -1), PAIRS, strict=True):
+                    rows.append(
+                        cell(method, value + sign * 0.01 * (seed + 1), ratio=ratio, pair=pair, seed=seed)
+                    )
+    return rows
+
+
+def test_friedman_ranks_by_hand_and_scipy():
+    ranking = friedman_ranking(frame(friedman_cells()))
+    assert ranking["reason"] is None
+    assert ranking["k"] == 3 and ranking["n_blocks"] == 3
+    assert ranking["average_ranks"].to_dict() == pytest.approx(
+        {"a": (1 + 1.5 + 3) / 3, "b": (2 + 1.5 + 1) / 3, "c": (3 + 3 + 2) / 3}
+    )
+    assert ranking["methods"] == ["b", "a", "c"]
+    assert ranking["ranks"].loc[("mnist", "binary", 0.2), "a"] == 1.5
+    assert ranking["values"].loc[("mnist", "binary", 0.1), "b"] == pytest.approx(0.80)
+    columns = [[BLOCKS[r][m] for r in BLOCKS] for m in "abc"]
+    expected = sps.friedmanchisquare(*columns)
+    assert ranking["statistic"] == pytest.approx(expected.statistic)
+    assert ranking["p_value"] == pytest.approx(expected.pvalue, rel=1e-12)
+    assert ranking["cd"] == pytest.approx(critical_difference(3, 3))
+
+
+def test_nemenyi_cd_by_hand():
+    assert nemenyi_q(3) == pytest.approx(2.343, abs=1e-3)  # Demsar (2006), Table 5(a)
+    assert nemenyi_q(10) == pytest.approx(3.164, abs=1e-3)
+    assert critical_difference(3, 10) == pytest.approx(2.343 * math.sqrt(3 * 4 / 60), abs=1e-3)
+    assert critical_difference(3, 10) == pytest.approx(1.0481, abs=1e-3)
+    assert math.isnan(critical_difference(1, 10))
+
+
+def test_friedman_excludes_incomplete_methods_and_partial_data():
+    rows = friedman_cells()
+    rows.append(cell("d", 0.99, ratio=0.1))  # present in one block only
+    rows.append(cell("e", None, ratio=0.1, error="diverged"))  # failed everywhere
+    ranking = friedman_ranking(frame(rows))
+    assert ranking["methods"] == ["b", "a", "c"]
+    assert set(ranking["excluded"]) == {"d", "e"}
+    assert "2 of 3 blocks" in ranking["excluded"]["d"]
+
+    two = friedman_ranking(frame([r for r in friedman_cells() if r["method"] != "c"]))
+    assert math.isnan(two["p_value"]) and "Friedman needs 3" in two["reason"]
+    assert len(two["average_ranks"]) == 2  # ranks still given
+    one_block = friedman_ranking(frame([r for r in friedman_cells() if r["ratio"] == 0.1]))
+    assert math.isnan(one_block["p_value"]) and "1 block" in one_block["reason"]
+    ties = friedman_ranking(
+        frame(friedman_cells({0.1: dict.fromkeys("abc", 0.5), 0.2: dict.fromkeys("abc", 0.7)}))
+    )
+    assert math.isnan(ties["p_value"]) and "tie" in ties["reason"]
+    for empty in (None, pd.DataFrame(), frame([cell("a", None, error="x")])):
+        result = friedman_ranking(empty)
+        assert math.isnan(result["p_value"]) and result["reason"]
+
+
+def test_cliques_by_hand():
+    ranks = pd.Series({"a": 1.0, "b": 1.5, "c": 2.4, "d": 3.9})
+    assert cliques(ranks, 1.0) == [["a", "b"], ["b", "c"]]
+    assert cliques(ranks, 3.0) == [["a", "b", "c", "d"]]
+    assert cliques(ranks, 0.1) == []
+
+
+@pytest.mark.parametrize("suffix", [".png", ".pdf"])
+def test_cd_diagram_written(tmp_path, suffix):
+    ranking = friedman_ranking(frame(friedman_cells()))
+    path = cd_diagram(ranking, tmp_path / f"cd{suffix}")
+    assert path.exists() and path.stat().st_size > 0
+    head = path.read_bytes()[:8]
+    assert head.startswith(b"\x89PNG") if suffix == ".png" else head.startswith(b"%PDF")
+
+
+def test_cd_diagram_partial_and_bad_suffix(tmp_path):
+    path = cd_diagram(friedman_ranking(None), tmp_path / "empty.png")
+    assert path.stat().st_size > 0
+    with pytest.raises(ValueError):
+        cd_diagram(friedman_ranking(None), tmp_path / "cd.txt")
+
+
+def test_through_the_store(tmp_path):
+    with Store(tmp_path / "results") as store:
+        for n, row in enumerate(wilcoxon_cells() + friedman_cells()):
+            store.add(
+                dict(
+                    row,
+                    key=f"k{n}",
+                    started_at="2024-01-01T00:00:00",
+                    finished_at="2024-01-01T00:00:01",
+                    duration_s=1.0,
+                    device="cpu",
+                    versions={},
+                )
+            )
+    with Store(tmp_path / "results", create=False) as store:
+        cells = store.cells()
+    row = paired_wilcoxon(cells).set_index("method").loc["smote"]
+    assert row["p_value"] == pytest.approx(sps.wilcoxon(REF, OTHER).pvalue, rel=1e-12)
+    ranking = friedman_ranking(cells)  # capsan and smote only have the 0.1 block
+    assert set(ranking["excluded"]) == {"capsan", "smote"}
+    assert ranking["p_value"] == pytest.approx(
+        sps.friedmanchisquare(*[[BLOCKS[r][m] for r in BLOCKS] for m in "abc"]).pvalue
+    )
