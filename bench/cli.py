@@ -126,8 +126,9 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_s
 @cli.command()
 @click.option("--results", default="results", show_default=True, type=click.Path(), help="Results folder.")
 @click.option("--out", default="report", show_default=True, type=click.Path(), help="Output folder.")
-@click.option("--format", "formats", default="csv,latex,md,png,pdf", show_default=True,
-              help="Any of csv, latex, md (tables) and png, pdf (figures, the critical-difference diagram).")
+@click.option("--format", "formats", default="csv,latex,md,png,pdf,html", show_default=True,
+              help="Any of csv, latex, md (tables), png, pdf (figures, the critical-difference diagram) and html "
+                   "(one self-contained page).")
 @click.option("--tables", help="Which of the paper's tables: any of 1,2,3 (default: all that have data).")
 @click.option("--figures", help="Which of the paper's figures: any of 3,4,5,6,7,8,9 (default: all with data).")
 @click.option("--by-pair", is_flag=True, help="Table 3: one row per class pair instead of averaging pairs.")

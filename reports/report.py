@@ -8,6 +8,8 @@
   test and average ranks over every binary dataset x ratio cell) and the critical-difference diagram
   ``cd_diagram.png|.pdf`` when an image format is asked for.
 - Figures (``--figures``; PNG and PDF): ``reports/figures.py``.
+- ``html``: ``report.html``, one self-contained page of all the above (``reports/html.py``); it needs the
+  Markdown tables and PNG figures, so asking for it writes those too.
 Nothing here writes to the store; a half-finished or failed run gives what it can and lists the rest.
 """
 
@@ -21,7 +23,7 @@ from bench.store import Store
 
 TABLE_FORMATS = ("csv", "latex", "md")
 IMAGE_FORMATS = ("png", "pdf")
-FORMATS = TABLE_FORMATS + IMAGE_FORMATS
+FORMATS = TABLE_FORMATS + IMAGE_FORMATS + ("html",)
 TABLES = (1, 2, 3)
 FIGURES = (3, 4, 5, 6, 7, 8, 9)
 SUFFIX = {"csv": "csv", "latex": "tex", "md": "md"}
@@ -55,6 +57,9 @@ def write_all(results_dir, out_dir, formats: Iterable[str] = ("csv", "latex", "m
         raise BenchError(f"cannot create report folder {out} ({exc.strerror}); give another output folder") from exc
     with Store(results_dir, create=False) as store:
         cells = store.cells()
+    page = "html" in formats
+    if page:  # the page is built from the Markdown tables and the PNG figures
+        formats += [f for f in ("md", "png") if f not in formats]
     table_formats = [f for f in formats if f in TABLE_FORMATS]
     image_formats = [f for f in formats if f in IMAGE_FORMATS]
     written, notes = [], []
@@ -70,6 +75,12 @@ def write_all(results_dir, out_dir, formats: Iterable[str] = ("csv", "latex", "m
     written += _statistics(out, cells, image_formats, notes)
     if figures and image_formats:
         written += _figures(results_dir, out, cells, figures, image_formats, notes)
+    if page:
+        from .html import render_page
+
+        path = out / "report.html"
+        path.write_text(render_page(cells, out, written, notes), encoding="utf-8")
+        written.append(path)
     return written, notes
 
 

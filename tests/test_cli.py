@@ -229,7 +229,7 @@ def test_a_multiclass_protocol_runs_and_reports_acsa(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--tables", "4"], "--tables takes any of 1, 2, 3; got '4'"),
     (["--figures", "x"], "--figures takes numbers like 3,4,5,6,7,8,9; got 'x'"),
-    (["--format", "gif"], "unknown report format 'gif'; valid formats: csv, latex, md, png, pdf"),
+    (["--format", "gif"], "unknown report format 'gif'; valid formats: csv, latex, md, png, pdf, html"),
 ])
 def test_bad_report_options_are_one_line_errors(capsys, tmp_path, args, message):
     with Store(tmp_path / "results"):
