@@ -263,14 +263,8 @@ def _check_formats(formats) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def write_report(
-    results_dir, out_dir, formats: Iterable[str] = ("csv", "latex", "md"), by_pair: bool = False
-) -> list[Path]:
-    """Write ``table3.csv``/``.tex``/``.md`` for the store in ``results_dir`` into ``out_dir``; return the paths."""
-    chosen = _check_formats(formats)
-    with Store(results_dir, create=False) as store:
-        cells = store.cells()
-    table, failed = table3(cells, by_pair=by_pair), failed_cells(cells)
+def make_folder(out_dir) -> Path:
+    """The report folder, created if needed; an unwritable place is a one-line error."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -278,8 +272,24 @@ def write_report(
         raise BenchError(
             f"cannot create report folder {out} ({exc.strerror}); give another output folder"
         ) from exc
+    return out
+
+
+def write_report(
+    results_dir, out_dir, formats: Iterable[str] = ("csv", "latex", "md"), by_pair: bool = False
+) -> list[Path]:
+    """Write ``table3.csv``/``.tex``/``.md`` for the store in ``results_dir`` into ``out_dir``; return the paths."""
+    chosen = _check_formats(formats)
+    with Store(results_dir, create=False) as store:
+        cells = store.cells()
+    return write_table3(cells, make_folder(out_dir), chosen, by_pair)
+
+
+def write_table3(cells: pd.DataFrame, out: Path, formats: Iterable[str], by_pair: bool = False) -> list[Path]:
+    """Table 3 of ``cells`` (as ``Store.cells()`` returns them) into the existing folder ``out``."""
+    table, failed = table3(cells, by_pair=by_pair), failed_cells(cells)
     written = []
-    for fmt in chosen:
+    for fmt in _check_formats(formats):
         path = out / FILES[fmt]
         if fmt == "csv":
             table.to_csv(path, index=False)

@@ -21,6 +21,8 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.store import Store
 
+from .render import make_folder, write_table3
+
 TABLE_FORMATS = ("csv", "latex", "md")
 IMAGE_FORMATS = ("png", "pdf")
 FORMATS = TABLE_FORMATS + IMAGE_FORMATS + ("html",)
@@ -50,11 +52,7 @@ def write_all(results_dir, out_dir, formats: Iterable[str] = ("csv", "latex", "m
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise BenchError(f"unknown report format {', '.join(map(repr, bad))}; valid formats: {', '.join(FORMATS)}")
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BenchError(f"cannot create report folder {out} ({exc.strerror}); give another output folder") from exc
+    out = make_folder(out_dir)
     with Store(results_dir, create=False) as store:
         cells = store.cells()
     page = "html" in formats
@@ -65,9 +63,7 @@ def write_all(results_dir, out_dir, formats: Iterable[str] = ("csv", "latex", "m
     written, notes = [], []
 
     if 3 in tables and table_formats:
-        from .render import write_report
-
-        written += write_report(results_dir, out, formats=table_formats, by_pair=by_pair)
+        written += write_table3(cells, out, table_formats, by_pair)
     if 1 in tables and table_formats:
         written += _table(out, "table1", cells, table_formats, notes)
     if 2 in tables and table_formats:
