@@ -1,8 +1,12 @@
-"""The self-contained HTML report: tables, embedded figures that decode, provenance and failures."""
+"""The self-contained HTML report: tables, embedded figures that decode, provenance and failures; and the page
+rendered in headless Chromium (every figure loads, no console errors, a screenshot kept as an artifact)."""
 
 import base64
+import os
 import re
+import shutil
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from helpers import run_bench
@@ -33,7 +37,7 @@ class Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def report_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("html")
     results = tmp / "results"
     run = run_bench("run", "--preset", "smoke", "--results", results, "--quiet", cwd=tmp)
@@ -45,7 +49,12 @@ def page(tmp_path_factory):
                    "finished_at": "2026-01-01T00:00:01+00:00", "duration_s": 1.0, "device": "cpu", "versions": {}})
     rep = run_bench("report", "--results", results, "--out", tmp / "report", "--format", "html", cwd=tmp)
     assert rep.returncode == 0, rep.stderr
-    return (tmp / "report" / "report.html").read_text(encoding="utf-8")
+    return tmp / "report"
+
+
+@pytest.fixture(scope="module")
+def page(report_dir):
+    return (report_dir / "report.html").read_text(encoding="utf-8")
 
 
 def test_the_page_is_one_well_formed_file_with_every_figure_embedded(page):
@@ -66,3 +75,60 @@ def test_the_page_has_the_tables_provenance_and_failed_cells(page):
     assert "Failed cells (1)" in page and "SMOTE refused: &lt;too few&gt; neighbours" in page  # escaped
     assert re.search(r"<th>seeds</th><td>0, 7</td>", page)
     assert "<b>" in page  # the best values are marked
+
+
+# --------------------------------------------------------------------------- the page in a real browser
+
+# Debian's chromium, installed by .ci/run; BENCH_CHROMIUM names another binary. Chromium's background
+# services would try the network, which CI machines do not have: they are switched off.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                  "--disable-background-networking", "--disable-component-update"]
+SCREENSHOT = "report-screenshot.png"
+
+
+def _chromium() -> str:
+    binary = os.environ.get("BENCH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary:
+        return binary
+    reason = "no Chromium binary (install Debian's chromium, or set BENCH_CHROMIUM)"
+    if os.environ.get("BENCH_REQUIRE_BROWSER"):  # CI installs it: a missing browser there is a failure
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def _artifact_dir(root: Path) -> Path:
+    """Where the screenshot is kept: $BENCH_TEST_ARTIFACTS, else test-artifacts/ in the checkout."""
+    folder = Path(os.environ.get("BENCH_TEST_ARTIFACTS") or root / "test-artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_the_page_renders_in_chromium_with_every_figure_and_no_console_error(report_dir, request):
+    binary = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
+    figures = sorted(p.name for p in report_dir.glob("*.png"))
+    assert figures, "the report wrote no PNG figure to embed"
+    console, errors, fetched = [], [], []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=binary, args=CHROMIUM_FLAGS)
+        try:
+            tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            tab.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+            tab.on("pageerror", lambda error: errors.append(str(error)))
+            tab.on("request", lambda req: fetched.append(req.url))
+            tab.goto((report_dir / "report.html").as_uri(), wait_until="load")
+            images = tab.evaluate(
+                "Array.from(document.images, i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0,"
+                " width: i.naturalWidth}))")
+            title = tab.title()
+            shot = _artifact_dir(request.config.rootpath) / SCREENSHOT
+            tab.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert title == "capsan-bench report"
+    assert sorted(f"{i['alt']}.png" for i in images) == figures  # every PNG figure is on the page ...
+    assert all(i["ok"] for i in images), [i["alt"] for i in images if not i["ok"]]  # ... and decodes
+    assert [c for c in console if c.split(":")[0] in ("error", "warning")] == []
+    assert errors == []
+    assert [u for u in fetched if not u.startswith(("data:", "file:"))] == []  # nothing from the network
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
