@@ -61,6 +61,8 @@ class RunConfig:
     sizes: list = field(default_factory=list)  # training-set sizes of the "subset" protocol (Table 1)
     # {method: {parameter: [values]}}: the product of the values forms one variant of the method per
     # combination (benchopt style), reported as e.g. "capsan[phi=0.5]" (the paper's Figure 7 phi sweep).
+    # {method: [{...}, {...}]}: the union of several such products (one-at-a-time ablations, Figure 6);
+    # variants with the same parameters run once, under the first label.
     sweep: dict = field(default_factory=dict)
 
     def data_options(self, dataset: str) -> dict:
@@ -200,13 +202,17 @@ def build_grid(config: RunConfig) -> list[Cell]:
     methods = []
     for name in config.methods:
         cls = get_method(name)
+        seen = set()
         for variant, extra in _variants(name, config.sweep.get(name, {})):
             overrides = {**config.method_params.get(name, {}), **extra}
             try:
                 params = cls(**overrides).key_params()
             except ValueError as exc:
                 raise BenchError(str(exc)) from exc
-            methods.append((name, overrides, params, variant))
+            identity = json.dumps(params, sort_keys=True, default=str)
+            if identity not in seen:  # the shared reference point of one-at-a-time sweeps runs once
+                seen.add(identity)
+                methods.append((name, overrides, params, variant))
 
     cells = []
     for dataset in config.datasets:
@@ -233,17 +239,23 @@ def build_grid(config: RunConfig) -> list[Cell]:
     return cells
 
 
-def _variants(name: str, sweep: dict) -> list[tuple[str, dict]]:
-    """("", {}) without a sweep; else one (label, overrides) per combination of the swept values."""
+def _variants(name: str, sweep: dict | list) -> list[tuple[str, dict]]:
+    """("", {}) without a sweep; else one (label, overrides) per combination of the swept values, for each
+    table of a list of sweep tables in turn."""
     if not sweep:
         return [("", {})]
-    for param, values in sweep.items():
-        if not isinstance(values, list) or not values:
-            raise BenchError(f"sweep of {name}.{param} must be a non-empty list of values; got {values!r}")
+    tables = sweep if isinstance(sweep, list) else [sweep]
     out = []
-    for combo in itertools.product(*sweep.values()):
-        extra = dict(zip(sweep, combo, strict=True))
-        out.append((name + "[" + ",".join(f"{k}={v}" for k, v in extra.items()) + "]", extra))
+    for table in tables:
+        if not isinstance(table, dict) or not table:
+            raise BenchError(f"sweep of {name} must be a table {{parameter: [values]}} or a list of them; "
+                             f"got {table!r}")
+        for param, values in table.items():
+            if not isinstance(values, list) or not values:
+                raise BenchError(f"sweep of {name}.{param} must be a non-empty list of values; got {values!r}")
+        for combo in itertools.product(*table.values()):
+            extra = dict(zip(table, combo, strict=True))
+            out.append((name + "[" + ",".join(f"{k}={v}" for k, v in extra.items()) + "]", extra))
     return out
 
 

@@ -14,6 +14,7 @@ from bench.errors import BenchError
 from bench.store import Store
 
 from .paper import PAPER_CITATION, PAPER_SHORT
+from .stats import ci_text, paired_wilcoxon, wilcoxon_note
 from .table3 import METRICS, failed_cells, table3
 
 FILES = {"csv": "table3.csv", "latex": "table3.tex", "md": "table3.md"}
@@ -37,6 +38,8 @@ SHORT_HEADERS = {
 MULTICLASS_METRICS = ("balanced_accuracy", "g_mean", "f_measure", "precision", "recall")
 NONE = "-"
 EMPTY = "No results in the store yet."
+REFERENCE = "capsan"  # the method the tables' Wilcoxon notes test against every other
+CI_NOTE = "[95 % CI of the mean, Student t over the seeds; not clipped to the metric's range]"
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
     "&": r"\&",
@@ -60,10 +63,17 @@ def _num(value: float, short: bool = False) -> str:
     return text[1:] if short and text.startswith("0.") else text
 
 
-def _cell(mean: float, std: float, pm: str = " ± ", short: bool = False) -> str:
+def _cell(mean: float, std: float, pm: str = " ± ", short: bool = False, ci: str = "") -> str:
+    """``mean ± std`` and, when given, the confidence interval after it (``ci`` is already formatted)."""
     if pd.isna(mean):
         return NONE
-    return _num(mean, short) if pd.isna(std) else f"{_num(mean, short)}{pm}{_num(std, short)}"
+    text = _num(mean, short) if pd.isna(std) else f"{_num(mean, short)}{pm}{_num(std, short)}"
+    return f"{text} {ci}" if ci else text
+
+
+def _ci(row, metric: str, latex: bool) -> str:
+    text = ci_text(row[f"{metric}_ci_low"], row[f"{metric}_ci_high"])
+    return f"{{\\scriptsize {text}}}" if latex and text else text
 
 
 def _groups(table: pd.DataFrame):
@@ -78,8 +88,10 @@ def _has_paper(group: pd.DataFrame) -> bool:
     return _metrics(group) == METRICS and bool(group[[f"{m}_paper" for m in METRICS]].notna().any().any())
 
 
-def _display(group: pd.DataFrame, pm: str, paper: bool, short: bool = False):
-    """Strings for one (dataset, protocol) group, and where the best values are: (columns, rows, bold)."""
+def _display(group: pd.DataFrame, pm: str, paper: bool, short: bool = False, ci: str | None = None):
+    """Strings for one (dataset, protocol) group, and where the best values are: (columns, rows, bold).
+
+    ``ci``: None (no intervals, the terminal table), ``"md"`` or ``"latex"`` (each cell gets its 95 % CI)."""
     level = "size" if group["protocol"].iloc[0] == "subset" else "ratio"  # the subset protocol's n images
     lead = [level] + (["pair"] if "pair" in group else []) + ["method", "n"]
     columns, rows, bold = [(name, "") for name in lead], [], []
@@ -97,7 +109,8 @@ def _display(group: pd.DataFrame, pm: str, paper: bool, short: bool = False):
         )
         marks = [False] * len(cells)
         for metric in metrics:
-            cells.append(_cell(row[f"{metric}_mean"], row[f"{metric}_std"], pm, short))
+            interval = _ci(row, metric, ci == "latex") if ci else ""
+            cells.append(_cell(row[f"{metric}_mean"], row[f"{metric}_std"], pm, short, interval))
             marks.append(bool(row[f"{metric}_best"]))
             if paper:
                 value = row[f"{metric}_paper"]
@@ -130,22 +143,36 @@ def _caption(dataset, protocol, pm: str = " ± ", escape=str) -> str:
     if protocol != "binary":
         return (
             f"Table 3 on {escape(dataset)}, {escape(protocol)} protocol: ACSA (mean per-class recall), G-mean and "
-            f"macro-averaged F-measure, precision and recall, mean{pm}std over the n seeds. Bold: the best mean "
-            "per ratio."
+            f"macro-averaged F-measure, precision and recall, mean{pm}std over the n seeds {escape(CI_NOTE)}. Bold: the "
+            "best mean per ratio."
         )
     return (
         f"Table 3 on {escape(dataset)}, {escape(protocol)} protocol: minority-class metrics, mean{pm}std "
-        "over the n seeds (per seed, the mean over the class pairs first). Bold: the best mean per ratio."
+        f"over the n seeds {escape(CI_NOTE)} (per seed, the mean over the class pairs first). Bold: the best mean per ratio."
     )
 
 
-def render_markdown(table: pd.DataFrame, failed: pd.DataFrame) -> str:
+def table_tests(cells: pd.DataFrame) -> dict[tuple, str]:
+    """{(dataset, protocol): the note of paired Wilcoxon tests of capsan against each method on G-mean}."""
+    done = cells[cells["status"] == "done"] if cells is not None and not cells.empty else None
+    if done is None or done.empty:
+        return {}
+    notes = {}
+    for (dataset, protocol), group in done.groupby(["dataset", "protocol"], sort=False):
+        if REFERENCE in set(group["method"]) and group["method"].nunique() > 1:
+            units = "(ratio, pair, seed) units" if protocol == "binary" else "(level, seed) units"
+            notes[(dataset, protocol)] = wilcoxon_note(paired_wilcoxon(group, REFERENCE, "g_mean"), "G-mean", units)
+    return notes
+
+
+def render_markdown(table: pd.DataFrame, failed: pd.DataFrame, tests: dict | None = None) -> str:
+    """Table 3 in Markdown; ``tests``: {(dataset, protocol): note} from :func:`table_tests`."""
     if table.empty:
         return f"# Table 3\n\n{EMPTY}\n"
     parts = ["# Table 3\n"]
     for (dataset, protocol), group in _groups(table):
         paper = _has_paper(group)
-        columns, rows, bold = _display(group, " ± ", paper)
+        columns, rows, bold = _display(group, " ± ", paper, ci="md")
         rows = [
             [f"**{c}**" if b else c for c, b in zip(r, marks, strict=True)]
             for r, marks in zip(rows, bold, strict=True)
@@ -156,6 +183,8 @@ def render_markdown(table: pd.DataFrame, failed: pd.DataFrame) -> str:
         parts.append(frame.to_markdown(index=False, headers=headers, disable_numparse=True) + "\n")
         if paper:
             parts.append(f"paper: the values reported in {PAPER_CITATION}, Table 3.\n")
+        if (tests or {}).get((dataset, protocol)):
+            parts.append(tests[(dataset, protocol)] + "\n")
         parts += [f"Partial seeds: {note}.\n" for note in _notes(group)]
         failures = _failures(failed, dataset, protocol)
         if failures:
@@ -167,13 +196,14 @@ def _label(*names) -> str:
     return "tab:table3-" + "-".join(re.sub(r"[^A-Za-z0-9]+", "", str(n)) for n in names)
 
 
-def render_latex(table: pd.DataFrame, failed: pd.DataFrame) -> str:
+def render_latex(table: pd.DataFrame, failed: pd.DataFrame, tests: dict | None = None) -> str:
+    """Table 3 in LaTeX (booktabs); ``tests`` as in :func:`render_markdown`."""
     if table.empty:
         return f"% Table 3: {EMPTY}\n"
     parts = []
     for (dataset, protocol), group in _groups(table):
         paper = _has_paper(group)
-        columns, rows, bold = _display(group, r" $\pm$ ", paper)
+        columns, rows, bold = _display(group, r" $\pm$ ", paper, ci="latex")
         index = [(latex_escape(HEADERS.get(top, top)), sub) for top, sub in columns]
         frame = pd.DataFrame(
             rows, columns=pd.MultiIndex.from_tuples(index) if paper else [c for c, _ in index]
@@ -190,9 +220,9 @@ def render_latex(table: pd.DataFrame, failed: pd.DataFrame) -> str:
             multicol_align="c",
             column_format="".join("l" if top in ("ratio", "size", "pair", "method") else "r" for top, _ in columns),
         )
-        notes = ([f"paper: the values reported in {PAPER_CITATION}, Table 3."] if paper else []) + [
-            f"Partial seeds: {note}." for note in _notes(group)
-        ]
+        notes = ([f"paper: the values reported in {PAPER_CITATION}, Table 3."] if paper else []) + (
+            [tests[(dataset, protocol)]] if (tests or {}).get((dataset, protocol)) else []
+        ) + [f"Partial seeds: {note}." for note in _notes(group)]
         if notes:
             note_tex = "\\par\\smallskip\\footnotesize " + " ".join(latex_escape(n) for n in notes) + "\n"
             latex = latex.replace("\\end{table}", note_tex + "\\end{table}")
@@ -288,6 +318,7 @@ def write_report(
 def write_table3(cells: pd.DataFrame, out: Path, formats: Iterable[str], by_pair: bool = False) -> list[Path]:
     """Table 3 of ``cells`` (as ``Store.cells()`` returns them) into the existing folder ``out``."""
     table, failed = table3(cells, by_pair=by_pair), failed_cells(cells)
+    tests = table_tests(cells) if not table.empty else {}
     written = []
     for fmt in _check_formats(formats):
         path = out / FILES[fmt]
@@ -295,7 +326,7 @@ def write_table3(cells: pd.DataFrame, out: Path, formats: Iterable[str], by_pair
             table.to_csv(path, index=False)
         else:
             path.write_text(
-                (render_latex if fmt == "latex" else render_markdown)(table, failed), encoding="utf-8"
+                (render_latex if fmt == "latex" else render_markdown)(table, failed, tests), encoding="utf-8"
             )
         written.append(path)
     return written

@@ -84,20 +84,20 @@ def _table(out: Path, name: str, cells, formats, notes) -> list[Path]:
     from . import tables12
 
     if name == "table1":
-        table, render = tables12.table1(cells), tables12.render_table1
+        table, render, tests = tables12.table1(cells), tables12.render_table1, tables12.table1_tests
         empty = table.empty or not (table["n_seeds"] > 0).any()
     else:
-        table, render = tables12.table2(cells), tables12.render_table2
+        table, render, tests = tables12.table2(cells), tables12.render_table2, tables12.table2_tests
         empty = not table
     if empty:
         notes.append("table1: no subset-protocol cells of capsan and capsan-conv in the store (--preset paper-table1)"
                      if name == "table1" else
                      "table2: no FID results in the store (run generative methods with --metrics fid)")
         return []
-    paths = []
+    paths, notes_text = [], tests(cells)
     for fmt in formats:
         path = out / f"{name}.{SUFFIX[fmt]}"
-        path.write_text(render(table, fmt), encoding="utf-8")
+        path.write_text(render(table, fmt, notes_text), encoding="utf-8")
         paths.append(path)
     return paths
 

@@ -58,8 +58,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .table3 import pair_label
-
 UNIT_KEYS = ["dataset", "protocol", "ratio", "pair", "seed"]
 BLOCK_KEYS = ["dataset", "protocol", "ratio"]
 RATIO_DECIMALS = 10
@@ -103,6 +101,24 @@ def confidence_interval(values, level: float = 0.95) -> tuple[float, float]:
     return (mean - half, mean + half)
 
 
+def ci_bounds(mean, std, count, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`confidence_interval` from summaries, element-wise: mean, sample std (ddof=1) and the number of
+    values; NaN where count < 2. The tables use it on their per-seed aggregates."""
+    mean, std, count = (np.asarray(a, dtype=float) for a in (mean, std, count))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = stats.t.ppf((1.0 + level) / 2.0, np.where(count >= 2, count - 1, np.nan))
+        half = t * std / np.sqrt(count)
+    half = np.where(count >= 2, half, np.nan)
+    return mean - half, mean + half
+
+
+def ci_text(low, high, decimals: int = 3) -> str:
+    """``[0.887, 0.937]``; empty when the interval is unknown (fewer than two seeds)."""
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return ""
+    return f"[{low:.{decimals}f}, {high:.{decimals}f}]"
+
+
 # --------------------------------------------------------------------------- unit values
 
 
@@ -129,6 +145,8 @@ def unit_values(cells: pd.DataFrame | None, metric: str = "g_mean") -> pd.DataFr
     if missing:
         raise ValueError(f"cells lack the columns {sorted(missing)}")
     frame = cells.loc[cells["status"] == "done", ["method", *UNIT_KEYS, "metrics"]].copy()
+    from .table3 import pair_label  # table3 imports this module for its intervals: imported here, not on top
+
     frame["pair"] = frame["pair"].map(pair_label)
     frame["ratio"] = frame["ratio"].astype(float).round(RATIO_DECIMALS)
     frame["value"] = [_metric_value(m, metric) for m in frame["metrics"]]
@@ -229,6 +247,24 @@ def paired_wilcoxon(
         return pd.DataFrame(columns=WILCOXON_COLUMNS)
     table["p_holm"] = holm(table["p_value"])
     return table[WILCOXON_COLUMNS]
+
+
+def wilcoxon_note(tests: pd.DataFrame, label: str, units: str, lower_is_better: bool = False) -> str:
+    """One sentence for a table's notes from :func:`paired_wilcoxon`'s rows; empty when nothing was compared."""
+    if tests is None or tests.empty:
+        return ""
+    reference = tests["reference"].iloc[0]
+    parts = []
+    for row in tests.itertuples(index=False):
+        if pd.isna(row.p_value):
+            parts.append(f"{row.method}: not tested, {row.reason}")
+        else:
+            parts.append(f"{row.method}: p = {row.p_value:.3g}, Holm p = {row.p_holm:.3g} ({row.n_pairs} pairs, "
+                         f"median difference {row.median_difference:+.3g})")
+    better = "lower" if lower_is_better else "higher"
+    return (f"Paired two-sided Wilcoxon signed-rank tests of {reference} against each method on {label}, over "
+            f"the {units} both have, Holm-adjusted (difference = {reference} - method; {better} is better): "
+            + "; ".join(parts) + ".")
 
 
 # --------------------------------------------------------------------------- Friedman and Nemenyi

@@ -5,6 +5,8 @@ seed are first averaged over their pairs (a seed with only some pairs done still
 in ``n_partial_seeds``), then the seed means give the mean and the sample std (ddof=1; NaN for one seed).
 Cells that differ only in what the row does not show (params, epochs) are averaged per (seed, pair) first.
 Failed cells carry no metrics: they are counted in ``n_failed`` and the first one's error is kept.
+``<metric>_ci_low`` / ``_ci_high``: the 95 % Student-t confidence interval of the mean over the seed means
+(``stats.ci_bounds``; NaN below two seeds).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .paper import PAPER_METRICS, PAPER_PROTOCOL, paper_table3
+from .stats import ci_bounds
 
 METRICS = PAPER_METRICS  # shown in the Markdown, LaTeX and terminal tables, in this order
 CSV_METRICS = METRICS + ("balanced_accuracy", "roc_auc")
@@ -32,7 +35,7 @@ def row_keys(by_pair: bool = False) -> list[str]:
 def table_columns(by_pair: bool = False) -> list[str]:
     columns = row_keys(by_pair) + ["n_seeds", "n_pairs", "n_partial_seeds", "n_failed", "error"]
     for metric in CSV_METRICS:
-        columns += [f"{metric}_mean", f"{metric}_std", f"{metric}_best"]
+        columns += [f"{metric}_mean", f"{metric}_std", f"{metric}_ci_low", f"{metric}_ci_high", f"{metric}_best"]
         if metric in PAPER_METRICS:
             columns.append(f"{metric}_paper")
     return columns
@@ -90,7 +93,11 @@ def _aggregate(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         **{m: (m, "mean") for m in metrics}, seed_pairs=("pair", "nunique")
     )
     by_row = per_seed.groupby(keys)
-    stats = by_row[metrics].agg(["mean", "std"])
+    stats = by_row[metrics].agg(["mean", "std", "count"])
+    for metric in metrics:
+        low, high = ci_bounds(stats[(metric, "mean")], stats[(metric, "std")], stats[(metric, "count")])
+        stats[(metric, "ci_low")], stats[(metric, "ci_high")] = low, high
+    stats = stats.drop(columns=[(metric, "count") for metric in metrics])
     stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
     n_pairs = per_pair.groupby(keys)["pair"].nunique().rename("n_pairs")
     row_pairs = per_seed.join(n_pairs, on=keys)

@@ -24,6 +24,12 @@ Inception FID, so only the ``fid-inception`` table gets ``fid_paper`` values and
 column of every row and is named in each rendered table's caption. Best = lowest mean per
 (variant, dataset); ``real`` rows never compete (they hold no result of ours).
 
+Both tables carry the 95 % Student-t confidence interval of the mean over the seed values
+(``error_ci_low``/``_high``, ``fid_ci_low``/``_high``; NaN below two seeds), and their notes the paired
+Wilcoxon signed-rank tests of capsan against the others (``table1_tests``, ``table2_tests``): Table 1 per
+dataset on accuracy, paired over (n, seed); Table 2 per variant on the cell FID, paired over (dataset,
+protocol, ratio, pair, seed).
+
 Rendering (``render_table1``, ``render_table2``): ``csv`` = the tidy frame (every number, no formatting);
 ``md`` = pandas ``to_markdown`` (tabulate), bold best; ``latex`` = pandas Styler with booktabs rules
 (\\toprule, \\midrule, \\bottomrule), bold best, text escaped. Missing values render as ``-``.
@@ -41,6 +47,7 @@ import pandas as pd
 from bench.errors import BenchError
 
 from .paper import PAPER_CITATION
+from .stats import ci_bounds, ci_text, paired_wilcoxon, wilcoxon_note
 
 TABLE1_METHODS = {"capsan": "capsule", "capsan-conv": "convolutional"}
 TABLE1_PROTOCOL = "subset"
@@ -62,6 +69,8 @@ TABLE1_COLUMNS = [
     "n_failed",
     "error_mean",
     "error_std",
+    "error_ci_low",
+    "error_ci_high",
     "error_best",
     "error_paper",
 ]
@@ -74,6 +83,8 @@ TABLE2_COLUMNS = [
     "protocols",
     "fid_mean",
     "fid_std",
+    "fid_ci_low",
+    "fid_ci_high",
     "fid_best",
     "fid_paper",
     "feature_extractor",
@@ -149,6 +160,7 @@ def table1(cells: pd.DataFrame) -> pd.DataFrame:
     done = frame[frame["done"] & frame["error"].notna()]
     per_seed = done.groupby(keys + ["seed"])["error"].mean().reset_index()
     stats = per_seed.groupby(keys)["error"].agg(error_mean="mean", error_std="std", n_seeds="size")
+    stats["error_ci_low"], stats["error_ci_high"] = ci_bounds(stats["error_mean"], stats["error_std"], stats["n_seeds"])
     failed = frame[~frame["done"]].groupby(keys).size().rename("n_failed")
     # every (dataset, n) we have gets both discriminators, so a missing one is a visible dash
     grid = frame[["dataset", "n"]].drop_duplicates()
@@ -250,6 +262,7 @@ def table2(cells: pd.DataFrame) -> dict[str, pd.DataFrame]:
     keys = ["variant", "method", "dataset"]
     per_seed = frame.groupby(keys + ["seed"])["fid"].mean().reset_index()
     stats = per_seed.groupby(keys)["fid"].agg(fid_mean="mean", fid_std="std", n_seeds="size")
+    stats["fid_ci_low"], stats["fid_ci_high"] = ci_bounds(stats["fid_mean"], stats["fid_std"], stats["n_seeds"])
     extra = frame.groupby(keys).agg(
         n_cells=("fid", "size"),
         protocols=("protocol", lambda p: ", ".join(sorted(set(p)))),
@@ -309,6 +322,44 @@ def _with_paper(part: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([part, pd.DataFrame(missing)], ignore_index=True) if missing else part
 
 
+# ---------------------------------------------------------------------------------------------- tests
+
+
+def table1_tests(cells: pd.DataFrame) -> str:
+    """The note of Table 1: per dataset, capsan (capsule) against capsan-conv on accuracy, paired over (n, seed)."""
+    if not _check_cells(cells):
+        return ""
+    frame = cells[cells["protocol"].eq(TABLE1_PROTOCOL) & cells["method"].isin(list(TABLE1_METHODS))]
+    notes = []
+    for dataset, group in frame.groupby("dataset", sort=True):
+        if set(group["method"]) == set(TABLE1_METHODS):
+            tests = paired_wilcoxon(group, "capsan", "accuracy")
+            notes.append(f"{dataset}: " + wilcoxon_note(tests, "accuracy (1 - error)", "(n, seed) units"))
+    return " ".join(notes)
+
+
+def table2_tests(cells: pd.DataFrame) -> dict[str, str]:
+    """{variant: note}: capsan against each method on the cell FID (mean over its generated classes)."""
+    if not _check_cells(cells):
+        return {}
+    rows = []
+    for cell in cells[cells["status"] == "done"].itertuples(index=False):
+        fids = {variant: value for variant, (value, _) in _cell_fids(cell.metrics).items()}
+        if fids:
+            rows.append({"method": cell.method, "dataset": cell.dataset, "protocol": cell.protocol,
+                         "ratio": cell.ratio, "pair": cell.pair, "seed": cell.seed, "status": "done",
+                         "metrics": fids})
+    frame = pd.DataFrame(rows)
+    notes = {}
+    for variant in sorted({v for m in frame.get("metrics", []) for v in m}, key=_variant_order):
+        has = frame[[variant in m for m in frame["metrics"]]]
+        if "capsan" in set(has["method"]) and has["method"].nunique() > 1:
+            tests = paired_wilcoxon(has, "capsan", variant)
+            notes[variant] = wilcoxon_note(tests, variant, "(dataset, protocol, ratio, pair, seed) units",
+                                           lower_is_better=True)
+    return notes
+
+
 # ---------------------------------------------------------------------------------------------- rendering
 
 
@@ -321,10 +372,15 @@ def _num(value, decimals: int) -> str:
     return NONE if pd.isna(value) else f"{value:.{decimals}f}"
 
 
-def _cell(mean, std, decimals: int, pm: str) -> str:
+def _cell(mean, std, decimals: int, pm: str, low=None, high=None, latex: bool = False) -> str:
+    """``mean ± std [ci_low, ci_high]``; the interval only where there is one (two seeds or more)."""
     if pd.isna(mean):
         return NONE
-    return _num(mean, decimals) + ("" if pd.isna(std) else f"{pm}{_num(std, decimals)}")
+    text = _num(mean, decimals) + ("" if pd.isna(std) else f"{pm}{_num(std, decimals)}")
+    ci = ci_text(low, high, decimals)
+    if ci:
+        text += f" {{\\scriptsize {ci}}}" if latex else f" {ci}"
+    return text
 
 
 def _latex_escape(text) -> str:
@@ -365,13 +421,14 @@ def _label(*names) -> str:
 
 TABLE1_CAPTION = (
     "Table 1: error rate (1 - accuracy) of the discriminator used as a classifier on n training images "
-    "(capsule = capsan, convolutional = capsan-conv), mean{pm}std over the n_seeds seeds. "
-    "Bold: the lowest mean per dataset and n."
+    "(capsule = capsan, convolutional = capsan-conv), mean{pm}std over the n_seeds seeds "
+    "[95 % CI of the mean, Student t]. Bold: the lowest mean per dataset and n."
 )
 
 
-def render_table1(table: pd.DataFrame, fmt: str = "md") -> str:
-    """Table 1 as ``csv`` (the tidy frame), ``md`` (Markdown) or ``latex`` (booktabs) text."""
+def render_table1(table: pd.DataFrame, fmt: str = "md", tests: str = "") -> str:
+    """Table 1 as ``csv`` (the tidy frame), ``md`` (Markdown) or ``latex`` (booktabs) text; ``tests``: the
+    note of :func:`table1_tests`."""
     _check_format(fmt)
     if fmt == "csv":
         return table.to_csv(index=False)
@@ -387,13 +444,13 @@ def render_table1(table: pd.DataFrame, fmt: str = "md") -> str:
                 f"{row.n:g}",
                 str(row.discriminator),
                 str(row.n_seeds),
-                _cell(row.error_mean, row.error_std, 4, pm),
+                _cell(row.error_mean, row.error_std, 4, pm, row.error_ci_low, row.error_ci_high, fmt == "latex"),
                 _num(row.error_paper, 4),
             ]
         )
         bold.append([False] * 4 + [bool(row.error_best), False])
     bold = np.array(bold, dtype=bool)
-    note = f"paper: the values reported in {PAPER_CITATION}, Table 1."
+    note = f"paper: the values reported in {PAPER_CITATION}, Table 1." + (f" {tests}" if tests else "")
     if fmt == "md":
         caption = TABLE1_CAPTION.format(pm=pm)
         return f"# Table 1\n\n{caption}\n\n{_markdown(rows, bold, headers)}\n\n{note}\n"
@@ -409,12 +466,13 @@ def _table2_caption(variant: str, extractors: str) -> str:
     )
     return (
         f"Table 2 ({variant}): FID of generated minority-class images, lower is better; per cell the mean "
-        f"over its generated classes, then mean{{pm}}std over seeds, [n] = seeds. Bold: the lowest per dataset."
+        f"over its generated classes, then mean{{pm}}std over seeds [95 % CI of the mean, Student t] (n = seeds). "
+        "Bold: the lowest per dataset."
         f"{paper} Features: {extractors or 'not recorded'}."
     )
 
 
-def _table2_display(table: pd.DataFrame, pm: str):
+def _table2_display(table: pd.DataFrame, pm: str, latex: bool = False):
     datasets = list(dict.fromkeys(table["dataset"]))
     paper = bool(table["fid_paper"].notna().any())
     headers = ["method"]
@@ -426,15 +484,15 @@ def _table2_display(table: pd.DataFrame, pm: str):
         for dataset in datasets:
             match = table[(table["method"] == method) & (table["dataset"] == dataset)]
             if match.empty:
-                line.append(NONE if method == REAL else f"{NONE} [0]")
+                line.append(NONE if method == REAL else f"{NONE} (0)")
                 marks.append(False)
                 if paper:
                     line.append(NONE)
                     marks.append(False)
                 continue
             r = match.iloc[0]
-            ours = _cell(r["fid_mean"], r["fid_std"], 2, pm)
-            line.append(NONE if ours == NONE and method == REAL else f"{ours} [{r['n_seeds']}]")
+            ours = _cell(r["fid_mean"], r["fid_std"], 2, pm, r["fid_ci_low"], r["fid_ci_high"], latex)
+            line.append(NONE if ours == NONE and method == REAL else f"{ours} ({r['n_seeds']})")
             marks.append(bool(r["fid_best"]))
             if paper:
                 line.append(_num(r["fid_paper"], 2))
@@ -444,10 +502,11 @@ def _table2_display(table: pd.DataFrame, pm: str):
     return headers, rows, np.array(bold, dtype=bool).reshape(len(rows), len(headers))
 
 
-def render_table2(tables: dict[str, pd.DataFrame], fmt: str = "md") -> str:
+def render_table2(tables: dict[str, pd.DataFrame], fmt: str = "md", tests: dict | None = None) -> str:
     """Table 2 as ``csv`` (all variants' tidy rows, a ``variant`` column apart), ``md`` or ``latex``.
 
-    Markdown and LaTeX give one table per variant, each naming its feature extractor.
+    Markdown and LaTeX give one table per variant, each naming its feature extractor; ``tests``: the
+    {variant: note} of :func:`table2_tests`.
     """
     _check_format(fmt)
     if not isinstance(tables, dict):
@@ -464,12 +523,15 @@ def render_table2(tables: dict[str, pd.DataFrame], fmt: str = "md") -> str:
     for variant, table in tables.items():
         extractors = "; ".join(sorted({e for e in table["feature_extractor"] if isinstance(e, str) and e}))
         caption = _table2_caption(variant, extractors)
+        test = (tests or {}).get(variant, "")
         if fmt == "md":
             headers, rows, bold = _table2_display(table, " ± ")
-            parts.append(f"## {variant}\n\n{caption.format(pm=' ± ')}\n\n{_markdown(rows, bold, headers)}\n")
+            parts.append(f"## {variant}\n\n{caption.format(pm=' ± ')}\n\n{_markdown(rows, bold, headers)}\n"
+                         + (f"\n{test}\n" if test else ""))
         else:
-            headers, rows, bold = _table2_display(table, r" $\pm$ ")
+            headers, rows, bold = _table2_display(table, r" $\pm$ ", latex=True)
             tex_caption = _latex_escape(caption.format(pm="±")).replace("±", r"$\pm$")
-            note = _latex_escape(f"paper: {PAPER_CITATION}, Table 2.") if variant == PAPER_VARIANT else ""
+            note = (f"paper: {PAPER_CITATION}, Table 2. " if variant == PAPER_VARIANT else "") + test
+            note = _latex_escape(note.strip())
             parts.append(_latex(rows, bold, headers, tex_caption, _label("table2", variant), [0], note))
     return "\n".join(parts)

@@ -109,6 +109,31 @@ def test_a_sweep_makes_one_labelled_variant_per_combination():
         build_grid(dataclasses.replace(config, sweep={"capsan": {"phi": 0.5}}))
 
 
+def test_a_list_of_sweeps_is_their_union_and_a_shared_point_runs_once():
+    config = RunConfig(name="t", methods=["capsan"], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
+                       epochs=1, sweep={"capsan": [{"g_conv_layers": [4, 5]}, {"d_pool_layers": [0, 1]}]})
+    cells = build_grid(config)
+    # 5 conv layers and 0 pools are both the defaults: that point is one cell, under the first label
+    assert [c.variant for c in cells] == ["capsan[g_conv_layers=4]", "capsan[g_conv_layers=5]",
+                                          "capsan[d_pool_layers=1]"]
+    assert [(c.params["g_conv_layers"], c.params["d_pool_layers"]) for c in cells] == [(4, 0), (5, 0), (5, 1)]
+    assert len({c.key for c in cells}) == 3
+    with pytest.raises(BenchError, match="must be a table"):
+        build_grid(dataclasses.replace(config, sweep={"capsan": [{"phi": [0.5]}, 3]}))
+    with pytest.raises(BenchError, match="must be a non-empty list"):
+        build_grid(dataclasses.replace(config, sweep={"capsan": [{"phi": []}]}))
+
+
+def test_the_paper_fig6_preset_moves_one_knob_at_a_time():
+    cells = build_grid(load_preset("paper-fig6"))
+    knobs = {(c.params["g_conv_layers"], c.params["d_pool_layers"], c.params["g_cbn_layers"]) for c in cells}
+    defaults = (5, 0, 5)
+    assert all(sum(a != b for a, b in zip(k, defaults, strict=True)) <= 1 for k in knobs)  # one knob moves
+    assert knobs == {(2, 0, 5), (3, 0, 5), (4, 0, 5), (5, 0, 5), (5, 1, 5), (5, 2, 5), (5, 0, 0), (5, 0, 1),
+                     (5, 0, 3)}
+    assert len(cells) == len(knobs) * 3 * 10  # MNIST's 3 default pairs, 10 seeds
+
+
 def test_the_paper_fig7_preset_sweeps_phi():
     cells = build_grid(load_preset("paper-fig7"))
     assert {c.params["phi"] for c in cells} == {0.0, 0.25, 0.5, 0.75, 1.0}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from bench.errors import BenchError
 from bench.reports import PAPER_CITATION, paper_table3, table3, table3_text, write_report
@@ -137,6 +138,9 @@ def test_two_stage_mean_and_std(cells):
     assert smote["recall_mean"] == pytest.approx(statistics.mean([1 - m for m in seed_means]))
     assert smote["f_measure_mean"] == pytest.approx(statistics.mean(seed_means) / 2)
     assert smote["roc_auc_std"] == pytest.approx(statistics.stdev(seed_means) / 2)
+    low, high = scipy_stats.t.interval(0.95, 2, loc=statistics.mean(seed_means),
+                                       scale=statistics.stdev(seed_means) / math.sqrt(3))
+    assert (smote["precision_ci_low"], smote["precision_ci_high"]) == (pytest.approx(low), pytest.approx(high))
     # the flat mean over all five done cells would be 0.7: the two stages differ from it
     assert smote["precision_mean"] != pytest.approx(0.7)
     assert (smote["n_seeds"], smote["n_pairs"], smote["n_partial_seeds"], smote["n_failed"]) == (3, 2, 1, 1)
@@ -258,7 +262,8 @@ def test_latex(results, tmp_path):
         tex.count(r"\toprule") == tex.count(r"\midrule") == tex.count(r"\bottomrule") == 2
     )  # mnist, cifar10
     assert balanced(tex)
-    assert r"\textbf{0.667 $\pm$ 0.153}" in tex  # smote at 0.1: mean .6667, std .1528
+    # smote at 0.1: mean .6667, std .1528 over 3 seeds; its 95 % t interval beside it
+    assert r"\textbf{0.667 $\pm$ 0.153 {\scriptsize [0.287, 1.046]}}" in tex
     assert r"\textbf{0.250}" not in tex  # my_method's precision is not the best
     assert r"my\_method" in tex and "my_method" not in tex
     assert r"\caption{" in tex and "mnist" in tex and "seeds" in tex
@@ -269,8 +274,8 @@ def test_latex(results, tmp_path):
 def test_markdown(results, tmp_path):
     (path,) = write_report(results, tmp_path / "out", formats=("md",))
     md = path.read_text()
-    assert "**0.667 ± 0.153**" in md
-    assert "**0.800 ± 0.000**" in md and "**0.800 ± 0.100**" in md  # both sides of the tie at 0.3
+    assert "**0.667 ± 0.153 [0.287, 1.046]**" in md  # mean ± std [95 % t interval over the 3 seeds]
+    assert "**0.800 ± 0.000 [0.800, 0.800]**" in md and "**0.800 ± 0.100 [0.552, 1.048]**" in md  # a tie at 0.3
     header = next(line for line in md.splitlines() if line.startswith("| ratio") and "paper" in line)
     assert header.count("paper") == 5
     assert f"{reference(90, 'imbalanced')['precision']:.3f}" in md

@@ -10,8 +10,11 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from bench.reports.render import render_markdown, table_tests
 from bench.reports.stats import (
     cd_diagram,
+    ci_bounds,
+    ci_text,
     cliques,
     confidence_interval,
     critical_difference,
@@ -19,7 +22,9 @@ from bench.reports.stats import (
     holm,
     nemenyi_q,
     paired_wilcoxon,
+    wilcoxon_note,
 )
+from bench.reports.table3 import failed_cells, table3
 from bench.store import Store
 
 PAIRS = ([3, 5], [1, 7])
@@ -68,6 +73,23 @@ def test_confidence_interval_degenerate():
     assert confidence_interval([0.3, 0.3, 0.3]) == pytest.approx((0.3, 0.3))
     with pytest.raises(ValueError):
         confidence_interval([1, 2], level=1.5)
+
+
+def test_ci_bounds_from_summaries_match_the_interval_of_the_values():
+    samples = [[0.7, 0.8, 0.5], [0.2, 0.4], [1.0, 2.0, 4.0, 8.0], [0.3]]
+    mean = [np.mean(s) for s in samples]
+    std = [np.std(s, ddof=1) if len(s) > 1 else math.nan for s in samples]
+    low, high = ci_bounds(mean, std, [len(s) for s in samples])
+    for s, lo, hi in zip(samples[:3], low[:3], high[:3], strict=True):
+        expected = sps.t.interval(0.95, len(s) - 1, loc=np.mean(s), scale=sps.sem(s))  # scipy's own interval
+        assert (lo, hi) == (pytest.approx(expected[0]), pytest.approx(expected[1]))
+    assert math.isnan(low[3]) and math.isnan(high[3])  # one value: no interval
+    assert ci_text(low[0], high[0]) == f"[{expected_text(samples[0])}]" and ci_text(math.nan, 1.0) == ""
+
+
+def expected_text(values) -> str:
+    low, high = sps.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=sps.sem(values))
+    return f"{low:.3f}, {high:.3f}"
 
 
 # ------------------------------------------------------------------ paired Wilcoxon
@@ -260,3 +282,32 @@ def test_through_the_store(tmp_path):
     assert ranking["p_value"] == pytest.approx(
         sps.friedmanchisquare(*[[BLOCKS[r][m] for r in BLOCKS] for m in "abc"]).pvalue
     )
+
+
+# ------------------------------------------------------------------ the tests in the tables' notes
+
+
+def test_table3_notes_carry_the_wilcoxon_p_values_of_scipy():
+    rows = []
+    for i, (r, o) in enumerate(zip(REF, OTHER, strict=True)):  # 8 units: 4 seeds x 2 pairs
+        pair, seed = PAIRS[i % 2], i // 2
+        rows += [cell("capsan", r, pair=pair, seed=seed), cell("imbalanced", o, pair=pair, seed=seed)]
+    rows += [cell("smote", 0.5, pair=PAIRS[0], seed=0), cell("capsan", 0.9, dataset="cifar10")]
+    cells = frame(rows)
+    notes = table_tests(cells)
+    assert set(notes) == {("mnist", "binary")}  # cifar10 has capsan alone: nothing to compare
+    expected = sps.wilcoxon(REF, OTHER, zero_method="wilcox").pvalue
+    note = notes[("mnist", "binary")]
+    # smote is not tested, so Holm's family holds one test and its p is the raw one
+    assert f"imbalanced: p = {expected:.3g}, Holm p = {expected:.3g} (8 pairs" in note
+    assert "smote: not tested, only 1 paired units (need 6)" in note
+    md = render_markdown(table3(cells), failed_cells(cells), notes)
+    mnist = md.split("## mnist, binary")[1]
+    assert note in mnist and note not in md.split("## mnist, binary")[0]
+
+
+def test_wilcoxon_note_is_empty_without_tests_and_says_which_way_is_better():
+    assert wilcoxon_note(pd.DataFrame(), "G-mean", "units") == ""
+    tests = paired_wilcoxon(frame(wilcoxon_cells()))
+    assert "higher is better" in wilcoxon_note(tests, "G-mean", "units")
+    assert "lower is better" in wilcoxon_note(tests, "FID", "units", lower_is_better=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from bench.errors import BenchError
 from bench.reports.tables12 import (
@@ -17,7 +18,9 @@ from bench.reports.tables12 import (
     render_table1,
     render_table2,
     table1,
+    table1_tests,
     table2,
+    table2_tests,
 )
 
 REFERENCE = Path(__file__).resolve().parents[1] / "reports" / "reference"
@@ -112,13 +115,16 @@ def test_table1_means_stds_best_and_paper(t1_cells):
     assert not conv["error_best"]
     assert conv["error_paper"] == pytest.approx(0.8204)
     assert list(table["discriminator"][:2]) == ["capsule", "convolutional"]
+    for row, mean, std, n in ((capsule, 0.7, 0.1, 3), (conv, 0.85, math.sqrt(0.005), 2)):
+        low, high = scipy_stats.t.interval(0.95, n - 1, loc=mean, scale=std / math.sqrt(n))
+        assert (row["error_ci_low"], row["error_ci_high"]) == (pytest.approx(low), pytest.approx(high))
 
 
 def test_table1_partial_rows_and_ties(t1_cells):
     table = table1(t1_cells)
     one = t1_row(table, "mnist", 500.0, "capsule")
     assert one["n_seeds"] == 1 and one["error_mean"] == pytest.approx(0.5) and math.isnan(one["error_std"])
-    assert one["error_best"]
+    assert one["error_best"] and math.isnan(one["error_ci_low"])  # one seed: no interval
     missing = t1_row(table, "mnist", 500.0, "convolutional")
     assert missing["n_seeds"] == 0 and missing["n_failed"] == 1
     assert math.isnan(missing["error_mean"]) and not missing["error_best"]
@@ -133,13 +139,13 @@ def test_table1_partial_rows_and_ties(t1_cells):
 def test_table1_renders(t1_cells):
     table = table1(t1_cells)
     md = render_table1(table, "md")
-    assert "**0.7000 ± 0.1000**" in md
-    assert "0.8500 ± 0.0707" in md and "**0.8500" not in md
+    assert "**0.7000 ± 0.1000 [0.4516, 0.9484]**" in md  # 3 seeds: 0.7 ± t(.975, 2) 0.1 / sqrt(3)
+    assert "0.8500 ± 0.0707 [0.2147, 1.4853]" in md and "**0.8500" not in md
     latex = render_table1(table, "latex")
     assert latex.count("{") == latex.count("}")
     for rule in ("\\toprule", "\\midrule", "\\bottomrule"):
         assert latex.count(rule) == 1
-    assert "\\textbf{0.7000 $\\pm$ 0.1000}" in latex
+    assert "\\textbf{0.7000 $\\pm$ 0.1000 {\\scriptsize [0.4516, 0.9484]}}" in latex
     back = pd.read_csv(pd.io.common.StringIO(render_table1(table, "csv")))
     assert back["error_mean"].round(12).equals(table["error_mean"].astype(float).round(12))
     with pytest.raises(BenchError, match="valid formats"):
@@ -243,16 +249,17 @@ def test_table2_renders(t2_cells):
     inception, proxy = md.split("## fid-proxy")
     assert "(paper)" in inception and "(paper)" not in proxy
     assert INCEPTION in inception and PROXY in proxy and INCEPTION not in proxy
-    assert "**20.00 ± 7.07 [2]**" in inception and "| real" in inception and "1.25" in inception
-    assert "**50.00 [1]**" in proxy and "200.00 ± 141.42 [2]" in proxy
+    # mean ± std [95 % t interval] (seeds): 20 ± 7.07 over 2 seeds -> 20 ± 12.706 x 5 = [-43.53, 83.53]
+    assert "**20.00 ± 7.07 [-43.53, 83.53] (2)**" in inception and "| real" in inception and "1.25" in inception
+    assert "**50.00 (1)**" in proxy and "200.00 ± 141.42 [-1070.62, 1470.62] (2)" in proxy
     gan_line = next(x for x in inception.splitlines() if x.startswith("| gan"))
-    assert "- [0]" in gan_line  # gan cifar10 only failed: a dash, zero seeds
+    assert "- (0)" in gan_line  # gan cifar10 only failed: a dash, zero seeds
     latex = render_table2(tables, "latex")
     assert latex.count("{") == latex.count("}")
     assert latex.count("\\begin{table}") == 2
     for rule in ("\\toprule", "\\midrule", "\\bottomrule"):
         assert latex.count(rule) == 2
-    assert "\\textbf{20.00 $\\pm$ 7.07 [2]}" in latex and "fid-proxy" in latex
+    assert "\\textbf{20.00 $\\pm$ 7.07 {\\scriptsize [-43.53, 83.53]} (2)}" in latex and "fid-proxy" in latex
     csv = pd.read_csv(pd.io.common.StringIO(render_table2(tables, "csv")))
     assert set(csv["variant"]) == {"fid-inception", "fid-proxy"}
     assert len(csv) == sum(len(t) for t in tables.values())
@@ -266,3 +273,39 @@ def test_table2_empty_and_failed_only():
     assert render_table2({}, "latex").startswith("%")
     with pytest.raises(BenchError):
         render_table2(pd.DataFrame(), "md")
+
+
+# ---------------------------------------------------------------------------------------------- tests in notes
+
+CAPSULE = [0.62, 0.55, 0.71, 0.66, 0.58, 0.69, 0.60]  # accuracies over 7 (n, seed) units
+CONV = [0.50, 0.57, 0.61, 0.52, 0.49, 0.63, 0.55]
+
+
+def test_table1_note_has_scipys_wilcoxon_per_dataset():
+    rows = [cell("capsan", "mnist", s % 4, ratio=100.0 * (1 + s // 4), accuracy=a) for s, a in enumerate(CAPSULE)]
+    rows += [cell("capsan-conv", "mnist", s % 4, ratio=100.0 * (1 + s // 4), accuracy=a) for s, a in enumerate(CONV)]
+    rows += [cell("capsan", "svhn", 0, accuracy=0.6), cell("capsan-conv", "svhn", 0, accuracy=0.5)]
+    cells = pd.DataFrame(rows)
+    note = table1_tests(cells)
+    p = scipy_stats.wilcoxon(CAPSULE, CONV).pvalue
+    assert "mnist: " in note and f"capsan-conv: p = {p:.3g}, Holm p = {p:.3g} (7 pairs" in note
+    assert "svhn: " in note and "only 1 paired units" in note
+    md = render_table1(table1(cells), "md", note)
+    assert md.rstrip().endswith(note)
+    latex = render_table1(table1(cells), "latex", note)
+    footnote = latex.split("\\footnotesize")[1]
+    assert "Wilcoxon signed-rank" in footnote and f"capsan-conv: p = {p:.3g}" in footnote
+
+
+def test_table2_note_tests_capsan_per_variant_lower_is_better(t2_cells):
+    notes = table2_tests(t2_cells)
+    assert set(notes) == {"fid-inception", "fid-proxy"}
+    assert "lower is better" in notes["fid-proxy"] and "gan: not tested, only 1 paired units" in notes["fid-proxy"]
+    rows = [cell(m, "mnist", s, protocol="binary", ratio=0.1, quality=fid("fid-proxy", PROXY, a=v))
+            for m, values in (("capsan", [10, 12, 9, 14, 11, 13]), ("gan", [20, 19, 25, 18, 22, 30]))
+            for s, v in enumerate(values)]
+    note = table2_tests(pd.DataFrame(rows))["fid-proxy"]
+    p = scipy_stats.wilcoxon([10, 12, 9, 14, 11, 13], [20, 19, 25, 18, 22, 30]).pvalue
+    assert f"gan: p = {p:.3g}" in note and "median difference -" in note  # capsan's FID is lower
+    md = render_table2(table2(pd.DataFrame(rows)), "md", {"fid-proxy": note})
+    assert note in md
