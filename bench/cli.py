@@ -124,7 +124,8 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_s
 
 
 @cli.command()
-@click.option("--results", default="results", show_default=True, type=click.Path(), help="Results folder.")
+@click.option("--results", default=["results"], show_default=True, multiple=True, type=click.Path(),
+              help="Results folder; repeat it to report several folders as one (a key in two: newest done wins).")
 @click.option("--out", default="report", show_default=True, type=click.Path(), help="Output folder.")
 @click.option("--format", "formats", default="csv,latex,md,png,pdf,html", show_default=True,
               help="Any of csv, latex, md (tables), png, pdf (figures, the critical-difference diagram) and html "
@@ -136,12 +137,11 @@ def report(results, out, formats, tables, figures, by_pair):
     """Write the paper's tables, statistics and figures from stored results, and print Table 3."""
     from bench.reports import table3_text
     from bench.reports.report import FIGURES, TABLES, parse_numbers, write_all
-    from bench.store import Store
+    from bench.store import read_cells
 
     written, notes = write_all(results, out, formats=_split(formats), tables=parse_numbers(tables, TABLES, "tables"),
                                figures=parse_numbers(figures, FIGURES, "figures"), by_pair=by_pair)
-    with Store(results, create=False) as store:
-        click.echo(table3_text(store.cells()))
+    click.echo(table3_text(read_cells(results)))
     for path in written:
         click.echo(f"wrote {path}")
     for note in notes:
@@ -149,16 +149,16 @@ def report(results, out, formats, tables, figures, by_pair):
 
 
 @cli.command()
-@click.option("--results", default="results", show_default=True, type=click.Path(), help="Results folder.")
+@click.option("--results", default=["results"], show_default=True, multiple=True, type=click.Path(),
+              help="Results folder; repeat it to export several folders as one table.")
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="The file to write.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
 def export(results, out_file, fmt):
     """Write the raw per-cell table (one row per cell, tidy) for your own analysis."""
     from bench.reports.export import export_cells
-    from bench.store import Store
+    from bench.store import read_cells
 
-    with Store(results, create=False) as store:
-        path = export_cells(store.cells(), out_file, fmt)
+    path = export_cells(read_cells(results), out_file, fmt)
     click.echo(f"wrote {path}")
 
 

@@ -124,3 +124,35 @@ class Store:
         frame["_done"] = frame["status"].eq("done")
         frame = frame.sort_values(["_done", "id"]).groupby("key", sort=False).tail(1)
         return frame.drop(columns="_done").sort_values("id").reset_index(drop=True)
+
+
+def read_cells(results_dirs) -> pd.DataFrame:
+    """``Store.cells()`` of one or several results folders, as one frame (what ``bench report`` reads).
+
+    Several folders (a grid split over machines, a CPU and a GPU run) are merged: where a cell key is in more
+    than one, its newest done attempt wins (by finish time), else its newest attempt. ``artifacts`` become
+    absolute paths, since they no longer share one folder, and ``results`` names the folder each row came
+    from. The folders are only read.
+    """
+    folders = [results_dirs] if isinstance(results_dirs, str | Path) else list(results_dirs)
+    if not folders:
+        raise BenchError("no results folder given; pass --results DIR")
+    frames = []
+    for folder in dict.fromkeys(str(Path(f)) for f in folders):
+        with Store(folder, create=False) as store:
+            cells = store.cells()
+        if cells.empty:
+            continue
+        root = Path(folder).resolve()
+        cells["artifacts"] = [str(root / a) if isinstance(a, str) and a else a for a in cells["artifacts"]]
+        cells["results"] = folder
+        frames.append(cells)
+    if not frames:
+        with Store(folders[0], create=False) as store:  # an empty store keeps its columns
+            return store.cells()
+    frame = pd.concat(frames, ignore_index=True)
+    if len(frames) == 1:
+        return frame
+    frame["_done"] = frame["status"].eq("done")
+    frame = frame.sort_values(["_done", "finished_at"], kind="stable").groupby("key", sort=False).tail(1)
+    return frame.drop(columns="_done").sort_values(["results", "id"], kind="stable").reset_index(drop=True)

@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from .paper import PAPER_CITATION
+from .render import failure_lines
+from .table3 import failed_cells
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 75em; color: #222; }
@@ -67,18 +69,20 @@ def _provenance(cells: pd.DataFrame) -> str:
             ("seeds", ", ".join(map(str, sorted(cells["seed"].unique())))),
             ("devices", ", ".join(sorted(cells["device"].unique()))),
             ("run between", f"{cells['started_at'].min()} and {cells['finished_at'].max()} (UTC)")]
+    if "results" in cells:
+        rows.append(("results folders", ", ".join(dict.fromkeys(cells["results"].astype(str)))))
     rows += [(name, ", ".join(sorted(values))) for name, values in sorted(versions.items())]
     table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     return f"<h2>Provenance</h2><table>{table}</table>"
 
 
 def _failures(cells: pd.DataFrame) -> str:
-    failed = cells[cells["status"] == "failed"] if not cells.empty else cells
+    failed = failed_cells(cells)
     if failed.empty:
         return ""
-    items = "".join(
-        f"<li>{html.escape(str(r['method']))} on {html.escape(str(r['dataset']))}, ratio {r['ratio']:g}, seed "
-        f"{r['seed']}: {html.escape(str(r['error']))}</li>" for _, r in failed.iterrows())
+    items = "".join(f"<li>{html.escape(str(dataset))} ({html.escape(str(protocol))}): {html.escape(line)}</li>"
+                    for (dataset, protocol), group in failed.groupby(["dataset", "protocol"], sort=False)
+                    for line in failure_lines(group))
     return f"<h2>Failed cells ({len(failed)})</h2><ul>{items}</ul>"
 
 

@@ -15,7 +15,7 @@ from bench.store import Store
 
 from .paper import PAPER_CITATION, PAPER_SHORT
 from .stats import ci_text, paired_wilcoxon, wilcoxon_note
-from .table3 import METRICS, failed_cells, table3
+from .table3 import METRICS, NO_PAIR, failed_cells, table3
 
 FILES = {"csv": "table3.csv", "latex": "table3.tex", "md": "table3.md"}
 HEADERS = {
@@ -132,11 +132,26 @@ def _notes(group: pd.DataFrame) -> list[str]:
 
 def _failures(failed: pd.DataFrame, dataset, protocol) -> list[str]:
     rows = failed[(failed["dataset"] == dataset) & (failed["protocol"] == protocol)]
-    return [
-        f"{row['method']} at ratio {row['ratio']:g}, seed {row['seed']}, pair {row['pair']}: "
-        f"{'no error recorded' if pd.isna(row['error']) else str(row['error']).strip()}"
-        for _, row in rows.iterrows()
-    ]
+    return failure_lines(rows)
+
+
+def failure_lines(failed: pd.DataFrame) -> list[str]:
+    """One line per (method, ratio, error) of failed cells, naming their seeds and pairs: a grid repeats the
+    same refusal over seeds and pairs, and one line per cell buries the different ones."""
+    if failed.empty:
+        return []
+    rows = failed.assign(reason=failed["error"].map(
+        lambda e: "no error recorded" if pd.isna(e) else str(e).strip()))
+    lines = []
+    for (method, ratio, reason), group in rows.groupby(["method", "ratio", "reason"], sort=False):
+        seeds = ", ".join(map(str, sorted(set(group["seed"]))))
+        pairs = sorted({str(p) for p in group["pair"] if str(p) != NO_PAIR})
+        where = f"seed{'s' if group['seed'].nunique() > 1 else ''} {seeds}"
+        if pairs:
+            where += f"; pair{'s' if len(pairs) > 1 else ''} {', '.join(pairs)}"
+        count = f"{len(group)} cell{'s' if len(group) > 1 else ''}"
+        lines.append(f"{method} at ratio {ratio:g}, {count} ({where}): {reason}")
+    return lines
 
 
 def _caption(dataset, protocol, pm: str = " ± ", escape=str) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.store import Store
+from bench.store import read_cells
 
 from .render import make_folder, write_table3
 
@@ -47,14 +47,15 @@ def parse_numbers(text: str | None, valid: tuple[int, ...], what: str) -> tuple[
 
 def write_all(results_dir, out_dir, formats: Iterable[str] = ("csv", "latex", "md"), tables=TABLES,
               figures=FIGURES, by_pair: bool = False) -> tuple[list[Path], list[str]]:
-    """Write what the store supports; return (files written, notes on what was skipped and why)."""
+    """Write what the store supports; return (files written, notes on what was skipped and why).
+
+    ``results_dir``: one results folder, or several, read as one (``bench.store.read_cells``)."""
     formats = list(dict.fromkeys(formats))
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise BenchError(f"unknown report format {', '.join(map(repr, bad))}; valid formats: {', '.join(FORMATS)}")
+    cells = read_cells(results_dir)
     out = make_folder(out_dir)
-    with Store(results_dir, create=False) as store:
-        cells = store.cells()
     page = "html" in formats
     if page:  # the page is built from the Markdown tables and the PNG figures
         formats += [f for f in ("md", "png") if f not in formats]
@@ -131,12 +132,11 @@ def _statistics(out: Path, cells, image_formats, notes) -> list[Path]:
 
 
 def _figures(results_dir, out: Path, cells, figures, formats, notes) -> list[Path]:
-    try:
-        from .figures import write_figures
-    except ImportError:  # the figures module lands with the reporter issue
-        notes.append("figures: not available in this version")
-        return []
-    result = write_figures(cells, out, which=tuple(figures), formats=tuple(formats), results_dir=results_dir)
+    from .figures import write_figures
+
+    # read_cells made every artifacts path absolute, so any one folder resolves them (figure 8)
+    first = results_dir if isinstance(results_dir, str | Path) else next(iter(results_dir))
+    result = write_figures(cells, out, which=tuple(figures), formats=tuple(formats), results_dir=first)
     paths = []
     for number, value in result.items():
         if isinstance(value, str):

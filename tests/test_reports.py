@@ -338,3 +338,40 @@ def test_paper_table3():
     assert (
         "Shamsolmoali" in PAPER_CITATION and "Neurocomputing" in PAPER_CITATION and "2021" in PAPER_CITATION
     )
+
+
+def test_bench_report_and_export_read_several_results_folders_as_one(results, tmp_path):
+    from helpers import run_bench
+
+    other = tmp_path / "gpu-results"
+    with Store(other) as store:
+        store.add(cell(900, "fashion-mnist", 0.1, "smote", 0, [3, 5], p=0.6))
+    out = tmp_path / "merged"
+    rep = run_bench("report", "--results", results, "--results", other, "--out", out, "--format", "csv", cwd=tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    merged = pd.read_csv(out / "table3.csv")
+    assert {"mnist", "cifar10", "fashion-mnist"} <= set(merged["dataset"])
+    export = run_bench("export", "--results", results, "--results", other, "--out", tmp_path / "cells.csv",
+                       cwd=tmp_path)
+    assert export.returncode == 0, export.stderr
+    rows = pd.read_csv(tmp_path / "cells.csv")
+    with Store(results, create=False) as store:
+        assert len(rows) == len(store.cells()) + 1
+    missing = run_bench("report", "--results", results, "--results", tmp_path / "nowhere", "--out", out, cwd=tmp_path)
+    assert missing.returncode == 2 and "no results store" in missing.stderr
+
+
+def test_failed_cells_are_listed_once_per_method_ratio_and_reason():
+    from bench.reports.render import failure_lines
+
+    failed = pd.DataFrame([
+        {"method": "smote", "ratio": 0.025, "pair": p, "seed": s, "error": "SMOTE refused: too few"}
+        for s in (0, 1, 2) for p in ("3 vs 5", "4 vs 9")
+    ] + [{"method": "smote", "ratio": 0.025, "pair": "3 vs 5", "seed": 0, "error": "CUDA out of memory"},
+         {"method": "gamo", "ratio": 0.1, "pair": "-", "seed": 4, "error": None}])
+    assert failure_lines(failed) == [
+        "smote at ratio 0.025, 6 cells (seeds 0, 1, 2; pairs 3 vs 5, 4 vs 9): SMOTE refused: too few",
+        "smote at ratio 0.025, 1 cell (seed 0; pair 3 vs 5): CUDA out of memory",
+        "gamo at ratio 0.1, 1 cell (seed 4): no error recorded",
+    ]
+    assert failure_lines(failed.iloc[:0]) == []

@@ -5,7 +5,7 @@ import sqlite3
 import pytest
 
 from bench.errors import BenchError
-from bench.store import Store
+from bench.store import Store, read_cells
 
 
 def _row(key, status="done", **extra):
@@ -75,3 +75,28 @@ def test_wal_mode_lets_a_reader_see_committed_rows_while_a_writer_is_open(tmp_pa
     with Store(tmp_path, create=False) as reader:
         assert reader.done_keys() == {"a"}
     writer.close()
+
+
+def test_several_folders_read_as_one_newest_done_wins(tmp_path):
+    cpu, gpu = tmp_path / "cpu", tmp_path / "gpu"
+    with Store(cpu) as store:
+        store.add(_row("shared", metrics={"g_mean": 0.1}, finished_at="2026-01-01T00:00:01+00:00"))
+        store.add(_row("failed-here", status="failed"))
+        store.add(_row("cpu-only"))
+    with Store(gpu) as store:
+        store.add(_row("shared", metrics={"g_mean": 0.2}, finished_at="2026-02-01T00:00:01+00:00", device="cuda"))
+        store.add(_row("failed-here", finished_at="2025-01-01T00:00:01+00:00"))  # older, but done: it wins
+        store.add(_row("gpu-only", artifacts="artifacts/y"))
+    before = {p: p.read_bytes() for p in (cpu / "bench.sqlite", gpu / "bench.sqlite")}
+    cells = read_cells([cpu, gpu]).set_index("key")
+    assert sorted(cells.index) == ["cpu-only", "failed-here", "gpu-only", "shared"]
+    assert cells.loc["shared", "metrics"] == {"g_mean": 0.2} and cells.loc["shared", "results"] == str(gpu)
+    assert cells.loc["failed-here", "status"] == "done"
+    assert cells.loc["gpu-only", "artifacts"] == str(gpu.resolve() / "artifacts" / "y")  # absolute now
+    assert cells.loc["cpu-only", "results"] == str(cpu)
+    assert {p: p.read_bytes() for p in before} == before  # only read
+    assert len(read_cells(cpu)) == 3 and len(read_cells([cpu, cpu])) == 3  # a folder named twice counts once
+    with pytest.raises(BenchError, match="no results store"):
+        read_cells([cpu, tmp_path / "missing"])
+    with pytest.raises(BenchError, match="no results folder given"):
+        read_cells([])
