@@ -130,6 +130,18 @@ def _notes(group: pd.DataFrame) -> list[str]:
     ]
 
 
+def _missing(group: pd.DataFrame) -> list[str]:
+    """Rows with fewer seeds than the most any row of the table has: the store cannot know the planned grid,
+    so the fullest row is the yardstick."""
+    most = int(group["n_seeds"].max()) if len(group) else 0
+    short = group[group["n_seeds"] < most]
+    return [
+        f"{row['method']} at ratio {row['ratio']:g}: {row['n_seeds']} of {most} seeds done"
+        + (f", {row['n_failed']} failed cell{'s' if row['n_failed'] > 1 else ''}" if row["n_failed"] else "")
+        for _, row in short.iterrows()
+    ]
+
+
 def _failures(failed: pd.DataFrame, dataset, protocol) -> list[str]:
     rows = failed[(failed["dataset"] == dataset) & (failed["protocol"] == protocol)]
     return failure_lines(rows)
@@ -201,6 +213,7 @@ def render_markdown(table: pd.DataFrame, failed: pd.DataFrame, tests: dict | Non
         if (tests or {}).get((dataset, protocol)):
             parts.append(tests[(dataset, protocol)] + "\n")
         parts += [f"Partial seeds: {note}.\n" for note in _notes(group)]
+        parts += [f"Missing: {note}.\n" for note in _missing(group)]
         failures = _failures(failed, dataset, protocol)
         if failures:
             parts.append("Failed cells:\n\n" + "\n".join(f"- {line}" for line in failures) + "\n")
@@ -237,7 +250,7 @@ def render_latex(table: pd.DataFrame, failed: pd.DataFrame, tests: dict | None =
         )
         notes = ([f"paper: the values reported in {PAPER_CITATION}, Table 3."] if paper else []) + (
             [tests[(dataset, protocol)]] if (tests or {}).get((dataset, protocol)) else []
-        ) + [f"Partial seeds: {note}." for note in _notes(group)]
+        ) + [f"Partial seeds: {note}." for note in _notes(group)] + [f"Missing: {note}." for note in _missing(group)]
         if notes:
             note_tex = "\\par\\smallskip\\footnotesize " + " ".join(latex_escape(n) for n in notes) + "\n"
             latex = latex.replace("\\end{table}", note_tex + "\\end{table}")

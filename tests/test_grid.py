@@ -151,3 +151,11 @@ def test_a_variant_is_stored_under_its_label(digits, tmp_path):
     row = run_cell(cell, *digits, torch.device("cpu"), tmp_path)
     assert row["status"] == "done" and row["method"] == "smote[k_neighbors=3]"
     assert row["params"]["k_neighbors"] == 3
+
+
+def test_the_paper_figure_presets_compute_what_their_figures_draw():
+    fig4, fig5 = (build_grid(load_preset(name)) for name in ("paper-fig4", "paper-fig5"))
+    for cells, metric in ((fig4, "ssim"), (fig5, "fid")):
+        assert {c.ratio for c in cells} == {0.4, 0.2, 0.1, 0.05, 0.025}
+        assert all(metric in c.options.get("quality", []) for c in cells), metric  # the figure's metric per cell
+        assert "imbalanced" not in {c.method for c in cells}  # generators only: the metric is of their samples
