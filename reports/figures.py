@@ -191,7 +191,12 @@ def _draw_lines(ax, summary: pd.DataFrame, x: str, colours: dict, hue: str = "me
         sns.lineplot(x=part[x].to_numpy(), y=part["mean"].to_numpy(), ax=ax, color=colour, marker="o",
                      linestyle=style, label=str(name), errorbar=None, sort=False)
         if (part["hi"] > part["lo"]).any():
-            ax.fill_between(part[x], part["lo"], part["hi"], color=colour, alpha=0.2, linewidth=0)
+            if len(part) > 1:
+                ax.fill_between(part[x], part["lo"], part["hi"], color=colour, alpha=0.2, linewidth=0)
+            else:  # one point has no band to draw: its interval as an error bar
+                mean = part["mean"].to_numpy()
+                ax.errorbar(part[x].to_numpy(), mean, yerr=[mean - part["lo"].to_numpy(), part["hi"].to_numpy() - mean],
+                            color=colour, capsize=3, linewidth=1, fmt="none")
 
 
 def _groups(frame: pd.DataFrame, keys: Sequence[str]):

@@ -190,3 +190,24 @@ def test_generated_counts_from_phi():
 def test_bad_formats_rejected(full, tmp_path):
     with pytest.raises(ValueError):
         F.figure_3(full[0], tmp_path, formats=("gif",))
+
+
+def test_a_lone_point_shows_its_interval_as_an_error_bar_and_a_line_as_a_band():
+    from matplotlib.collections import PolyCollection
+    from matplotlib.container import ErrorbarContainer
+    from matplotlib.figure import Figure
+
+    from bench.reports.figures import _draw_lines
+
+    one = pd.DataFrame({"ratio": [0.05], "method": ["gan"], "mean": [0.9], "lo": [0.85], "hi": [0.95]})
+    two = pd.DataFrame({"ratio": [0.05, 0.1], "method": ["gan", "gan"], "mean": [0.9, 0.95], "lo": [0.85, 0.9],
+                        "hi": [0.95, 0.99]})
+    for summary, bar in ((one, True), (two, False)):
+        ax = Figure().subplots()
+        _draw_lines(ax, summary, "ratio", {"gan": (0.1, 0.2, 0.3)})
+        bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+        assert bool(bars) is bar and bool(bands) is not bar  # one point: a bar; two: a band
+        if bar:
+            (segments,) = [c.get_segments() for c in bars[0].lines[2]]
+            assert np.allclose(segments[0], [[0.05, 0.85], [0.05, 0.95]])  # from lo to hi
