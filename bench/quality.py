@@ -6,7 +6,9 @@ the imbalanced task kept), and the method samples as many images as there are re
 protocol). Per class:
 - ``ssim``: SSIM diversity of the generated images and of the real ones (``bench/diversity.py``);
 - ``fid``: Frechet distance on Inception-v3 features, or, without the Inception weights, the clearly
-  named ``fid-proxy`` on a classifier's features (``bench/fid.py``); each value names its variant.
+  named ``fid-proxy`` on a classifier's features (``bench/fid.py``); each value names its variant. Beside
+  it, ``real_vs_real``: the same FID between the class's training images (the same reference) and its
+  real test images, the floor a generator is measured against (the paper's Table 2 "real" row).
 Per cell, for ``capsan`` and ``capsan-conv`` only:
 - ``battle``: the cell also trains the other of the two (same task, seed, parameters and budget) and
   stores Im et al.'s battle ratios (``bench/battle.py``), this cell's model as model 1, on the task's test
@@ -81,9 +83,10 @@ def generated_classes(method, task_train: ImageSet) -> list[int]:
 
 
 def generative_quality(method, task_train: ImageSet, full_train: ImageSet, which, seed: int,
-                       fid_fn=None) -> dict:
+                       fid_fn=None, test: ImageSet | None = None) -> dict:
     """The quality metrics ``which`` for every class ``method`` generated; ``fid_fn(real, fake, class_name)``
-    computes one FID (the caller picks Inception or the proxy)."""
+    computes one FID (the caller picks Inception or the proxy). ``test``: the task's test set, whose images
+    of the class give the real-vs-real FID."""
     if not hasattr(method, "sample"):
         return {}
     from bench.diversity import ssim_report  # scikit-image is slow to import; only quality runs need it
@@ -106,8 +109,18 @@ def generative_quality(method, task_train: ImageSet, full_train: ImageSet, which
                 raise BenchError("fid was asked for but no FID settings were given; run through run_grid")
             result = fid_fn(real, fake, name)
             entry[result["metric"]] = result  # "fid-inception" or "fid-proxy": never the same column
+            held_out = _class_images(test, name)
+            if len(held_out) >= 2:
+                floor = fid_fn(real, held_out, name)
+                entry["real_vs_real"] = {floor["metric"]: {**floor, "compared": "the class's real test images"}}
         out[name] = entry
     return out
+
+
+def _class_images(images: ImageSet | None, name: str) -> np.ndarray:
+    if images is None or name not in images.class_names:
+        return np.empty((0,))
+    return images.images[images.labels == images.class_names.index(name)]
 
 
 def battle_against_twin(method, name: str, overrides: dict, task, ctx) -> dict:

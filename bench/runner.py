@@ -135,7 +135,8 @@ def _add_quality(row: dict, method, task, train, cell: Cell, fid_settings, ctx) 
     which = cell.options["quality"]
     try:
         fid_fn = fid_settings.fid_fn(cell.dataset, train, cell.seed) if "fid" in which and fid_settings else None
-        row["metrics"]["quality"] = generative_quality(method, task.train, train, which, cell.seed, fid_fn)
+        row["metrics"]["quality"] = generative_quality(method, task.train, train, which, cell.seed, fid_fn,
+                                                       test=task.test)
         if "battle" in which and cell.method in BATTLE_TWINS:
             twin_ctx = dataclasses.replace(ctx, artifact_dir=ctx.artifact_dir / "battle-twin")
             row["metrics"]["quality"]["battle"] = battle_against_twin(method, cell.method, cell.overrides, task,

@@ -19,7 +19,9 @@ Choices, all deliberate:
   images: the real reference does not depend on the method, so it is averaged over all cells at a ratio.
   Classes in ``metrics["quality"]`` are averaged per cell.
 * Figure 5 keeps ``fid-inception`` and ``fid-proxy`` in separate panels (different feature spaces: the
-  numbers are not comparable); :func:`fid_panels` builds one frame per (dataset, protocol, variant).
+  numbers are not comparable); :func:`fid_panels` builds one frame per (dataset, protocol, variant). Where
+  the cells stored it, the real-vs-real FID (each class's training vs its test images) is the dashed grey
+  "real images" line, as in Figure 4.
 * Figure 6 (CapsAN ablation): a knob among ``g_conv_layers`` (C), ``d_pool_layers`` (P), ``g_cbn_layers``
   (BN) is plotted when it takes two or more values; the other knobs are held at their reference value
   (the most frequent value, ties to the larger), which is the default configuration of one-at-a-time
@@ -68,6 +70,7 @@ BASELINE = "imbalanced"
 FID_VARIANTS = ("fid-inception", "fid-proxy")
 KNOBS = {"g_conv_layers": "C", "d_pool_layers": "P", "g_cbn_layers": "BN"}
 ABLATION_METHOD = "capsan"
+REAL_IMAGES = "real images"  # the reference line of Figures 4 and 5 (real-vs-real SSIM and FID)
 FIG7_METRICS = {"accuracy": "accuracy", "g_mean": "G-mean", "f_measure": "F-measure"}
 ROC_POINTS = 101
 RATIO_DECIMALS = 10
@@ -268,7 +271,7 @@ def _figure_4(cells, out_dir, formats):
         raise FigureSkipped("no cell has quality SSIM metrics (metrics['quality'][class]['ssim'])")
     keys = ["dataset", "protocol", "method", "ratio"]
     generated = summarize(data, keys, "generated")
-    real = summarize(data.assign(method="real images"), keys, "real")
+    real = summarize(data.assign(method=REAL_IMAGES), keys, "real")
     colours = palette(generated["method"])
     paths = []
     for (dataset, protocol), group in _groups(generated, ["dataset", "protocol"]):
@@ -276,7 +279,7 @@ def _figure_4(cells, out_dir, formats):
         _draw_lines(ax, group, "ratio", colours)
         ref = real[(real["dataset"] == dataset) & (real["protocol"] == protocol)]
         if not ref.empty:
-            _draw_lines(ax, ref, "ratio", {"real images": "0.4"}, hue="method", style="--")
+            _draw_lines(ax, ref, "ratio", {REAL_IMAGES: "0.4"}, hue="method", style="--")
         ax.set(xscale="log", xlabel=_x_label(protocol), ylabel="SSIM (lower = more diverse)",
                title=f"{dataset} ({protocol}): diversity")
         ax.legend(fontsize="small")
@@ -298,6 +301,10 @@ def fid_data(cells: pd.DataFrame) -> pd.DataFrame:
             value = _class_mean(quality, lambda q, v=variant: q[v]["value"])
             if not math.isnan(value):
                 rows.append([cell[c] for c in columns[:6]] + [variant, value])
+            floor = _class_mean(quality, lambda q, v=variant: q["real_vs_real"][v]["value"])
+            if not math.isnan(floor):  # the class's real train vs test images: the reference line
+                rows.append([cell[c] for c in columns[:2]] + [REAL_IMAGES] + [cell[c] for c in columns[3:6]]
+                            + [variant, floor])
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -318,13 +325,17 @@ def _figure_5(cells, out_dir, formats):
     panels = fid_panels(cells)
     if not panels:
         raise FigureSkipped("no cell has FID metrics (metrics['quality'][class]['fid-inception'|'fid-proxy'])")
-    colours = palette(pd.concat(panels.values())["method"])
+    methods = pd.concat(panels.values())["method"]
+    colours = palette(methods[methods != REAL_IMAGES])
     paths = []
     for dataset, protocol in sorted({k[:2] for k in panels}):
         variants = [v for v in FID_VARIANTS if (dataset, protocol, v) in panels]
         fig, axes = _new_figure(len(variants), 5.2, 4.0)
         for ax, variant in zip(axes, variants, strict=True):
-            _draw_lines(ax, panels[(dataset, protocol, variant)], "ratio", colours)
+            panel = panels[(dataset, protocol, variant)]
+            _draw_lines(ax, panel[panel["method"] != REAL_IMAGES], "ratio", colours)
+            if (panel["method"] == REAL_IMAGES).any():
+                _draw_lines(ax, panel[panel["method"] == REAL_IMAGES], "ratio", {REAL_IMAGES: "0.4"}, style="--")
             ax.set(xscale="log", xlabel=_x_label(protocol), ylabel=f"{variant} (lower = better)",
                    title=f"{dataset} ({protocol}): {variant}")
             ax.legend(fontsize="small")

@@ -211,3 +211,17 @@ def test_a_lone_point_shows_its_interval_as_an_error_bar_and_a_line_as_a_band():
         if bar:
             (segments,) = [c.get_segments() for c in bars[0].lines[2]]
             assert np.allclose(segments[0], [[0.05, 0.85], [0.05, 0.95]])  # from lo to hi
+
+
+def test_figure5_draws_the_real_vs_real_fid_as_the_reference_line(tmp_path):
+    def q(value, floor):
+        return {"5": {"fid-proxy": {"value": value}, "real_vs_real": {"fid-proxy": {"value": floor}}}}
+
+    cells = frame([dict(method="gan", ratio=r, seed=s, pair=p, q=q(20.0 + s, 4.0 + s))
+                   for r in (0.1, 0.01) for s in (0, 1) for p in PAIRS])
+    panel = F.fid_panels(cells)[("mnist", "binary", "fid-proxy")]
+    real = panel[panel["method"] == F.REAL_IMAGES]
+    assert list(real["mean"]) == [4.5, 4.5] and set(panel["method"]) == {"gan", F.REAL_IMAGES}
+    assert list(panel[panel["method"] == "gan"]["mean"]) == [20.5, 20.5]
+    (png,) = F.figure_5(cells, tmp_path, formats=("png",))
+    assert png.stat().st_size > 0

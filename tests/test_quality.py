@@ -75,6 +75,7 @@ def test_without_inception_weights_a_run_says_so_once_and_stores_the_named_proxy
     summary = run_grid(build_grid(config), tmp_path, quiet=True)
     assert summary.done == 2
     assert capsys.readouterr().out.count("FID Inception weights not found") == 1  # once per run, not per cell
+    n_test_minority = cells_counts(tmp_path)["test"][1]  # the pair's minority class (5) in the balanced test
     with Store(tmp_path, create=False) as store:
         cells = store.cells()
     for metrics in cells["metrics"]:
@@ -84,6 +85,9 @@ def test_without_inception_weights_a_run_says_so_once_and_stores_the_named_proxy
         assert proxy["metric"] == "fid-proxy" and proxy["value"] >= 0
         assert "digits" in proxy["feature_extractor"] and proxy["n_real"] == proxy["n_fake"] == entry["n_real"]
         assert proxy["applies"] in ("fid", "kid") and proxy["kid"] == proxy["kid"]  # KID is always there
+        floor = entry["real_vs_real"]["fid-proxy"]  # the same reference against the class's real test images
+        assert floor["n_real"] == entry["n_real"] and floor["n_fake"] == n_test_minority
+        assert floor["compared"] == "the class's real test images" and floor["value"] >= 0
     assert (tmp_path / "fid-cache").is_dir()  # the proxy classifier and reference statistics are cached
 
 
@@ -100,3 +104,10 @@ def test_battle_trains_the_convolutional_twin_and_stores_the_ratios(digits, tmp_
     assert (tmp_path / row["artifacts"] / "battle-twin" / "losses.json").is_file()  # the twin really trained
     gan = run_cell(_with_quality(digits_cell("gan", epochs=1), ["battle"]), *digits, CPU, tmp_path)
     assert "battle" not in gan["metrics"]["quality"]  # no twin: the paper's battle is CapsAN vs Conv-GAN
+
+
+def cells_counts(results) -> dict:
+    from bench.store import Store
+
+    with Store(results, create=False) as store:
+        return store.cells()["counts"].iloc[0]

@@ -309,3 +309,26 @@ def test_table2_note_tests_capsan_per_variant_lower_is_better(t2_cells):
     assert f"gan: p = {p:.3g}" in note and "median difference -" in note  # capsan's FID is lower
     md = render_table2(table2(pd.DataFrame(rows)), "md", {"fid-proxy": note})
     assert note in md
+
+
+def test_table2_has_our_real_vs_real_row_beside_the_papers():
+    def with_floor(value, floor):
+        quality = fid("fid-inception", INCEPTION, a=value)
+        quality["a"]["real_vs_real"] = {"fid-inception": {"metric": "fid-inception", "value": floor,
+                                                          "feature_extractor": INCEPTION}}
+        return quality
+
+    rows = [cell("capsan", "mnist", s, protocol="binary", ratio=0.1, quality=with_floor(v, f))
+            for s, (v, f) in enumerate([(10.0, 2.0), (14.0, 3.0)])]
+    table = table2(pd.DataFrame(rows))["fid-inception"]
+    real = t2_row(table, "real", "mnist")
+    assert real["fid_mean"] == pytest.approx(2.5) and real["n_seeds"] == 2  # ours, over the seeds
+    assert real["fid_paper"] == paper_value("real", "mnist") and not real["fid_best"]  # never competes
+    assert t2_row(table, "capsan", "mnist")["fid_best"]  # though its FID is higher than the real floor
+    md = render_table2({"fid-inception": table}, "md")
+    assert next(x for x in md.splitlines() if x.startswith("| real")).count("2.50 ± 0.71") == 1
+
+
+def paper_value(method, dataset) -> float:
+    lookup = {(m, d): f for m, d, f in paper_table2().itertuples(index=False)}
+    return lookup[(method, dataset)]
