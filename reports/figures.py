@@ -60,6 +60,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy import stats  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -390,6 +391,7 @@ def _figure_6(cells, out_dir, formats):
             colours = dict(zip(lines, sns.color_palette("viridis", len(lines)), strict=True))
             _draw_lines(ax, summary, "value", colours, hue="line")
             ax.set(xlabel=f"{KNOBS[knob]} ({knob})", ylabel="G-mean", title=f"{dataset}: {KNOBS[knob]}")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layer counts: no 2.5 layers
             ax.legend(fontsize="small", title="ratio")
         paths += _save(fig, out_dir, slug("figure6", dataset, protocol), formats)
     return paths
