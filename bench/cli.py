@@ -73,9 +73,17 @@ def cli():
 @click.option("--results", default="results", show_default=True, type=click.Path(), help="Results folder.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Skip cells already done.")
+@click.option("--jobs", type=int, help="Worker processes running cells at once (default 1: in this process).")
+@click.option("--jobs-per-gpu", type=int, help="Workers per visible GPU (cells packed on each GPU).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this machine (--jobs); ray: every cell a Ray task (pip install capsan-bench[ray]).")
+@click.option("--ray-address", help="Ray cluster to join: auto or HOST:PORT (default: start a local one).")
+@click.option("--gpus-per-cell", type=float, default=0.0, show_default=True,
+              help="With --executor ray: the GPU share of each cell, e.g. 0.25 packs four cells per GPU.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_set, image_size, quality, fid_weights,
-        celeba_attr, epochs, method_files, data_dir, download, results, device, resume, quiet):
+        celeba_attr, epochs, method_files, data_dir, download, results, device, resume, jobs, jobs_per_gpu, executor,
+        ray_address, gpus_per_cell, quiet):
     """Run every cell of method x dataset x ratio x pair x seed and store the results."""
     from bench.grid import build_grid, load_preset, parse_pairs
     from bench.methods import load_method_file
@@ -114,7 +122,8 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_s
     cells = build_grid(config)
 
     summary = run_grid(cells, results, data_dir=data_dir, download=download, device=device, resume=resume,
-                       quiet=quiet, fid_weights=fid_weights)
+                       quiet=quiet, fid_weights=fid_weights, jobs=jobs, jobs_per_gpu=jobs_per_gpu, executor=executor,
+                       ray_address=ray_address, gpus_per_cell=gpus_per_cell, method_files=method_files)
     click.echo(f"{summary.total} cells: {summary.done} run, {summary.failed} failed, "
                f"{summary.skipped} already done (results in {Path(results) / 'bench.sqlite'})")
     with Store(results, create=False) as store:

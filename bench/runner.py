@@ -164,16 +164,27 @@ class RunSummary:
 
 
 def run_grid(cells: list[Cell], results_dir: str | Path, *, data_dir=None, download: bool = False,
-             device: str = "auto", resume: bool = True, quiet: bool = False, fid_weights=None) -> RunSummary:
+             device: str = "auto", resume: bool = True, quiet: bool = False, fid_weights=None,
+             jobs: int | None = None, jobs_per_gpu: int | None = None, executor: str = "local",
+             ray_address: str | None = None, gpus_per_cell: float = 0.0, method_files=(),
+             ray_options: dict | None = None) -> RunSummary:
+    """Run the cells not yet done and store each row as it arrives; see ``bench/executors.py`` for where
+    they run (here, ``jobs`` local workers, or Ray tasks). Only this process writes the store."""
+    from bench import executors
+
     results_dir = Path(results_dir)
     torch_device = resolve_device(device)
+    if executor not in ("local", "ray"):
+        raise BenchError(f"unknown executor '{executor}'; valid: local, ray")
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    devices = executors.plan_devices(jobs, jobs_per_gpu, device, n_gpus) if executor == "local" else []
     fid_settings = None
     if any("fid" in c.options.get("quality", []) for c in cells):
         from bench import fid
 
-        fid.SHOW_PROGRESS = not quiet
+        fid.SHOW_PROGRESS = not quiet and len(devices) <= 1 and executor == "local"
         fid_settings = FidSettings(fid_weights, download, torch_device, results_dir / "fid-cache")
-        if fid_settings.notice:  # said once per run, not per cell
+        if fid_settings.notice:  # said once per run, not per cell (nor per worker)
             tqdm.write(f"note: {fid_settings.notice}")
     with Store(results_dir) as store:
         done_keys = store.done_keys() if resume else set()
@@ -187,17 +198,19 @@ def run_grid(cells: list[Cell], results_dir: str | Path, *, data_dir=None, downl
                 options = _load_options(cell)
                 data[source] = (load_dataset(cell.dataset, data_dir, "train", download, options),
                                 load_dataset(cell.dataset, data_dir, "test", download, options))
-        bar = tqdm(pending, desc="cells", unit="cell", disable=quiet, dynamic_ncols=True)
-        for cell in bar:
-            bar.set_description(cell.label())
-            with tqdm(total=cell.epochs, desc="  epochs", unit="ep", leave=False, disable=quiet,
-                      dynamic_ncols=True) as epochs_bar:
-                def progress(epoch, total, logs, _bar=epochs_bar):
-                    _bar.total = total
-                    _bar.update(epoch - _bar.n)
-                    _bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
-
-                row = run_cell(cell, *data[_data_source(cell)], torch_device, results_dir, progress, fid_settings)
+        job = executors.Job(str(results_dir), None if data_dir is None else str(data_dir), download,
+                            None if fid_weights is None else str(fid_weights), tuple(map(str, method_files)),
+                            threads=_threads_per_worker(devices))
+        if executor == "ray":
+            pool = executors.RayExecutor(job, ray_address, gpus_per_cell, init_options=ray_options)
+        elif len(devices) > 1:
+            data.clear()  # the workers load their own copies
+            pool = executors.LocalExecutor(job, devices)
+        else:
+            pool = executors.SequentialExecutor(
+                lambda cell: _run_with_bars(cell, data, torch_device, results_dir, fid_settings, quiet))
+        bar = tqdm(total=len(pending), desc="cells", unit="cell", disable=quiet, dynamic_ncols=True)
+        for cell, row in pool.run(pending):
             store.add(row)
             if row["status"] == "done":
                 summary.done += 1
@@ -205,6 +218,25 @@ def run_grid(cells: list[Cell], results_dir: str | Path, *, data_dir=None, downl
                 summary.failed += 1
                 if not quiet:
                     tqdm.write(f"failed: {cell.label()}: {row['error']}")
+            bar.update(1)
             bar.set_postfix(done=summary.done, failed=summary.failed, skipped=summary.skipped)
         bar.close()
     return summary
+
+
+def _threads_per_worker(devices: list[str]) -> int | None:
+    """CPU workers share the cores; GPU workers and the sequential path keep torch's default."""
+    cpu_workers = sum(d == "cpu" for d in devices)
+    return max(1, (os.cpu_count() or 1) // cpu_workers) if cpu_workers > 1 else None
+
+
+def _run_with_bars(cell: Cell, data: dict, device, results_dir: Path, fid_settings, quiet: bool) -> dict:
+    """The sequential path: this process's datasets, an epochs bar under the cells bar."""
+    with tqdm(total=cell.epochs, desc=f"  {cell.label()}", unit="ep", leave=False, disable=quiet,
+              dynamic_ncols=True) as epochs_bar:
+        def progress(epoch, total, logs, _bar=epochs_bar):
+            _bar.total = total
+            _bar.update(epoch - _bar.n)
+            _bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
+
+        return run_cell(cell, *data[_data_source(cell)], device, results_dir, progress, fid_settings)

@@ -1,0 +1,290 @@
+"""Where cells run: in this process, in local worker processes, or as Ray tasks.
+
+Every executor takes the pending cells and yields ``(cell, row)`` as cells finish, in any order; the driver
+(``runner.run_grid``) alone writes the store, so a worker never touches SQLite and a lost worker loses
+only its cell in flight.
+
+- ``SequentialExecutor``: one cell after another in this process (the default, ``--jobs 1``).
+- ``LocalExecutor``: ``--jobs N`` spawned worker processes, each given one device; with GPUs,
+  ``--jobs-per-gpu K`` puts K workers on every visible GPU (small models leave an H100 mostly idle, so
+  packing several cells per GPU raises the throughput). A worker that dies mid-cell (killed, segfault,
+  out of host memory) is replaced and its cell run again, at most ``retries`` times, then recorded as
+  failed with the exit code.
+- ``RayExecutor`` (``--executor ray``): each cell is a Ray task with ``num_gpus=--gpus-per-cell``; Ray
+  retries a task whose worker died (``max_retries``), then the cell is recorded as failed; results
+  stream back as they finish (``ray.wait``). ``pip install capsan-bench[ray]``.
+
+Workers load each dataset once per process (the loaders' npz caches make that fast) and run the cell
+with ``runner.run_cell`` exactly as the sequential path does, so a seed gives the same numbers on the
+same device whichever executor ran it (CPU workers set their thread count; see ``Job.threads``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.grid import Cell
+
+DEFAULT_RETRIES = 1  # a cell whose worker died is run once more before it is recorded as failed
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every worker needs besides its cell (plain values: it is pickled to other processes)."""
+
+    results_dir: str
+    data_dir: str | None = None
+    download: bool = False
+    fid_weights: str | None = None
+    method_files: tuple[str, ...] = ()  # a user's --method-file: workers import them too
+    threads: int | None = None  # torch CPU threads per worker (None: torch's default)
+
+
+@dataclass
+class _WorkerState:
+    """What one worker process holds: its device, its datasets, its FID settings (built once)."""
+
+    device: object = None
+    data: dict = field(default_factory=dict)
+    fid_settings: object = None
+    ready: bool = False
+
+
+_STATE = _WorkerState()
+
+
+def _prepare(job: Job, device: str) -> None:
+    import torch
+
+    from bench.methods import load_method_file
+    from bench.runner import resolve_device
+
+    if _STATE.ready:
+        return
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    for path in job.method_files:
+        load_method_file(path)
+    _STATE.device = resolve_device(device)
+    _STATE.ready = True
+
+
+def execute(cell: Cell, job: Job, device: str = "auto") -> dict:
+    """Run one cell in this process (a worker) and return its row; the process keeps its datasets."""
+    from bench import runner
+    from bench.datasets import load_dataset
+    from bench.quality import FidSettings
+
+    _prepare(job, device)
+    source = runner._data_source(cell)
+    if source not in _STATE.data:
+        options = runner._load_options(cell)
+        _STATE.data[source] = tuple(load_dataset(cell.dataset, job.data_dir, split, job.download, options)
+                                    for split in ("train", "test"))
+    if "fid" in cell.options.get("quality", []) and _STATE.fid_settings is None:
+        _STATE.fid_settings = FidSettings(job.fid_weights, job.download, _STATE.device,
+                                          Path(job.results_dir) / "fid-cache")
+    return runner.run_cell(cell, *_STATE.data[source], _STATE.device, Path(job.results_dir),
+                           fid_settings=_STATE.fid_settings)
+
+
+def failed_row(cell: Cell, error: str, device: str) -> dict:
+    """The row of a cell that never returned one (its worker died, or Ray gave up on it)."""
+    from bench.runner import _now, package_versions
+
+    now = _now()
+    return {"key": cell.key, "method": cell.variant or cell.method, "params": cell.params,
+            "dataset": cell.dataset, "protocol": cell.protocol, "pair": list(cell.pair) or None,
+            "ratio": cell.ratio, "seed": cell.seed, "epochs": cell.epochs, "counts": None, "metrics": None,
+            "curves": None, "error": error, "status": "failed", "started_at": now, "finished_at": now,
+            "duration_s": 0.0, "device": device, "versions": package_versions(), "artifacts": None}
+
+
+# --------------------------------------------------------------------------- local worker processes
+
+
+def plan_devices(jobs: int | None, jobs_per_gpu: int | None, device: str, n_gpus: int) -> list[str]:
+    """One device per worker. ``--jobs-per-gpu K`` puts K workers on each of the ``n_gpus`` GPUs (cuda or
+    auto); ``--jobs N`` alone spreads N workers over the GPUs round-robin, or runs them all on the CPU."""
+    if jobs is not None and jobs < 1:
+        raise BenchError(f"--jobs must be at least 1; got {jobs}")
+    if jobs_per_gpu is not None and jobs_per_gpu < 1:
+        raise BenchError(f"--jobs-per-gpu must be at least 1; got {jobs_per_gpu}")
+    wants_gpu = device == "auto" and n_gpus > 0 or device == "cuda"
+    if device.startswith("cuda:"):
+        gpus = [device]
+    else:
+        gpus = [f"cuda:{i}" for i in range(n_gpus)] if wants_gpu else []
+    if jobs_per_gpu is not None:
+        if not gpus:
+            raise BenchError("--jobs-per-gpu needs a GPU, and none is visible here; use --jobs N on the CPU")
+        planned = [gpu for gpu in gpus for _ in range(jobs_per_gpu)]
+        if jobs is not None and jobs != len(planned):
+            raise BenchError(f"--jobs {jobs} and --jobs-per-gpu {jobs_per_gpu} on {len(gpus)} GPU(s) disagree; "
+                             "give one of them")
+        return planned
+    count = jobs or 1
+    return [gpus[i % len(gpus)] for i in range(count)] if gpus else ["cpu"] * count
+
+
+def _worker_main(conn, job: Job, device: str) -> None:
+    """A worker: receive a cell, send back its row, until told to stop (None)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it stops the workers itself
+    while True:
+        cell = conn.recv()
+        if cell is None:
+            return
+        conn.send(execute(cell, job, device))
+
+
+class SequentialExecutor:
+    """The cells one by one, here; ``run`` yields each row as soon as it exists."""
+
+    def __init__(self, run_one):
+        self.run_one = run_one  # cell -> row, with the caller's data, device and progress bars
+
+    def run(self, cells: Iterable[Cell]) -> Iterator[tuple[Cell, dict]]:
+        for cell in cells:
+            yield cell, self.run_one(cell)
+
+
+class LocalExecutor:
+    """``len(devices)`` spawned worker processes, one device each; dead workers are replaced."""
+
+    def __init__(self, job: Job, devices: list[str], retries: int = DEFAULT_RETRIES):
+        if not devices:
+            raise BenchError("the local executor needs at least one worker")
+        self.job, self.devices, self.retries = job, list(devices), retries
+        self._context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+
+    def _start(self, slot: int):
+        parent, child = self._context.Pipe()
+        process = self._context.Process(target=_worker_main, args=(child, self.job, self.devices[slot]),
+                                        daemon=True, name=f"bench-worker-{slot}")
+        process.start()
+        child.close()
+        return process, parent
+
+    def run(self, cells: Iterable[Cell]) -> Iterator[tuple[Cell, dict]]:
+        queue = [(cell, 0) for cell in cells]
+        queue.reverse()  # pop() takes the first cell first
+        workers = {slot: self._start(slot) for slot in range(min(len(self.devices), len(queue)))}
+        busy: dict[int, tuple[Cell, int]] = {}
+        try:
+            while queue or busy:
+                for slot, (process, conn) in workers.items():
+                    if slot not in busy and queue:
+                        cell, tries = queue.pop()
+                        conn.send(cell)
+                        busy[slot] = (cell, tries)
+                ready = wait([conn for _, conn in workers.values()] + [p.sentinel for p, _ in workers.values()])
+                for slot, (process, conn) in list(workers.items()):
+                    if conn in ready and slot in busy:
+                        try:
+                            row = conn.recv()
+                        except (EOFError, OSError):
+                            row = None  # it died while sending: handled below as a death
+                        if row is not None:
+                            cell, _ = busy.pop(slot)
+                            yield cell, row
+                            continue
+                    if process.sentinel in ready or not process.is_alive():
+                        process.join(timeout=1)
+                        conn.close()
+                        lost = busy.pop(slot, None)
+                        if lost is not None:
+                            cell, tries = lost
+                            if tries < self.retries:
+                                queue.append((cell, tries + 1))  # next in line
+                            else:
+                                yield cell, failed_row(
+                                    cell, f"worker died (exit code {process.exitcode}) while running the cell, "
+                                          f"{tries + 1} time(s); see the machine's memory or the method",
+                                    self.devices[slot])
+                        if queue or busy:
+                            workers[slot] = self._start(slot)
+                        else:
+                            del workers[slot]
+        finally:
+            self._stop(workers)
+
+    @staticmethod
+    def _stop(workers) -> None:
+        for process, conn in workers.values():
+            try:
+                conn.send(None)
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + 5
+        for process, conn in workers.values():
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+            conn.close()
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+def _ray_execute(cell: Cell, job: Job, gpus: float) -> dict:
+    """A Ray task: Ray sets CUDA_VISIBLE_DEVICES for a task given GPUs, so "cuda" is its share."""
+    return execute(cell, job, "cuda" if gpus > 0 else "cpu")
+
+
+class RayExecutor:
+    """Every cell a Ray task; results stream back with ``ray.wait`` as tasks finish."""
+
+    def __init__(self, job: Job, address: str | None = None, gpus_per_cell: float = 0.0, cpus_per_cell: float = 1.0,
+                 retries: int = DEFAULT_RETRIES, init_options: dict | None = None):
+        if gpus_per_cell < 0 or cpus_per_cell <= 0:
+            raise BenchError(f"--gpus-per-cell must be >= 0 and CPUs per cell > 0; got {gpus_per_cell}, {cpus_per_cell}")
+        self.job, self.address, self.gpus, self.cpus, self.retries = job, address, gpus_per_cell, cpus_per_cell, retries
+        self.init_options = init_options or {}
+
+    def run(self, cells: Iterable[Cell]) -> Iterator[tuple[Cell, dict]]:
+        try:
+            import ray
+        except ImportError:
+            raise BenchError("--executor ray needs Ray; pip install 'capsan-bench[ray]'") from None
+        cells = list(cells)
+        if not cells:
+            return
+        started_here = not ray.is_initialized()
+        if started_here:
+            options = {"include_dashboard": False, "log_to_driver": False, **self.init_options}
+            if self.address:
+                options["address"] = self.address
+            try:
+                ray.init(**options)
+            except ConnectionError as exc:
+                raise BenchError(f"cannot reach the Ray cluster at {self.address}: {exc}; "
+                                 "start it (ray start --head) or drop --ray-address") from exc
+        task = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries,
+                          retry_exceptions=False)(_ray_execute)
+        refs = {task.remote(cell, self.job, self.gpus): cell for cell in cells}
+        try:
+            while refs:
+                ready, _ = ray.wait(list(refs), num_returns=1)
+                for ref in ready:
+                    cell = refs.pop(ref)
+                    try:
+                        row = ray.get(ref)
+                    except ray.exceptions.RayError as exc:  # lost worker after the retries, node died, ...
+                        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                        row = failed_row(cell, f"ray: {type(exc).__name__} after {self.retries} retr"
+                                               f"{'y' if self.retries == 1 else 'ies'}: {reason}", "ray")
+                    yield cell, row
+        finally:
+            for ref in refs:
+                ray.cancel(ref, force=True)
+            if started_here:
+                ray.shutdown()

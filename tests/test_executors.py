@@ -1,0 +1,126 @@
+"""Executors: local worker processes (same numbers as the sequential path, dead workers replaced and their
+cells retried, nothing finished lost) and the device plan; Ray in its own test file."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import run_bench
+
+from bench.errors import BenchError
+from bench.executors import Job, LocalExecutor, SequentialExecutor, plan_devices
+from bench.grid import RunConfig, build_grid
+from bench.runner import run_grid
+from bench.store import Store
+
+DIES = """
+import os
+import signal
+from pathlib import Path
+
+from bench.methods.imbalanced import Imbalanced
+
+
+class DiesOnce(Imbalanced):
+    '''Kills its own worker process the first time it meets a seed, then fits like imbalanced.'''
+
+    name = "dies-once"
+
+    def fit(self, train, ctx):
+        marker = Path(os.environ["BENCH_TEST_MARKERS"]) / f"seed{ctx.seed}"
+        if not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        super().fit(train, ctx)
+
+
+class AlwaysDies(Imbalanced):
+    name = "always-dies"
+
+    def fit(self, train, ctx):
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def grid(methods=("imbalanced", "smote"), seeds=2):
+    config = RunConfig(name="t", methods=list(methods), datasets=["digits"], ratios=[0.1], seeds=seeds,
+                       pairs=[[3, 5], [4, 9]], epochs=2)
+    return build_grid(config)
+
+
+def test_plan_devices_packs_workers_per_gpu_and_refuses_what_cannot_be():
+    assert plan_devices(None, None, "auto", 0) == ["cpu"]
+    assert plan_devices(3, None, "auto", 0) == ["cpu"] * 3
+    assert plan_devices(3, None, "cpu", 2) == ["cpu"] * 3  # --device cpu wins over the GPUs
+    assert plan_devices(3, None, "auto", 2) == ["cuda:0", "cuda:1", "cuda:0"]  # round-robin
+    assert plan_devices(None, 2, "cuda", 2) == ["cuda:0", "cuda:0", "cuda:1", "cuda:1"]
+    assert plan_devices(None, 4, "cuda:1", 2) == ["cuda:1"] * 4
+    with pytest.raises(BenchError, match="needs a GPU"):
+        plan_devices(None, 2, "auto", 0)
+    with pytest.raises(BenchError, match="disagree"):
+        plan_devices(3, 2, "cuda", 2)
+    with pytest.raises(BenchError, match="at least 1"):
+        plan_devices(0, None, "cpu", 0)
+
+
+def test_two_local_workers_give_the_sequential_numbers(tmp_path, digits):
+    from bench.runner import run_cell
+
+    cells = grid()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers below run one thread each: the same arithmetic
+    try:
+        sequential = {cell.key: row for cell, row in SequentialExecutor(
+            lambda cell: run_cell(cell, *digits, torch.device("cpu"), tmp_path / "seq")).run(cells)}
+    finally:
+        torch.set_num_threads(threads)
+    job = Job(str(tmp_path / "par"), threads=1)
+    parallel = list(LocalExecutor(job, ["cpu", "cpu"]).run(cells))
+    assert sorted(c.key for c, _ in parallel) == sorted(c.key for c in cells)  # every cell, once
+    for cell, row in parallel:
+        assert row["status"] == "done", row["error"]
+        assert row["metrics"] == sequential[cell.key]["metrics"]  # bit for bit
+        assert row["curves"] == sequential[cell.key]["curves"]
+
+
+def test_run_grid_with_jobs_stores_every_cell_from_the_driver(tmp_path):
+    cells = grid()
+    summary = run_grid(cells, tmp_path, jobs=2, quiet=True)
+    assert (summary.done, summary.failed) == (len(cells), 0)
+    with Store(tmp_path, create=False) as store:
+        rows = store.attempts()
+    assert sorted(rows["key"]) == sorted(c.key for c in cells) and set(rows["status"]) == {"done"}
+    again = run_grid(cells, tmp_path, jobs=2, quiet=True)  # resume: nothing left to run
+    assert (again.skipped, again.done) == (len(cells), 0)
+
+
+def test_a_killed_worker_is_replaced_its_cell_retried_and_nothing_finished_lost(tmp_path):
+    method_file = tmp_path / "dies.py"
+    method_file.write_text(DIES)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    results = tmp_path / "results"
+    args = ["run", "--methods", "imbalanced,dies-once,always-dies", "--method-file", method_file, "--datasets",
+            "digits", "--ratios", "0.1", "--seeds", "2", "--pairs", "3:5", "--epochs", "1", "--jobs", "2",
+            "--results", results, "--quiet"]
+    run = run_bench(*args, cwd=tmp_path, env={"BENCH_TEST_MARKERS": str(markers)})
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in markers.iterdir()) == ["seed0", "seed1"]  # each seed's first try was killed
+    with Store(results, create=False) as store:
+        rows = store.attempts()
+    by_method = rows.groupby("method")["status"].apply(sorted).to_dict()
+    assert by_method == {"imbalanced": ["done", "done"], "dies-once": ["done", "done"],
+                         "always-dies": ["failed", "failed"]}  # one row per cell: the retry, or the failure
+    errors = set(rows.loc[rows["method"] == "always-dies", "error"])
+    assert errors == {f"worker died (exit code {-9}) while running the cell, 2 time(s); see the machine's "
+                      "memory or the method"}
+    assert "6 cells: 4 run, 2 failed" in run.stdout
+
+
+def test_bad_jobs_are_one_line_errors(tmp_path):
+    run = run_bench("run", "--preset", "smoke", "--jobs", "0", "--results", tmp_path / "r", cwd=tmp_path)
+    assert run.returncode == 2 and "--jobs must be at least 1" in run.stderr
+    gpu = run_bench("run", "--preset", "smoke", "--jobs-per-gpu", "2", "--device", "cpu", "--results",
+                    tmp_path / "r", cwd=tmp_path)
+    assert gpu.returncode == 2 and "--jobs-per-gpu needs a GPU" in gpu.stderr
+    assert not (tmp_path / "r").exists()  # refused before any store was made
