@@ -180,7 +180,7 @@ class LocalExecutor:
         busy: dict[int, tuple[Cell, int]] = {}
         try:
             while queue or busy:
-                for slot, (process, conn) in workers.items():
+                for slot, (_, conn) in workers.items():
                     if slot not in busy and queue:
                         cell, tries = queue.pop()
                         conn.send(cell)
@@ -218,7 +218,7 @@ class LocalExecutor:
 
     @staticmethod
     def _stop(workers) -> None:
-        for process, conn in workers.values():
+        for _, conn in workers.values():
             try:
                 conn.send(None)
             except (OSError, ValueError):
