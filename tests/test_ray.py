@@ -1,0 +1,44 @@
+"""The Ray executor end to end on the CPU: a local Ray instance started by ``bench run --executor ray``, the
+smoke preset, and a worker killed mid-cell (Ray retries the task, then the cell is recorded failed)."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import run_bench
+from test_executors import DIES
+
+from bench.store import Store
+
+pytest.importorskip("ray", reason="Ray is in the test extra (pip install 'capsan-bench[ray]')")
+
+
+def test_the_smoke_preset_runs_as_ray_tasks(tmp_path):
+    results = tmp_path / "results"
+    run = run_bench("run", "--preset", "smoke", "--executor", "ray", "--results", results, "--quiet", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    with Store(results, create=False) as store:
+        rows = store.attempts()
+    assert len(rows) == 3 and set(rows["status"]) == {"done"}  # the smoke grid: 3 cells, stored by the driver
+    assert all(row.startswith("cpu") for row in rows["device"])
+    again = run_bench("run", "--preset", "smoke", "--executor", "ray", "--results", results, "--quiet", cwd=tmp_path)
+    assert again.returncode == 0 and "3 already done" in again.stdout  # resumes without starting a task
+
+
+def test_a_lost_ray_worker_is_retried_then_recorded_failed(tmp_path):
+    method_file = tmp_path / "dies.py"
+    method_file.write_text(DIES)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    results = tmp_path / "results"
+    run = run_bench("run", "--methods", "imbalanced,dies-once,always-dies", "--method-file", method_file,
+                    "--datasets", "digits", "--ratios", "0.1", "--seeds", "1", "--pairs", "3:5", "--epochs", "1",
+                    "--executor", "ray", "--results", results, "--quiet", cwd=tmp_path,
+                    env={"BENCH_TEST_MARKERS": str(markers)})
+    assert run.returncode == 0, run.stderr
+    assert [p.name for p in markers.iterdir()] == ["seed0"]  # dies-once was killed once ...
+    with Store(results, create=False) as store:
+        rows = store.attempts().set_index("method")
+    assert rows.loc["dies-once", "status"] == "done"  # ... and Ray ran it again
+    assert rows.loc["imbalanced", "status"] == "done"
+    assert rows.loc["always-dies", "status"] == "failed"
+    assert rows.loc["always-dies", "error"].startswith("ray: ") and "after 1 retry" in rows.loc["always-dies", "error"]
