@@ -80,10 +80,12 @@ def cli():
 @click.option("--ray-address", help="Ray cluster to join: auto or HOST:PORT (default: start a local one).")
 @click.option("--gpus-per-cell", type=float, default=0.0, show_default=True,
               help="With --executor ray: the GPU share of each cell, e.g. 0.25 packs four cells per GPU.")
+@click.option("--dry-run", is_flag=True,
+              help="List the cells as done, failed or pending with a time estimate; run nothing, write nothing.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_set, image_size, quality, fid_weights,
         celeba_attr, epochs, method_files, data_dir, download, results, device, resume, jobs, jobs_per_gpu, executor,
-        ray_address, gpus_per_cell, quiet):
+        ray_address, gpus_per_cell, dry_run, quiet):
     """Run every cell of method x dataset x ratio x pair x seed and store the results."""
     from bench.grid import build_grid, load_preset, parse_pairs
     from bench.methods import load_method_file
@@ -120,6 +122,9 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_s
     if quality is not None:
         config.metrics = _split(quality)
     cells = build_grid(config)
+    if dry_run:
+        _dry_run(cells, results, data_dir, download, device, jobs, jobs_per_gpu)
+        return
 
     summary = run_grid(cells, results, data_dir=data_dir, download=download, device=device, resume=resume,
                        quiet=quiet, fid_weights=fid_weights, jobs=jobs, jobs_per_gpu=jobs_per_gpu, executor=executor,
@@ -130,6 +135,23 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_s
         stored = store.cells()
     keys = {c.key for c in cells}
     click.echo(table3_text(stored[stored["key"].isin(keys)]))
+
+
+def _dry_run(cells, results, data_dir, download, device, jobs, jobs_per_gpu) -> None:
+    import torch
+    from tabulate import tabulate
+
+    from bench.dryrun import dry_run
+    from bench.executors import plan_devices
+    from bench.runner import dataset_loader, resolve_device
+
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    workers = len(plan_devices(jobs, jobs_per_gpu, device, n_gpus))
+    table, line = dry_run(cells, results, dataset_loader(data_dir, download), resolve_device(device), workers)
+    shown = table.assign(s_per_cell=table["s_per_cell"].map(lambda s: "?" if s != s else f"{s:.2f}"),
+                         to_run_s=table["to_run_s"].map(lambda s: "?" if s != s else f"{s:.0f}"))
+    click.echo(tabulate(shown, headers="keys", showindex=False, tablefmt="simple", disable_numparse=True))
+    click.echo(line)
 
 
 @cli.command()

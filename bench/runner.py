@@ -145,6 +145,21 @@ def _add_quality(row: dict, method, task, train, cell: Cell, fid_settings, ctx) 
         row["metrics"]["quality_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
+def dataset_loader(data_dir=None, download: bool = False):
+    """``load(cell) -> (train, test)``, each dataset read once however many cells share it."""
+    loaded = {}
+
+    def load(cell: Cell):
+        source = _data_source(cell)
+        if source not in loaded:
+            options = _load_options(cell)
+            loaded[source] = (load_dataset(cell.dataset, data_dir, "train", download, options),
+                              load_dataset(cell.dataset, data_dir, "test", download, options))
+        return loaded[source]
+
+    return load
+
+
 def _load_options(cell: Cell) -> LoadOptions:
     options = {k: cell.options[k] for k in ("image_size", "celeba_attr") if k in cell.options}
     return LoadOptions(**options)
@@ -191,13 +206,8 @@ def run_grid(cells: list[Cell], results_dir: str | Path, *, data_dir=None, downl
         pending = [c for c in cells if c.key not in done_keys]
         summary = RunSummary(total=len(cells), skipped=len(cells) - len(pending), done=0, failed=0)
         # Load every dataset first: a missing or corrupt file stops the run before any cell starts.
-        data = {}
-        for cell in pending:
-            source = _data_source(cell)
-            if source not in data:
-                options = _load_options(cell)
-                data[source] = (load_dataset(cell.dataset, data_dir, "train", download, options),
-                                load_dataset(cell.dataset, data_dir, "test", download, options))
+        load = dataset_loader(data_dir, download)
+        data = {_data_source(cell): load(cell) for cell in pending}
         job = executors.Job(str(results_dir), None if data_dir is None else str(data_dir), download,
                             None if fid_weights is None else str(fid_weights), tuple(map(str, method_files)),
                             threads=_threads_per_worker(devices))

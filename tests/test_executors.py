@@ -124,3 +124,48 @@ def test_bad_jobs_are_one_line_errors(tmp_path):
                     tmp_path / "r", cwd=tmp_path)
     assert gpu.returncode == 2 and "--jobs-per-gpu needs a GPU" in gpu.stderr
     assert not (tmp_path / "r").exists()  # refused before any store was made
+
+
+# --------------------------------------------------------------------------- --dry-run
+
+
+def test_dry_run_counts_done_failed_and_pending_against_a_known_store(tmp_path, digits):
+    from bench.runner import run_cell
+
+    args = ["--methods", "imbalanced,smote,crl", "--datasets", "digits", "--ratios", "0.1", "--seeds", "2",
+            "--pairs", "3:5", "--epochs", "1"]
+    config = RunConfig(name="t", methods=["imbalanced", "smote", "crl"], datasets=["digits"], ratios=[0.1],
+                       seeds=2, pairs=[[3, 5]], epochs=1)
+    cells = {(c.method, c.seed): c for c in build_grid(config)}
+    results = tmp_path / "results"
+    with Store(results) as store:  # imbalanced: both seeds done; smote: seed 0 done, seed 1 failed; crl: none
+        for key in (("imbalanced", 0), ("imbalanced", 1), ("smote", 0)):
+            store.add(run_cell(cells[key], *digits, torch.device("cpu"), results))
+        failed = run_cell(cells[("smote", 1)], *digits, torch.device("cpu"), results)
+        store.add({**failed, "status": "failed", "metrics": None, "error": "boom"})
+    before = (results / "bench.sqlite").read_bytes()
+    run = run_bench("run", *args, "--results", results, "--dry-run", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "6 cells: 3 done, 1 failed, 2 pending; 3 to run" in run.stdout
+    lines = {line.split()[0]: line.split() for line in run.stdout.splitlines() if line.split()
+             and line.split()[0] in ("imbalanced", "smote", "crl")}
+    assert lines["imbalanced"][2:6] == ["2", "2", "0", "0"] and lines["smote"][2:6] == ["2", "1", "1", "0"]
+    assert lines["crl"][2:6] == ["2", "0", "0", "2"]
+    assert "store" in lines["smote"] and "calibrated:" in lines["crl"]  # a measured time, else a calibration
+    assert lines["crl"][6] != "?" and float(lines["crl"][6]) >= 0  # an estimate, not "unknown"
+    assert (results / "bench.sqlite").read_bytes() == before  # nothing written
+    fresh = run_bench("run", *args, "--results", tmp_path / "new", "--dry-run", cwd=tmp_path)
+    assert fresh.returncode == 0 and "6 cells: 0 done, 0 failed, 6 pending" in fresh.stdout
+    assert not (tmp_path / "new").exists()  # a dry run creates no store
+
+
+def test_a_calibration_that_fails_is_an_unknown_estimate_with_its_reason(digits):
+    import math
+
+    from bench.dryrun import calibrate
+
+    config = RunConfig(name="t", methods=["smote"], datasets=["digits"], ratios=[0.025], seeds=1, pairs=[[3, 5]],
+                       epochs=1)
+    (cell,) = build_grid(config)  # 3 minority images: too few for SMOTE's 5 neighbours
+    seconds, reason = calibrate(cell, *digits, torch.device("cpu"))
+    assert math.isnan(seconds) and reason.startswith("calibration failed: ") and "SMOTE" in reason

@@ -1,0 +1,156 @@
+"""``bench run --dry-run`` (benchopt's ``--collect``): which cells are done, failed or pending, and how long
+the pending ones should take, without running them or writing the store.
+
+The estimate per (method, dataset), in order of trust:
+1. ``store``: the median duration of the done cells with the same method label, dataset and epochs;
+2. ``calibrated``: the group's first pending cell, fitted for 1 and then 3 epochs on at most
+   ``CALIBRATION_IMAGES`` training images of its task on this run's device; the difference is the cost of
+   an epoch, the rest a fixed cost; an epoch is scaled by the task's full training-set size (every method's
+   budget is epochs x ceil(N / batch) steps), then by the cell's epochs. Other cells of the group are
+   assumed the size of that first one (across imbalance ratios N varies by the minority share only);
+3. unknown, when the calibration itself fails (a method refusing a tiny task): the row says why.
+Wall time divides the cell time by the number of workers, which assumes the workers do not slow each
+other (true across GPUs and CPU cores, optimistic when several share one GPU).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.datasets.base import ImageSet
+from bench.grid import Cell
+from bench.store import STORE_NAME, Store
+
+CALIBRATION_IMAGES = 512
+_WARM: list = []  # non-empty once this process has run one (untimed) warm-up fit
+
+
+def cell_status(cells: list[Cell], results_dir) -> dict[str, str]:
+    """key -> "done", "failed" (attempted, never done) or "pending" (never attempted), from the store."""
+    path = Path(results_dir) / STORE_NAME
+    attempts = pd.DataFrame(columns=["key", "status"])
+    if path.exists():
+        with Store(results_dir, create=False) as store:
+            attempts = store.attempts()[["key", "status", "method", "dataset", "epochs", "duration_s"]]
+    done = set(attempts.loc[attempts["status"] == "done", "key"])
+    failed = set(attempts["key"]) - done
+    return {c.key: "done" if c.key in done else "failed" if c.key in failed else "pending" for c in cells}
+
+
+def stored_durations(results_dir) -> dict[tuple, float]:
+    """(method label, dataset, epochs) -> median seconds of its done cells."""
+    path = Path(results_dir) / STORE_NAME
+    if not path.exists():
+        return {}
+    with Store(results_dir, create=False) as store:
+        done = store.attempts()
+    done = done[done["status"] == "done"]
+    return {key: float(group.median()) for key, group in done.groupby(["method", "dataset", "epochs"])["duration_s"]}
+
+
+def _shrink(images: ImageSet, n: int, seed: int) -> ImageSet:
+    """At most ``n`` images, every class kept in proportion (at least one image each)."""
+    if len(images) <= n:
+        return images
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in range(images.n_classes):
+        index = np.flatnonzero(images.labels == c)
+        if len(index):
+            take = max(1, round(n * len(index) / len(images)))
+            keep.append(rng.choice(index, min(take, len(index)), replace=False))
+    keep = np.sort(np.concatenate(keep))
+    return ImageSet(images.images[keep], images.labels[keep], images.class_names)
+
+
+def calibrate(cell: Cell, train: ImageSet, test: ImageSet, device) -> tuple[float, str]:
+    """Seconds the full ``cell`` should take; NaN and the reason when the calibration fails.
+
+    The cell's method is fitted (and predicts) twice on a small version of its task, for 1 and 3 epochs: half
+    the difference is the cost of an epoch of ``CALIBRATION_IMAGES`` images, the rest a fixed cost (models,
+    prediction). The estimate is fixed + per-epoch x (N / n) x epochs for the task's N images."""
+    from bench.datasets.imbalance import make_imbalanced
+
+    try:
+        task = make_imbalanced(train, test, cell.protocol, pair=cell.pair, ratio=cell.ratio, seed=cell.seed,
+                               dataset=cell.dataset, test_distribution=cell.options.get("test", "balanced"))
+        small = _shrink(task.train, CALIBRATION_IMAGES, cell.seed)
+        if not _WARM:  # the process's first fit pays torch's one-off start-up: keep it out of the timing
+            _timed_fit(cell, small, task.test, device, 1)
+            _WARM.append(True)
+        one, three = (_timed_fit(cell, small, task.test, device, epochs) for epochs in (1, 3))
+    except Exception as exc:  # noqa: BLE001 (a refusal here is only a missing estimate)
+        return math.nan, f"calibration failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    per_epoch = max((three - one) / 2, 0.0)
+    fixed = max(one - per_epoch, 0.0)
+    scale = len(task.train) / len(small)
+    return fixed + per_epoch * scale * cell.epochs, (f"calibrated: {fixed:.1f} s + {per_epoch:.2f} s/epoch "
+                                                     f"on {len(small)} images, x{scale:.1f} images, {cell.epochs} epochs")
+
+
+def _timed_fit(cell: Cell, train: ImageSet, test: ImageSet, device, epochs: int) -> float:
+    from bench.methods import FitContext, get_method
+    from bench.runner import seed_everything
+
+    seed_everything(cell.seed, device)
+    method = get_method(cell.method)(**cell.overrides)
+    with tempfile.TemporaryDirectory() as folder:
+        ctx = FitContext(device=device, seed=cell.seed, epochs=epochs, artifact_dir=Path(folder))
+        clock = time.perf_counter()
+        method.fit(train, ctx)
+        method.predict_proba(test.images[:CALIBRATION_IMAGES])
+        return time.perf_counter() - clock
+
+
+def dry_run(cells: list[Cell], results_dir, load, device, workers: int = 1) -> tuple[pd.DataFrame, str]:
+    """The per-(method, dataset) table and a summary line; ``load(cell) -> (train, test)`` reads the data
+    (only for the groups that need a calibration)."""
+    from bench.runner import describe_device
+
+    status = cell_status(cells, results_dir)
+    stored = stored_durations(results_dir)
+    rows = []
+    groups: dict[tuple, list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault((cell.variant or cell.method, cell.dataset), []).append(cell)
+    for (label, dataset), members in groups.items():
+        counts = {s: sum(status[c.key] == s for c in members) for s in ("done", "failed", "pending")}
+        todo = [c for c in members if status[c.key] != "done"]
+        known = stored.get((label, dataset, members[0].epochs))
+        if known is not None:
+            seconds, source = known, "store (median of done cells)"
+        elif todo:
+            probe = todo[0]
+            seconds, source = calibrate(probe, *load(probe), device)
+        else:
+            seconds, source = math.nan, "-"
+        rows.append({"method": label, "dataset": dataset, "cells": len(members), **counts,
+                     "s_per_cell": seconds, "estimate": source, "to_run_s": seconds * len(todo)})
+    table = pd.DataFrame(rows)
+    to_run = int(table["failed"].sum() + table["pending"].sum()) if len(table) else 0
+    total = float(table["to_run_s"].sum(min_count=1)) if len(table) else 0.0
+    unknown = int(table.loc[table["s_per_cell"].isna() & (table["failed"] + table["pending"] > 0), "cells"].count())
+    line = (f"{len(cells)} cells: {int(table['done'].sum()) if len(table) else 0} done, "
+            f"{int(table['failed'].sum()) if len(table) else 0} failed, "
+            f"{int(table['pending'].sum()) if len(table) else 0} pending; {to_run} to run, "
+            f"about {_duration(total)} of cell time, {_duration(total / max(1, workers))} wall with {workers} "
+            f"worker{'s' if workers > 1 else ''} on {describe_device(device)}")
+    if unknown:
+        line += f" ({unknown} method/dataset group(s) without an estimate: see the table)"
+    return table, line
+
+
+def _duration(seconds: float) -> str:
+    if seconds is None or math.isnan(seconds):
+        return "an unknown time"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
