@@ -104,12 +104,12 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
         task = make_imbalanced(train, test, cell.protocol, pair=cell.pair, ratio=cell.ratio, seed=cell.seed,
                                dataset=cell.dataset, test_distribution=cell.options.get("test", "balanced"))
         row["counts"] = task.counts
-        method = get_method(cell.method)(**cell.overrides)
         ctx = FitContext(device=device, seed=cell.seed, epochs=cell.epochs,
                          artifact_dir=results_dir / artifacts, **({"progress": progress} if progress else {}))
-        method.fit(task.train, ctx)
-        proba = method.predict_proba(task.test.images)
+        method, proba, retry = _fit_predict(cell, task, ctx)
         row["metrics"] = classification_metrics(task.test.labels, proba, task.positive)
+        if retry:
+            row["metrics"]["oom_retry"] = retry
         row["curves"] = {"roc": roc_points(task.test.labels, proba, task.positive)} if task.positive is not None else {}
         which = cell.options.get("quality", [])
         if which:
@@ -118,8 +118,8 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
     except CellFailure as exc:
         row.update(status="failed", error=str(exc))
     except torch.cuda.OutOfMemoryError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "out of memory"
-        row.update(status="failed", error=f"out of memory on {device}: {first}; use a smaller batch or --device cpu")
+        row.update(status="failed", error=f"out of memory on {device}{_memory_figure(device)}: {_first_line(exc)}; "
+                                          "use a smaller batch_size, fewer --jobs-per-gpu, or --device cpu")
     except Exception as exc:  # a bug in one method must not stop the grid; the traceback is kept
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
         folder = results_dir / artifacts
@@ -128,6 +128,55 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
     row["finished_at"] = _now()
     row["duration_s"] = round(time.perf_counter() - clock, 3)
     return row
+
+
+def _fit_predict(cell: Cell, task, ctx):
+    """Fit and predict; an out-of-memory error is retried once at half the batch size (the same seed), and
+    the retry is returned for the row (None when the first try went through)."""
+    overrides = dict(cell.overrides)
+    try:
+        method = get_method(cell.method)(**overrides)
+        method.fit(task.train, ctx)
+        return method, method.predict_proba(task.test.images), None
+    except torch.cuda.OutOfMemoryError as exc:
+        batch = cell.params.get("batch_size")
+        if not isinstance(batch, int) or batch < 2:
+            raise
+        first = f"at batch_size {batch}{_memory_figure(ctx.device)}: {_first_line(exc)}"
+    method = None
+    _free_device_memory(ctx.device)
+    seed_everything(cell.seed, ctx.device)
+    overrides["batch_size"] = batch // 2
+    try:
+        method = get_method(cell.method)(**overrides)
+        method.fit(task.train, ctx)
+        proba = method.predict_proba(task.test.images)
+    except torch.cuda.OutOfMemoryError as exc:
+        raise torch.cuda.OutOfMemoryError(f"{first}; again at batch_size {batch // 2}: {_first_line(exc)}") from exc
+    return method, proba, {"batch_size": batch // 2, "first_error": first}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _memory_figure(device) -> str:
+    """`` (peak 71.2 GiB of 79.1 GiB)`` on a GPU; empty elsewhere."""
+    if getattr(device, "type", None) != "cuda" or not torch.cuda.is_available():
+        return ""
+    peak = torch.cuda.max_memory_allocated(device) / 2**30
+    total = torch.cuda.get_device_properties(device).total_memory / 2**30
+    return f" (peak {peak:.1f} GiB of {total:.1f} GiB)"
+
+
+def _free_device_memory(device) -> None:
+    import gc
+
+    gc.collect()
+    if getattr(device, "type", None) == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
 
 
 def _add_quality(row: dict, method, task, train, cell: Cell, fid_settings, ctx) -> None:

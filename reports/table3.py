@@ -100,13 +100,17 @@ def _aggregate(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     stats = stats.drop(columns=[(metric, "count") for metric in metrics])
     stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
     n_pairs = per_pair.groupby(keys)["pair"].nunique().rename("n_pairs")
-    row_pairs = per_seed.join(n_pairs, on=keys)
-    partial = (row_pairs["seed_pairs"] < row_pairs["n_pairs"]).groupby(keys).sum().rename("n_partial_seeds")
     failed = (
         frame[frame["status"] != "done"]
         .groupby(keys)
         .agg(n_failed=("status", "size"), error=("error", "first"))
     )
+    if per_seed.empty:  # every cell failed: rows of dashes (pandas cannot join or align empty Arrow keys)
+        table = failed.reset_index().assign(**{c: np.nan for c in stats.columns}, n_seeds=0, n_pairs=0,
+                                            n_partial_seeds=0)
+        return table.astype({c: float for c in stats.columns})
+    row_pairs = per_seed.join(n_pairs, on=keys)
+    partial = (row_pairs["seed_pairs"] < row_pairs["n_pairs"]).groupby(keys).sum().rename("n_partial_seeds")
     parts = [stats, by_row.size().rename("n_seeds"), n_pairs, partial, failed]
     table = pd.concat(parts, axis=1).reset_index()
     for count in ("n_seeds", "n_pairs", "n_partial_seeds", "n_failed"):

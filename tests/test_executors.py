@@ -169,3 +169,53 @@ def test_a_calibration_that_fails_is_an_unknown_estimate_with_its_reason(digits)
     (cell,) = build_grid(config)  # 3 minority images: too few for SMOTE's 5 neighbours
     seconds, reason = calibrate(cell, *digits, torch.device("cpu"))
     assert math.isnan(seconds) and reason.startswith("calibration failed: ") and "SMOTE" in reason
+
+
+# --------------------------------------------------------------------------- out of memory
+
+OOM = """
+import torch
+
+from bench.methods.imbalanced import Imbalanced
+
+
+class NeedsHalfBatch(Imbalanced):
+    '''Out of memory (simulated) above batch 32: fits at 32.'''
+
+    name = "needs-half-batch"
+    defaults = {"batch_size": 64}
+
+    def fit(self, train, ctx):
+        if self.params["batch_size"] > 32:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        super().fit(train, ctx)
+
+
+class NeverFits(Imbalanced):
+    name = "never-fits"
+    defaults = {"batch_size": 64}
+
+    def fit(self, train, ctx):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB (simulated)")
+"""
+
+
+def test_out_of_memory_is_retried_at_half_the_batch_then_recorded_failed(tmp_path):
+    method_file = tmp_path / "oom.py"
+    method_file.write_text(OOM)
+    results = tmp_path / "results"
+    run = run_bench("run", "--methods", "needs-half-batch,never-fits,imbalanced", "--method-file", method_file,
+                    "--datasets", "digits", "--ratios", "0.1", "--seeds", "1", "--pairs", "3:5", "--epochs", "1",
+                    "--results", results, "--quiet", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    with Store(results, create=False) as store:
+        rows = store.cells().set_index("method")
+    half = rows.loc["needs-half-batch"]
+    assert half["status"] == "done" and half["params"]["batch_size"] == 64  # stored as asked ...
+    assert half["metrics"]["oom_retry"]["batch_size"] == 32  # ... with the retry that went through
+    assert "at batch_size 64: CUDA out of memory. Tried to allocate 2.00 GiB" in half["metrics"]["oom_retry"]["first_error"]
+    never = rows.loc["never-fits"]
+    assert never["status"] == "failed"
+    assert "at batch_size 64" in never["error"] and "again at batch_size 32" in never["error"]
+    assert "Tried to allocate 9.00 GiB" in never["error"] and "use a smaller batch_size" in never["error"]
+    assert rows.loc["imbalanced", "status"] == "done"  # the grid went on

@@ -383,3 +383,18 @@ def test_the_tables_say_which_rows_have_fewer_seeds(results, tmp_path):
     # capsan's only mnist cell failed: 0 seeds against the 3 the fullest rows have
     assert "Missing: capsan at ratio 0.1: 0 of 3 seeds done, 1 failed cell." in mnist
     assert "Missing: smote" not in mnist  # its seed 2 lost one pair only: a partial seed, not a missing one
+
+
+def test_a_grid_whose_every_cell_failed_gives_rows_of_dashes(tmp_path):
+    with Store(tmp_path / "failed") as store:
+        for n, seed in enumerate((0, 1)):
+            store.add(cell(n, "mnist", 0.1, "smote", seed, PAIRS[0], error="CUDA out of memory"))
+    with Store(tmp_path / "failed", create=False) as store:
+        cells = store.cells()
+    table = table3(cells)
+    assert len(table) == 1 and table["n_seeds"].iloc[0] == 0 and table["n_failed"].iloc[0] == 2
+    assert table["g_mean_mean"].isna().all() and not table["g_mean_best"].any()
+    assert "CUDA out of memory" in table3_text(cells)
+    (md,) = write_report(tmp_path / "failed", tmp_path / "out", formats=("md",))
+    row = next(line for line in md.read_text().splitlines() if line.startswith("| 0.1"))
+    assert [c.strip() for c in row.strip("|").split("|")][:4] == ["0.1", "smote", "0", "-"]  # a dash, 0 seeds
