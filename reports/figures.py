@@ -494,15 +494,16 @@ def _figure_8(cells, out_dir, formats, results_dir=None):
     paths = []
     for (dataset, protocol), chosen in sorted(data.items()):
         methods = method_order(chosen)
+        images = {method: mpimg.imread(chosen[method][0]) for method in methods}
         ncols = min(4, len(methods))
         nrows = math.ceil(len(methods) / ncols)
-        fig = Figure(figsize=(3.2 * ncols, 3.5 * nrows), layout="constrained")
+        aspect = max(image.shape[0] / image.shape[1] for image in images.values())  # rows as tall as needed
+        fig = Figure(figsize=(3.2 * ncols, (3.2 * aspect + 0.7) * nrows + 0.4), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
         for ax in axes:
             ax.axis("off")
         for ax, method in zip(axes, methods, strict=False):
-            path, caption = chosen[method]
-            image = mpimg.imread(path)
+            caption, image = chosen[method][1], images[method]
             ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
             ax.set_title(f"{method}\n{caption}", fontsize="small")
         fig.suptitle(f"{dataset} ({protocol}): generated samples")
