@@ -87,6 +87,7 @@ def test_deterministic_pdf(full, tmp_path):
 
 
 def test_missing_data_is_skipped_with_reason(tmp_path, caplog):
+    caplog.set_level("INFO", logger="bench.reports.figures")
     cells = frame([dict(method="gan", seed=s, pair=p) for s in (0, 1) for p in PAIRS])  # no quality, no phi
     out = F.write_figures(cells, tmp_path, results_dir=None)
     for number in (4, 5, 6, 7, 8):
