@@ -60,7 +60,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullLocator  # noqa: E402
 from scipy import stats  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ FID_VARIANTS = ("fid-inception", "fid-proxy")
 KNOBS = {"g_conv_layers": "C", "d_pool_layers": "P", "g_cbn_layers": "BN"}
 ABLATION_METHOD = "capsan"
 REAL_IMAGES = "real images"  # the reference line of Figures 4 and 5 (real-vs-real SSIM and FID)
+COMPARISON_FIGURES = (3, 4, 5, 8, 9)  # methods side by side: swept variants belong to Figures 6 and 7
 FIG7_METRICS = {"accuracy": "accuracy", "g_mean": "G-mean", "f_measure": "F-measure"}
 ROC_POINTS = 101
 RATIO_DECIMALS = 10
@@ -187,10 +188,13 @@ def _new_figure(n_panels: int, width: float = 4.8, height: float = 3.6):
     return fig, list(axes)
 
 
-def _draw_lines(ax, summary: pd.DataFrame, x: str, colours: dict, hue: str = "method", style: str = "-"):
-    """One line per hue value with its band; summary has x, hue, mean, lo, hi."""
+def _draw_lines(ax, summary: pd.DataFrame, x: str, colours: dict, hue: str = "method", style: str = "-",
+                bounds: tuple[float, float] = (-math.inf, math.inf)):
+    """One line per hue value with its band; summary has x, hue, mean, lo, hi. The band is drawn inside the
+    metric's ``bounds`` (a t interval of a bounded metric can pass them; its values cannot)."""
     for name in method_order(summary[hue]) if hue == "method" else sorted(summary[hue].unique()):
         part = summary[summary[hue] == name].sort_values(x)
+        part = part.assign(lo=part["lo"].clip(*bounds), hi=part["hi"].clip(*bounds))
         colour = colours.get(name)
         sns.lineplot(x=part[x].to_numpy(), y=part["mean"].to_numpy(), ax=ax, color=colour, marker="o",
                      linestyle=style, label=str(name), errorbar=None, sort=False)
@@ -201,6 +205,30 @@ def _draw_lines(ax, summary: pd.DataFrame, x: str, colours: dict, hue: str = "me
                 mean = part["mean"].to_numpy()
                 ax.errorbar(part[x].to_numpy(), mean, yerr=[mean - part["lo"].to_numpy(), part["hi"].to_numpy() - mean],
                             color=colour, capsize=3, linewidth=1, fmt="none")
+
+
+def _ratio_axis(ax, ratios: Iterable[float], protocol: str) -> None:
+    """A log axis with a labelled tick at each level drawn (no crowded minor labels like 3x10^-2)."""
+    levels = sorted({float(r) for r in ratios})
+    ax.set_xscale("log")
+    ax.set_xticks(levels, [f"{r:g}" for r in levels])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel(_x_label(protocol))
+
+
+def _legend(ax, **options) -> None:
+    """The legend beside the axes, so it never hides a curve however many methods there are."""
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **options)
+
+
+def comparison_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """The cells that compare methods: per (dataset, protocol), swept variants (``capsan[phi=0.5]``) are left
+    to Figures 6 and 7 when plain methods are there too; a store of variants only keeps them."""
+    if cells is None or len(cells) == 0 or "method" not in cells:
+        return cells
+    variant = cells["method"].astype(str).str.contains("[", regex=False)
+    plain = (~variant).groupby([cells["dataset"], cells["protocol"]]).transform("any")
+    return cells[~(variant & plain)]
 
 
 def _groups(frame: pd.DataFrame, keys: Sequence[str]):
@@ -225,10 +253,10 @@ def _figure_3(cells, out_dir, formats):
     colours = palette(data["method"])
     for (dataset, protocol), group in _groups(data, ["dataset", "protocol"]):
         fig, (ax,) = _new_figure(1, 6.0, 4.2)
-        _draw_lines(ax, group, "ratio", colours)
-        ax.set(xscale="log", xlabel=_x_label(protocol), ylabel="balanced accuracy",
-               title=f"{dataset} ({protocol})")
-        ax.legend(fontsize="small")
+        _draw_lines(ax, group, "ratio", colours, bounds=(0.0, 1.0))
+        ax.set(ylabel="balanced accuracy", title=f"{dataset} ({protocol})")
+        _ratio_axis(ax, group["ratio"], protocol)
+        _legend(ax)
         paths += _save(fig, out_dir, slug("figure3", dataset, protocol), formats)
     return paths
 
@@ -277,13 +305,13 @@ def _figure_4(cells, out_dir, formats):
     paths = []
     for (dataset, protocol), group in _groups(generated, ["dataset", "protocol"]):
         fig, (ax,) = _new_figure(1, 6.0, 4.2)
-        _draw_lines(ax, group, "ratio", colours)
+        _draw_lines(ax, group, "ratio", colours, bounds=(-1.0, 1.0))
         ref = real[(real["dataset"] == dataset) & (real["protocol"] == protocol)]
         if not ref.empty:
-            _draw_lines(ax, ref, "ratio", {REAL_IMAGES: "0.4"}, hue="method", style="--")
-        ax.set(xscale="log", xlabel=_x_label(protocol), ylabel="SSIM (lower = more diverse)",
-               title=f"{dataset} ({protocol}): diversity")
-        ax.legend(fontsize="small")
+            _draw_lines(ax, ref, "ratio", {REAL_IMAGES: "0.4"}, hue="method", style="--", bounds=(-1.0, 1.0))
+        ax.set(ylabel="SSIM (lower = more diverse)", title=f"{dataset} ({protocol}): diversity")
+        _ratio_axis(ax, group["ratio"], protocol)
+        _legend(ax)
         paths += _save(fig, out_dir, slug("figure4", dataset, protocol), formats)
     return paths
 
@@ -334,12 +362,13 @@ def _figure_5(cells, out_dir, formats):
         fig, axes = _new_figure(len(variants), 5.2, 4.0)
         for ax, variant in zip(axes, variants, strict=True):
             panel = panels[(dataset, protocol, variant)]
-            _draw_lines(ax, panel[panel["method"] != REAL_IMAGES], "ratio", colours)
+            _draw_lines(ax, panel[panel["method"] != REAL_IMAGES], "ratio", colours, bounds=(0.0, math.inf))
             if (panel["method"] == REAL_IMAGES).any():
-                _draw_lines(ax, panel[panel["method"] == REAL_IMAGES], "ratio", {REAL_IMAGES: "0.4"}, style="--")
-            ax.set(xscale="log", xlabel=_x_label(protocol), ylabel=f"{variant} (lower = better)",
-                   title=f"{dataset} ({protocol}): {variant}")
-            ax.legend(fontsize="small")
+                _draw_lines(ax, panel[panel["method"] == REAL_IMAGES], "ratio", {REAL_IMAGES: "0.4"}, style="--",
+                            bounds=(0.0, math.inf))
+            ax.set(ylabel=f"{variant} (lower = better)", title=f"{dataset} ({protocol}): {variant}")
+            _ratio_axis(ax, panel["ratio"], protocol)
+            _legend(ax)
         paths += _save(fig, out_dir, slug("figure5", dataset, protocol), formats)
     return paths
 
@@ -389,7 +418,7 @@ def _figure_6(cells, out_dir, formats):
             summary = data[(dataset, protocol, knob)].assign(line=lambda f: f["ratio"].map(ratio_tag))
             lines = sorted(summary["line"].unique())
             colours = dict(zip(lines, sns.color_palette("viridis", len(lines)), strict=True))
-            _draw_lines(ax, summary, "value", colours, hue="line")
+            _draw_lines(ax, summary, "value", colours, hue="line", bounds=(0.0, 1.0))
             ax.set(xlabel=f"{KNOBS[knob]} ({knob})", ylabel="G-mean", title=f"{dataset}: {KNOBS[knob]}")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layer counts: no 2.5 layers
             ax.legend(fontsize="small", title="ratio")
@@ -458,9 +487,12 @@ def _figure_7(cells, out_dir, formats):
         fig, axes = _new_figure(len(FIG7_METRICS), 4.4, 3.6)
         for ax, (metric, label) in zip(axes, FIG7_METRICS.items(), strict=True):
             summary = summarize(group, ["method", "phi"], metric).join(x, on=["method", "phi"])
-            _draw_lines(ax, summary, "x", colours)
+            _draw_lines(ax, summary, "x", colours, bounds=(0.0, 1.0))
             ax.set(xlabel="generated images", ylabel=label, title=f"{dataset} ({protocol}) {ratio_tag(ratio)}")
-            ax.legend(fontsize="small")
+            if ax is axes[-1]:
+                _legend(ax)
+            elif ax.get_legend() is not None:  # one legend for the row of panels
+                ax.get_legend().remove()
         paths += _save(fig, out_dir, slug("figure7", dataset, protocol, ratio_tag(ratio)), formats)
     return paths
 
@@ -615,8 +647,10 @@ def _check_formats(formats) -> tuple[str, ...]:
 
 
 def _run(number: int, cells, out_dir, formats, **kwargs) -> list[Path] | str:
-    """The files written, or why the figure was skipped (logged as a warning)."""
+    """The files written, or why the figure was skipped (logged)."""
     formats = _check_formats(formats)
+    if number in COMPARISON_FIGURES:
+        cells = comparison_cells(cells)
     try:
         paths = _BUILDERS[number](cells, Path(out_dir), formats, **kwargs)
     except FigureSkipped as skip:

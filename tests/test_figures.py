@@ -226,3 +226,29 @@ def test_figure5_draws_the_real_vs_real_fid_as_the_reference_line(tmp_path):
     assert list(panel[panel["method"] == "gan"]["mean"]) == [20.5, 20.5]
     (png,) = F.figure_5(cells, tmp_path, formats=("png",))
     assert png.stat().st_size > 0
+
+
+def test_comparison_figures_leave_swept_variants_to_figures_6_and_7():
+    cells = pd.DataFrame({"method": ["gan", "capsan", "capsan[phi=0.5]", "capsan[phi=0.5]"],
+                          "dataset": ["mnist", "mnist", "mnist", "digits"], "protocol": ["binary"] * 4})
+    kept = F.comparison_cells(cells)
+    assert list(kept["method"]) == ["gan", "capsan", "capsan[phi=0.5]"]  # digits has variants only: kept
+    assert list(kept["dataset"]) == ["mnist", "mnist", "digits"]
+
+
+def test_ratio_ticks_are_the_levels_drawn_and_bands_stay_inside_the_metric_range():
+    from matplotlib.collections import PolyCollection
+    from matplotlib.figure import Figure
+
+    from bench.reports.figures import _draw_lines, _ratio_axis
+
+    ax = Figure().subplots()
+    summary = pd.DataFrame({"ratio": [0.025, 0.1], "method": ["gan", "gan"], "mean": [0.9, 0.95],
+                            "lo": [0.7, 0.9], "hi": [1.2, 1.05]})
+    _draw_lines(ax, summary, "ratio", {"gan": (0.1, 0.2, 0.3)}, bounds=(0.0, 1.0))
+    _ratio_axis(ax, summary["ratio"], "binary")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.025", "0.1"]
+    assert ax.xaxis.get_minor_locator().tick_values(0.01, 1) == []  # no crowded minor labels
+    (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    ys = np.concatenate([path.vertices[:, 1] for path in band.get_paths()])
+    assert ys.max() == pytest.approx(1.0) and ys.min() == pytest.approx(0.7)  # 1.2 and 1.05 clipped at 1
