@@ -622,8 +622,10 @@ def _figure_9(cells, out_dir, formats):
         fig, (ax,) = _new_figure(1, 5.2, 5.0)
         for method in method_order(frame["method"]):
             part = frame[frame["method"] == method]
+            fpr, tpr = part["fpr"].to_numpy(), part["tpr"].to_numpy()
+            auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))  # trapezoids under the mean curve
             sns.lineplot(x=part["fpr"].to_numpy(), y=part["tpr"].to_numpy(), ax=ax, color=colours[method],
-                         label=f"{method} (n={int(part['n'].iloc[0])})", errorbar=None, sort=False)
+                         label=f"{method} (n={int(part['n'].iloc[0])}, AUC {auc:.3f})", errorbar=None, sort=False)
             ax.fill_between(part["fpr"], part["lo"], part["hi"], color=colours[method], alpha=0.15, linewidth=0)
         ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", linewidth=1)
         ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate",

@@ -252,3 +252,19 @@ def test_ratio_ticks_are_the_levels_drawn_and_bands_stay_inside_the_metric_range
     (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
     ys = np.concatenate([path.vertices[:, 1] for path in band.get_paths()])
     assert ys.max() == pytest.approx(1.0) and ys.min() == pytest.approx(0.7)  # 1.2 and 1.05 clipped at 1
+
+
+def test_figure9_legend_gives_the_area_under_the_mean_curve(tmp_path, monkeypatch):
+    cells = frame([dict(method="gan", seed=s, pair=p) for s in (0, 1) for p in PAIRS])
+    grid = F.roc_grid()
+    curve = F.interpolate_roc(ROC["roc"]["fpr"], ROC["roc"]["tpr"], grid)
+    expected = float(np.sum(np.diff(grid) * (curve[1:] + curve[:-1]) / 2))
+    captured, save = {}, F._save
+
+    def keep(fig, out_dir, stem, formats):  # read the legend back before the figure is saved
+        captured["labels"] = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        return save(fig, out_dir, stem, formats)
+
+    monkeypatch.setattr(F, "_save", keep)
+    F.figure_9(cells, tmp_path, formats=("png",))
+    assert captured["labels"] == [f"gan (n=2, AUC {expected:.3f})"]
