@@ -94,16 +94,22 @@ def test_run_grid_with_jobs_stores_every_cell_from_the_driver(tmp_path):
     assert (again.skipped, again.done) == (len(cells), 0)
 
 
-def test_a_killed_worker_is_replaced_its_cell_retried_and_nothing_finished_lost(tmp_path):
+def run_dying_grid(tmp_path, seeds: int, *executor):
+    """``bench run`` of imbalanced, dies-once and always-dies on one digits pair; returns (run, markers, results)."""
     method_file = tmp_path / "dies.py"
     method_file.write_text(DIES)
     markers = tmp_path / "markers"
     markers.mkdir()
     results = tmp_path / "results"
-    args = ["run", "--methods", "imbalanced,dies-once,always-dies", "--method-file", method_file, "--datasets",
-            "digits", "--ratios", "0.1", "--seeds", "2", "--pairs", "3:5", "--epochs", "1", "--jobs", "2",
-            "--results", results, "--quiet"]
-    run = run_bench(*args, cwd=tmp_path, env={"BENCH_TEST_MARKERS": str(markers)})
+    run = run_bench("run", "--methods", "imbalanced,dies-once,always-dies", "--method-file", method_file,
+                    "--datasets", "digits", "--ratios", "0.1", "--seeds", seeds, "--pairs", "3:5", "--epochs", "1",
+                    *executor, "--results", results, "--quiet", cwd=tmp_path,
+                    env={"BENCH_TEST_MARKERS": str(markers)})
+    return run, markers, results
+
+
+def test_a_killed_worker_is_replaced_its_cell_retried_and_nothing_finished_lost(tmp_path):
+    run, markers, results = run_dying_grid(tmp_path, 2, "--jobs", "2")
     assert run.returncode == 0, run.stderr
     assert sorted(p.name for p in markers.iterdir()) == ["seed0", "seed1"]  # each seed's first try was killed
     with Store(results, create=False) as store:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from helpers import run_bench
-from test_executors import DIES
+from test_executors import run_dying_grid
 
 from bench.store import Store
 
@@ -25,15 +25,7 @@ def test_the_smoke_preset_runs_as_ray_tasks(tmp_path):
 
 
 def test_a_lost_ray_worker_is_retried_then_recorded_failed(tmp_path):
-    method_file = tmp_path / "dies.py"
-    method_file.write_text(DIES)
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    results = tmp_path / "results"
-    run = run_bench("run", "--methods", "imbalanced,dies-once,always-dies", "--method-file", method_file,
-                    "--datasets", "digits", "--ratios", "0.1", "--seeds", "1", "--pairs", "3:5", "--epochs", "1",
-                    "--executor", "ray", "--results", results, "--quiet", cwd=tmp_path,
-                    env={"BENCH_TEST_MARKERS": str(markers)})
+    run, markers, results = run_dying_grid(tmp_path, 1, "--executor", "ray")
     assert run.returncode == 0, run.stderr
     assert [p.name for p in markers.iterdir()] == ["seed0"]  # dies-once was killed once ...
     with Store(results, create=False) as store:
