@@ -90,10 +90,9 @@ def _chromium() -> str:
     binary = os.environ.get("BENCH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if binary:
         return binary
-    reason = "no Chromium binary (install Debian's chromium, or set BENCH_CHROMIUM)"
     if os.environ.get("BENCH_REQUIRE_BROWSER"):  # CI installs it: a missing browser there is a failure
-        pytest.fail(reason)
-    pytest.skip(reason)
+        pytest.fail("no Chromium binary, and BENCH_REQUIRE_BROWSER is set: install Debian's chromium")
+    pytest.skip("no Chromium binary (install Debian's chromium, or set BENCH_CHROMIUM)")
 
 
 def _artifact_dir(root: Path) -> Path:
