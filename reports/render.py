@@ -130,6 +130,20 @@ def _notes(group: pd.DataFrame) -> list[str]:
     ]
 
 
+def _pooled(group: pd.DataFrame) -> list[str]:
+    """Rows that average cells of several training lengths or parameter sets (``bench export`` tells them apart)."""
+    mixed = group[group["n_configs"] > 1] if "n_configs" in group else group.iloc[:0]
+    return [
+        f"{row['method']} at ratio {row['ratio']:g} pools cells of {row['n_configs']} configurations "
+        f"(epochs {_span(row['epochs_min'], row['epochs_max'])}); bench export lists them apart"
+        for _, row in mixed.iterrows()
+    ]
+
+
+def _span(low, high) -> str:
+    return f"{low:g}" if low == high else f"{low:g} to {high:g}"
+
+
 def _missing(group: pd.DataFrame) -> list[str]:
     """Rows with fewer seeds than the most any row of the table has: the store cannot know the planned grid,
     so the fullest row is the yardstick."""
@@ -214,6 +228,7 @@ def render_markdown(table: pd.DataFrame, failed: pd.DataFrame, tests: dict | Non
             parts.append(tests[(dataset, protocol)] + "\n")
         parts += [f"Partial seeds: {note}.\n" for note in _notes(group)]
         parts += [f"Missing: {note}.\n" for note in _missing(group)]
+        parts += [f"Pooled: {note}.\n" for note in _pooled(group)]
         failures = _failures(failed, dataset, protocol)
         if failures:
             parts.append("Failed cells:\n\n" + "\n".join(f"- {line}" for line in failures) + "\n")
@@ -250,7 +265,8 @@ def render_latex(table: pd.DataFrame, failed: pd.DataFrame, tests: dict | None =
         )
         notes = ([f"paper: the values reported in {PAPER_CITATION}, Table 3."] if paper else []) + (
             [tests[(dataset, protocol)]] if (tests or {}).get((dataset, protocol)) else []
-        ) + [f"Partial seeds: {note}." for note in _notes(group)] + [f"Missing: {note}." for note in _missing(group)]
+        ) + [f"Partial seeds: {note}." for note in _notes(group)] + [f"Missing: {note}." for note in _missing(group)] + [
+            f"Pooled: {note}." for note in _pooled(group)]
         if notes:
             note_tex = "\\par\\smallskip\\footnotesize " + " ".join(latex_escape(n) for n in notes) + "\n"
             latex = latex.replace("\\end{table}", note_tex + "\\end{table}")

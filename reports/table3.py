@@ -5,12 +5,16 @@ seed are first averaged over their pairs (a seed with only some pairs done still
 in ``n_partial_seeds``), then the seed means give the mean and the sample std (ddof=1; NaN for one seed).
 Cells that differ only in what the row does not show (params, epochs) are averaged per (seed, pair) first.
 Failed cells carry no metrics: they are counted in ``n_failed`` and the first one's error is kept.
+``n_configs`` counts the distinct (epochs, parameters) among a row's done cells, ``epochs_min`` and
+``epochs_max`` bound their training lengths: above one configuration, the row pools runs that differ in
+what it does not show, and the rendered tables say so.
 ``<metric>_ci_low`` / ``_ci_high``: the 95 % Student-t confidence interval of the mean over the seed means
 (``stats.ci_bounds``; NaN below two seeds).
 """
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -33,7 +37,8 @@ def row_keys(by_pair: bool = False) -> list[str]:
 
 
 def table_columns(by_pair: bool = False) -> list[str]:
-    columns = row_keys(by_pair) + ["n_seeds", "n_pairs", "n_partial_seeds", "n_failed", "error"]
+    columns = row_keys(by_pair) + ["n_seeds", "n_pairs", "n_partial_seeds", "n_failed", "n_configs",
+                                   "epochs_min", "epochs_max", "error"]
     for metric in CSV_METRICS:
         columns += [f"{metric}_mean", f"{metric}_std", f"{metric}_ci_low", f"{metric}_ci_high", f"{metric}_best"]
         if metric in PAPER_METRICS:
@@ -59,6 +64,11 @@ def _prepare(cells: pd.DataFrame) -> pd.DataFrame:
     ].copy()
     frame["pair"] = frame["pair"].map(pair_label)
     frame["ratio"] = frame["ratio"].astype(float).round(RATIO_DECIMALS)
+    # What a row does not show but may pool: the training length and the method's parameters.
+    epochs = cells["epochs"] if "epochs" in cells else pd.Series([None] * len(cells), index=cells.index)
+    params = cells["params"] if "params" in cells else pd.Series([None] * len(cells), index=cells.index)
+    frame["epochs"] = epochs
+    frame["config"] = [json.dumps([e, p], sort_keys=True, default=str) for e, p in zip(epochs, params, strict=True)]
     for metric in CSV_METRICS:
         frame[metric] = [_metric(m, metric) for m in frame["metrics"]]
     return frame.drop(columns="metrics")
@@ -107,13 +117,15 @@ def _aggregate(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     )
     if per_seed.empty:  # every cell failed: rows of dashes (pandas cannot join or align empty Arrow keys)
         table = failed.reset_index().assign(**{c: np.nan for c in stats.columns}, n_seeds=0, n_pairs=0,
-                                            n_partial_seeds=0)
+                                            n_partial_seeds=0, n_configs=0, epochs_min=np.nan, epochs_max=np.nan)
         return table.astype({c: float for c in stats.columns})
     row_pairs = per_seed.join(n_pairs, on=keys)
     partial = (row_pairs["seed_pairs"] < row_pairs["n_pairs"]).groupby(keys).sum().rename("n_partial_seeds")
-    parts = [stats, by_row.size().rename("n_seeds"), n_pairs, partial, failed]
+    configs = done.groupby(keys).agg(n_configs=("config", "nunique"), epochs_min=("epochs", "min"),
+                                     epochs_max=("epochs", "max"))
+    parts = [stats, by_row.size().rename("n_seeds"), n_pairs, partial, failed, configs]
     table = pd.concat(parts, axis=1).reset_index()
-    for count in ("n_seeds", "n_pairs", "n_partial_seeds", "n_failed"):
+    for count in ("n_seeds", "n_pairs", "n_partial_seeds", "n_failed", "n_configs"):
         table[count] = table[count].fillna(0).astype(int)
     return table
 

@@ -398,3 +398,18 @@ def test_a_grid_whose_every_cell_failed_gives_rows_of_dashes(tmp_path):
     (md,) = write_report(tmp_path / "failed", tmp_path / "out", formats=("md",))
     row = next(line for line in md.read_text().splitlines() if line.startswith("| 0.1"))
     assert [c.strip() for c in row.strip("|").split("|")][:4] == ["0.1", "smote", "0", "-"]  # a dash, 0 seeds
+
+
+def test_a_row_that_pools_different_training_lengths_says_so(tmp_path):
+    with Store(tmp_path / "r") as store:
+        store.add({**cell(1, "mnist", 0.1, "gan", 0, PAIRS[0], p=0.8), "epochs": 1})
+        store.add({**cell(2, "mnist", 0.1, "gan", 0, PAIRS[0], p=0.6), "epochs": 5})
+        store.add({**cell(3, "mnist", 0.1, "smote", 0, PAIRS[0], p=0.7), "epochs": 5})
+    with Store(tmp_path / "r", create=False) as store:
+        table = table3(store.cells())
+    gan, smote = row(table, "mnist", 0.1, "gan"), row(table, "mnist", 0.1, "smote")
+    assert (gan["n_configs"], gan["epochs_min"], gan["epochs_max"], smote["n_configs"]) == (2, 1, 5, 1)
+    assert gan["precision_mean"] == pytest.approx(0.7)  # pooled, as documented, and said below the table
+    (md,) = write_report(tmp_path / "r", tmp_path / "out", formats=("md",))
+    assert "Pooled: gan at ratio 0.1 pools cells of 2 configurations (epochs 1 to 5)" in md.read_text()
+    assert "Pooled: smote" not in md.read_text()
