@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -17,10 +18,10 @@ from .table3 import failed_cells
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 75em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; display: block; overflow-x: auto; }
-th, td { border-bottom: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th, td { border-bottom: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; white-space: nowrap; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 figure { display: inline-block; margin: 1em; } img { max-width: 36em; }
-figcaption { font-size: 0.85em; color: #555; } .note { color: #555; }
+figcaption { font-size: 0.85em; color: #555; } .note { color: #555; } td.t { text-align: left; }
 """
 
 
@@ -94,7 +95,7 @@ def _markdown_tables(text: str) -> str:
         if rows:
             header, body = rows[0], [r for r in rows[2:]]
             head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
-            cells = "".join("<tr>" + "".join(f"<td>{_bold(c)}</td>" for c in r) + "</tr>" for r in body)
+            cells = "".join("<tr>" + "".join(_cell(c) for c in r) + "</tr>" for r in body)
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>")
             rows.clear()
 
@@ -111,6 +112,12 @@ def _markdown_tables(text: str) -> str:
             out.append(f"<p>{_bold(line)}</p>")
     flush()
     return "\n".join(out)
+
+
+def _cell(text: str) -> str:
+    """A table cell; words (method names, pairs) are left-aligned, numbers and dashes right-aligned."""
+    numeric = re.match(r"^(\*\*)?[-+]?(\d|\.\d|-$|- \()", text.strip())
+    return f"<td>{_bold(text)}</td>" if numeric else f"<td class='t'>{_bold(text)}</td>"
 
 
 def _bold(text: str) -> str:

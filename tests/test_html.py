@@ -131,3 +131,9 @@ def test_the_page_renders_in_chromium_with_every_figure_and_no_console_error(rep
     assert errors == []
     assert [u for u in fetched if not u.startswith(("data:", "file:"))] == []  # nothing from the network
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_words_are_left_aligned_and_numbers_right_aligned(page):
+    assert "<td class='t'>imbalanced</td>" in page  # a method name
+    assert re.search(r"<td>(<b>)?\d\.\d{3}", page)  # a number keeps the right alignment
+    assert "<td class='t'>-" not in page  # a dash (no result) is a number's place
