@@ -22,6 +22,7 @@ th, td { border-bottom: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 figure { display: inline-block; margin: 1em; } img { max-width: 36em; }
 figcaption { font-size: 0.85em; color: #555; } .note { color: #555; } td.t { text-align: left; }
+table.prov td { white-space: normal; text-align: left; }
 """
 
 
@@ -74,7 +75,7 @@ def _provenance(cells: pd.DataFrame) -> str:
         rows.append(("results folders", ", ".join(dict.fromkeys(cells["results"].astype(str)))))
     rows += [(name, ", ".join(sorted(values))) for name, values in sorted(versions.items())]
     table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
-    return f"<h2>Provenance</h2><table>{table}</table>"
+    return f"<h2>Provenance</h2><table class='prov'>{table}</table>"
 
 
 def _failures(cells: pd.DataFrame) -> str:
