@@ -2,9 +2,11 @@
 # One prepared run on a lent GPU machine (see the device tool): the CapsAN step benchmark (with a check that
 # the training step never synchronises with the host) and the CUDA path of `bench run` on MNIST.
 # Expects wheels the machine lacks in .whl/ and MNIST in .devdata/mnist/ (both git-ignored, carried).
-# Usage: bash benchmarks/device_check.sh [all|bench|baselines|quality]
+# Usage: bash benchmarks/device_check.sh [all|bench|baselines|quality|scale]
 #   bench: the step benchmark only; baselines: the issue-4 grid (gan, acgan, dagan, gamo, bagan, crl on MNIST);
 #   quality: paper-table1 (one seed, one epoch) and capsan + gan with --metrics fid,ssim on one MNIST pair
+#   scale: issue 8's figures: per-method img/s and peak memory at batch 64/256, packed throughput K = 1, 2, 4, 8
+#          (benchmarks/throughput.py), the paper-table3 dry-run estimate on this GPU, and a --jobs-per-gpu 4 run
 set -uo pipefail
 MODE=${1:-all}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -31,6 +33,17 @@ for where in ("/tmp/t1", "/tmp/q1"):
         print(r["method"], r["ratio"], r["status"], round(r["duration_s"], 1), "acc", m.get("accuracy"), q,
               m.get("quality_error"), r["device"])
 PY
+  exit 0
+fi
+if [ "$MODE" = scale ]; then
+  python3 "$REPO/benchmarks/throughput.py" --dataset mnist --data-dir "$REPO/.devdata" \
+    --methods imbalanced,gan,capsan --epochs 1 --packing 1,2,4,8 --cells-per-worker 2
+  SECONDS=0
+  bench run --preset paper-table3 --datasets mnist --data-dir "$REPO/.devdata" --results /tmp/p3 --dry-run \
+    | tail -3; echo "dry-run seconds: $SECONDS"
+  SECONDS=0
+  timeout "${GRID_TIMEOUT:-240}" bench run --methods imbalanced,gan --datasets mnist --data-dir "$REPO/.devdata" \
+    --ratios 0.05 --seeds 2 --jobs-per-gpu 4 --results /tmp/j4 --quiet | head -1; echo "jobs-per-gpu 4: ${SECONDS}s"
   exit 0
 fi
 if [ "$MODE" != baselines ]; then
