@@ -31,26 +31,24 @@ CALIBRATION_IMAGES = 512
 _WARM: list = []  # non-empty once this process has run one (untimed) warm-up fit
 
 
-def cell_status(cells: list[Cell], results_dir) -> dict[str, str]:
-    """key -> "done", "failed" (attempted, never done) or "pending" (never attempted), from the store."""
-    path = Path(results_dir) / STORE_NAME
-    attempts = pd.DataFrame(columns=["key", "status"])
-    if path.exists():
-        with Store(results_dir, create=False) as store:
-            attempts = store.attempts()[["key", "status", "method", "dataset", "epochs", "duration_s"]]
+def stored_attempts(results_dir) -> pd.DataFrame:
+    """Every attempt in the store (read only), or an empty frame when there is no store yet."""
+    if not (Path(results_dir) / STORE_NAME).exists():
+        return pd.DataFrame(columns=["key", "status", "method", "dataset", "epochs", "duration_s"])
+    with Store(results_dir, create=False) as store:
+        return store.attempts()
+
+
+def cell_status(cells: list[Cell], attempts: pd.DataFrame) -> dict[str, str]:
+    """key -> "done", "failed" (attempted, never done) or "pending" (never attempted)."""
     done = set(attempts.loc[attempts["status"] == "done", "key"])
     failed = set(attempts["key"]) - done
     return {c.key: "done" if c.key in done else "failed" if c.key in failed else "pending" for c in cells}
 
 
-def stored_durations(results_dir) -> dict[tuple, float]:
+def stored_durations(attempts: pd.DataFrame) -> dict[tuple, float]:
     """(method label, dataset, epochs) -> median seconds of its done cells."""
-    path = Path(results_dir) / STORE_NAME
-    if not path.exists():
-        return {}
-    with Store(results_dir, create=False) as store:
-        done = store.attempts()
-    done = done[done["status"] == "done"]
+    done = attempts[attempts["status"] == "done"]
     return {key: float(group.median()) for key, group in done.groupby(["method", "dataset", "epochs"])["duration_s"]}
 
 
@@ -113,8 +111,9 @@ def dry_run(cells: list[Cell], results_dir, load, device, workers: int = 1) -> t
     (only for the groups that need a calibration)."""
     from bench.runner import describe_device
 
-    status = cell_status(cells, results_dir)
-    stored = stored_durations(results_dir)
+    attempts = stored_attempts(results_dir)
+    status = cell_status(cells, attempts)
+    stored = stored_durations(attempts)
     rows = []
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:

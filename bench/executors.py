@@ -24,7 +24,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
 
@@ -51,7 +51,7 @@ class _WorkerState:
     """What one worker process holds: its device, its datasets, its FID settings (built once)."""
 
     device: object = None
-    data: dict = field(default_factory=dict)
+    load: object = None  # runner.dataset_loader: cell -> (train, test), each dataset read once
     fid_settings: object = None
     ready: bool = False
 
@@ -63,7 +63,7 @@ def _prepare(job: Job, device: str) -> None:
     import torch
 
     from bench.methods import load_method_file
-    from bench.runner import resolve_device
+    from bench.runner import dataset_loader, resolve_device
 
     if _STATE.ready:
         return
@@ -72,38 +72,28 @@ def _prepare(job: Job, device: str) -> None:
     for path in job.method_files:
         load_method_file(path)
     _STATE.device = resolve_device(device)
+    _STATE.load = dataset_loader(job.data_dir, job.download)
     _STATE.ready = True
 
 
 def execute(cell: Cell, job: Job, device: str = "auto") -> dict:
     """Run one cell in this process (a worker) and return its row; the process keeps its datasets."""
-    from bench import runner
-    from bench.datasets import load_dataset
     from bench.quality import FidSettings
+    from bench.runner import run_cell
 
     _prepare(job, device)
-    source = runner._data_source(cell)
-    if source not in _STATE.data:
-        options = runner._load_options(cell)
-        _STATE.data[source] = tuple(load_dataset(cell.dataset, job.data_dir, split, job.download, options)
-                                    for split in ("train", "test"))
     if "fid" in cell.options.get("quality", []) and _STATE.fid_settings is None:
         _STATE.fid_settings = FidSettings(job.fid_weights, job.download, _STATE.device,
                                           Path(job.results_dir) / "fid-cache")
-    return runner.run_cell(cell, *_STATE.data[source], _STATE.device, Path(job.results_dir),
-                           fid_settings=_STATE.fid_settings)
+    return run_cell(cell, *_STATE.load(cell), _STATE.device, Path(job.results_dir), fid_settings=_STATE.fid_settings)
 
 
 def failed_row(cell: Cell, error: str, device: str) -> dict:
     """The row of a cell that never returned one (its worker died, or Ray gave up on it)."""
-    from bench.runner import _now, package_versions
+    from bench.runner import _now, cell_row
 
-    now = _now()
-    return {"key": cell.key, "method": cell.variant or cell.method, "params": cell.params,
-            "dataset": cell.dataset, "protocol": cell.protocol, "pair": list(cell.pair) or None,
-            "ratio": cell.ratio, "seed": cell.seed, "epochs": cell.epochs, "counts": None, "metrics": None,
-            "curves": None, "error": error, "status": "failed", "started_at": now, "finished_at": now,
-            "duration_s": 0.0, "device": device, "versions": package_versions(), "artifacts": None}
+    row = cell_row(cell, _now(), device, None)
+    return {**row, "status": "failed", "error": error, "finished_at": row["started_at"], "duration_s": 0.0}
 
 
 # --------------------------------------------------------------------------- local worker processes

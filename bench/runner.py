@@ -86,19 +86,23 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def cell_row(cell: Cell, started: str, device: str, artifacts: str | None) -> dict:
+    """What a stored row says of its cell before any result: identity, device, versions."""
+    return {
+        "key": cell.key, "method": cell.variant or cell.method, "params": cell.params, "dataset": cell.dataset,
+        "protocol": cell.protocol, "pair": list(cell.pair) or None, "ratio": cell.ratio, "seed": cell.seed,
+        "epochs": cell.epochs, "started_at": started, "device": device, "versions": package_versions(),
+        "artifacts": artifacts, "counts": None, "metrics": None, "curves": None, "error": None,
+    }
+
+
 def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, progress=None,
              fid_settings=None) -> dict:
     """Run one cell on the dataset's full ``train`` and ``test`` sets; return the row to store."""
     started, clock = _now(), time.perf_counter()
     # A folder:PATH dataset name holds slashes and a colon: one safe folder name instead.
     artifacts = Path("artifacts") / re.sub(r"[^A-Za-z0-9._-]+", "_", cell.dataset) / cell.method / cell.key
-    row = {
-        "key": cell.key, "method": cell.variant or cell.method, "params": cell.params, "dataset": cell.dataset,
-        "protocol": cell.protocol, "pair": list(cell.pair) or None, "ratio": cell.ratio, "seed": cell.seed,
-        "epochs": cell.epochs, "started_at": started, "device": describe_device(device),
-        "versions": package_versions(), "artifacts": str(artifacts),
-        "counts": None, "metrics": None, "curves": None, "error": None,
-    }
+    row = cell_row(cell, started, describe_device(device), str(artifacts))
     try:
         seed_everything(cell.seed, device)
         task = make_imbalanced(train, test, cell.protocol, pair=cell.pair, ratio=cell.ratio, seed=cell.seed,
@@ -263,11 +267,12 @@ def run_grid(cells: list[Cell], results_dir: str | Path, *, data_dir=None, downl
         if executor == "ray":
             pool = executors.RayExecutor(job, ray_address, gpus_per_cell, init_options=ray_options)
         elif len(devices) > 1:
-            data.clear()  # the workers load their own copies
             pool = executors.LocalExecutor(job, devices)
         else:
             pool = executors.SequentialExecutor(
                 lambda cell: _run_with_bars(cell, data, torch_device, results_dir, fid_settings, quiet))
+        if not isinstance(pool, executors.SequentialExecutor):
+            data.clear()  # loaded only to fail fast: the workers read their own copies
         bar = tqdm(total=len(pending), desc="cells", unit="cell", disable=quiet, dynamic_ncols=True)
         for cell, row in pool.run(pending):
             store.add(row)
