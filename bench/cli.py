@@ -80,12 +80,18 @@ def cli():
 @click.option("--ray-address", help="Ray cluster to join: auto or HOST:PORT (default: start a local one).")
 @click.option("--gpus-per-cell", type=float, default=0.0, show_default=True,
               help="With --executor ray: the GPU share of each cell, e.g. 0.25 packs four cells per GPU.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]),
+              help="Training precision of every torch method: fp32 (default) or bf16 autocast. Part of the cell key.")
+@click.option("--compile", "compile_mode", is_flag=False, flag_value="default",
+              type=click.Choice(["default", "reduce-overhead", "max-autotune"]),
+              help="torch.compile the training networks; --compile alone is mode 'default', 'reduce-overhead' "
+                   "adds CUDA graphs. Part of the cell key.")
 @click.option("--dry-run", is_flag=True,
               help="List the cells as done, failed or pending with a time estimate; run nothing, write nothing.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_set, image_size, quality, fid_weights,
         celeba_attr, epochs, method_files, data_dir, download, results, device, resume, jobs, jobs_per_gpu, executor,
-        ray_address, gpus_per_cell, dry_run, quiet):
+        ray_address, gpus_per_cell, precision, compile_mode, dry_run, quiet):
     """Run every cell of method x dataset x ratio x pair x seed and store the results."""
     from bench.grid import build_grid, load_preset, parse_pairs
     from bench.methods import load_method_file
@@ -121,6 +127,10 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_s
         config.celeba_attr = celeba_attr
     if quality is not None:
         config.metrics = _split(quality)
+    if precision is not None:
+        config.precision = precision
+    if compile_mode is not None:
+        config.compile = compile_mode
     cells = build_grid(config)
     if dry_run:
         _dry_run(cells, results, data_dir, download, device, jobs, jobs_per_gpu)

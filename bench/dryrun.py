@@ -94,12 +94,12 @@ def calibrate(cell: Cell, train: ImageSet, test: ImageSet, device) -> tuple[floa
 
 def _timed_fit(cell: Cell, train: ImageSet, test: ImageSet, device, epochs: int) -> float:
     from bench.methods import FitContext, get_method
-    from bench.runner import seed_everything
+    from bench.runner import fit_settings, seed_everything
 
     seed_everything(cell.seed, device)
     method = get_method(cell.method)(**cell.overrides)
     with tempfile.TemporaryDirectory() as folder:
-        ctx = FitContext(device=device, seed=cell.seed, epochs=epochs, artifact_dir=Path(folder))
+        ctx = FitContext(device=device, seed=cell.seed, epochs=epochs, artifact_dir=Path(folder), **fit_settings(cell))
         clock = time.perf_counter()
         method.fit(train, ctx)
         method.predict_proba(test.images[:CALIBRATION_IMAGES])

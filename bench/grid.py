@@ -30,6 +30,7 @@ from bench.datasets.imbalance import (
 )
 from bench.errors import BenchError
 from bench.methods import get_method
+from bench.methods.base import COMPILE_MODES, PRECISIONS
 from bench.quality import parse_quality
 
 if sys.version_info >= (3, 11):
@@ -64,6 +65,8 @@ class RunConfig:
     # {method: [{...}, {...}]}: the union of several such products (one-at-a-time ablations, Figure 6);
     # variants with the same parameters run once, under the first label.
     sweep: dict = field(default_factory=dict)
+    precision: str = "fp32"  # "bf16": forward passes and losses under bf16 autocast (every torch method)
+    compile: str | None = None  # a torch.compile mode for the training networks; None = eager
 
     def data_options(self, dataset: str) -> dict:
         """What, besides the protocol, changes a dataset's images or labels: part of its cells' keys."""
@@ -76,6 +79,10 @@ class RunConfig:
             options["test"] = self.test_distribution
         if self.metrics:
             options["quality"] = list(self.metrics)
+        if self.precision != "fp32":
+            options["precision"] = self.precision
+        if self.compile is not None:
+            options["compile"] = self.compile
         return options
 
     def epochs_for(self, dataset: str) -> int:
@@ -101,7 +108,8 @@ class Cell:
     ratio: float
     seed: int
     epochs: int
-    options: dict = field(default_factory=dict)  # RunConfig.data_options: image size, CelebA task, test set, quality
+    options: dict = field(default_factory=dict)  # RunConfig.data_options: image size, CelebA task, test set,
+    # quality, precision, compile
     variant: str = ""  # the stored method name of a swept variant, e.g. "capsan[phi=0.5]"; "" = the method's name
     key: str = ""
 
@@ -191,6 +199,10 @@ def build_grid(config: RunConfig) -> list[Cell]:
     if config.test_distribution not in TEST_CHOICES:
         raise BenchError(f"unknown test distribution '{config.test_distribution}'; valid: {', '.join(TEST_CHOICES)}")
     config.metrics = parse_quality(config.metrics)
+    if config.precision not in PRECISIONS:
+        raise BenchError(f"unknown precision '{config.precision}'; valid: {', '.join(PRECISIONS)}")
+    if config.compile is not None and config.compile not in COMPILE_MODES:
+        raise BenchError(f"unknown compile mode '{config.compile}'; valid: {', '.join(COMPILE_MODES)}")
     if config.image_size is not None and not 8 <= int(config.image_size) <= 512:
         raise BenchError(f"--image-size must be between 8 and 512 pixels; got {config.image_size}")
     if int(config.seeds) < 1:
@@ -205,6 +217,8 @@ def build_grid(config: RunConfig) -> list[Cell]:
         seen = set()
         for variant, extra in _variants(name, config.sweep.get(name, {})):
             overrides = {**config.method_params.get(name, {}), **extra}
+            if config.precision != "fp32" and "precision" in cls.defaults:  # CapsAN's own parameter follows
+                overrides["precision"] = config.precision
             try:
                 params = cls(**overrides).key_params()
             except ValueError as exc:

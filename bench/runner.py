@@ -93,6 +93,7 @@ def cell_row(cell: Cell, started: str, device: str, artifacts: str | None) -> di
         "protocol": cell.protocol, "pair": list(cell.pair) or None, "ratio": cell.ratio, "seed": cell.seed,
         "epochs": cell.epochs, "started_at": started, "device": device, "versions": package_versions(),
         "artifacts": artifacts, "counts": None, "metrics": None, "curves": None, "error": None,
+        "options": cell.options or None,
     }
 
 
@@ -108,8 +109,8 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
         task = make_imbalanced(train, test, cell.protocol, pair=cell.pair, ratio=cell.ratio, seed=cell.seed,
                                dataset=cell.dataset, test_distribution=cell.options.get("test", "balanced"))
         row["counts"] = task.counts
-        ctx = FitContext(device=device, seed=cell.seed, epochs=cell.epochs,
-                         artifact_dir=results_dir / artifacts, **({"progress": progress} if progress else {}))
+        ctx = FitContext(device=device, seed=cell.seed, epochs=cell.epochs, artifact_dir=results_dir / artifacts,
+                         **fit_settings(cell), **({"progress": progress} if progress else {}))
         method, proba, retry = _fit_predict(cell, task, ctx)
         row["metrics"] = classification_metrics(task.test.labels, proba, task.positive)
         if retry:
@@ -132,6 +133,11 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
     row["finished_at"] = _now()
     row["duration_s"] = round(time.perf_counter() - clock, 3)
     return row
+
+
+def fit_settings(cell: Cell) -> dict:
+    """The run-wide training settings a cell carries in its options: FitContext's precision and compile."""
+    return {"precision": cell.options.get("precision", "fp32"), "compile": cell.options.get("compile")}
 
 
 def _fit_predict(cell: Cell, task, ctx):

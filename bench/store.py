@@ -17,10 +17,10 @@ import pandas as pd
 from bench.errors import BenchError
 
 STORE_NAME = "bench.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the options column
 
 # Columns holding JSON documents; they are decoded on read.
-JSON_COLUMNS = ("params", "pair", "counts", "metrics", "curves", "versions")
+JSON_COLUMNS = ("params", "pair", "counts", "metrics", "curves", "versions", "options")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS results (
     duration_s  REAL NOT NULL,
     device      TEXT NOT NULL,
     versions    TEXT NOT NULL,      -- JSON: package versions
-    artifacts   TEXT                -- folder of the cell's artifacts, relative to the results folder
+    artifacts   TEXT,               -- folder of the cell's artifacts, relative to the results folder
+    options     TEXT                -- JSON: the run's settings in the cell's key (image size, precision, ...)
 );
 CREATE INDEX IF NOT EXISTS results_key ON results (key, status);
 """
@@ -53,7 +54,7 @@ CREATE INDEX IF NOT EXISTS results_key ON results (key, status);
 _FIELDS = (
     "key", "method", "params", "dataset", "protocol", "pair", "ratio", "seed", "epochs", "counts",
     "status", "metrics", "curves", "error", "started_at", "finished_at", "duration_s", "device",
-    "versions", "artifacts",
+    "versions", "artifacts", "options",
 )
 
 
@@ -77,12 +78,22 @@ class Store:
                 self._conn.execute(
                     "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
+                if create:
+                    self._migrate()
         except sqlite3.DatabaseError as exc:
             raise BenchError(
                 f"cannot open results store {self.path} ({exc}); give another folder with --results"
             ) from exc
         except PermissionError as exc:
             raise BenchError(f"cannot write to {self.results_dir} ({exc.strerror}); give a writable --results folder") from exc
+
+    def _migrate(self) -> None:
+        """Bring a store written by an earlier version up to this schema (only when writing: a report leaves
+        the stores it reads as they are)."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(results)")}
+        if "options" not in columns:
+            self._conn.execute("ALTER TABLE results ADD COLUMN options TEXT")
+            self._conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self._conn.close()
@@ -112,6 +123,8 @@ class Store:
     def attempts(self) -> pd.DataFrame:
         """Every stored attempt, oldest first, JSON columns decoded."""
         frame = pd.read_sql_query("SELECT * FROM results ORDER BY id", self._conn)
+        if "options" not in frame:  # a store from before schema 2, read without migrating it
+            frame["options"] = None
         for column in JSON_COLUMNS:
             frame[column] = frame[column].map(lambda v: json.loads(v) if isinstance(v, str) else None)
         return frame

@@ -138,22 +138,26 @@ class ACGAN(GenerativeOversampling):
         opt_d = torch.optim.Adam(self.D.parameters(), p["lr"], betas=betas)
         prior = torch.as_tensor(self.label_probabilities(counts), dtype=torch.float32, device=device)
         batch, n = p["batch_size"], len(x)
+        G, D = ctx.compiled(self.G), ctx.compiled(self.D)  # --compile; self.G and self.D share their weights
         for epoch in range(1, epochs + 1):
             running = torch.zeros(4, device=device)
             order = torch.randperm(n, device=device, generator=self.rng)
             for step in range(steps):
+                ctx.step_begin()
                 idx = order[step * batch:(step + 1) * batch]
                 real, y_real = x[idx], y[idx]
                 y_fake = torch.multinomial(prior, len(idx), replacement=True, generator=self.rng)
                 z = torch.randn(len(idx), p["z_dim"], device=device, generator=self.rng)
-                fake = self.G(z, y_fake)
-                d_source, d_class = d_loss_fn(self.D(real), y_real, self.D(fake.detach()), y_fake)
-                d_loss = d_source + d_class
+                with ctx.autocast():
+                    fake = G(z, y_fake)
+                    d_source, d_class = d_loss_fn(D(real), y_real, D(fake.detach()), y_fake)
+                    d_loss = (d_source + d_class).float()
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
                 opt_d.step()
-                g_source, g_class = g_loss_fn(self.D(fake), y_fake)
-                g_loss = g_source + g_class
+                with ctx.autocast():
+                    g_source, g_class = g_loss_fn(D(fake), y_fake)
+                    g_loss = (g_source + g_class).float()
                 opt_g.zero_grad(set_to_none=True)
                 g_loss.backward()
                 opt_g.step()

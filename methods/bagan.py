@@ -214,11 +214,14 @@ class BAGAN(GenerativeOversampling):
         opt = self._adam(list(self.encoder.parameters()) + list(self.decoder.parameters()))
         self.encoder.train()
         self.decoder.train()
+        encoder, decoder = ctx.compiled(self.encoder), ctx.compiled(self.decoder)  # --compile
         for epoch in range(1, epochs + 1):
             running = torch.zeros((), device=x.device)
             for index in self._batches(len(x), steps, x.device):
+                ctx.step_begin()
                 real = x[index]
-                loss = F.mse_loss(self.decoder(self.encoder(real)), real)
+                with ctx.autocast():
+                    loss = F.mse_loss(decoder(encoder(real)).float(), real)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -231,7 +234,8 @@ class BAGAN(GenerativeOversampling):
         self.G = copy.deepcopy(self.decoder)  # the official generator *is* the trained decoder
         self.D.trunk.load_state_dict(self.encoder.trunk.state_dict())
         self.encoder.eval()  # codes as Keras ``predict`` computes them: no dropout
-        codes = torch.cat([self.encoder(x[i:i + 1024]) for i in range(0, len(x), 1024)])
+        with self.autocast():
+            codes = torch.cat([self.encoder(x[i:i + 1024]).float() for i in range(0, len(x), 1024)])
         self.encoder.train()
         means, covs = fit_class_gaussians(codes.double().cpu().numpy(), y.cpu().numpy(), n_classes,
                                           self.params["cov_ridge"])
@@ -258,23 +262,27 @@ class BAGAN(GenerativeOversampling):
         opt_d, opt_g = self._adam(self.D.parameters()), self._adam(self.G.parameters())
         self.G.train()
         self.D.train()
+        G, D = ctx.compiled(self.G), ctx.compiled(self.D)  # --compile; they share self.G's and self.D's weights
         for epoch in range(ae_epochs + 1, epochs + 1):
             running = torch.zeros(2, device=x.device)
             for index in self._batches(len(x), steps, x.device):
+                ctx.step_begin()
                 n_real = len(index)
                 n_fake = math.ceil(n_real / n_classes)
                 # discriminator: real images as their class, generated ones as the fake class
-                with torch.no_grad():
-                    fake = self.G(self.latents(sample_labels(d_ratios, n_fake, self.rng), self.rng))
-                logits = self.D(torch.cat([x[index], fake]))
-                d_loss = d_loss_fn(logits[:n_real], y[index], logits[n_real:])
+                with ctx.autocast():
+                    with torch.no_grad():
+                        fake = G(self.latents(sample_labels(d_ratios, n_fake, self.rng), self.rng))
+                    logits = D(torch.cat([x[index], fake.to(x.dtype)])).float()
+                    d_loss = d_loss_fn(logits[:n_real], y[index], logits[n_real:])
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
                 opt_d.step()
                 # generator: its class-c samples should be classified as class c by the frozen D
                 labels = sample_labels(g_ratios, n_fake + n_real, self.rng)
                 self.D.requires_grad_(False)
-                g_loss = g_loss_fn(self.D(self.G(self.latents(labels, self.rng))), labels)
+                with ctx.autocast():
+                    g_loss = g_loss_fn(D(G(self.latents(labels, self.rng))).float(), labels)
                 opt_g.zero_grad(set_to_none=True)
                 g_loss.backward()
                 opt_g.step()

@@ -27,6 +27,12 @@ def _no_progress(epoch: int, total: int, logs: dict) -> None:
     return None
 
 
+PRECISIONS = ("fp32", "bf16")
+# torch.compile modes --compile accepts: "default" fuses kernels (inductor); "reduce-overhead" also replays
+# CUDA graphs (a GPU's launch overhead dominates these small models); "max-autotune" also tunes kernels.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+
 @dataclass
 class FitContext:
     """What the runner gives a method: where to train, how long, with which seed, where to write."""
@@ -36,6 +42,34 @@ class FitContext:
     epochs: int  # the training budget of the cell (the preset's, or --epochs)
     artifact_dir: Path  # the cell's own folder for sample grids, loss logs, ...
     progress: Callable[[int, int, dict], None] = field(default=_no_progress)  # (epoch, epochs, logs)
+    precision: str = "fp32"  # --precision: "bf16" runs forward passes and losses under bf16 autocast
+    compile: str | None = None  # --compile: a torch.compile mode for the training networks, None = eager
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
+        if self.compile is not None and self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)} or None; got {self.compile!r}")
+
+    def autocast(self):
+        """The context for forward passes and losses: bf16 autocast under ``--precision bf16`` (on the CPU
+        too), a no-op under fp32. Backward passes and optimiser steps run outside it, in fp32 master
+        weights; bf16 keeps fp32's exponent range, so no loss scaling is needed."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+    def compiled(self, fn):
+        """``fn`` (a module or a function) through ``torch.compile`` under ``--compile``, else ``fn`` itself.
+        A compiled module shares its parameters with ``fn``: keep ``fn`` for optimisers, state and sampling,
+        and call the compiled one in the training loop."""
+        if self.compile is None:
+            return fn
+        return torch.compile(fn, mode=self.compile)
+
+    def step_begin(self) -> None:
+        """Call before each training step: under ``--compile reduce-overhead`` it tells the CUDA-graph trees
+        that a new iteration starts, so outputs of the previous one may be overwritten."""
+        if self.compile == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
 
 
 class Method(abc.ABC):

@@ -68,6 +68,10 @@ CITATION = ("Shamsolmoali et al., Imbalanced data learning by minority class aug
             "adversarial networks, Neurocomputing 2021")
 
 
+def _no_step_begin() -> None:
+    return None
+
+
 @register
 class CapsAN(Method):
     name = "capsan"
@@ -94,7 +98,7 @@ class CapsAN(Method):
         "caps_dim": 16,
         "conv_caps_types": 8,
         "routing_iterations": 3,
-        "precision": "fp32",  # or "bf16" (autocast, CUDA only)
+        "precision": "fp32",  # or "bf16" (autocast); the run's --precision sets it too
     }
 
     # -- building ---------------------------------------------------------------------------------------
@@ -110,26 +114,37 @@ class CapsAN(Method):
         betas = (p["beta1"], 0.999)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=p["lr"], betas=betas)
         self.opt_g = torch.optim.Adam([*self.G.parameters(), *self.latent.parameters()], lr=p["lr"], betas=betas)
+        # What the training steps call: ``fit`` swaps in compiled modules under --compile (they share
+        # these modules' weights), and the step-begin hook of CUDA-graph replay.
+        self._G, self._D, self._latent = self.G, self.D, self.latent
+        self._step_begin = _no_step_begin
+        self.precision = p["precision"]
 
     def _autocast(self):
-        enabled = self.params["precision"] == "bf16" and self.device.type == "cuda"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        """bf16 autocast when the ``precision`` parameter (or the run's --precision) says bf16."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+    def compile(self, ctx: FitContext) -> None:
+        """Use ``ctx.compiled`` networks in the training steps (``--compile``); sampling stays eager."""
+        self._G, self._D, self._latent = (ctx.compiled(net) for net in (self.G, self.D, self.latent))
+        self._step_begin = ctx.step_begin
 
     # -- one adversarial step: everything stays on the device, nothing is read back ----------------------
     def train_step(self, x_real: torch.Tensor, y_real: torch.Tensor, generator=None) -> torch.Tensor:
         """One D update and one G update; returns (d_loss, g_loss) as a device tensor."""
+        self._step_begin()
         fake_label = torch.full_like(y_real, self.n_classes)
         with self._autocast():
-            x_fake = self.G(self.latent(y_real, generator), y_real)
-            real = self.D(x_real)
-            fake = self.D(x_fake.detach())
+            x_fake = self._G(self._latent(y_real, generator), y_real)
+            real = self._D(x_real)
+            fake = self._D(x_fake.detach())
             d_loss = (self.D.loss(real.scores.float(), y_real) + self.D.loss(fake.scores.float(), fake_label)
                       + self.params["pt_weight"] * pull_away(fake.embedding.float()))
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
         with self._autocast():
-            fake = self.D(x_fake)
+            fake = self._D(x_fake)
             g_loss = feature_matching(real.features.detach().float(), fake.features.float(), y_real, y_real,
                                       self.n_classes)
         self.opt_g.zero_grad(set_to_none=True)
@@ -138,8 +153,9 @@ class CapsAN(Method):
         return torch.stack([d_loss.detach(), g_loss.detach()])
 
     def classifier_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self._step_begin()
         with self._autocast():
-            loss = self.D.loss(self.D(x).scores.float(), y)
+            loss = self.D.loss(self._D(x).scores.float(), y)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
@@ -151,6 +167,9 @@ class CapsAN(Method):
         device, p = ctx.device, self.params
         counts = torch.as_tensor(train.counts(), device=device)
         self.build(train.image_shape, counts, device)
+        if ctx.precision == "bf16":
+            self.precision = "bf16"
+        self.compile(ctx)
         x = to_input(train.images, device)
         y = torch.as_tensor(train.labels, device=device)
         rng = torch.Generator(device=device).manual_seed(ctx.seed)

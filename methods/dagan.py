@@ -120,12 +120,15 @@ def rotate_pairs(a: torch.Tensor, b: torch.Tensor, generator: torch.Generator) -
     device = a.device
     k = torch.randint(4, (len(a),), device=device, generator=generator)
     k = torch.where(torch.rand(len(a), device=device, generator=generator) < 0.5, k, torch.zeros_like(k))
-    a, b = a.clone(), b.clone()
-    for turns in (1, 2, 3):
-        mask = k == turns
-        a[mask] = torch.rot90(a[mask], turns, dims=(2, 3))
-        b[mask] = torch.rot90(b[mask], turns, dims=(2, 3))
-    return a, b
+    # Every rotation of every pair, then a per-pair choice: no boolean indexing, so no host synchronisation.
+    select = k.view(-1, 1, 1, 1)
+    out = []
+    for images in (a, b):
+        rotated = images
+        for turns in (1, 2, 3):
+            rotated = torch.where(select == turns, torch.rot90(images, turns, dims=(2, 3)), rotated)
+        out.append(rotated)
+    return out[0], out[1]
 
 
 @register
@@ -160,17 +163,22 @@ class DAGAN(GenerativeOversampling):
         def noise():
             return torch.randn(batch, p["z_dim"], device=x.device, generator=self.rng)
 
+        # --compile compiles G only: the critic's gradient penalty differentiates through its gradients
+        # (double backward), which torch.compile does not support.
+        G = ctx.compiled(self.G)
         done = 0  # critic updates so far; the generator is updated after every n_critic-th one
         for epoch in range(1, epochs + 1):
             running = torch.zeros(4, device=ctx.device)
             for _ in range(steps):
+                ctx.step_begin()
                 a, b = draw()
-                with torch.no_grad():
-                    fake = self.G(a, noise())
-                d_real, d_fake = self.D(torch.cat([a, a]), torch.cat([b, fake])).chunk(2)
-                alpha = torch.rand(batch, device=x.device, generator=self.rng)
-                penalty = gradient_penalty(self.D, a, b, fake, alpha, p["gp_weight"])
-                d_loss = critic_loss_fn(d_real, d_fake, penalty)
+                with ctx.autocast():
+                    with torch.no_grad():
+                        fake = G(a, noise())
+                    d_real, d_fake = self.D(torch.cat([a, a]), torch.cat([b, fake])).float().chunk(2)
+                    alpha = torch.rand(batch, device=x.device, generator=self.rng)
+                    penalty = gradient_penalty(self.D, a, b, fake, alpha, p["gp_weight"]).float()
+                    d_loss = critic_loss_fn(d_real, d_fake, penalty)
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
                 opt_d.step()
@@ -180,7 +188,8 @@ class DAGAN(GenerativeOversampling):
                 if done % p["n_critic"] == 0:
                     self.D.requires_grad_(False)  # the generator update needs no critic gradients
                     a, _ = draw()
-                    g_loss = generator_loss_fn(self.D(a, self.G(a, noise())))
+                    with ctx.autocast():
+                        g_loss = generator_loss_fn(self.D(a, G(a, noise())).float())
                     opt_g.zero_grad(set_to_none=True)
                     g_loss.backward()
                     opt_g.step()

@@ -78,6 +78,7 @@ per minority class, one row each).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
@@ -158,6 +159,9 @@ class GAMO(Method):
         self.banks: dict[int, torch.Tensor] = {}
         self.pix: dict[int, FeatureVAE] = {}
         self.generated = torch.zeros(self.n_classes, dtype=torch.long, device=device)  # fed to M, per class
+        # What the training loop calls (fit swaps in compiled ones under --compile) and its precision.
+        self._features, self._head, self._D = self.M.features, self.M.head, self.D
+        self.autocast = contextlib.nullcontext
 
     def _adam(self, params):
         return torch.optim.Adam(params, lr=self.params["lr"], betas=(self.params["beta1"], 0.999))
@@ -166,8 +170,10 @@ class GAMO(Method):
     @torch.no_grad()
     def features(self, x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
         """F's feature vectors of images ``x`` (float in [-1, 1] on the device)."""
-        return torch.cat([self.M.features(x[s:s + chunk]) for s in range(0, len(x), chunk)]) if len(x) else \
-            x.new_zeros((0, self.feature_dim))
+        if not len(x):
+            return x.new_zeros((0, self.feature_dim))
+        with self.autocast():
+            return torch.cat([self.M.features(x[s:s + chunk]).float() for s in range(0, len(x), chunk)])
 
     def refresh_banks(self, x: torch.Tensor) -> None:
         """Recompute the current F-features of every minority class's instances."""
@@ -181,7 +187,8 @@ class GAMO(Method):
 
     # -- one game step; nothing is read back -----------------------------------------------------------
     def m_step(self, feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        loss = classifier_loss(self.M.head(feats), F.one_hot(labels, self.n_classes).float())
+        with self.autocast():
+            loss = classifier_loss(self._head(feats).float(), F.one_hot(labels, self.n_classes).float())
         self.opt_m.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_m.step()
@@ -189,7 +196,8 @@ class GAMO(Method):
 
     def d_step(self, feats: torch.Tensor, labels: torch.Tensor, real: bool) -> torch.Tensor:
         noise = torch.rand(len(labels), device=self.device, generator=self.rng) * self.params["label_noise"]
-        loss = discriminator_loss(self.D(feats, labels), 1.0 - noise if real else noise)
+        with self.autocast():
+            loss = discriminator_loss(self._D(feats, labels).float(), 1.0 - noise if real else noise)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
@@ -197,18 +205,20 @@ class GAMO(Method):
 
     def g_step_against_m(self, label: int, n: int) -> torch.Tensor:
         """One G update that pushes M's output on generated class-``label`` samples away from ``label``."""
-        fake = self.generate_features(n, label, self.rng, train_mode=True)
         target = 1.0 - F.one_hot(torch.full((n,), label, device=self.device), self.n_classes).float()
-        loss = classifier_loss(self.M.head(fake), target)
+        with self.autocast():
+            fake = self.generate_features(n, label, self.rng, train_mode=True)
+            loss = classifier_loss(self._head(fake).float(), target)
         self.opt_gm[label].zero_grad(set_to_none=True)
         loss.backward()
         self.opt_gm[label].step()
         return loss.detach()
 
     def g_step_against_d(self, label: int, n: int) -> torch.Tensor:
-        fake = self.generate_features(n, label, self.rng, train_mode=True)
         labels = torch.full((n,), label, device=self.device)
-        loss = discriminator_loss(self.D(fake, labels), torch.ones(n, device=self.device))
+        with self.autocast():
+            fake = self.generate_features(n, label, self.rng, train_mode=True)
+            loss = discriminator_loss(self._D(fake, labels).float(), torch.ones(n, device=self.device))
         self.opt_gd[label].zero_grad(set_to_none=True)
         loss.backward()
         self.opt_gd[label].step()
@@ -226,12 +236,12 @@ class GAMO(Method):
         batch = len(y_real)
         labels = self.minority_t[torch.multinomial(self.label_probs, batch, True, generator=self.rng)]
         self.generated += torch.bincount(labels, minlength=self.n_classes)
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             z = torch.randn(batch, self.params["z_dim"], device=self.device, generator=self.rng)
             self.G.eval()
             fake = real.new_zeros(real.shape)
             for c in self.minority:  # every class's G on the whole batch, then each row's own class
-                fake = torch.where((labels == c)[:, None], self.G(z, c, self.banks[c]), fake)
+                fake = torch.where((labels == c)[:, None], self.G(z, c, self.banks[c]).float(), fake)
         m_fake = self.m_step(fake, labels)
         d_fake = self.d_step(fake, labels, real=False)
         # The configured batch, not this one: the epoch's last batch can hold a single image, and G's batch
@@ -246,6 +256,10 @@ class GAMO(Method):
         torch.manual_seed(ctx.seed)
         p = self.params
         self.build(train, ctx.device, ctx.seed)
+        # --compile compiles F, M's head and D; the convex generator stays eager (its class argument would
+        # recompile it once per minority class).
+        self._features, self._head, self._D = (ctx.compiled(net) for net in (self.M.features, self.M.head, self.D))
+        self.autocast = ctx.autocast
         x = to_input(train.images, ctx.device)
         y = torch.as_tensor(train.labels, device=ctx.device)
         batch, n = p["batch_size"], len(train)
@@ -262,8 +276,11 @@ class GAMO(Method):
             running = torch.zeros(len(GAME_LOSSES), device=ctx.device)
             order = torch.randperm(n, device=ctx.device, generator=self.rng)
             for step in range(steps):  # F phase: F learns through M's frozen head
+                ctx.step_begin()
                 index = order[step * batch:(step + 1) * batch]
-                loss = classifier_loss(self.M(x[index]), F.one_hot(y[index], self.n_classes).float())
+                with ctx.autocast():
+                    logits = self._head(self._features(x[index])).float()
+                    loss = classifier_loss(logits, F.one_hot(y[index], self.n_classes).float())
                 self.opt_f.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt_f.step()
@@ -271,6 +288,7 @@ class GAMO(Method):
             self.refresh_banks(x)
             order = torch.randperm(n, device=ctx.device, generator=self.rng)
             for step in range(steps):
+                ctx.step_begin()
                 index = order[step * batch:(step + 1) * batch]
                 running[1:] += self.game_step(x[index], y[index])
             losses = dict(zip(GAME_LOSSES, (running / steps).tolist(), strict=True))  # one host sync per epoch
@@ -301,8 +319,9 @@ class GAMO(Method):
                 images, feats = data[c]
                 for _ in range(steps):
                     index = torch.randint(len(images), (batch,), device=ctx.device, generator=self.rng)
-                    recon, mean, log_var = self.pix[c](feats[index], self.rng)
-                    loss = FeatureVAE.loss(images[index], recon, mean, log_var)
+                    with ctx.autocast():
+                        recon, mean, log_var = self.pix[c](feats[index], self.rng)
+                        loss = FeatureVAE.loss(images[index], recon.float(), mean.float(), log_var.float())
                     optimizers[c].zero_grad(set_to_none=True)
                     loss.backward()
                     optimizers[c].step()
@@ -321,16 +340,19 @@ class GAMO(Method):
         vae = self.pix[label].eval()
         out = []
         for start in range(0, n, chunk):
-            feats = self.generate_features(min(chunk, n - start), label, self.rng)
-            code, _, _ = vae.encode(feats, self.rng)
-            out.append(to_uint8(vae.decode(code)).cpu())
+            with self.autocast():
+                feats = self.generate_features(min(chunk, n - start), label, self.rng)
+                code, _, _ = vae.encode(feats, self.rng)
+                images = vae.decode(code)
+            out.append(to_uint8(images).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, *self.image_shape), np.uint8)
 
     @torch.no_grad()
     def predict_proba(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         self.M.eval()
-        out = [torch.softmax(self.M(to_input(images[s:s + batch_size], self.device)).float(), dim=1)
-               for s in range(0, len(images), batch_size)]
+        with self.autocast():
+            out = [torch.softmax(self.M(to_input(images[s:s + batch_size], self.device)).float(), dim=1)
+                   for s in range(0, len(images), batch_size)]
         return torch.cat(out).double().cpu().numpy()
 
     def _save_artifacts(self, ctx: FitContext, history: dict) -> None:

@@ -65,18 +65,22 @@ class GAN(GenerativeOversampling):
                          torch.optim.Adam(D.parameters(), p["lr"], betas=betas), torch.nonzero(y == c).flatten()))
             self.generators[c] = G
         batch = p["batch_size"]
+        nets = [(c, ctx.compiled(G), ctx.compiled(D), *rest) for c, G, D, *rest in nets]  # --compile
         for epoch in range(1, epochs + 1):
             running = torch.zeros(2, device=ctx.device)
             for _c, G, D, opt_g, opt_d, members in nets:
                 for _ in range(steps):
+                    ctx.step_begin()
                     real = x[members[torch.randint(len(members), (batch,), device=x.device, generator=self.rng)]]
                     z = torch.randn(batch, p["z_dim"], device=x.device, generator=self.rng)
-                    fake = G(z)
-                    d_loss = d_loss_fn(D(real), D(fake.detach()))
+                    with ctx.autocast():
+                        fake = G(z)
+                        d_loss = d_loss_fn(D(real), D(fake.detach())).float()
                     opt_d.zero_grad(set_to_none=True)
                     d_loss.backward()
                     opt_d.step()
-                    g_loss = g_loss_fn(D(fake))
+                    with ctx.autocast():
+                        g_loss = g_loss_fn(D(fake)).float()
                     opt_g.zero_grad(set_to_none=True)
                     g_loss.backward()
                     opt_g.step()

@@ -9,6 +9,8 @@ The protocol, the same for each of them so that their numbers compare:
 2. Every class c present in the training set is topped up with n_c+ = int((n_max - n_c) x phi) generated
    images (phi = 1 balances the classes fully; CapsAN uses the same rule).
 3. The common classifier (``classifier.py``) trains on real + generated images for the cell's epochs.
+Precision and compilation (``--precision bf16``, ``--compile``): each method runs its forward passes and
+losses in ``ctx.autocast()`` (sampling too) and calls ``ctx.compiled`` networks in its training loop.
 Artifacts: ``losses.json`` (per-epoch generator-phase losses and the generated counts),
 ``training_counts.json``, ``samples.png`` (8 samples per generated class, one row each) and
 ``classifier_losses.json``.
@@ -89,6 +91,7 @@ class GenerativeOversampling(Method):
         y = torch.as_tensor(train.labels, device=ctx.device)
         steps = math.ceil(len(train) / self.params["batch_size"])
         self.rng = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
+        self.autocast = ctx.autocast  # sampling runs in the precision of training
         self.train_generator(x, y, counts, gan_epochs, steps, ctx)
         del x  # the classifier makes its own copy
 
@@ -111,7 +114,9 @@ class GenerativeOversampling(Method):
         """``n`` generated images of class ``label``, uint8 (n, C, H, W); seeded by the cell's seed."""
         out = []
         for start in range(0, n, chunk):
-            out.append(to_uint8(self.generate(min(chunk, n - start), label, self.rng)).cpu())
+            with self.autocast():
+                images = self.generate(min(chunk, n - start), label, self.rng)
+            out.append(to_uint8(images).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, *self.image_shape), np.uint8)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:

@@ -4,8 +4,9 @@ Columns, in order: id, key, method, dataset, protocol, pair ("majority vs minori
 ratio, seed, epochs, status, error ("" when none), duration_s, device, started_at, finished_at, then every
 scalar metric (a number or bool in ``metrics``; the usual classification metrics first, in ``METRIC_ORDER``,
 any others alphabetically; NaN where a cell lacks one, e.g. a failed cell), then train_counts and
-test_counts (the ``counts`` lists as JSON, "" when missing) and params (the method's full parameters as
-JSON with sorted keys). Nested metrics (confusion_matrix, per_class_recall, quality, battle) and curves
+test_counts (the ``counts`` lists as JSON, "" when missing), params (the method's full parameters as
+JSON with sorted keys) and options (the run settings in the cell's key: image size, test set, quality
+metrics, precision, compile; JSON, "" for none). Nested metrics (confusion_matrix, per_class_recall, quality, battle) and curves
 are not scalars and stay in the store. A metric named like a fixed column gets a ``metric_`` prefix.
 
 Text columns use "" for missing so that the CSV reads back unchanged with :func:`read_export`
@@ -44,7 +45,7 @@ FIXED_COLUMNS = [
     "started_at",
     "finished_at",
 ]
-JSON_COLUMNS = ["train_counts", "test_counts", "params"]
+JSON_COLUMNS = ["train_counts", "test_counts", "params", "options"]
 TEXT_COLUMNS = [
     "key",
     "method",
@@ -132,6 +133,7 @@ def cells_table(cells: pd.DataFrame) -> pd.DataFrame:
     frame["train_counts"] = [_json(c.get("train")) for c in counts]
     frame["test_counts"] = [_json(c.get("test")) for c in counts]
     frame["params"] = [_json(p) for p in get("params")]
+    frame["options"] = [_json(o) for o in get("options")]
     return frame
 
 

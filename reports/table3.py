@@ -3,9 +3,10 @@
 Aggregation is two-stage: for each (dataset, protocol, ratio, method[, pair]) row, the done cells of one
 seed are first averaged over their pairs (a seed with only some pairs done still counts, and is counted
 in ``n_partial_seeds``), then the seed means give the mean and the sample std (ddof=1; NaN for one seed).
-Cells that differ only in what the row does not show (params, epochs) are averaged per (seed, pair) first.
+Cells that differ only in what the row does not show (params, epochs, precision, compilation) are averaged
+per (seed, pair) first.
 Failed cells carry no metrics: they are counted in ``n_failed`` and the first one's error is kept.
-``n_configs`` counts the distinct (epochs, parameters) among a row's done cells, ``epochs_min`` and
+``n_configs`` counts the distinct (epochs, parameters, precision and compile mode) among a row's done cells, ``epochs_min`` and
 ``epochs_max`` bound their training lengths: above one configuration, the row pools runs that differ in
 what it does not show, and the rendered tables say so.
 ``<metric>_ci_low`` / ``_ci_high``: the 95 % Student-t confidence interval of the mean over the seed means
@@ -58,6 +59,10 @@ def _metric(metrics, name: str) -> float:
     return float("nan") if value is None else float(value)
 
 
+# Run settings in a cell's options that can change its numbers (the others select the task or add metrics).
+TRAINING_OPTIONS = ("precision", "compile")
+
+
 def _prepare(cells: pd.DataFrame) -> pd.DataFrame:
     frame = cells[
         ["dataset", "protocol", "ratio", "method", "seed", "pair", "status", "metrics", "error"]
@@ -67,8 +72,11 @@ def _prepare(cells: pd.DataFrame) -> pd.DataFrame:
     # What a row does not show but may pool: the training length and the method's parameters.
     epochs = cells["epochs"] if "epochs" in cells else pd.Series([None] * len(cells), index=cells.index)
     params = cells["params"] if "params" in cells else pd.Series([None] * len(cells), index=cells.index)
+    options = cells["options"] if "options" in cells else pd.Series([None] * len(cells), index=cells.index)
+    training = [{k: o[k] for k in TRAINING_OPTIONS if k in o} if isinstance(o, dict) else {} for o in options]
     frame["epochs"] = epochs
-    frame["config"] = [json.dumps([e, p], sort_keys=True, default=str) for e, p in zip(epochs, params, strict=True)]
+    frame["config"] = [json.dumps([e, p, t], sort_keys=True, default=str)
+                       for e, p, t in zip(epochs, params, training, strict=True)]
     for metric in CSV_METRICS:
         frame[metric] = [_metric(m, metric) for m in frame["metrics"]]
     return frame.drop(columns="metrics")
