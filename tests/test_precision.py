@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import run_bench
 
 from bench.datasets import load_dataset
 from bench.datasets.base import ImageSet
@@ -22,8 +23,6 @@ from bench.methods import FitContext, get_method
 from bench.methods.dagan import rotate_pairs
 from bench.runner import run_cell
 from bench.store import Store
-
-from helpers import run_bench
 
 CPU = torch.device("cpu")
 TORCH_METHODS = ["imbalanced", "crl", "gan", "acgan", "dagan", "bagan", "gamo", "capsan", "capsan-conv"]
