@@ -3,19 +3,27 @@ and through a bare loop over the same modules, at batch sizes 64 and 256; the ha
 1 - harness / bare.
 
     python benchmarks/capsan_step.py [--device cuda] [--size 28] [--steps 50] [--precision bf16]
+                                     [--compile default|reduce-overhead|max-autotune]
 
 The harness path is ``CapsAN.adversarial_epoch``: class-balanced batches sampled on the device, loss
 accumulation on the device, no host synchronisation inside the epoch. The bare loop draws its batches from a
 pre-built index tensor and calls the modules and losses directly.
+
+With ``--compile MODE`` a third column times the harness with its networks through ``torch.compile`` (what
+``bench run --compile MODE`` does; compilation happens in the untimed warm-up) and the last column is its
+speed-up over the eager harness. ``reduce-overhead`` adds CUDA-graph replay on a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
+from bench.methods import FitContext
 from bench.methods.capsan import CapsAN
 from bench.methods.capsules import feature_matching, pull_away
 
@@ -25,7 +33,7 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def make_method(size: int, batch: int, device, precision: str) -> tuple[CapsAN, torch.Tensor, torch.Tensor]:
+def make_method(size: int, batch: int, device, precision: str, compile_mode: str | None = None):
     torch.manual_seed(0)
     method = CapsAN(batch_size=batch, precision=precision)
     n = 4096
@@ -33,32 +41,39 @@ def make_method(size: int, batch: int, device, precision: str) -> tuple[CapsAN, 
     x = torch.rand(n, 1, size, size, device=device) * 2 - 1
     method.build((1, size, size), torch.bincount(y), device)
     method.D.calibrate(x[:batch])
+    if compile_mode:
+        method.compile(FitContext(device=device, seed=0, epochs=1, artifact_dir=Path(tempfile.gettempdir()),
+                                  precision=precision, compile=compile_mode))
     return method, x, y
 
 
-def make_harness(size: int, batch: int, device, precision: str):
+def make_harness(size: int, batch: int, device, precision: str, compile_mode: str | None = None):
     """The method and ``adversarial_epoch``'s other arguments, as ``fit`` prepares them."""
-    method, x, y = make_method(size, batch, device, precision)
+    method, x, y = make_method(size, batch, device, precision, compile_mode)
     rng = torch.Generator(device=device).manual_seed(0)
     by_class = [torch.nonzero(y == c).flatten() for c in range(2)]
     return method, (x, by_class, torch.arange(2, device=device)), rng
 
 
-def check_no_host_sync(size, device, precision) -> None:
+def check_no_host_sync(size, device, precision, compile_mode=None) -> None:
     """Run a harness epoch with CUDA's sync debug mode set to error: any host synchronisation raises."""
-    method, (x, by_class, present), rng = make_harness(size, 64, device, precision)
-    method.adversarial_epoch(x, by_class, present, 2, rng)  # warm-up (allocations, lazy init)
+    method, (x, by_class, present), rng = make_harness(size, 64, device, precision, compile_mode)
+    method.adversarial_epoch(x, by_class, present, WARMUP, rng)  # warm-up (allocations, lazy init, compiling)
     torch.cuda.set_sync_debug_mode("error")
     try:
         running = method.adversarial_epoch(x, by_class, present, 5, rng)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    print(f"no host synchronisation in 5 harness steps (losses {running.tolist()})")
+    print(f"no host synchronisation in 5 harness steps{' (compiled)' if compile_mode else ''} "
+          f"(losses {running.tolist()})")
 
 
-def time_harness(size, batch, steps, device, precision) -> float:
-    method, (x, by_class, present), rng = make_harness(size, batch, device, precision)
-    method.adversarial_epoch(x, by_class, present, 3, rng)  # warm-up
+WARMUP = 5  # untimed steps first: allocations, cuDNN plans, compilation, CUDA-graph recording
+
+
+def time_harness(size, batch, steps, device, precision, compile_mode=None) -> float:
+    method, (x, by_class, present), rng = make_harness(size, batch, device, precision, compile_mode)
+    method.adversarial_epoch(x, by_class, present, WARMUP, rng)  # warm-up
     _sync(device)
     start = time.perf_counter()
     running = method.adversarial_epoch(x, by_class, present, steps, rng)
@@ -71,8 +86,7 @@ def time_bare(size, batch, steps, device, precision) -> float:
     method, x, y = make_method(size, batch, device, precision)
     G, latent, D, opt_d, opt_g = method.G, method.latent, method.D, method.opt_d, method.opt_g
     index = torch.randint(len(x), (steps + 3, batch), device=device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                              enabled=precision == "bf16" and device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def step(i):
         xr, yr = x[index[i]], y[index[i]]
@@ -107,6 +121,8 @@ def main():
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default 50 on a GPU, 5 on a CPU)")
     parser.add_argument("--batches", default="64,256")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--compile", default=None, choices=["default", "reduce-overhead", "max-autotune"],
+                        help="also time the harness with torch.compile in this mode")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each loop; the best counts")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -114,15 +130,23 @@ def main():
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"CapsAN D+G step, {args.size}x{args.size}x1, {args.precision}, best of {args.repeats} x {steps} timed "
           f"steps on {name}")
-    print(f"{'batch':>6} {'harness img/s':>14} {'bare img/s':>11} {'steps/s':>8} {'overhead':>9}")
+    compiled_head = f" {'compiled img/s':>15} {'steps/s':>8} {'speed-up':>9}" if args.compile else ""
+    print(f"{'batch':>6} {'harness img/s':>14} {'bare img/s':>11} {'steps/s':>8} {'overhead':>9}{compiled_head}")
     if device.type == "cuda":
         check_no_host_sync(args.size, device, args.precision)
+        if args.compile:
+            check_no_host_sync(args.size, device, args.precision, args.compile)
     for batch in map(int, args.batches.split(",")):
-        # Alternate the two loops and keep the best of each: clocks and other processes add noise.
+        # Alternate the loops and keep the best of each: clocks and other processes add noise.
         runs = [(time_harness(args.size, batch, steps, device, args.precision),
-                 time_bare(args.size, batch, steps, device, args.precision)) for _ in range(args.repeats)]
-        harness, bare = max(r[0] for r in runs), max(r[1] for r in runs)
-        print(f"{batch:>6} {harness:>14.0f} {bare:>11.0f} {harness / batch:>8.2f} {1 - harness / bare:>9.1%}")
+                 time_bare(args.size, batch, steps, device, args.precision),
+                 time_harness(args.size, batch, steps, device, args.precision, args.compile) if args.compile
+                 else float("nan")) for _ in range(args.repeats)]
+        harness, bare, compiled = (max(r[i] for r in runs) for i in range(3))
+        line = f"{batch:>6} {harness:>14.0f} {bare:>11.0f} {harness / batch:>8.2f} {1 - harness / bare:>9.1%}"
+        if args.compile:
+            line += f" {compiled:>15.0f} {compiled / batch:>8.2f} {compiled / harness:>8.2f}x"
+        print(line)
 
 
 if __name__ == "__main__":

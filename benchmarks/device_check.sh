@@ -2,8 +2,9 @@
 # One prepared run on a lent GPU machine (see the device tool): the CapsAN step benchmark (with a check that
 # the training step never synchronises with the host) and the CUDA path of `bench run` on MNIST.
 # Expects wheels the machine lacks in .whl/ and MNIST in .devdata/mnist/ (both git-ignored, carried).
-# Usage: bash benchmarks/device_check.sh [all|bench|baselines|quality|scale]
-#   bench: the step benchmark only; baselines: the issue-4 grid (gan, acgan, dagan, gamo, bagan, crl on MNIST);
+# Usage: bash benchmarks/device_check.sh [all|bench|speed|baselines|quality|scale]
+#   bench: the step benchmark only; speed: the CapsAN step eager vs --compile default and reduce-overhead
+#   (fp32 and bf16, batch 64 and 256; issue 8's 2.5x target is reduce-overhead at batch 64); baselines: the issue-4 grid (gan, acgan, dagan, gamo, bagan, crl on MNIST);
 #   quality: paper-table1 (one seed, one epoch) and capsan + gan with --metrics fid,ssim on one MNIST pair
 #   scale: issue 8's figures: per-method img/s and peak memory at batch 64/256, packed throughput K = 1, 2, 4, 8
 #          (benchmarks/throughput.py), the paper-table3 dry-run estimate on this GPU, and a --jobs-per-gpu 4 run
@@ -44,6 +45,14 @@ if [ "$MODE" = scale ]; then
   SECONDS=0
   timeout "${GRID_TIMEOUT:-240}" bench run --methods imbalanced,gan --datasets mnist --data-dir "$REPO/.devdata" \
     --ratios 0.05 --seeds 2 --jobs-per-gpu 4 --results /tmp/j4 --quiet | head -1; echo "jobs-per-gpu 4: ${SECONDS}s"
+  exit 0
+fi
+if [ "$MODE" = speed ]; then
+  for precision in fp32 bf16; do
+    for mode in reduce-overhead default; do
+      timeout 240 python3 "$REPO/benchmarks/capsan_step.py" --steps 100 --repeats 2 --precision $precision --compile $mode
+    done
+  done
   exit 0
 fi
 if [ "$MODE" != baselines ]; then

@@ -19,6 +19,7 @@ Artifacts: ``losses.json`` (per-epoch generator-phase losses and the generated c
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import json
 import math
@@ -53,6 +54,8 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 class GenerativeOversampling(Method):
     """Subclasses implement ``train_generator`` and ``generate``; ``fit`` does the rest."""
+
+    autocast = contextlib.nullcontext  # fit sets the cell's (ctx.autocast); fp32 until then
 
     def key_params(self) -> dict:
         return {**self.params, "classifier": CLASSIFIER_SPEC}
