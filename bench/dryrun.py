@@ -5,9 +5,10 @@ The estimate per (method, dataset), in order of trust:
 1. ``store``: the median duration of the done cells with the same method label, dataset and epochs;
 2. ``calibrated``: the group's first pending cell, fitted for 1 and then 3 epochs on at most
    ``CALIBRATION_IMAGES`` training images of its task on this run's device; the difference is the cost of
-   an epoch, the rest a fixed cost; an epoch is scaled by the task's full training-set size (every method's
-   budget is epochs x ceil(N / batch) steps), then by the cell's epochs. Other cells of the group are
-   assumed the size of that first one (across imbalance ratios N varies by the minority share only);
+   an epoch, the rest a fixed cost. Every pending cell of the group then gets the fixed cost plus the
+   per-image epoch cost x its own task's training-set size N x its epochs (every method's budget is
+   epochs x ceil(N / batch) steps; N shrinks with the imbalance ratio, so a 0.5 task costs about 1.5x a
+   0.01 one);
 3. unknown, when the calibration itself fails (a method refusing a tiny task): the row says why.
 Wall time divides the cell time by the number of workers, which assumes the workers do not slow each
 other (true across GPUs and CPU cores, optimistic when several share one GPU).
@@ -67,29 +68,43 @@ def _shrink(images: ImageSet, n: int, seed: int) -> ImageSet:
     return ImageSet(images.images[keep], images.labels[keep], images.class_names)
 
 
-def calibrate(cell: Cell, train: ImageSet, test: ImageSet, device) -> tuple[float, str]:
-    """Seconds the full ``cell`` should take; NaN and the reason when the calibration fails.
+def _task(cell: Cell, train: ImageSet, test: ImageSet):
+    from bench.datasets.imbalance import make_imbalanced
+
+    return make_imbalanced(train, test, cell.protocol, pair=cell.pair, ratio=cell.ratio, seed=cell.seed,
+                           dataset=cell.dataset, test_distribution=cell.options.get("test", "balanced"))
+
+
+def calibration(cell: Cell, train: ImageSet, test: ImageSet, device) -> tuple[float, float, str]:
+    """(fixed seconds, seconds per training image per epoch, how they were found) for ``cell``'s method on
+    ``device``; NaNs and the reason when the calibration fails.
 
     The cell's method is fitted (and predicts) twice on a small version of its task, for 1 and 3 epochs: half
     the difference is the cost of an epoch of ``CALIBRATION_IMAGES`` images, the rest a fixed cost (models,
-    prediction). The estimate is fixed + per-epoch x (N / n) x epochs for the task's N images."""
-    from bench.datasets.imbalance import make_imbalanced
-
+    prediction, compilation under --compile)."""
     try:
-        task = make_imbalanced(train, test, cell.protocol, pair=cell.pair, ratio=cell.ratio, seed=cell.seed,
-                               dataset=cell.dataset, test_distribution=cell.options.get("test", "balanced"))
+        task = _task(cell, train, test)
         small = _shrink(task.train, CALIBRATION_IMAGES, cell.seed)
         if not _WARM:  # the process's first fit pays torch's one-off start-up: keep it out of the timing
             _timed_fit(cell, small, task.test, device, 1)
             _WARM.append(True)
         one, three = (_timed_fit(cell, small, task.test, device, epochs) for epochs in (1, 3))
     except Exception as exc:  # noqa: BLE001 (a refusal here is only a missing estimate)
-        return math.nan, f"calibration failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        reason = f"calibration failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return math.nan, math.nan, reason
     per_epoch = max((three - one) / 2, 0.0)
     fixed = max(one - per_epoch, 0.0)
-    scale = len(task.train) / len(small)
-    return fixed + per_epoch * scale * cell.epochs, (f"calibrated: {fixed:.1f} s + {per_epoch:.2f} s/epoch "
-                                                     f"on {len(small)} images, x{scale:.1f} images, {cell.epochs} epochs")
+    return fixed, per_epoch / len(small), (f"calibrated: {fixed:.1f} s + {per_epoch:.2f} s/epoch on "
+                                           f"{len(small)} images, scaled to each task's size and epochs")
+
+
+def calibrate(cell: Cell, train: ImageSet, test: ImageSet, device) -> tuple[float, str]:
+    """Seconds the full ``cell`` should take (``calibration`` scaled to its task's N images and its epochs);
+    NaN and the reason when the calibration fails."""
+    fixed, per_image, reason = calibration(cell, train, test, device)
+    if math.isnan(fixed):
+        return math.nan, reason
+    return fixed + per_image * len(_task(cell, train, test).train) * cell.epochs, reason
 
 
 def _timed_fit(cell: Cell, train: ImageSet, test: ImageSet, device, epochs: int) -> float:
@@ -115,6 +130,15 @@ def dry_run(cells: list[Cell], results_dir, load, device, workers: int = 1) -> t
     status = cell_status(cells, attempts)
     stored = stored_durations(attempts)
     rows = []
+    sizes: dict[tuple, int] = {}  # training-set size per task (it does not depend on the seed)
+
+    def size(cell: Cell) -> int:
+        task = (cell.dataset, cell.protocol, cell.pair, cell.ratio, cell.options.get("test"),
+                cell.options.get("image_size"), cell.options.get("celeba_attr"))
+        if task not in sizes:
+            sizes[task] = len(_task(cell, *load(cell)).train)
+        return sizes[task]
+
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
         groups.setdefault((cell.variant or cell.method, cell.dataset), []).append(cell)
@@ -124,13 +148,16 @@ def dry_run(cells: list[Cell], results_dir, load, device, workers: int = 1) -> t
         known = stored.get((label, dataset, members[0].epochs))
         if known is not None:
             seconds, source = known, "store (median of done cells)"
+            to_run = seconds * len(todo)
         elif todo:
             probe = todo[0]
-            seconds, source = calibrate(probe, *load(probe), device)
+            fixed, per_image, source = calibration(probe, *load(probe), device)
+            each = [fixed + per_image * size(c) * c.epochs for c in todo] if not math.isnan(fixed) else [math.nan]
+            seconds, to_run = float(np.mean(each)), float(np.sum(each)) if not math.isnan(fixed) else math.nan
         else:
-            seconds, source = math.nan, "-"
+            seconds, to_run, source = math.nan, 0.0, "-"
         rows.append({"method": label, "dataset": dataset, "cells": len(members), **counts,
-                     "s_per_cell": seconds, "estimate": source, "to_run_s": seconds * len(todo)})
+                     "s_per_cell": seconds, "estimate": source, "to_run_s": to_run})
     table = pd.DataFrame(rows)
     to_run = int(table["failed"].sum() + table["pending"].sum()) if len(table) else 0
     total = float(table["to_run_s"].sum(min_count=1)) if len(table) else 0.0

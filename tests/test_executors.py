@@ -165,6 +165,25 @@ def test_dry_run_counts_done_failed_and_pending_against_a_known_store(tmp_path, 
     assert not (tmp_path / "new").exists()  # a dry run creates no store
 
 
+def test_calibrated_estimate_scales_with_each_cells_task_size_and_epochs(tmp_path, digits, monkeypatch):
+    """Every pending cell gets the fixed cost plus the per-image epoch cost x its own task's size x its epochs:
+    a 0.5 task (more minority images) is estimated above a 0.05 one, by exactly its extra images."""
+    from bench import dryrun
+    from bench.datasets.imbalance import make_imbalanced
+
+    monkeypatch.setattr(dryrun, "calibration", lambda cell, train, test, device: (2.0, 0.01, "calibrated: fake"))
+    config = RunConfig(name="t", methods=["imbalanced"], datasets=["digits"], ratios=[0.5, 0.05], seeds=2,
+                       pairs=[[3, 5]], epochs=3)
+    cells = build_grid(config)
+    table, line = dryrun.dry_run(cells, tmp_path / "none", lambda cell: digits, torch.device("cpu"))
+    sizes = {r: len(make_imbalanced(*digits, pair=(3, 5), ratio=r, seed=0).train) for r in (0.5, 0.05)}
+    assert sizes[0.5] > sizes[0.05]
+    expected = sum(2.0 + 0.01 * sizes[c.ratio] * 3 for c in cells)
+    assert table.loc[0, "to_run_s"] == pytest.approx(expected)
+    assert table.loc[0, "s_per_cell"] == pytest.approx(expected / len(cells))
+    assert "4 pending" in line and not (tmp_path / "none").exists()
+
+
 def test_a_calibration_that_fails_is_an_unknown_estimate_with_its_reason(digits):
     import math
 
