@@ -31,6 +31,7 @@ PRECISIONS = ("fp32", "bf16")
 # torch.compile modes --compile accepts: "default" fuses kernels (inductor); "reduce-overhead" also replays
 # CUDA graphs (a GPU's launch overhead dominates these small models); "max-autotune" also tunes kernels.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+RECOMPILE_LIMIT = 32  # compiled variants kept per function under --compile
 
 
 @dataclass
@@ -63,6 +64,9 @@ class FitContext:
         and call the compiled one in the training loop."""
         if self.compile is None:
             return fn
+        # A GAN calls its networks on real and generated batches, with and without gradients, and on a shorter
+        # last batch: each a compiled variant. Past dynamo's default 8 the function would silently run eager.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
         return torch.compile(fn, mode=self.compile)
 
     def step_begin(self) -> None:

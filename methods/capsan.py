@@ -125,8 +125,9 @@ class CapsAN(Method):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def compile(self, ctx: FitContext) -> None:
-        """Use ``ctx.compiled`` networks in the training steps (``--compile``); sampling stays eager."""
-        self._G, self._D, self._latent = (ctx.compiled(net) for net in (self.G, self.D, self.latent))
+        """Use ``ctx.compiled`` networks in the training steps (``--compile``); sampling stays eager, and so does
+        the class latent (a few element-wise ops whose seeded generator dynamo cannot trace)."""
+        self._G, self._D = ctx.compiled(self.G), ctx.compiled(self.D)
         self._step_begin = ctx.step_begin
 
     # -- one adversarial step: everything stays on the device, nothing is read back ----------------------

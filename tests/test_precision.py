@@ -202,23 +202,29 @@ def test_cli_refuses_an_unknown_precision_before_making_a_store(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_compiled_cell_is_deterministic_and_stored_with_its_options(task, tmp_path):
+@pytest.mark.parametrize("name", ["imbalanced", "capsan"])
+def test_compiled_cell_is_deterministic_and_stored_with_its_options(name, tmp_path):
     """``--compile`` through run_cell: the networks really are compiled, the same seed gives the same numbers
-    twice, and the row records the options (Table 3 counts a compiled and an eager cell as two configurations)."""
+    twice, and the row records the options; Table 3 counts a compiled and an eager cell as two configurations."""
     from torch._dynamo.utils import counters
 
-    (cell,) = [c for c in _cells(compile="default") if c.method == "imbalanced"]
+    from bench.reports import table3
+
+    compiled = [c for c in _cells(compile="default", method_params={"capsan": SMALL["capsan"]}) if c.method == name]
+    eager = [c for c in _cells(method_params={"capsan": SMALL["capsan"]}) if c.method == name]
     train, test = load_dataset("digits", split="train"), load_dataset("digits", split="test")
     counters.clear()
-    rows = [run_cell(cell, train, test, CPU, tmp_path / f"r{i}") for i in range(2)]
+    rows = [run_cell(compiled[0], train, test, CPU, tmp_path / f"r{i}") for i in range(2)]
     assert counters["stats"]["unique_graphs"] >= 1  # dynamo captured and compiled the training step
-    assert [r["status"] for r in rows] == ["done", "done"]
+    assert [r["status"] for r in rows] == ["done", "done"], [r["error"] for r in rows]
     assert rows[0]["metrics"] == rows[1]["metrics"]
     assert rows[0]["options"] == {"compile": "default"}
     with Store(tmp_path / "store") as store:
         store.add(rows[0])
+        store.add(run_cell(eager[0], train, test, CPU, tmp_path / "eager"))
         stored = store.cells()
-    assert stored.loc[0, "options"] == {"compile": "default"}
+    assert stored.loc[0, "options"] == {"compile": "default"} and stored.loc[1, "options"] is None
+    assert table3(stored)["n_configs"].tolist() == [2]
 
 
 def test_an_old_store_gains_the_options_column_when_written_not_when_read(tmp_path):
