@@ -46,6 +46,8 @@ Deviations and readings (the paper leaves these open):
 - G ends in a 1x1 convolution to the image channels (the five 3x3 blocks keep their CBN, pixel norm and
   LeakyReLU); channels start at 128 and halve at every upsampling down to 32.
 - Real images are sampled class-balanced with replacement; an "epoch" is ceil(N / batch) steps.
+- ``--precision bf16`` (or ``precision = "bf16"``) runs G, DC and the losses under bf16 autocast, on a CPU
+  too; ``--compile`` compiles G and DC for the training steps (the class latent and sampling stay eager).
 """
 
 from __future__ import annotations

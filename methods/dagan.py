@@ -58,6 +58,8 @@ Deviations:
   not an image of its class, and G is never asked to map rotated images.
 - The official trainer also evaluates losses on a validation split and keeps the best checkpoint; here,
   as for every method of the suite, the networks after the last epoch are used.
+- ``--compile`` compiles G only: the critic's gradient penalty differentiates through its gradients (double
+  backward), which torch.compile does not support. ``--precision bf16`` covers G, the critic and the penalty.
 """
 
 from __future__ import annotations

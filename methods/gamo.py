@@ -71,6 +71,8 @@ Deviations from the paper / official code:
 - ``max_instances`` (default None) caps the instances an IGU combines, a fixed seeded subset per class,
   for classes of thousands of images on a CPU; unused by default.
 - A training set with no minority class trains F and M on real data only (the official code exits).
+- ``--compile`` compiles F, M's head and D; the convex generator stays eager (its class argument would
+  recompile it for every minority class). ``--precision bf16`` covers every network, GAMO2pix included.
 Artifacts: ``losses.json`` (per-epoch losses of every player, GAMO2pix's loss, and ``generated_counts``:
 how many generated feature vectors of each class M was trained on) and ``samples.png`` (8 GAMO2pix images
 per minority class, one row each).
