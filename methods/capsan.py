@@ -47,7 +47,8 @@ Deviations and readings (the paper leaves these open):
   LeakyReLU); channels start at 128 and halve at every upsampling down to 32.
 - Real images are sampled class-balanced with replacement; an "epoch" is ceil(N / batch) steps.
 - ``--precision bf16`` (or ``precision = "bf16"``) runs G, DC and the losses under bf16 autocast, on a CPU
-  too; ``--compile`` compiles G and DC for the training steps (the class latent and sampling stay eager).
+  too; ``--compile`` compiles G and DC's objectives (forward passes and losses) for the training steps (the
+  class latent and sampling stay eager).
 """
 
 from __future__ import annotations
@@ -116,10 +117,11 @@ class CapsAN(Method):
         betas = (p["beta1"], 0.999)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=p["lr"], betas=betas)
         self.opt_g = torch.optim.Adam([*self.G.parameters(), *self.latent.parameters()], lr=p["lr"], betas=betas)
-        # What the training steps call: ``fit`` swaps in compiled modules under --compile (they share
+        # What the training steps call: ``fit`` swaps in compiled versions under --compile (they share
         # these modules' weights), and the step-begin hook of CUDA-graph replay.
-        self._G, self._D, self._latent = self.G, self.D, self.latent
-        self._step_begin = _no_step_begin
+        self._G, self._step_begin = self.G, _no_step_begin
+        self._d_objective, self._g_objective = self.d_objective, self.g_objective
+        self._classifier_objective = self.classifier_objective
         self.precision = p["precision"]
 
     def _autocast(self):
@@ -127,29 +129,46 @@ class CapsAN(Method):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def compile(self, ctx: FitContext) -> None:
-        """Use ``ctx.compiled`` networks in the training steps (``--compile``); sampling stays eager, and so does
-        the class latent (a few element-wise ops whose seeded generator dynamo cannot trace)."""
-        self._G, self._D = ctx.compiled(self.G), ctx.compiled(self.D)
+        """Under ``--compile``, the training steps call compiled versions of G and of the three objectives below
+        (each network's forward passes and its loss as one graph, so the many small loss kernels fuse too);
+        sampling stays eager, and so does the class latent (its seeded generator cannot be traced)."""
+        self._G = ctx.compiled(self.G)
+        self._d_objective = ctx.compiled(self.d_objective)
+        self._g_objective = ctx.compiled(self.g_objective)
+        self._classifier_objective = ctx.compiled(self.classifier_objective)
         self._step_begin = ctx.step_begin
+
+    # -- the objectives ---------------------------------------------------------------------------------
+    def d_objective(self, x_real: torch.Tensor, y_real: torch.Tensor, x_fake: torch.Tensor):
+        """DC's loss (eq. 5-7) on a real batch and a generated one (detached), and the real batch's features
+        (detached) for G's feature matching."""
+        real, fake = self.D(x_real), self.D(x_fake)
+        fake_label = torch.full_like(y_real, self.n_classes)
+        d_loss = (self.D.loss(real.scores.float(), y_real) + self.D.loss(fake.scores.float(), fake_label)
+                  + self.params["pt_weight"] * pull_away(fake.embedding.float()))
+        return d_loss, real.features.detach()
+
+    def g_objective(self, x_fake: torch.Tensor, real_features: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """G's loss (eq. 4): per-class feature matching between real and generated batches in DC's features."""
+        fake = self.D(x_fake)
+        return feature_matching(real_features.float(), fake.features.float(), y, y, self.n_classes)
+
+    def classifier_objective(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """DC as a classifier on (real + generated) images: the margin loss on the true classes."""
+        return self.D.loss(self.D(x).scores.float(), y)
 
     # -- one adversarial step: everything stays on the device, nothing is read back ----------------------
     def train_step(self, x_real: torch.Tensor, y_real: torch.Tensor, generator=None) -> torch.Tensor:
         """One D update and one G update; returns (d_loss, g_loss) as a device tensor."""
         self._step_begin()
-        fake_label = torch.full_like(y_real, self.n_classes)
         with self._autocast():
-            x_fake = self._G(self._latent(y_real, generator), y_real)
-            real = self._D(x_real)
-            fake = self._D(x_fake.detach())
-            d_loss = (self.D.loss(real.scores.float(), y_real) + self.D.loss(fake.scores.float(), fake_label)
-                      + self.params["pt_weight"] * pull_away(fake.embedding.float()))
+            x_fake = self._G(self.latent(y_real, generator), y_real)
+            d_loss, real_features = self._d_objective(x_real, y_real, x_fake.detach())
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
         with self._autocast():
-            fake = self._D(x_fake)
-            g_loss = feature_matching(real.features.detach().float(), fake.features.float(), y_real, y_real,
-                                      self.n_classes)
+            g_loss = self._g_objective(x_fake, real_features, y_real)
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
@@ -158,7 +177,7 @@ class CapsAN(Method):
     def classifier_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self._step_begin()
         with self._autocast():
-            loss = self.D.loss(self._D(x).scores.float(), y)
+            loss = self._classifier_objective(x, y)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
