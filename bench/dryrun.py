@@ -2,7 +2,8 @@
 the pending ones should take, without running them or writing the store.
 
 The estimate per (method, dataset), in order of trust:
-1. ``store``: the median duration of the done cells with the same method label, dataset and epochs;
+1. ``store``: the median duration of the done cells with the same method label, dataset, epochs, precision
+   and compile mode that ran on the same kind of device (cpu or cuda);
 2. ``calibrated``: the group's first pending cell, fitted for 1 and then 3 epochs on at most
    ``CALIBRATION_IMAGES`` training images of its task on this run's device; the difference is the cost of
    an epoch, the rest a fixed cost. Every pending cell of the group then gets the fixed cost plus the
@@ -47,10 +48,21 @@ def cell_status(cells: list[Cell], attempts: pd.DataFrame) -> dict[str, str]:
     return {c.key: "done" if c.key in done else "failed" if c.key in failed else "pending" for c in cells}
 
 
-def stored_durations(attempts: pd.DataFrame) -> dict[tuple, float]:
-    """(method label, dataset, epochs) -> median seconds of its done cells."""
+def speed_settings(options) -> str:
+    """What in a cell's options changes its speed but not its task: precision and compile mode."""
+    options = options if isinstance(options, dict) else {}
+    return f"{options.get('precision', 'fp32')}/{options.get('compile') or 'eager'}"
+
+
+def stored_durations(attempts: pd.DataFrame, device_type: str) -> dict[tuple, float]:
+    """(method label, dataset, epochs, speed settings) -> median seconds of its done cells that ran on this
+    kind of device (a store of GPU cells says nothing of a CPU run, and the other way round)."""
     done = attempts[attempts["status"] == "done"]
-    return {key: float(group.median()) for key, group in done.groupby(["method", "dataset", "epochs"])["duration_s"]}
+    if "device" in done:
+        done = done[done["device"].astype(str).str.startswith(device_type)]
+    done = done.assign(speed=[speed_settings(o) for o in done.get("options", pd.Series([None] * len(done)))])
+    groups = done.groupby(["method", "dataset", "epochs", "speed"])["duration_s"]
+    return {key: float(group.median()) for key, group in groups}
 
 
 def _shrink(images: ImageSet, n: int, seed: int) -> ImageSet:
@@ -128,7 +140,7 @@ def dry_run(cells: list[Cell], results_dir, load, device, workers: int = 1) -> t
 
     attempts = stored_attempts(results_dir)
     status = cell_status(cells, attempts)
-    stored = stored_durations(attempts)
+    stored = stored_durations(attempts, device.type)
     rows = []
     sizes: dict[tuple, int] = {}  # training-set size per task (it does not depend on the seed)
 
@@ -145,7 +157,7 @@ def dry_run(cells: list[Cell], results_dir, load, device, workers: int = 1) -> t
     for (label, dataset), members in groups.items():
         counts = {s: sum(status[c.key] == s for c in members) for s in ("done", "failed", "pending")}
         todo = [c for c in members if status[c.key] != "done"]
-        known = stored.get((label, dataset, members[0].epochs))
+        known = stored.get((label, dataset, members[0].epochs, speed_settings(members[0].options)))
         if known is not None:
             seconds, source = known, "store (median of done cells)"
             to_run = seconds * len(todo)

@@ -165,6 +165,31 @@ def test_dry_run_counts_done_failed_and_pending_against_a_known_store(tmp_path, 
     assert not (tmp_path / "new").exists()  # a dry run creates no store
 
 
+def test_stored_durations_count_only_cells_of_the_same_device_kind_and_speed_settings(tmp_path, digits, monkeypatch):
+    """A GPU store's times, or an eager run's, are no estimate for a CPU run, or a compiled one: calibrate."""
+    from bench import dryrun
+    from bench.runner import run_cell
+
+    monkeypatch.setattr(dryrun, "calibration", lambda cell, train, test, device: (1.0, 0.0, "calibrated: fake"))
+    config = RunConfig(name="t", methods=["imbalanced"], datasets=["digits"], ratios=[0.1], seeds=2,
+                       pairs=[[3, 5]], epochs=1)
+    first, second = build_grid(config)
+    results = tmp_path / "results"
+    with Store(results) as store:
+        store.add({**run_cell(first, *digits, torch.device("cpu"), results), "device": "cuda (NVIDIA H100)",
+                   "duration_s": 123.0})
+    cpu = torch.device("cpu")
+    table, _ = dryrun.dry_run([first, second], results, lambda cell: digits, cpu)
+    assert table.loc[0, "estimate"] == "calibrated: fake" and table.loc[0, "to_run_s"] == 1.0
+    with Store(results) as store:
+        store.add({**run_cell(first, *digits, cpu, results), "duration_s": 7.0})
+    table, _ = dryrun.dry_run([first, second], results, lambda cell: digits, cpu)
+    assert table.loc[0, "estimate"].startswith("store") and table.loc[0, "to_run_s"] == 7.0
+    compiled = build_grid(RunConfig(**{**config.__dict__, "compile": "default"}))
+    table, _ = dryrun.dry_run(compiled, results, lambda cell: digits, cpu)
+    assert table.loc[0, "estimate"] == "calibrated: fake"  # the stored cell ran eager
+
+
 def test_calibrated_estimate_scales_with_each_cells_task_size_and_epochs(tmp_path, digits, monkeypatch):
     """Every pending cell gets the fixed cost plus the per-image epoch cost x its own task's size x its epochs:
     a 0.5 task (more minority images) is estimated above a 0.05 one, by exactly its extra images."""
