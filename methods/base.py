@@ -66,7 +66,9 @@ class FitContext:
             return fn
         # A GAN calls its networks on real and generated batches, with and without gradients, and on a shorter
         # last batch: each a compiled variant. Past dynamo's default 8 the function would silently run eager.
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+        config = torch._dynamo.config
+        name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+        setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
         return torch.compile(fn, mode=self.compile)
 
     def step_begin(self) -> None:
