@@ -48,10 +48,11 @@ def cell_status(cells: list[Cell], attempts: pd.DataFrame) -> dict[str, str]:
     return {c.key: "done" if c.key in done else "failed" if c.key in failed else "pending" for c in cells}
 
 
-def speed_settings(options) -> str:
-    """What in a cell's options changes its speed but not its task: precision and compile mode."""
-    options = options if isinstance(options, dict) else {}
-    return f"{options.get('precision', 'fp32')}/{options.get('compile') or 'eager'}"
+def speed_settings(options) -> tuple:
+    """What in a cell's options changes its speed but not its task: ``runner.fit_settings``, hashable."""
+    from bench.runner import fit_settings
+
+    return tuple(sorted(fit_settings(options).items()))
 
 
 def stored_durations(attempts: pd.DataFrame, device_type: str) -> dict[tuple, float]:
@@ -126,7 +127,8 @@ def _timed_fit(cell: Cell, train: ImageSet, test: ImageSet, device, epochs: int)
     seed_everything(cell.seed, device)
     method = get_method(cell.method)(**cell.overrides)
     with tempfile.TemporaryDirectory() as folder:
-        ctx = FitContext(device=device, seed=cell.seed, epochs=epochs, artifact_dir=Path(folder), **fit_settings(cell))
+        ctx = FitContext(device=device, seed=cell.seed, epochs=epochs, artifact_dir=Path(folder),
+                         **fit_settings(cell.options))
         clock = time.perf_counter()
         method.fit(train, ctx)
         method.predict_proba(test.images[:CALIBRATION_IMAGES])

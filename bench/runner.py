@@ -110,7 +110,7 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
                                dataset=cell.dataset, test_distribution=cell.options.get("test", "balanced"))
         row["counts"] = task.counts
         ctx = FitContext(device=device, seed=cell.seed, epochs=cell.epochs, artifact_dir=results_dir / artifacts,
-                         **fit_settings(cell), **({"progress": progress} if progress else {}))
+                         **fit_settings(cell.options), **({"progress": progress} if progress else {}))
         method, proba, retry = _fit_predict(cell, task, ctx)
         row["metrics"] = classification_metrics(task.test.labels, proba, task.positive)
         if retry:
@@ -135,9 +135,11 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
     return row
 
 
-def fit_settings(cell: Cell) -> dict:
-    """The run-wide training settings a cell carries in its options: FitContext's precision and compile."""
-    return {"precision": cell.options.get("precision", "fp32"), "compile": cell.options.get("compile")}
+def fit_settings(options: dict | None) -> dict:
+    """The run-wide training settings in a cell's (or a stored row's) options: FitContext's precision and
+    compile mode, with their defaults."""
+    options = options if isinstance(options, dict) else {}
+    return {"precision": options.get("precision", "fp32"), "compile": options.get("compile")}
 
 
 def _fit_predict(cell: Cell, task, ctx):
