@@ -139,12 +139,18 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_s
     summary = run_grid(cells, results, data_dir=data_dir, download=download, device=device, resume=resume,
                        quiet=quiet, fid_weights=fid_weights, jobs=jobs, jobs_per_gpu=jobs_per_gpu, executor=executor,
                        ray_address=ray_address, gpus_per_cell=gpus_per_cell, method_files=method_files)
-    click.echo(f"{summary.total} cells: {summary.done} run, {summary.failed} failed, "
+    refused = f" ({summary.refused} refused by the method or protocol)" if summary.refused else ""
+    click.echo(f"{summary.total} cells: {summary.done} run, {summary.failed} failed{refused}, "
                f"{summary.skipped} already done (results in {Path(results) / 'bench.sqlite'})")
     with Store(results, create=False) as store:
         stored = store.cells()
     keys = {c.key for c in cells}
     click.echo(table3_text(stored[stored["key"].isin(keys)]))
+    errors = summary.failed - summary.refused  # a refusal is the cell's answer (too few images), not an error
+    if errors:  # scripts and schedulers must see it; the table above lists each reason
+        click.echo(f"Error: {errors} of {summary.total - summary.skipped} cells failed (reasons above); every "
+                   "other cell is stored, and running the same command again retries only the failed ones", err=True)
+        sys.exit(1)
 
 
 def _dry_run(cells, results, data_dir, download, device, jobs, jobs_per_gpu) -> None:

@@ -7,3 +7,9 @@ class BenchError(Exception):
 
 class CellFailure(Exception):
     """A cell cannot complete (a method's own refusal, divergence); it is recorded as failed."""
+
+
+class CellRefused(CellFailure):
+    """A task that the method or the protocol cannot do at all (too few images for SMOTE's neighbours, a ratio
+    that keeps no minority image): recorded as failed like any failure, but it is the answer for that cell,
+    not an error of the run, and ``bench run`` still exits 0."""

@@ -30,12 +30,13 @@ from tqdm.auto import tqdm  # noqa: E402
 from bench.datasets import load_dataset  # noqa: E402
 from bench.datasets.base import LoadOptions  # noqa: E402
 from bench.datasets.imbalance import make_imbalanced  # noqa: E402
-from bench.errors import BenchError, CellFailure  # noqa: E402
+from bench.errors import BenchError, CellFailure, CellRefused  # noqa: E402
 from bench.grid import Cell  # noqa: E402
+from bench.lock import RunLock  # noqa: E402
 from bench.methods import FitContext, get_method  # noqa: E402
 from bench.metrics import classification_metrics, roc_points  # noqa: E402
 from bench.quality import BATTLE_TWINS, FidSettings, battle_against_twin, generative_quality  # noqa: E402
-from bench.store import Store  # noqa: E402
+from bench.store import STORE_NAME, Store  # noqa: E402
 
 _PACKAGES = ("capsan-bench", "torch", "numpy", "scikit-learn", "imbalanced-learn", "pandas")
 
@@ -122,17 +123,30 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
         row["status"] = "done"
     except CellFailure as exc:
         row.update(status="failed", error=str(exc))
-    except torch.cuda.OutOfMemoryError as exc:
-        row.update(status="failed", error=f"out of memory on {device}{_memory_figure(device)}: {_first_line(exc)}; "
-                                          "use a smaller batch_size, fewer --jobs-per-gpu, or --device cpu")
+        row["refused"] = isinstance(exc, CellRefused)  # not a store column: the run's exit code reads it
     except Exception as exc:  # a bug in one method must not stop the grid; the traceback is kept
-        row.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
-        folder = results_dir / artifacts
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "error.txt").write_text(traceback.format_exc())
+        if _is_oom(exc):
+            fix = ("a smaller batch_size, fewer --jobs-per-gpu, or --device cpu" if device.type == "cuda"
+                   else "a smaller batch_size or fewer --jobs")
+            row.update(status="failed", error=f"out of memory on {device}{_memory_figure(device)}: "
+                                              f"{_first_line(exc)}; use {fix}")
+        else:
+            row.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+            if _keep_traceback(results_dir / artifacts):
+                row["error"] += f" (traceback in {artifacts / 'error.txt'})"
     row["finished_at"] = _now()
     row["duration_s"] = round(time.perf_counter() - clock, 3)
     return row
+
+
+def _keep_traceback(folder: Path) -> bool:
+    """The failed cell's traceback in its artifacts folder; False when it cannot be written (a full disk)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "error.txt").write_text(traceback.format_exc())
+    except OSError:
+        return False
+    return True
 
 
 def fit_settings(options: dict | None) -> dict:
@@ -150,9 +164,9 @@ def _fit_predict(cell: Cell, task, ctx):
         method = get_method(cell.method)(**overrides)
         method.fit(task.train, ctx)
         return method, method.predict_proba(task.test.images), None
-    except torch.cuda.OutOfMemoryError as exc:
+    except Exception as exc:
         batch = cell.params.get("batch_size")
-        if not isinstance(batch, int) or batch < 2:
+        if not _is_oom(exc) or not isinstance(batch, int) or batch < 2:
             raise
         first = f"at batch_size {batch}{_memory_figure(ctx.device)}: {_first_line(exc)}"
     method = None
@@ -163,9 +177,18 @@ def _fit_predict(cell: Cell, task, ctx):
         method = get_method(cell.method)(**overrides)
         method.fit(task.train, ctx)
         proba = method.predict_proba(task.test.images)
-    except torch.cuda.OutOfMemoryError as exc:
+    except Exception as exc:
+        if not _is_oom(exc):
+            raise
         raise torch.cuda.OutOfMemoryError(f"{first}; again at batch_size {batch // 2}: {_first_line(exc)}") from exc
     return method, proba, {"batch_size": batch // 2, "first_error": first}
+
+
+def _is_oom(exc: BaseException) -> bool:
+    """An out-of-memory error on any device: CUDA's, Python's ``MemoryError``, or torch's CPU allocator."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -237,6 +260,7 @@ class RunSummary:
     skipped: int  # already done in the store
     done: int
     failed: int
+    refused: int = 0  # of the failed: tasks the method or protocol cannot do (CellRefused), not run errors
 
 
 def run_grid(cells: list[Cell], results_dir: str | Path, *, data_dir=None, download: bool = False,
@@ -245,13 +269,16 @@ def run_grid(cells: list[Cell], results_dir: str | Path, *, data_dir=None, downl
              ray_address: str | None = None, gpus_per_cell: float = 0.0, method_files=(),
              ray_options: dict | None = None) -> RunSummary:
     """Run the cells not yet done and store each row as it arrives; see ``bench/executors.py`` for where
-    they run (here, ``jobs`` local workers, or Ray tasks). Only this process writes the store."""
+    they run (here, ``jobs`` local workers, or Ray tasks). Only this process writes the store, and only one
+    run at a time writes a results folder (``bench/lock.py``)."""
     from bench import executors
 
     results_dir = Path(results_dir)
     torch_device = resolve_device(device)
     if executor not in ("local", "ray"):
         raise BenchError(f"unknown executor '{executor}'; valid: local, ray")
+    if results_dir.exists() and not results_dir.is_dir():
+        raise BenchError(f"results path {results_dir} is a file; give a folder with --results")
     n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     devices = executors.plan_devices(jobs, jobs_per_gpu, device, n_gpus) if executor == "local" else []
     fid_settings = None
@@ -262,11 +289,11 @@ def run_grid(cells: list[Cell], results_dir: str | Path, *, data_dir=None, downl
         fid_settings = FidSettings(fid_weights, download, torch_device, results_dir / "fid-cache")
         if fid_settings.notice:  # said once per run, not per cell (nor per worker)
             tqdm.write(f"note: {fid_settings.notice}")
-    with Store(results_dir) as store:
-        done_keys = store.done_keys() if resume else set()
+    with RunLock(results_dir):
+        # What is done (read-only), then every dataset the pending cells need, before the store is opened
+        # for writing: a missing or corrupt file stops the run before any cell starts, the store untouched.
+        done_keys = _done_keys(results_dir) if resume else set()
         pending = [c for c in cells if c.key not in done_keys]
-        summary = RunSummary(total=len(cells), skipped=len(cells) - len(pending), done=0, failed=0)
-        # Load every dataset first: a missing or corrupt file stops the run before any cell starts.
         load = dataset_loader(data_dir, download)
         data = {_data_source(cell): load(cell) for cell in pending}
         job = executors.Job(str(results_dir), None if data_dir is None else str(data_dir), download,
@@ -281,19 +308,41 @@ def run_grid(cells: list[Cell], results_dir: str | Path, *, data_dir=None, downl
                 lambda cell: _run_with_bars(cell, data, torch_device, results_dir, fid_settings, quiet))
         if not isinstance(pool, executors.SequentialExecutor):
             data.clear()  # loaded only to fail fast: the workers read their own copies
-        bar = tqdm(total=len(pending), desc="cells", unit="cell", disable=quiet, dynamic_ncols=True)
-        for cell, row in pool.run(pending):
-            store.add(row)
+        with Store(results_dir) as store:
+            return _store_rows(pool.run(pending), store, len(cells), len(cells) - len(pending), results_dir,
+                               quiet)
+
+
+def _done_keys(results_dir: Path) -> set[str]:
+    if not (results_dir / STORE_NAME).exists():
+        return set()
+    with Store(results_dir, create=False) as store:
+        return store.done_keys()
+
+
+def _store_rows(rows, store: Store, total: int, skipped: int, results_dir: Path, quiet: bool) -> RunSummary:
+    """Store each (cell, row) as it arrives, with the cells bar; a full disk stops the run with one line."""
+    summary = RunSummary(total=total, skipped=skipped, done=0, failed=0)
+    with tqdm(total=total - skipped, desc="cells", unit="cell", disable=quiet, dynamic_ncols=True) as bar:
+        for cell, row in rows:
+            store.add(row)  # a full disk raises BenchError here; every row before it is committed
             if row["status"] == "done":
                 summary.done += 1
             else:
                 summary.failed += 1
+                summary.refused += bool(row.get("refused"))
                 if not quiet:
                     tqdm.write(f"failed: {cell.label()}: {row['error']}")
+                if _disk_full(row["error"]):  # every later cell would fail the same way
+                    raise BenchError(f"the disk under {results_dir} is full ({row['error']}); every finished "
+                                     "cell is stored: free space and run the same command again to finish the rest")
             bar.update(1)
             bar.set_postfix(done=summary.done, failed=summary.failed, skipped=summary.skipped)
-        bar.close()
     return summary
+
+
+def _disk_full(error: str | None) -> bool:
+    return bool(error) and ("[Errno 28]" in error or "[Errno 122]" in error or "No space left" in error)
 
 
 def _threads_per_worker(devices: list[str]) -> int | None:

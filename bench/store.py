@@ -9,6 +9,7 @@ cell only ever failed. WAL journaling lets ``bench report`` read while ``bench r
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -64,28 +65,31 @@ class Store:
     def __init__(self, results_dir: str | Path, create: bool = True):
         self.results_dir = Path(results_dir)
         self.path = self.results_dir / STORE_NAME
+        self.writable = create
         if self.results_dir.exists() and not self.results_dir.is_dir():
             raise BenchError(f"results path {self.results_dir} is a file; give a folder with --results")
         if not create and not self.path.exists():
             raise BenchError(f"no results store at {self.path}; run 'bench run --results {self.results_dir}' first")
         try:
-            self.results_dir.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=30.0)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            with self._conn:
-                self._conn.executescript(_SCHEMA)
-                self._conn.execute(
-                    "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
-                if create:
+            if create:
+                self.results_dir.mkdir(parents=True, exist_ok=True)
+                self._conn = sqlite3.connect(self.path, timeout=30.0)
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=FULL")
+                with self._conn:
+                    self._conn.executescript(_SCHEMA)
+                    self._conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)",
+                                       (str(SCHEMA_VERSION),))
                     self._migrate()
+            else:  # readers (reports, --dry-run) open read-only: a store is never changed by reading it
+                self._conn = _connect_read_only(self.path)
         except sqlite3.DatabaseError as exc:
-            raise BenchError(
-                f"cannot open results store {self.path} ({exc}); give another folder with --results"
-            ) from exc
+            raise BenchError(_database_error(self.path, exc)) from exc
         except PermissionError as exc:
             raise BenchError(f"cannot write to {self.results_dir} ({exc.strerror}); give a writable --results folder") from exc
+        except OSError as exc:
+            raise BenchError(f"cannot create the results store {self.path} ({exc.strerror}); free space or give "
+                             "another --results folder") from exc
 
     def _migrate(self) -> None:
         """Bring a store written by an earlier version up to this schema (only when writing: a report leaves
@@ -112,10 +116,13 @@ class Store:
             if field in JSON_COLUMNS and value is not None and not isinstance(value, str):
                 value = json.dumps(value, sort_keys=True)
             values.append(value)
-        with self._conn:  # one transaction per cell: a kill never leaves half a row
-            self._conn.execute(
-                f"INSERT INTO results ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))})", values
-            )
+        try:
+            with self._conn:  # one transaction per cell: a kill never leaves half a row
+                self._conn.execute(
+                    f"INSERT INTO results ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))})", values
+                )
+        except sqlite3.OperationalError as exc:  # disk full, an I/O error: the transaction rolled back whole
+            raise BenchError(_database_error(self.path, exc, writing=True)) from exc
 
     def done_keys(self) -> set[str]:
         return {k for (k,) in self._conn.execute("SELECT DISTINCT key FROM results WHERE status = 'done'")}
@@ -137,6 +144,36 @@ class Store:
         frame["_done"] = frame["status"].eq("done")
         frame = frame.sort_values(["_done", "id"]).groupby("key", sort=False).tail(1)
         return frame.drop(columns="_done").sort_values("id").reset_index(drop=True)
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection. A WAL store needs its ``-shm`` file, which SQLite cannot create in a read-only
+    folder (an archive, a colleague's mount): there no run can be writing, so the file is opened immutable."""
+    uri = path.resolve().as_uri()
+    try:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30.0)
+        conn.execute("SELECT 1 FROM results LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError as exc:
+        if "unable to open" not in str(exc) or os.access(path.parent, os.W_OK):
+            raise
+    conn = sqlite3.connect(f"{uri}?immutable=1", uri=True)
+    conn.execute("SELECT 1 FROM results LIMIT 1").fetchall()
+    return conn
+
+
+def _database_error(path: Path, exc: sqlite3.DatabaseError, writing: bool = False) -> str:
+    """One line for an SQLite error: what happened to which file, and the fix."""
+    text = str(exc)
+    if "full" in text or "disk I/O" in text:
+        done = "every cell stored before is intact; " if writing else ""
+        return (f"cannot write the results store {path} ({text}): the disk is full or failing; {done}free space "
+                "(or give another --results folder) and run the same command again to finish the rest")
+    if "locked" in text or "busy" in text:
+        return f"the results store {path} is busy ({text}); another process holds it, try again when it is done"
+    if "readonly" in text or "unable to open" in text:
+        return f"cannot open the results store {path} ({text}); give a readable, writable --results folder"
+    return f"cannot open results store {path} ({text}); it is not a bench store or is damaged: give another --results folder"
 
 
 def read_cells(results_dirs) -> pd.DataFrame:

@@ -2,14 +2,14 @@
 
 ``<folder>/<name>.npz`` holds the images, the labels, a format version and ``md5``: the key the loader
 built from its source files' checksums (and any option that changes the decoded arrays). A cache with
-another key or version, or one that cannot be read, is rebuilt; a folder that is not writable gets none.
+another key or version, or one that cannot be read (truncated, garbled, not a zip), is rebuilt; a folder
+that is not writable gets none.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,10 @@ def read_cache(cache: Path, key: np.ndarray, class_names: tuple[str, ...]) -> Im
             if int(z["version"]) != CACHE_VERSION or not np.array_equal(z["md5"], key):
                 return None
             return ImageSet(z["images"], z["labels"], class_names)
-    except (OSError, KeyError, ValueError, zlib.error, EOFError):
+    # A damaged cache can raise almost anything: zipfile.BadZipFile (truncated, or a bad CRC where bytes
+    # were garbled), lzma or zlib errors, OSError, KeyError, ValueError, EOFError ... It is only a cache:
+    # rebuild it from the checked sources, never stop the run.
+    except Exception:  # noqa: BLE001
         return None
 
 

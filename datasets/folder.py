@@ -31,8 +31,11 @@ composited, as torchvision's loader does (``convert("RGB")``). 32-bit integer an
 Cache: decoded splits are kept as ``PATH/.capsan-cache/<split>-<S>.npz`` (``bench.datasets.cache``) when
 ``PATH`` is writable (mode bits included, as for the other datasets); a read-only folder gets no cache. The key
 is a SHA-256 over this module's format version, the split settings, the layout, and every image's relative
-path, byte size and modification time (ns), plus the array shape: adding, removing, replacing or touching any
-image rebuilds both splits' caches, as the colour choice and the single-folder split depend on all files.
+path, byte size and modification time (ns); a SHA-256 over every image's relative path and content; and the
+array shape: adding, removing, replacing or touching any image rebuilds both splits' caches, as the colour
+choice and the single-folder split depend on all files. The content checksum also catches an image replaced
+by another of the same size and modification time (``cp -p``, ``rsync -t``, ``tar x``), so a cache is never
+stale; it costs one read of the images per load, far less than decoding them.
 
 ``download`` means nothing here and is ignored (a run may pass ``--download`` for its other datasets).
 DEFAULT_PAIRS: one pair, (largest class, smallest class) by train count; ties go to the lower class index
@@ -55,6 +58,7 @@ import numpy as np
 
 from bench.datasets.base import ImageSet, LoadOptions
 from bench.datasets.cache import read_cache, write_cache
+from bench.datasets.download import file_digest
 from bench.errors import BenchError
 
 PREFIX = "folder:"
@@ -164,6 +168,20 @@ def _fingerprint(root: Path, kind: str, files: list[Path]) -> str:
     return digest.hexdigest()
 
 
+def content_digest(layout: Layout) -> str:
+    """SHA-256 over every image's relative path and the SHA-256 of its bytes, in sorted path order."""
+    digest = hashlib.sha256(FORMAT.encode())
+    for file in sorted(layout.all_files(), key=lambda p: p.as_posix()):
+        try:
+            content = file_digest(file, "sha256")
+        except OSError as e:
+            raise _fail(layout.root, f"cannot read image {file} ({_one_line(e)}); fix its permissions or "
+                                     "remove it") from e
+        rel = file.relative_to(layout.root).as_posix().encode("utf-8", "surrogateescape")
+        digest.update(b"\0" + rel + b"\0" + content.encode())
+    return digest.hexdigest()
+
+
 def scan(path: str | Path) -> Layout:
     """Find the layout, classes and files of PATH (no pixels read); every problem is a one-line BenchError."""
     if not str(path).strip():  # Path("") would be the working directory
@@ -210,10 +228,21 @@ def _unreadable(root: Path, file: Path, error: BaseException) -> BenchError:
 
 
 def _open(root: Path, file: Path):
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     try:
         return Image.open(file)
+    except UnidentifiedImageError as e:  # no image at all (e.g. a text file named .png): show what is there
+        try:
+            with open(file, "rb") as f:
+                head = f.read(16)
+            size = file.stat().st_size
+            found = (f"expected {file.suffix.lstrip('.').upper()} image data, found "
+                     + (f"a {size}-byte file starting {head!r}" if size else "an empty file"))
+        except OSError:
+            found = _one_line(e)
+        raise _fail(root, f"cannot read image {file} ({found}); replace it with a valid image or delete "
+                          "it") from e
     except Exception as e:  # Pillow raises many types on damaged files (OSError, SyntaxError, ValueError, ...)
         raise _unreadable(root, file, e) from e
 
@@ -308,10 +337,12 @@ def load(path: str | Path, split: str = "train", download: bool = False,
     layout = scan(path)
     channels = probe(layout)[0]
     size = image_size(layout, options)
-    key = np.array([layout.fingerprint, f"{channels}x{size}x{size}"])
     cache = _cache_file(layout.root, split, size)
-    if cache is not None and (cached := read_cache(cache, key, layout.class_names)) is not None:
-        return cached
+    if cache is not None:
+        # The stat fingerprint alone would miss an image replaced in place by one of the same size and time.
+        key = np.array([layout.fingerprint, content_digest(layout), f"{channels}x{size}x{size}"])
+        if (cached := read_cache(cache, key, layout.class_names)) is not None:
+            return cached
     items = layout.splits[split]
     images = np.zeros((len(items), channels, size, size), np.uint8)
     for i, (file, _) in enumerate(_progress(items, f"{dataset_name(path)} {split}")):

@@ -254,7 +254,10 @@ def read_image(zf: zipfile.ZipFile, archive: Path, member: str, row: Row, named_
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             image = img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except UnidentifiedImageError:  # no image at all (a text file under an image's name): show what is there
+        raise bad_archive(archive, f"{member} is not a readable image: expected a PPM, found {len(data)} "
+                                   f"bytes starting {data[:16]!r}") from None
+    except (OSError, ValueError, SyntaxError) as e:
         raise bad_archive(archive, f"{member} is not a readable image: {one_line(e)}") from e
     if image.size != (row.width, row.height):
         raise bad_archive(archive, f"{member} is {image.size[0]}x{image.size[1]} but {named_in} line "

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.datasets.base import ImageSet
-from bench.errors import BenchError, CellFailure
+from bench.errors import BenchError, CellRefused
 
 PROTOCOLS = ("binary", "longtail", "step", "gamo", "subset")
 MULTICLASS = ("longtail", "step", "gamo", "subset")
@@ -129,7 +129,7 @@ def make_imbalanced(train: ImageSet, test: ImageSet, protocol: str = "binary", *
     n_majority = len(maj_index)
     requested = int(np.floor(ratio * n_majority + 0.5))
     if requested < 1:
-        raise CellFailure(
+        raise CellRefused(
             f"ratio {ratio:g} keeps 0 minority images of {n_majority} majority images; use a ratio >= {0.5 / n_majority:.3g}"
         )
     # A class pair of unequal sizes can ask for more minority images than exist: keep all, record it.
@@ -163,7 +163,7 @@ def _multiclass(train: ImageSet, test: ImageSet, protocol: str, ratio, seed: int
     available = train.counts()
     wanted = target_counts(protocol, available, ratio, dataset)
     if min(wanted) < 1:
-        raise CellFailure(f"the {protocol} protocol at ratio {ratio:g} keeps 0 images of some class; use a larger ratio")
+        raise CellRefused(f"the {protocol} protocol at ratio {ratio:g} keeps 0 images of some class; use a larger ratio")
     rng = np.random.default_rng(seed)
     kept, realised = [], []
     for c, n in enumerate(wanted):

@@ -20,7 +20,8 @@ def check_finite(epoch: int, losses: dict) -> None:
     """Stop a cell whose losses went NaN or Inf: "diverged at epoch k" is recorded as its failure."""
     bad = {name: value for name, value in losses.items() if not math.isfinite(value)}
     if bad:
-        raise CellFailure(f"diverged at epoch {epoch}: " + ", ".join(f"{k} is {v}" for k, v in bad.items()))
+        raise CellFailure(f"diverged at epoch {epoch}: " + ", ".join(f"{k} is {v}" for k, v in bad.items())
+                          + "; lower the method's learning rate (lr) or run it in fp32")
 
 
 def _no_progress(epoch: int, total: int, logs: dict) -> None:

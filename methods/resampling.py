@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from bench.datasets.base import ImageSet
-from bench.errors import CellFailure
+from bench.errors import CellRefused
 from bench.methods.base import FitContext, Method
 from bench.methods.classifier import CLASSIFIER_SPEC, Classifier
 
@@ -54,6 +54,6 @@ def resample_pixels(sampler, train: ImageSet) -> ImageSet:
     try:
         x_new, y_new = sampler.fit_resample(x, train.labels)
     except (ValueError, RuntimeError) as exc:
-        raise CellFailure(f"{type(sampler).__name__} refused: {exc}") from exc
+        raise CellRefused(f"{type(sampler).__name__} refused: {exc}") from exc
     images = np.clip(np.rint(x_new), 0, 255).astype(np.uint8).reshape((-1, *train.image_shape))
     return ImageSet(images, np.asarray(y_new, dtype=np.int64), train.class_names)

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,8 +135,9 @@ def test_an_exception_inside_a_method_is_a_failed_cell_with_its_traceback(digits
     path.write_text(USER_METHOD)
     assert load_method_file(path) == ["broken-test-method"]
     row = run_cell(_cell("broken-test-method"), *digits, CPU, tmp_path)
-    assert row["status"] == "failed" and row["error"] == "ZeroDivisionError: on purpose"
-    assert "on purpose" in (tmp_path / row["artifacts"] / "error.txt").read_text()
+    where = Path(row["artifacts"]) / "error.txt"
+    assert row["status"] == "failed" and row["error"] == f"ZeroDivisionError: on purpose (traceback in {where})"
+    assert "on purpose" in (tmp_path / where).read_text()
 
 
 def test_method_files_that_define_nothing_or_do_not_import(tmp_path):

@@ -1,0 +1,130 @@
+"""kill -9 of ``bench run`` at random moments of a smoke grid, some of them inside a store write.
+
+After every kill: the store opens and passes SQLite's integrity check, every cell the run reported done
+(journaled once ``Store.add`` returned, by ``instrumented_bench.py``) is there with the same metrics, no cell
+is done twice, and the rerun runs only the cells not yet done. The moments are drawn from a seeded
+generator (``FAULT_SEED`` picks another draw); a failure prints the seed and the kill that broke it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.store import Store
+
+HERE = Path(__file__).resolve().parent
+KILLS = 22  # at least 20 kills, across the grid below
+# A smoke grid: the bundled digits, the fast baselines, every cell well under a second.
+GRID = ["--methods", "imbalanced,smote", "--datasets", "digits", "--ratios", "0.1,0.3", "--pairs", "3:5,4:9",
+        "--seeds", "2", "--epochs", "10", "--quiet"]
+TOTAL = 16
+
+
+def _start(results: Path, journal: Path, kill_write: str | None = None) -> subprocess.Popen:
+    env = {**os.environ, "FAULT_JOURNAL": str(journal), "OMP_NUM_THREADS": "1"}
+    env.pop("FAULT_KILL_WRITE", None)
+    if kill_write:
+        env["FAULT_KILL_WRITE"] = kill_write
+    return subprocess.Popen([sys.executable, str(HERE / "instrumented_bench.py"), "run", *GRID,
+                             "--results", str(results)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+
+
+def _journal(journal: Path) -> list[dict]:
+    return [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
+
+
+def _check_store(results: Path, journal: Path, what: str, tally=None) -> dict:
+    """The invariants after a kill; returns {key: metrics} of the done cells. Lost cells go to the tally."""
+    if not (results / "bench.sqlite").exists():
+        assert not _journal(journal), f"{what}: cells were reported done but there is no store"
+        return {}
+    with sqlite3.connect(results / "bench.sqlite") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok", what
+    with Store(results, create=False) as store:
+        attempts = store.attempts()
+    done = attempts[attempts["status"] == "done"]
+    assert not done["key"].duplicated().any(), f"{what}: a done cell ran again"
+    stored = dict(zip(done["key"], done["metrics"], strict=True))
+    reported = {e["key"]: e["metrics"] for e in _journal(journal) if e["status"] == "done"}
+    lost = sorted(set(reported) - set(stored))
+    if tally is not None:
+        tally["cells_lost"] += len(lost)
+    assert not lost, f"{what}: cells {lost} were reported done and are lost"
+    for key, metrics in reported.items():
+        assert stored[key] == json.loads(json.dumps(metrics)), f"{what}: the metrics of {key} changed"
+    return stored
+
+
+def _wait_for_journal(proc, journal: Path, lines: int, deadline: float) -> None:
+    while len(_journal(journal)) < lines and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+
+
+def test_kill_9_at_random_moments_loses_no_reported_cell(tmp_path, tally):
+    seed = int(os.environ.get("FAULT_SEED", "20261126"))
+    rng = random.Random(seed)
+    rounds, kills, in_write, log = 0, 0, 0, []
+    results = journal = None
+    deadline = time.time() + 480  # a guard against a hang, not a timing
+    while kills < KILLS:
+        assert time.time() < deadline, f"seed {seed}: only {kills} kills in 480 s; log {log}"
+        if results is None or len(_check_store(results, journal, "round check")) == TOTAL:
+            rounds += 1  # the grid finished: the next kills go to a fresh results folder
+            results, journal = tmp_path / f"results{rounds}", tmp_path / f"journal{rounds}.jsonl"
+        before = _check_store(results, journal, "before")
+        mode = rng.choice(["time", "after-cells", "after-cells", "in-write"])
+        if mode == "in-write":  # a kill inside the n-th store write of this process
+            where = ("insert", "commit", "after")[in_write % 3]  # each point of a write, in turn
+            in_write += 1
+            kill = f"{rng.randint(1, 3)}:{where}:{rng.randint(1, 40)}"
+            proc = _start(results, journal, kill)
+            proc.communicate(timeout=120)
+            what = f"seed {seed}, kill {kills}: in store write {kill}"
+        else:
+            proc = _start(results, journal)
+            if mode == "time":  # anywhere: imports, data loading, a cell, a write, the summary
+                delay = rng.uniform(0.5, 6.0)
+                try:
+                    proc.wait(timeout=delay)
+                except subprocess.TimeoutExpired:
+                    pass
+                what = f"seed {seed}, kill {kills}: at {delay:.2f} s"
+            else:  # in the middle of the grid: after the k-th stored cell, plus a fraction of a cell
+                k, delay = rng.randint(1, 4), rng.uniform(0.0, 0.6)
+                _wait_for_journal(proc, journal, len(_journal(journal)) + k, time.time() + 120)
+                time.sleep(delay)
+                what = f"seed {seed}, kill {kills}: {delay:.2f} s after {k} more cells"
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=60)
+        log.append(what)
+        if proc.returncode != -signal.SIGKILL:  # the run finished before the kill: not a fault
+            assert proc.returncode == 0, f"{what}: exit {proc.returncode}"
+            continue
+        kills += 1
+        tally["faults"] += 1
+        after = _check_store(results, journal, what, tally)
+        assert set(before) <= set(after), f"{what}: a stored cell disappeared"
+        if mode == "in-write" and where == "commit":
+            assert len(after) == len(before) + int(kill.split(":")[0]) - 1, f"{what}: the killed write committed"
+        if mode == "in-write" and where == "after":
+            assert len(after) == len(before) + int(kill.split(":")[0]), f"{what}: the committed write is lost"
+        tally["survived"] += 1
+
+    # The rerun finishes only what is missing, and every cell ends done exactly once.
+    done = _check_store(results, journal, "before the final rerun")
+    proc = _start(results, journal)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert f"{TOTAL} cells: {TOTAL - len(done)} run, 0 failed, {len(done)} already done" in out
+    final = _check_store(results, journal, "after the final rerun", tally)
+    assert len(final) == TOTAL
+    assert all(final[key] == metrics for key, metrics in done.items())
