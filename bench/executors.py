@@ -22,6 +22,7 @@ same device whichever executor ran it (CPU workers set their thread count; see `
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -123,16 +124,37 @@ def plan_devices(jobs: int | None, jobs_per_gpu: int | None, device: str, n_gpus
     return [gpus[i % len(gpus)] for i in range(count)] if gpus else ["cpu"] * count
 
 
-def _worker_main(conn, job: Job, device: str) -> None:
-    """A worker: receive a cell, send back its row, until told to stop (None)."""
+def _worker_main(conn, job: Job, device: str, driver: int | None = None) -> None:
+    """A worker: receive a cell, send back its row, until told to stop (None) or the driver is gone."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it stops the workers itself
-    while True:
-        cell = conn.recv()
-        if cell is None:
-            return
-        conn.send(execute(cell, job, device))
+    _die_with(driver)
+    try:
+        while True:
+            cell = conn.recv()
+            if cell is None:
+                return
+            conn.send(execute(cell, job, device))
+    except (EOFError, BrokenPipeError):  # the driver was killed: nobody can store this row, stop quietly
+        return
+
+
+def _die_with(driver: int | None) -> None:
+    """A driver killed with ``kill -9`` cannot stop its workers: on Linux the kernel kills them with it
+    (``PR_SET_PDEATHSIG``), so no orphan keeps a GPU busy with a cell nobody will store."""
+    import ctypes
+    import signal
+    import sys
+
+    if driver is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != driver:  # the driver died before the line above
+        os._exit(0)
 
 
 class SequentialExecutor:
@@ -157,7 +179,7 @@ class LocalExecutor:
 
     def _start(self, slot: int):
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_worker_main, args=(child, self.job, self.devices[slot]),
+        process = self._context.Process(target=_worker_main, args=(child, self.job, self.devices[slot], os.getpid()),
                                         daemon=True, name=f"bench-worker-{slot}")
         process.start()
         child.close()

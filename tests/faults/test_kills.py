@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from bench.store import Store
 
 HERE = Path(__file__).resolve().parent
@@ -128,3 +130,75 @@ def test_kill_9_at_random_moments_loses_no_reported_cell(tmp_path, tally):
     final = _check_store(results, journal, "after the final rerun", tally)
     assert len(final) == TOTAL
     assert all(final[key] == metrics for key, metrics in done.items())
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+# With FAULT_SLEEP set, each cell of this method sleeps that long first: the workers are mid-cell when the
+# driver is killed, and would compute on for that long if they outlived it.
+SLEEPY_METHOD = """
+import os
+import time
+
+from bench.methods.imbalanced import Imbalanced
+
+
+class Sleepy(Imbalanced):
+    name = "sleepy"
+
+    def fit(self, train, ctx):
+        time.sleep(float(os.environ.get("FAULT_SLEEP", "0")))
+        super().fit(train, ctx)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker processes from /proc (Linux)")
+def test_kill_9_of_a_run_with_workers_takes_the_workers_with_it(tmp_path, tally):
+    """``--jobs 2``: the workers die with their driver (no orphan computes on a cell nobody will store), the
+    store keeps what was reported, and the rerun runs only the rest."""
+    results, journal, method_file = tmp_path / "results", tmp_path / "journal.jsonl", tmp_path / "sleepy.py"
+    method_file.write_text(SLEEPY_METHOD)
+    grid = ["--methods", "imbalanced,sleepy", "--method-file", str(method_file), "--datasets", "digits",
+            "--ratios", "0.1", "--pairs", "3:5", "--seeds", "2", "--epochs", "1", "--jobs", "2", "--quiet",
+            "--results", str(results)]
+    env = {**os.environ, "FAULT_JOURNAL": str(journal), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(HERE / "instrumented_bench.py"), "run", *grid],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**env, "FAULT_SLEEP": "300"})
+    _wait_for_journal(proc, journal, 2, time.time() + 180)  # both imbalanced cells: both workers now sleep
+    workers = _children(proc.pid)
+    assert proc.poll() is None and len(workers) >= 2, "the run ended before the kill"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    tally["faults"] += 1
+    deadline = time.time() + 30  # a guard; without the fix they would sleep on for 300 s
+    while any(_alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not [w for w in workers if _alive(w)], "workers outlived their killed driver"
+    done = _check_store(results, journal, "kill -9 of a --jobs 2 run", tally)
+    assert len(done) == 2
+
+    rerun = subprocess.run([sys.executable, str(HERE / "instrumented_bench.py"), "run", *grid],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "4 cells: 2 run, 0 failed, 2 already done" in rerun.stdout
+    assert len(_check_store(results, journal, "after the rerun", tally)) == 4
+    tally["survived"] += 1
