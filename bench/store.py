@@ -8,6 +8,7 @@ cell only ever failed. WAL journaling lets ``bench report`` read while ``bench r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -124,12 +125,22 @@ class Store:
         except sqlite3.OperationalError as exc:  # disk full, an I/O error: the transaction rolled back whole
             raise BenchError(_database_error(self.path, exc, writing=True)) from exc
 
+    @contextlib.contextmanager
+    def _reading(self):
+        """A damaged store shows only when a page is read: one line, never a traceback."""
+        try:
+            yield
+        except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
+            raise BenchError(_database_error(self.path, exc)) from exc
+
     def done_keys(self) -> set[str]:
-        return {k for (k,) in self._conn.execute("SELECT DISTINCT key FROM results WHERE status = 'done'")}
+        with self._reading():
+            return {k for (k,) in self._conn.execute("SELECT DISTINCT key FROM results WHERE status = 'done'")}
 
     def attempts(self) -> pd.DataFrame:
         """Every stored attempt, oldest first, JSON columns decoded."""
-        frame = pd.read_sql_query("SELECT * FROM results ORDER BY id", self._conn)
+        with self._reading():
+            frame = pd.read_sql_query("SELECT * FROM results ORDER BY id", self._conn)
         if "options" not in frame:  # a store from before schema 2, read without migrating it
             frame["options"] = None
         for column in JSON_COLUMNS:
@@ -162,13 +173,16 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _database_error(path: Path, exc: sqlite3.DatabaseError, writing: bool = False) -> str:
+def _database_error(path: Path, exc: Exception, writing: bool = False) -> str:
     """One line for an SQLite error: what happened to which file, and the fix."""
     text = str(exc)
     if "full" in text or "disk I/O" in text:
         done = "every cell stored before is intact; " if writing else ""
         return (f"cannot write the results store {path} ({text}): the disk is full or failing; {done}free space "
                 "(or give another --results folder) and run the same command again to finish the rest")
+    if "malformed" in text:
+        return (f"the results store {path} is damaged ({text}); give another --results folder (sqlite3's .recover "
+                f"may rescue its rows: sqlite3 {path} .recover | sqlite3 recovered/bench.sqlite)")
     if "locked" in text or "busy" in text:
         return f"the results store {path} is busy ({text}); another process holds it, try again when it is done"
     if "readonly" in text or "unable to open" in text:

@@ -1,6 +1,8 @@
 """Bad ``bench run`` input, generated with hypothesis: ratios outside (0, 1], seeds below 1, unknown names,
 empty lists, duplicated names, a results path that is a file, an unwritable results folder. Each is one
 ``Error:`` line on stderr naming the fix, exit code 2, and the existing store unchanged byte for byte.
+Also a damaged store (garbage, truncated, a garbled page, empty, another SQLite file) for ``bench run`` and
+``bench report``: one line, the file left as it is.
 
 The CLI runs in this process (``bench.cli.main``, the console script's own entry point) so that hundreds of
 inputs fit in seconds; one input per kind also goes through the installed ``bench`` command."""
@@ -186,3 +188,42 @@ def test_a_store_in_a_read_only_folder_is_still_reported(read_only_results, tmp_
     assert code == 0, err
     assert "imbalanced" in (tmp_path / "report" / "table3.md").read_text()
     assert _digest(read_only_results) == before
+
+
+def _damage(store: Path, folder: Path, kind: str) -> None:
+    folder.mkdir()
+    data = (store / "bench.sqlite").read_bytes()
+    if kind == "garbage":
+        data = bytes(range(256)) * 64
+    elif kind == "truncated":  # the header page only: the tables are gone
+        data = data[:4096]
+    elif kind == "garbled":  # the header is intact, a page in the middle is not
+        middle = len(data) // 2
+        data = data[:middle] + b"\xff" * 512 + data[middle + 512:]
+    elif kind == "empty":
+        data = b""
+    elif kind == "another-sqlite-file":
+        import sqlite3
+
+        with sqlite3.connect(folder / "bench.sqlite") as conn:
+            conn.execute("CREATE TABLE notes (text TEXT)")
+        return
+    (folder / "bench.sqlite").write_bytes(data)
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "garbled", "empty", "another-sqlite-file"])
+@pytest.mark.parametrize("command", ["run", "report"])
+def test_a_damaged_store_is_one_line_and_left_as_it_is(store, tmp_path, tally, kind, command):
+    folder = tmp_path / "results"
+    _damage(store, folder, kind)
+    before = _digest(folder)
+    args = ("run", "--preset", "smoke", "--epochs", "1", "--quiet") if command == "run" else (
+        "report", "--out", tmp_path / "report")
+    code, err = _main(*args, "--results", folder)
+    tally["faults"] += 1
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and str(folder / "bench.sqlite") in lines[0], err
+    assert "give another --results folder" in lines[0], err
+    assert _digest(folder)["bench.sqlite"] == before["bench.sqlite"]  # (a reader may add SQLite's -shm file)
+    tally["survived"] += 1
