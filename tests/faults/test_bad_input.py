@@ -168,9 +168,7 @@ def test_an_unwritable_results_folder(read_only_results, tally, args):
 
 
 def test_the_installed_command_exits_2_and_leaves_the_store(store, read_only_results, tally):
-    for args, fragment in ((["--ratios", "1.5"], "is outside (0, 1]"), (["--seeds", "-1"], "at least 1"),
-                           (["--methods", "smote,smote"], "listed twice"), (["--methods", ""], "empty list"),
-                           (["--datasets", "mnist,nope"], "unknown dataset 'nope'")):
+    for args, fragment in ((["--ratios", "1.5"], "is outside (0, 1]"), (["--methods", "smote,smote"], "listed twice")):
         before = _digest(store)
         run = run_bench("run", "--preset", "smoke", "--results", store, *args)
         tally["bad_inputs"] += 1
