@@ -3,7 +3,9 @@
 Every attempt at a cell is a new row (nothing is ever updated or deleted), committed in its own
 transaction, so a kill at any moment leaves every finished cell intact. ``--resume`` skips a cell whose
 key has a ``done`` row; the report reads the newest ``done`` row of each key, or the newest row when the
-cell only ever failed. WAL journaling lets ``bench report`` read while ``bench run`` writes.
+cell only ever failed. WAL journaling lets ``bench report`` read while ``bench run`` writes; readers open the
+store read-only, so reading never changes it. A write that fails (a full disk) rolls back whole and is one
+``BenchError``, as is a store that is damaged or not a bench store.
 """
 
 from __future__ import annotations
@@ -66,7 +68,6 @@ class Store:
     def __init__(self, results_dir: str | Path, create: bool = True):
         self.results_dir = Path(results_dir)
         self.path = self.results_dir / STORE_NAME
-        self.writable = create
         if self.results_dir.exists() and not self.results_dir.is_dir():
             raise BenchError(f"results path {self.results_dir} is a file; give a folder with --results")
         if not create and not self.path.exists():
@@ -130,8 +131,8 @@ class Store:
         """A damaged store shows only when a page is read: one line, never a traceback."""
         try:
             yield
-        except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
-            raise BenchError(_database_error(self.path, exc)) from exc
+        except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:  # pandas wraps SQLite's own error
+            raise BenchError(_database_error(self.path, exc.__cause__ or exc)) from exc
 
     def done_keys(self) -> set[str]:
         with self._reading():
