@@ -240,23 +240,38 @@ def list_(what, data_dir):
             click.echo(f"{name:<14} {load_preset(name).description}")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's preemption or time limit, ``kill``): stopped like Ctrl-C, with exit code 143."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+INTERRUPTED = "Interrupted: every finished cell is stored; run the same command again to finish the rest."
+
+
 def main(argv=None) -> None:
+    import signal
+    import threading
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers may be set
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
         cli.main(args=argv, prog_name="bench", standalone_mode=False)
     except BenchError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("Interrupted: every finished cell is stored; run the same command again to finish the rest.",
-                   err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("Interrupted: every finished cell is stored; run the same command again to finish the rest.",
-                   err=True)
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # click turns Ctrl-C into Abort
+        click.echo(INTERRUPTED, err=True)
+        terminated = isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated)
+        sys.exit(128 + signal.SIGTERM if terminated else 130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

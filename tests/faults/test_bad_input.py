@@ -1,5 +1,6 @@
-"""Bad ``bench run`` input, generated with hypothesis: ratios outside (0, 1], seeds below 1, unknown names,
-empty lists, duplicated names, a results path that is a file, an unwritable results folder. Each is one
+"""Bad ``bench run`` input, generated with hypothesis: ratios outside (0, 1], seeds below 1, unknown names
+(methods, datasets, presets, protocols, devices, metrics), empty lists, duplicated names, integers out of
+range, a results path that is a file, an unwritable results folder. Each is one
 ``Error:`` line on stderr naming the fix, exit code 2, and the existing store unchanged byte for byte.
 Also a damaged store (garbage, truncated, a garbled page, empty, another SQLite file) for ``bench run`` and
 ``bench report``: one line, the file left as it is.
@@ -24,6 +25,7 @@ from mounts import can_mount, remount_read_only, tmpfs
 
 from bench.cli import main
 from bench.datasets import dataset_names
+from bench.grid import preset_names
 from bench.methods import method_names
 
 METHODS, DATASETS = method_names(), dataset_names()
@@ -108,6 +110,35 @@ def test_an_unknown_name(store, tally, kind, bad, valid, position):
         return
     listing = _listing(valid if kind == "method" else ["digits"], bad, position)
     _check(store, tally, [f"--{kind}s", listing], f"unknown {kind} '{bad}'; valid names: ")
+
+
+CHOICES = {  # option -> (the valid values a bad one must avoid, the error's start)
+    "--preset": (set(preset_names()), "unknown preset '{}'"),
+    "--protocol": ({"binary", "longtail", "step", "gamo", "subset"}, "unknown protocol '{}'"),
+    "--device": ({"auto", "cpu", "cuda"}, "unknown device '{}'"),
+    "--metrics": ({"ssim", "fid", "battle", "none"}, "unknown metric {}"),
+}
+
+
+@SETTINGS
+@given(option=st.sampled_from(sorted(CHOICES)), bad=NAME)
+def test_an_unknown_choice(store, tally, option, bad):
+    valid, message = CHOICES[option]
+    if bad in valid or bad.startswith("cuda") or bad.endswith(".toml"):  # real names, or another error
+        return
+    _check(store, tally, [option, bad], message.format(bad))
+
+
+@SETTINGS
+@given(data=st.data())
+def test_an_integer_out_of_range(store, tally, data):
+    option, values, message = data.draw(st.sampled_from([
+        ("--epochs", st.integers(max_value=0), "epochs must be at least 1"),
+        ("--image-size", st.one_of(st.integers(max_value=7), st.integers(min_value=513)),
+         "--image-size must be between 8 and 512"),
+        ("--jobs", st.integers(max_value=0), "--jobs must be at least 1"),
+    ]))
+    _check(store, tally, [option, data.draw(values)], message)
 
 
 @SETTINGS
