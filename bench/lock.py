@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import socket
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -53,6 +54,9 @@ class RunLock:
             raise BenchError(f"another bench run ({holder}) is writing to {self.path.parent}; wait for it to "
                              "finish, or give this run another --results folder (bench report --results A "
                              "--results B merges them)") from None
+        except OSError as exc:  # a file system without locks (some network mounts): run, but say so
+            print(f"note: cannot lock {self.path} ({exc.strerror}); make sure no other bench run writes to "
+                  f"{self.path.parent} at the same time", file=sys.stderr)
         try:  # who holds it, for the message above; the lock itself is the flock
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(_holder()).encode(), 0)
