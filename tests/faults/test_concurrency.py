@@ -88,3 +88,19 @@ def test_a_second_run_refuses_and_readers_read_during_a_run(tmp_path, tally):
     again = run_bench(*args)
     assert again.returncode == 0, again.stderr
     assert f"{total} cells: 0 run, 0 failed, {total} already done" in again.stdout
+
+
+def test_a_file_system_without_locks_runs_with_a_note(tmp_path, monkeypatch, capsys):
+    """Some network mounts refuse flock (ENOLCK): the run goes on and says it cannot guard the folder."""
+    import errno
+
+    from bench import lock
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(lock.fcntl, "flock", no_locks)
+    with lock.RunLock(tmp_path):
+        pass
+    err = capsys.readouterr().err
+    assert err.startswith(f"note: cannot lock {tmp_path / 'bench.lock'} (No locks available)"), err
