@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 
+@functools.cache
 def can_mount() -> bool:
-    """Mounting needs root (CAP_SYS_ADMIN); CI's machines have it."""
-    return os.geteuid() == 0 and subprocess.run(["which", "mount"], capture_output=True).returncode == 0
+    """Whether this process may mount a tmpfs (root with CAP_SYS_ADMIN, as on CI's machines): tried once."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    with tempfile.TemporaryDirectory() as where:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", where],
+                                 capture_output=True).returncode == 0
+        if mounted:
+            subprocess.run(["umount", where], capture_output=True)
+    return mounted
 
 
 @contextlib.contextmanager
