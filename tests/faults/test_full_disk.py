@@ -48,7 +48,7 @@ def _done(results: Path) -> dict:
 @pytest.mark.parametrize("how", ["tmpfs", "file-size-limit"])
 def test_a_full_disk_stops_the_run_cleanly_and_loses_nothing(tmp_path, tally, how):
     if how == "tmpfs" and not can_mount():
-        pytest.skip("mounting a tmpfs needs root; the file-size-limit case covers a full disk here")
+        pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN); the file-size-limit case covers a full disk")
     with tmpfs(tmp_path / "disk", 1024) if how == "tmpfs" else _folder(tmp_path / "disk") as disk:
         results = disk / "results"
         first = _run(FIRST, results)
