@@ -124,7 +124,7 @@ def plan_devices(jobs: int | None, jobs_per_gpu: int | None, device: str, n_gpus
     return [gpus[i % len(gpus)] for i in range(count)] if gpus else ["cpu"] * count
 
 
-def _worker_main(conn, job: Job, device: str, driver: int | None = None) -> None:
+def _worker_main(conn, job: Job, device: str, driver: int) -> None:
     """A worker: receive a cell, send back its row, until told to stop (None) or the driver is gone."""
     import signal
 
@@ -140,14 +140,14 @@ def _worker_main(conn, job: Job, device: str, driver: int | None = None) -> None
         return
 
 
-def _die_with(driver: int | None) -> None:
+def _die_with(driver: int) -> None:
     """A driver killed with ``kill -9`` cannot stop its workers: on Linux the kernel kills them with it
     (``PR_SET_PDEATHSIG``), so no orphan keeps a GPU busy with a cell nobody will store."""
     import ctypes
     import signal
     import sys
 
-    if driver is None or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG

@@ -9,6 +9,7 @@ progress. A kill or Ctrl-C loses at most the cell in flight.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import platform
 import random
@@ -36,7 +37,7 @@ from bench.lock import RunLock  # noqa: E402
 from bench.methods import FitContext, get_method  # noqa: E402
 from bench.metrics import classification_metrics, roc_points  # noqa: E402
 from bench.quality import BATTLE_TWINS, FidSettings, battle_against_twin, generative_quality  # noqa: E402
-from bench.store import STORE_NAME, Store  # noqa: E402
+from bench.store import STORE_NAME, Store, check_results_dir  # noqa: E402
 
 _PACKAGES = ("capsan-bench", "torch", "numpy", "scikit-learn", "imbalanced-learn", "pandas")
 
@@ -123,7 +124,7 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
         row["status"] = "done"
     except CellFailure as exc:
         row.update(status="failed", error=str(exc))
-        row["refused"] = isinstance(exc, CellRefused)  # not a store column: the run's exit code reads it
+        row["refused"] = isinstance(exc, CellRefused)  # not store columns (this and disk_full): the run reads them
     except Exception as exc:  # a bug in one method must not stop the grid; the traceback is kept
         if _is_oom(exc):
             fix = ("a smaller batch_size, fewer --jobs-per-gpu, or --device cpu" if device.type == "cuda"
@@ -132,6 +133,7 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
                                               f"{_first_line(exc)}; use {fix}")
         else:
             row.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+            row["disk_full"] = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
             if _keep_traceback(results_dir / artifacts):
                 row["error"] += f" (traceback in {artifacts / 'error.txt'})"
     row["finished_at"] = _now()
@@ -273,12 +275,10 @@ def run_grid(cells: list[Cell], results_dir: str | Path, *, data_dir=None, downl
     run at a time writes a results folder (``bench/lock.py``)."""
     from bench import executors
 
-    results_dir = Path(results_dir)
+    results_dir = check_results_dir(results_dir)
     torch_device = resolve_device(device)
     if executor not in ("local", "ray"):
         raise BenchError(f"unknown executor '{executor}'; valid: local, ray")
-    if results_dir.exists() and not results_dir.is_dir():
-        raise BenchError(f"results path {results_dir} is a file; give a folder with --results")
     n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     devices = executors.plan_devices(jobs, jobs_per_gpu, device, n_gpus) if executor == "local" else []
     fid_settings = None
@@ -333,16 +333,12 @@ def _store_rows(rows, store: Store, total: int, skipped: int, results_dir: Path,
                 summary.refused += bool(row.get("refused"))
                 if not quiet:
                     tqdm.write(f"failed: {cell.label()}: {row['error']}")
-                if _disk_full(row["error"]):  # every later cell would fail the same way
+                if row.get("disk_full"):  # every later cell would fail the same way
                     raise BenchError(f"the disk under {results_dir} is full ({row['error']}); every finished "
                                      "cell is stored: free space and run the same command again to finish the rest")
             bar.update(1)
             bar.set_postfix(done=summary.done, failed=summary.failed, skipped=summary.skipped)
     return summary
-
-
-def _disk_full(error: str | None) -> bool:
-    return bool(error) and ("[Errno 28]" in error or "[Errno 122]" in error or "No space left" in error)
 
 
 def _threads_per_worker(devices: list[str]) -> int | None:

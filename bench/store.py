@@ -66,10 +66,8 @@ class Store:
     """Read and append cell results in ``<results_dir>/bench.sqlite``."""
 
     def __init__(self, results_dir: str | Path, create: bool = True):
-        self.results_dir = Path(results_dir)
+        self.results_dir = check_results_dir(results_dir)
         self.path = self.results_dir / STORE_NAME
-        if self.results_dir.exists() and not self.results_dir.is_dir():
-            raise BenchError(f"results path {self.results_dir} is a file; give a folder with --results")
         if not create and not self.path.exists():
             raise BenchError(f"no results store at {self.path}; run 'bench run --results {self.results_dir}' first")
         try:
@@ -156,6 +154,14 @@ class Store:
         frame["_done"] = frame["status"].eq("done")
         frame = frame.sort_values(["_done", "id"]).groupby("key", sort=False).tail(1)
         return frame.drop(columns="_done").sort_values("id").reset_index(drop=True)
+
+
+def check_results_dir(results_dir: str | Path) -> Path:
+    """``results_dir`` as a Path; a ``BenchError`` when it names a file."""
+    results_dir = Path(results_dir)
+    if results_dir.exists() and not results_dir.is_dir():
+        raise BenchError(f"results path {results_dir} is a file; give a folder with --results")
+    return results_dir
 
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:
