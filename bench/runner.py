@@ -35,6 +35,7 @@ from bench.errors import BenchError, CellFailure, CellRefused  # noqa: E402
 from bench.grid import Cell  # noqa: E402
 from bench.lock import RunLock  # noqa: E402
 from bench.methods import FitContext, get_method  # noqa: E402
+from bench.methods.budget import Ledger  # noqa: E402
 from bench.metrics import classification_metrics, roc_points  # noqa: E402
 from bench.quality import BATTLE_TWINS, FidSettings, battle_against_twin, generative_quality  # noqa: E402
 from bench.store import STORE_NAME, Store, check_results_dir  # noqa: E402
@@ -113,8 +114,9 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
         row["counts"] = task.counts
         ctx = FitContext(device=device, seed=cell.seed, epochs=cell.epochs, artifact_dir=results_dir / artifacts,
                          **fit_settings(cell.options), **({"progress": progress} if progress else {}))
-        method, proba, retry = _fit_predict(cell, task, ctx)
+        method, proba, retry, budget = _fit_predict(cell, task, ctx)
         row["metrics"] = classification_metrics(task.test.labels, proba, task.positive)
+        row["metrics"]["budget"] = budget
         if retry:
             row["metrics"]["oom_retry"] = retry
         row["curves"] = {"roc": roc_points(task.test.labels, proba, task.positive)} if task.positive is not None else {}
@@ -159,31 +161,41 @@ def fit_settings(options: dict | None) -> dict:
 
 
 def _fit_predict(cell: Cell, task, ctx):
-    """Fit and predict; an out-of-memory error is retried once at half the batch size (the same seed), and
-    the retry is returned for the row (None when the first try went through)."""
+    """Fit and predict; an out-of-memory error is retried once at half the batch size (the same seed).
+    Returns the method, its probabilities, the retry for the row (None when the first try went through) and
+    the budget ledger of the fit that counted (``metrics["budget"]``)."""
     overrides = dict(cell.overrides)
     try:
-        method = get_method(cell.method)(**overrides)
-        method.fit(task.train, ctx)
-        return method, method.predict_proba(task.test.images), None
+        method, proba, budget = _fit_once(cell.method, overrides, task, ctx)
+        return method, proba, None, budget
     except Exception as exc:
         batch = cell.params.get("batch_size")
         if not _is_oom(exc) or not isinstance(batch, int) or batch < 2:
             raise
         first = f"at batch_size {batch}{_memory_figure(ctx.device)}: {_first_line(exc)}"
-    method = None
     _free_device_memory(ctx.device)
     seed_everything(cell.seed, ctx.device)
     overrides["batch_size"] = batch // 2
     try:
-        method = get_method(cell.method)(**overrides)
-        method.fit(task.train, ctx)
-        proba = method.predict_proba(task.test.images)
+        method, proba, budget = _fit_once(cell.method, overrides, task, ctx)
     except Exception as exc:
         if not _is_oom(exc):
             raise
         raise torch.cuda.OutOfMemoryError(f"{first}; again at batch_size {batch // 2}: {_first_line(exc)}") from exc
-    return method, proba, {"batch_size": batch // 2, "first_error": first}
+    return method, proba, {"batch_size": batch // 2, "first_error": first}, budget
+
+
+def _fit_once(name: str, overrides: dict, task, ctx):
+    """One fit with a fresh ledger, then the test set's probabilities; the ledger's record with the contract
+    the method was given and the whole fit's seconds."""
+    ctx = dataclasses.replace(ctx, ledger=Ledger())
+    method = get_method(name)(**overrides)
+    clock = time.perf_counter()
+    method.fit(task.train, ctx)
+    fit_seconds = time.perf_counter() - clock
+    budget = {"roles": ctx.ledger.record(), "contract": dict(ctx.ledger.contract),
+              "fit_seconds": round(fit_seconds, 3)}
+    return method, method.predict_proba(task.test.images), budget
 
 
 def _is_oom(exc: BaseException) -> bool:

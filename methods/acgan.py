@@ -139,32 +139,33 @@ class ACGAN(GenerativeOversampling):
         prior = torch.as_tensor(self.label_probabilities(counts), dtype=torch.float32, device=device)
         batch, n = p["batch_size"], len(x)
         G, D = ctx.compiled(self.G), ctx.compiled(self.D)  # --compile; self.G and self.D share their weights
-        for epoch in range(1, epochs + 1):
-            running = torch.zeros(4, device=device)
-            order = torch.randperm(n, device=device, generator=self.rng)
-            for step in range(steps):
-                ctx.step_begin()
-                idx = order[step * batch:(step + 1) * batch]
-                real, y_real = x[idx], y[idx]
-                y_fake = torch.multinomial(prior, len(idx), replacement=True, generator=self.rng)
-                z = torch.randn(len(idx), p["z_dim"], device=device, generator=self.rng)
-                with ctx.autocast():
-                    fake = G(z, y_fake)
-                    d_source, d_class = d_loss_fn(D(real), y_real, D(fake.detach()), y_fake)
-                    d_loss = (d_source + d_class).float()
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_d.step()
-                with ctx.autocast():
-                    g_source, g_class = g_loss_fn(D(fake), y_fake)
-                    g_loss = (g_source + g_class).float()
-                opt_g.zero_grad(set_to_none=True)
-                g_loss.backward()
-                opt_g.step()
-                running += torch.stack([d_loss, g_loss, d_class, g_class]).detach()
-            d_mean, g_mean, dc_mean, gc_mean = (running / max(1, steps)).tolist()  # one host sync per epoch
-            self.end_epoch(epoch, {"d_loss": d_mean, "g_loss": g_mean, "d_class_loss": dc_mean,
-                                   "g_class_loss": gc_mean}, ctx)
+        with ctx.ledger.phase("generator", "discriminator"):
+            for epoch in range(1, epochs + 1):
+                running = torch.zeros(4, device=device)
+                order = torch.randperm(n, device=device, generator=self.rng)
+                for step in range(steps):
+                    ctx.step_begin()
+                    idx = order[step * batch:(step + 1) * batch]
+                    real, y_real = x[idx], y[idx]
+                    y_fake = torch.multinomial(prior, len(idx), replacement=True, generator=self.rng)
+                    z = torch.randn(len(idx), p["z_dim"], device=device, generator=self.rng)
+                    with ctx.autocast():
+                        fake = G(z, y_fake)
+                        d_source, d_class = d_loss_fn(D(real), y_real, D(fake.detach()), y_fake)
+                        d_loss = (d_source + d_class).float()
+                    opt_d.zero_grad(set_to_none=True)
+                    d_loss.backward()
+                    ctx.ledger.step("discriminator", opt_d, 2 * len(idx))
+                    with ctx.autocast():
+                        g_source, g_class = g_loss_fn(D(fake), y_fake)
+                        g_loss = (g_source + g_class).float()
+                    opt_g.zero_grad(set_to_none=True)
+                    g_loss.backward()
+                    ctx.ledger.step("generator", opt_g, len(idx))
+                    running += torch.stack([d_loss, g_loss, d_class, g_class]).detach()
+                d_mean, g_mean, dc_mean, gc_mean = (running / max(1, steps)).tolist()  # one host sync per epoch
+                self.end_epoch(epoch, {"d_loss": d_mean, "g_loss": g_mean, "d_class_loss": dc_mean,
+                                       "g_class_loss": gc_mean}, ctx)
 
     @torch.no_grad()
     def generate(self, n: int, label: int, generator=None) -> torch.Tensor:

@@ -25,11 +25,14 @@ What is built, in the order of the official code:
 4. Oversampling: class c's minority images come from G(z), z ~ N(mu_c, Sigma_c); the common classifier
    trains on the balanced set (``generative.py``).
 
-The epoch budget. ``gan_epochs`` (default: ``epoch_scale`` x the cell's epochs, as for every generative
-baseline) counts the *adversarial* epochs; ``ae_epochs`` the autoencoder epochs before them, and its
-default, None, means "as many as the adversarial epochs", as in the official code (``train`` sets
-``autoenc_epochs = epochs``). The generator phase thus has ae_epochs + gan_epochs epochs of ceil(N / batch)
-steps each (N the whole training set), followed by the classifier's ``ctx.epochs``. ``losses.json`` has
+The budget (the contract of ``budget.py``). ``gan_epochs`` (default: round(``epoch_scale`` x the cell's
+epochs), as for every generative baseline) counts the *adversarial* epochs of ceil(N / batch) steps (N the
+whole training set), one D and one G update each: the generator gets the contract's G updates, the
+discriminator as many. The autoencoder (role "autoencoder" in the ledger) gets ``ae_epochs`` epochs of the
+same length before them; its default, None, means "as many as the adversarial epochs", i.e. G updates, as
+in the official code (``train`` sets ``autoenc_epochs = epochs``: autoencoder and GAN epochs one to one;
+the official epoch count itself is a command-line value, not this contract's). The common classifier
+then gets its U updates. ``losses.json`` has
 ``ae_loss`` (one value per autoencoder epoch) then ``d_loss`` and ``g_loss`` (one per adversarial epoch),
 numbered consecutively (a divergence in the adversarial phase reads "diverged at epoch ae_epochs + k").
 
@@ -215,18 +218,19 @@ class BAGAN(GenerativeOversampling):
         self.encoder.train()
         self.decoder.train()
         encoder, decoder = ctx.compiled(self.encoder), ctx.compiled(self.decoder)  # --compile
-        for epoch in range(1, epochs + 1):
-            running = torch.zeros((), device=x.device)
-            for index in self._batches(len(x), steps, x.device):
-                ctx.step_begin()
-                real = x[index]
-                with ctx.autocast():
-                    loss = F.mse_loss(decoder(encoder(real)).float(), real)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                running += loss.detach()
-            self.end_epoch(epoch, {"ae_loss": (running / max(1, steps)).item()}, ctx)
+        with ctx.ledger.phase("autoencoder"):
+            for epoch in range(1, epochs + 1):
+                running = torch.zeros((), device=x.device)
+                for index in self._batches(len(x), steps, x.device):
+                    ctx.step_begin()
+                    real = x[index]
+                    with ctx.autocast():
+                        loss = F.mse_loss(decoder(encoder(real)).float(), real)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    ctx.ledger.step("autoencoder", opt, len(index))
+                    running += loss.detach()
+                self.end_epoch(epoch, {"ae_loss": (running / max(1, steps)).item()}, ctx)
 
     @torch.no_grad()
     def init_gan(self, x: torch.Tensor, y: torch.Tensor, n_classes: int) -> None:
@@ -263,33 +267,34 @@ class BAGAN(GenerativeOversampling):
         self.G.train()
         self.D.train()
         G, D = ctx.compiled(self.G), ctx.compiled(self.D)  # --compile; they share self.G's and self.D's weights
-        for epoch in range(ae_epochs + 1, epochs + 1):
-            running = torch.zeros(2, device=x.device)
-            for index in self._batches(len(x), steps, x.device):
-                ctx.step_begin()
-                n_real = len(index)
-                n_fake = math.ceil(n_real / n_classes)
-                # discriminator: real images as their class, generated ones as the fake class
-                with ctx.autocast():
-                    with torch.no_grad():
-                        fake = G(self.latents(sample_labels(d_ratios, n_fake, self.rng), self.rng))
-                    logits = D(torch.cat([x[index], fake.to(x.dtype)])).float()
-                    d_loss = d_loss_fn(logits[:n_real], y[index], logits[n_real:])
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_d.step()
-                # generator: its class-c samples should be classified as class c by the frozen D
-                labels = sample_labels(g_ratios, n_fake + n_real, self.rng)
-                self.D.requires_grad_(False)
-                with ctx.autocast():
-                    g_loss = g_loss_fn(D(G(self.latents(labels, self.rng))).float(), labels)
-                opt_g.zero_grad(set_to_none=True)
-                g_loss.backward()
-                opt_g.step()
-                self.D.requires_grad_(True)
-                running += torch.stack([d_loss.detach(), g_loss.detach()])
-            d_mean, g_mean = (running / max(1, steps)).tolist()  # one host sync per epoch
-            self.end_epoch(epoch, {"d_loss": d_mean, "g_loss": g_mean}, ctx)
+        with ctx.ledger.phase("generator", "discriminator"):
+            for epoch in range(ae_epochs + 1, epochs + 1):
+                running = torch.zeros(2, device=x.device)
+                for index in self._batches(len(x), steps, x.device):
+                    ctx.step_begin()
+                    n_real = len(index)
+                    n_fake = math.ceil(n_real / n_classes)
+                    # discriminator: real images as their class, generated ones as the fake class
+                    with ctx.autocast():
+                        with torch.no_grad():
+                            fake = G(self.latents(sample_labels(d_ratios, n_fake, self.rng), self.rng))
+                        logits = D(torch.cat([x[index], fake.to(x.dtype)])).float()
+                        d_loss = d_loss_fn(logits[:n_real], y[index], logits[n_real:])
+                    opt_d.zero_grad(set_to_none=True)
+                    d_loss.backward()
+                    ctx.ledger.step("discriminator", opt_d, n_real + n_fake)
+                    # generator: its class-c samples should be classified as class c by the frozen D
+                    labels = sample_labels(g_ratios, n_fake + n_real, self.rng)
+                    self.D.requires_grad_(False)
+                    with ctx.autocast():
+                        g_loss = g_loss_fn(D(G(self.latents(labels, self.rng))).float(), labels)
+                    opt_g.zero_grad(set_to_none=True)
+                    g_loss.backward()
+                    ctx.ledger.step("generator", opt_g, len(labels))
+                    self.D.requires_grad_(True)
+                    running += torch.stack([d_loss.detach(), g_loss.detach()])
+                d_mean, g_mean = (running / max(1, steps)).tolist()  # one host sync per epoch
+                self.end_epoch(epoch, {"d_loss": d_mean, "g_loss": g_mean}, ctx)
 
     @torch.no_grad()
     def generate(self, n: int, label: int, generator=None) -> torch.Tensor:

@@ -14,6 +14,7 @@ import torch
 
 from bench.datasets.base import ImageSet
 from bench.errors import CellFailure
+from bench.methods.budget import Ledger
 
 
 def check_finite(epoch: int, losses: dict) -> None:
@@ -37,7 +38,8 @@ RECOMPILE_LIMIT = 32  # compiled variants kept per function under --compile
 
 @dataclass
 class FitContext:
-    """What the runner gives a method: where to train, how long, with which seed, where to write."""
+    """What the runner gives a method: where to train, how long, with which seed, where to write, and the
+    ledger its optimiser updates go through (``ctx.ledger.step(role, optimizer, images)``)."""
 
     device: torch.device
     seed: int
@@ -46,6 +48,7 @@ class FitContext:
     progress: Callable[[int, int, dict], None] = field(default=_no_progress)  # (epoch, epochs, logs)
     precision: str = "fp32"  # --precision: "bf16" runs forward passes and losses under bf16 autocast
     compile: str | None = None  # --compile: a torch.compile mode for the training networks, None = eager
+    ledger: Ledger = field(default_factory=Ledger)  # every optimiser update, by role (``budget.py``)
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:

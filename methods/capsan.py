@@ -19,21 +19,46 @@ What is built (networks in ``capsan_nets.py``, capsule layers and losses in ``ca
   mu_c drawn from N(0, I) and log sigma_c = 0 at the start, both trained with G by reparameterisation;
   the CBN class embeddings are randomly initialised and trained too. Minority latents come from
   pi * T_minority + (1 - pi) * p_data, p_data = the frequency-weighted mixture of all classes' Gaussians.
-- G loss (eq. 4): feature matching on DC's convolutional-capsule layer (the poses, flattened), per class.
+- G loss (eq. 4 and eq. 8): feature matching on DC's convolutional-capsule layer (the poses, flattened),
+  per class, plus the class term of eq. 8: DC's margin loss on the generated batch with the classes it was
+  generated for as targets (G is trained so that DC assigns each generated image its intended class),
+  weighted by ``g_class_weight`` = 1 (the paper adds the terms without a weight). Version 1 of this
+  method dropped the class term.
 - Training (Algorithm 1): alternate one D and one G update per step on class-balanced real batches
   (every class drawn equally often, so each batch holds minority and majority images) and generated
-  batches with the same labels; Adam, lr 2e-4, betas (0.5, 0.999); ``gan_epochs`` x ceil(N / batch)
-  steps, where ``gan_epochs`` and ``finetune_epochs`` default to ``epoch_scale`` x the cell's epochs.
-  Then n+ = int(dist+ x (n_majority - n_minority) x phi) images are generated for every minority class
-  (dist+ = 1: each minority class is topped up towards the largest class; phi = 1 balances fully), and
-  DC is trained further on real + generated images with the margin loss on the true classes
-  (``finetune_epochs``). ``predict_proba`` is DC's class-capsule lengths, the
-  fake capsule excluded, normalised to sum to 1.
+  batches with the same labels; Adam, lr 2e-4, betas (0.5, 0.999). Then n+ = int(dist+ x (n_majority -
+  n_minority) x phi) images are generated for every minority class (dist+ = 1: each minority class is
+  topped up towards the largest class; phi = 1 balances fully), and DC is trained further on real +
+  generated images with the margin loss on the true classes. ``predict_proba`` is DC's class-capsule
+  lengths, the fake capsule excluded, normalised to sum to 1.
+- Budget (the suite's contract, ``budget.py``; README "Training budget"). DC is the predicting network
+  (role "classifier" in the ledger) and gets exactly U = E x ceil(C x n_max / batch) updates over the two
+  phases, as Algorithm 1 trains it in both: the adversarial phase is ``gan_epochs`` (default
+  round(``epoch_scale`` x E), at least 1) epochs of ceil(N / batch) steps, N the imbalanced training set,
+  so G gets the contract's G updates and DC as many; the fine-tuning phase takes DC's remaining U - G
+  updates, on consecutive seeded shuffles of the balanced set (logged in epochs of its length, the last
+  one partial). ``gan_epochs = 0`` (Table 1) gives all U to the fine-tuning; a ``finetune_epochs`` set
+  by hand trains that many epochs of the balanced set instead, off the contract (the ledger shows it).
+  Version 1 of this method trained both phases ``epoch_scale`` x E full epochs (about 1.5 U at the
+  paper-table3 budget; ``quick`` halved epoch_scale to compensate).
 - ``capsan-conv``: the same GAN with a convolutional discriminator of comparable depth and a c + 1
   softmax head (cross-entropy in place of the margin loss): the paper's Conv-GAN.
 - Figure 6 ablation knobs: ``g_conv_layers`` (C), ``d_pool_layers`` (P), ``g_cbn_layers`` (BN).
 
-Deviations and readings (the paper leaves these open):
+Deviations and readings (the paper leaves these open, or says less than the code does):
+- Output capsules: c + 1 of 16 dimensions (c classes and "fake"), our reading of the paper's "1 x 16 output
+  capsule" (one 16-dimensional capsule per output), since DC both tells real from fake and assigns classes.
+- The class latents T_c: the paper computes mu_c and Sigma_c; ours are learned, with a DIAGONAL covariance
+  (log sigma_c per dimension) trained with G by reparameterisation, mu_c starting from N(0, I).
+- pi = 0.5: the paper gives the mixture (eq. 2) but no value; equal shares of the class's own Gaussian
+  and of p_data are ours.
+- ``calibrate_capsules`` (``capsules.py``): before training, every capsule layer of DC is rescaled on one
+  class-balanced real batch so that its capsules' mean length before the squash is 1 (squash has a
+  vanishing gradient at 0, and with default initialisations the capsules start and stay dead). The paper
+  says nothing of initialisation. ``capsan-conv`` needs no rescaling (LeakyReLU has no such dead zone and
+  PyTorch's default initialisation keeps the activations' scale); its ``calibrate`` runs the equivalent
+  check on the same batch and refuses a network whose layers start dead.
+- The budget contract above (the paper gives no epochs or iterations for Table 3).
 - Kernel and stride of the primary capsules (3x3, stride 2) and the width of the first conv (64) are
   ours; the convolutional capsule layer has 8 capsule types, and its routing runs over the input capsule
   types at each position after a per-type 5x5 transformation (SegCaps-style locally constrained routing)
@@ -54,7 +79,7 @@ Deviations and readings (the paper leaves these open):
 from __future__ import annotations
 
 import json
-import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -62,9 +87,10 @@ from torchvision.utils import save_image
 
 from bench.datasets.base import ImageSet
 from bench.methods.base import FitContext, Method, check_finite
+from bench.methods.budget import Budget
 from bench.methods.capsan_nets import CapsuleDiscriminator, ClassLatent, ConvDiscriminator, Generator
 from bench.methods.capsules import feature_matching, pull_away
-from bench.methods.classifier import to_input
+from bench.methods.classifier import shuffled_batches, to_input
 from bench.methods.registry import register
 
 CITATION = ("Shamsolmoali et al., Imbalanced data learning by minority class augmentation using capsule "
@@ -75,12 +101,24 @@ def _no_step_begin() -> None:
     return None
 
 
+@dataclass(frozen=True)
+class CapsanPlan:
+    """How a cell spends the budget: ``gan_epochs`` of ``steps`` adversarial steps (one DC and one G update
+    each), then DC's fine-tuning steps, listed per logged epoch; ``classifier`` = DC's updates in all."""
+
+    gan_epochs: int
+    steps: int
+    classifier: int
+    finetune: list
+
+
 @register
 class CapsAN(Method):
     name = "capsan"
     summary = "capsule adversarial network: capsule discriminator, CBN generator, minority augmentation"
     citation = CITATION
     discriminator = CapsuleDiscriminator
+    version = 2  # 2: the budget contract (DC's U updates over both phases) and eq. 8's class term for G
     defaults = {
         "batch_size": 64,
         "lr": 2e-4,
@@ -89,9 +127,10 @@ class CapsAN(Method):
         "pi": 0.5,  # eq. 2: share of a minority class's latents drawn from its own Gaussian
         "phi": 1.0,  # balance level: 1.0 tops every minority class up to the largest class
         "pt_weight": 0.1,  # weight of the pull-away term in the D loss
-        "epoch_scale": 1.0,  # each phase trains round(scale x the cell's epochs) epochs (at least 1)
+        "g_class_weight": 1.0,  # eq. 8: weight of DC's class loss on generated images in G's loss
+        "epoch_scale": 1.0,  # adversarial phase = round(scale x the cell's epochs) epochs (at least 1)
         "gan_epochs": None,  # adversarial training; None = from epoch_scale; 0 = no GAN (Table 1)
-        "finetune_epochs": None,  # DC's training on the balanced set; None = from epoch_scale
+        "finetune_epochs": None,  # DC's training on the balanced set; None = the rest of DC's budget U
         "g_conv_layers": 5,  # Figure 6 "C"
         "g_cbn_layers": 5,  # Figure 6 "BN"
         "d_pool_layers": 0,  # Figure 6 "P"
@@ -149,9 +188,12 @@ class CapsAN(Method):
         return d_loss, real.features.detach()
 
     def g_objective(self, x_fake: torch.Tensor, real_features: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """G's loss (eq. 4): per-class feature matching between real and generated batches in DC's features."""
+        """G's loss (eq. 4 and eq. 8): per-class feature matching between real and generated batches in DC's
+        features, plus ``g_class_weight`` x DC's classification loss on the generated batch with the classes
+        it was generated for (G is trained to make DC assign its intended class)."""
         fake = self.D(x_fake)
-        return feature_matching(real_features.float(), fake.features.float(), y, y, self.n_classes)
+        matching = feature_matching(real_features.float(), fake.features.float(), y, y, self.n_classes)
+        return matching + self.params["g_class_weight"] * self.D.loss(fake.scores.float(), y)
 
     def classifier_objective(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """DC as a classifier on (real + generated) images: the margin loss on the true classes."""
@@ -166,12 +208,12 @@ class CapsAN(Method):
             d_loss, real_features = self._d_objective(x_real, y_real, x_fake.detach())
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
-        self.opt_d.step()
+        self.ledger.step("classifier", self.opt_d, 2 * len(y_real))
         with self._autocast():
             g_loss = self._g_objective(x_fake, real_features, y_real)
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
-        self.opt_g.step()
+        self.ledger.step("generator", self.opt_g, len(y_real))
         return torch.stack([d_loss.detach(), g_loss.detach()])
 
     def classifier_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -180,7 +222,7 @@ class CapsAN(Method):
             loss = self._classifier_objective(x, y)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt_d.step()
+        self.ledger.step("classifier", self.opt_d, len(y))
         return loss.detach()
 
     # -- the method -----------------------------------------------------------------------------------
@@ -189,6 +231,7 @@ class CapsAN(Method):
         device, p = ctx.device, self.params
         counts = torch.as_tensor(train.counts(), device=device)
         self.build(train.image_shape, counts, device)
+        self.ledger = ctx.ledger
         if ctx.precision == "bf16":
             self.precision = "bf16"
         self.compile(ctx)
@@ -200,36 +243,56 @@ class CapsAN(Method):
         batch = p["batch_size"]
         first = present[torch.randint(len(present), (batch,), device=device, generator=rng)]
         self.D.calibrate(x[self._balanced_index(by_class, first, rng)])
-        steps = math.ceil(len(train) / batch)
-        scaled = max(1, round(ctx.epochs * p["epoch_scale"]))
-        gan_epochs = scaled if p["gan_epochs"] is None else p["gan_epochs"]
-        finetune_epochs = scaled if p["finetune_epochs"] is None else p["finetune_epochs"]
-        total = gan_epochs + finetune_epochs
+        plan = self.plan(Budget.of(train.counts(), ctx.epochs))
+        ctx.ledger.contract.update(classifier=plan.classifier, generator=plan.gan_epochs * plan.steps)
+        total = plan.gan_epochs + len(plan.finetune)
         history = {"d_loss": [], "g_loss": [], "classifier_loss": []}
 
-        for epoch in range(1, gan_epochs + 1):
-            d_loss, g_loss = (self.adversarial_epoch(x, by_class, present, steps, rng) / steps).tolist()
-            check_finite(epoch, {"d_loss": d_loss, "g_loss": g_loss})
-            history["d_loss"].append(d_loss)
-            history["g_loss"].append(g_loss)
-            ctx.progress(epoch, total, {"d": d_loss, "g": g_loss})
+        with ctx.ledger.phase("classifier", "generator"):
+            for epoch in range(1, plan.gan_epochs + 1):
+                d_loss, g_loss = (self.adversarial_epoch(x, by_class, present, plan.steps, rng) / plan.steps).tolist()
+                check_finite(epoch, {"d_loss": d_loss, "g_loss": g_loss})
+                history["d_loss"].append(d_loss)
+                history["g_loss"].append(g_loss)
+                ctx.progress(epoch, total, {"d": d_loss, "g": g_loss})
 
-        if gan_epochs:
+        if plan.gan_epochs:
             x_bal, y_bal = self._balanced_set(x, y, counts, rng)
         else:  # gan_epochs = 0 trains DC as a plain classifier on the real images (the paper's Table 1)
             x_bal, y_bal, self.generated_counts = x, y, [0] * self.n_classes
-        n = len(y_bal)
-        for epoch in range(1, finetune_epochs + 1):
-            order = torch.randperm(n, device=device, generator=rng)
-            running = torch.zeros((), device=device)
-            for step in range(math.ceil(n / batch)):
-                index = order[step * batch:(step + 1) * batch]
-                running += self.classifier_step(x_bal[index], y_bal[index]) * len(index)
-            loss = (running / n).item()
-            check_finite(gan_epochs + epoch, {"classifier loss": loss})
-            history["classifier_loss"].append(loss)
-            ctx.progress(gan_epochs + epoch, total, {"clf": loss})
+        batches = shuffled_batches(len(y_bal), batch, rng, device)
+        with ctx.ledger.phase("classifier"):
+            for epoch, steps in enumerate(plan.finetune, start=plan.gan_epochs + 1):
+                running, seen = torch.zeros((), device=device), 0
+                for _ in range(steps):
+                    index = next(batches)
+                    running += self.classifier_step(x_bal[index], y_bal[index]) * len(index)
+                    seen += len(index)
+                loss = (running / seen).item()
+                check_finite(epoch, {"classifier loss": loss})
+                history["classifier_loss"].append(loss)
+                ctx.progress(epoch, total, {"clf": loss})
         self._save_artifacts(ctx, history)
+
+    def plan(self, budget: Budget) -> CapsanPlan:
+        """The contract's split of DC's U updates between the phases (module docstring, "Budget")."""
+        p = self.params
+        batch = p["batch_size"]
+        gan_epochs = budget.generator_epochs(p["epoch_scale"]) if p["gan_epochs"] is None else int(p["gan_epochs"])
+        steps = budget.generator_steps(batch)
+        per_epoch = budget.classifier_steps(batch)
+        if p["finetune_epochs"] is not None:  # an explicit length: epochs over the balanced set, off-contract
+            return CapsanPlan(gan_epochs, steps, gan_epochs * steps + int(p["finetune_epochs"]) * per_epoch,
+                              [per_epoch] * int(p["finetune_epochs"]))
+        classifier = budget.classifier_updates(batch)
+        rest = classifier - gan_epochs * steps
+        if rest < 0:
+            raise ValueError(f"{self.name}: {gan_epochs} adversarial epochs make {gan_epochs * steps} updates of "
+                             f"the discriminator, more than its budget U = {classifier}; lower epoch_scale or "
+                             "gan_epochs")
+        # Logged in epochs of the balanced set's length, the last one partial.
+        finetune = [per_epoch] * (rest // per_epoch) + ([rest % per_epoch] if rest % per_epoch else [])
+        return CapsanPlan(gan_epochs, steps, classifier, finetune)
 
     def adversarial_epoch(self, x, by_class, present, steps: int, rng) -> torch.Tensor:
         """``steps`` D + G updates on class-balanced batches; returns the summed (d_loss, g_loss) on the

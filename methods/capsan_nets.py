@@ -3,6 +3,7 @@ discriminator DC, and the convolutional twin used by ``capsan-conv``. The method
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -158,6 +159,8 @@ class ConvDiscriminator(nn.Module):
     channels as DC has primary-capsule units, a 5x5 stride-2 conv with as many as its convolutional
     capsules, a linear embedding of (c + 1) x dim units and a c + 1 softmax head (last = fake)."""
 
+    DEAD = 1e-4  # an activation spread (std over the batch) below this on real data: a dead layer
+
     def __init__(self, image_shape, n_classes: int, width: int = 64, types: int = 32, dim: int = 16,
                  conv_types: int = 8, iterations: int = 3, n_pool: int = 0):
         super().__init__()
@@ -178,8 +181,26 @@ class ConvDiscriminator(nn.Module):
         embedding = self.embed(features)
         return DOut(self.head(F.leaky_relu(embedding, 0.2)), embedding, features)
 
+    @torch.no_grad()
     def calibrate(self, x: torch.Tensor) -> None:
-        """Nothing to do: PyTorch's default initialisation suits plain convolutions."""
+        """The initialisation check that mirrors DC's calibration: no rescaling is needed, because a
+        LeakyReLU has no dead zone like the squash's vanishing gradient at 0 and PyTorch's default
+        (Kaiming-uniform) initialisation keeps the activations' scale within a small factor from layer to
+        layer; but the check runs on the same first real batch and refuses a network whose layers start
+        dead (an activation spread below ``DEAD``, or not finite). ``init_spread`` keeps the spreads."""
+        spread, h = [], self.stem(x)
+        spread.append(h.std().item())
+        for layer in self.body:
+            h = layer(h)
+            if isinstance(layer, nn.LeakyReLU):
+                spread.append(h.std().item())
+        embedding = self.embed(h.flatten(1))
+        spread += [embedding.std().item(), self.head(F.leaky_relu(embedding, 0.2)).std().item()]
+        self.init_spread = spread
+        bad = [i for i, s in enumerate(spread) if not math.isfinite(s) or s < self.DEAD]
+        if bad:
+            raise ValueError(f"capsan-conv: layers {bad} start dead on real data (activation spreads "
+                             f"{[round(s, 6) for s in spread]}); check the input scaling or the initialisation")
 
     def loss(self, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(scores, target)

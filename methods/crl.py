@@ -38,7 +38,8 @@ What a training step does (everything per batch, on the device, without host syn
    Omega_imb = 100 x (0.5 - p_minority), e.g. 40.9 at ratio 0.1 (alpha = 0.409) and 45.2 at ratio 0.05.
    An eta that makes alpha > 1 is refused.
 The training loop is the common classifier's (``CRLClassifier`` only overrides the ``Classifier.batch_loss``
-hook): same budget (``ctx.epochs``), seeded shuffles, one loss read-back per epoch (the combined L, in
+hook): same budget (the contract's U = E x ceil(C x n_max / 64) updates, ``budget.py``: more passes over
+the imbalanced set than its size alone would give), seeded shuffles, one loss read-back per epoch (the combined L, in
 ``classifier_losses.json``; NaN/Inf -> "diverged at epoch k"). ``crl.json`` records Omega_imb, alpha and m.
 With eta = 0 the weights are bit-identical to the plain classifier's (tested).
 
@@ -79,6 +80,7 @@ from torch import nn
 
 from bench.datasets.base import ImageSet
 from bench.methods.base import FitContext
+from bench.methods.budget import Budget
 from bench.methods.classifier import Classifier, CommonCNN
 from bench.methods.registry import register
 from bench.methods.resampling import ResamplingMethod
@@ -233,4 +235,4 @@ class CRL(ResamplingMethod):
             json.dumps({"omega_imb": omega, "alpha": self.alpha, "margin": self.margin}))
         self.classifier = CRLClassifier(self.alpha, p["level"], p["comparison"], p["kappa"], self.margin,
                                         p["rho"], p["histogram_bins"])
-        self.classifier.fit(train, ctx)
+        self.classifier.fit(train, ctx, Budget.of(counts, ctx.epochs))

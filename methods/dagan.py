@@ -32,18 +32,14 @@ Defaults and where they come from:
   (official ``--dropout_rate_value``); LeakyReLU 0.2, batch normalisation in G, layer normalisation in D,
   Glorot-uniform initialisation (``dagan_nets.py``). The critic keeps its dropout on in every training
   pass (real, fake, penalty and the generator's update), as the official graph does.
-- The budget: one update of the budget is one CRITIC update (with its gradient penalty); the generator
-  is updated after every 5th critic update (a count that runs on across epochs). An epoch is ceil(N /
-  batch) critic updates, N the whole training set (``generative.py``), so a DAGAN epoch costs about as
-  much as a ``gan`` epoch (one discriminator and one generator update per step there; here a critic update
-  with its double back-propagation, plus a fifth of a generator update), and the generator gets a fifth of
-  ``gan``'s generator updates. (The official trainer counts an iteration as 5 critic updates plus one
-  generator update and runs data size / batch iterations per epoch: 6 times the cost; on one CPU core
-  that put an MNIST cell at 3 epochs far past the suite's few minutes.) Raise ``epoch_scale`` or
-  ``gan_epochs`` to give the generator more updates. The per-epoch ``g_loss`` logged is -mean D(x, G(x, z))
-  on the critic updates' batches, so that every epoch has one even when it holds no generator update.
+- The budget (the contract of ``budget.py``): the generator gets G = gan_epochs x ceil(N / batch)
+  updates, N the whole training set, like every generator of the suite, and the critic its 5 updates per
+  generator update on top (5 G), as the official trainer does (an iteration there is 5 critic updates then
+  one generator update, data size / batch iterations an epoch). A DAGAN epoch thus costs about 5 critic
+  updates with their double back-propagation per ``gan`` step. Version 1 of this method counted the budget
+  in critic updates instead (a fifth of ``gan``'s generator updates). The per-epoch ``g_loss`` logged is
+  -mean D(x, G(x, z)) on the critic updates' batches.
 Deviations:
-- The budget unit above: an official epoch would be 5 times as many critic and generator updates.
 - Scaled-down networks: widths (24, 24, 48, 48) per level (official (64, 64, 128, 128)), one inner
   convolution per MultiLayer in both networks (the official parser's default; its README uses 3 in G and
   5 in D), fewer levels for images under 32 pixels, no cross-level "two layers back" skips, plain batch
@@ -140,6 +136,7 @@ class DAGAN(GenerativeOversampling):
                "class; minority images are mapped through it to balance")
     citation = ("Antoniou, Storkey and Edwards, Data augmentation generative adversarial networks, "
                 "arXiv:1711.04340, 2017")
+    version = 2  # 2: the budget contract (G generator updates, 5 G critic updates)
     defaults = {**COMMON_DEFAULTS, "z_dim": 100, "lr": 1e-4, "beta1": 0.0, "beta2": 0.9, "n_critic": 5,
                 "gp_weight": 10.0, "g_width": 24, "d_width": 24, "g_inner": 1, "d_inner": 1, "dropout": 0.5,
                 "rotate": False}
@@ -168,37 +165,37 @@ class DAGAN(GenerativeOversampling):
         # --compile compiles G only: the critic's gradient penalty differentiates through its gradients
         # (double backward), which torch.compile does not support.
         G = ctx.compiled(self.G)
-        done = 0  # critic updates so far; the generator is updated after every n_critic-th one
-        for epoch in range(1, epochs + 1):
-            running = torch.zeros(4, device=ctx.device)
-            for _ in range(steps):
-                ctx.step_begin()
-                a, b = draw()
-                with ctx.autocast():
-                    with torch.no_grad():
-                        fake = G(a, noise())
-                    d_real, d_fake = self.D(torch.cat([a, a]), torch.cat([b, fake])).float().chunk(2)
-                    alpha = torch.rand(batch, device=x.device, generator=self.rng)
-                    penalty = gradient_penalty(self.D, a, b, fake, alpha, p["gp_weight"]).float()
-                    d_loss = critic_loss_fn(d_real, d_fake, penalty)
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_d.step()
-                running += torch.stack([d_loss, penalty, d_real.mean() - d_fake.mean(),
-                                        generator_loss_fn(d_fake)]).detach()
-                done += 1
-                if done % p["n_critic"] == 0:
+        with ctx.ledger.phase("generator", "critic"):
+            for epoch in range(1, epochs + 1):
+                running = torch.zeros(4, device=ctx.device)
+                for _ in range(steps):  # one generator update per step, after n_critic critic updates
+                    for _ in range(p["n_critic"]):
+                        ctx.step_begin()
+                        a, b = draw()
+                        with ctx.autocast():
+                            with torch.no_grad():
+                                fake = G(a, noise())
+                            d_real, d_fake = self.D(torch.cat([a, a]), torch.cat([b, fake])).float().chunk(2)
+                            alpha = torch.rand(batch, device=x.device, generator=self.rng)
+                            penalty = gradient_penalty(self.D, a, b, fake, alpha, p["gp_weight"]).float()
+                            d_loss = critic_loss_fn(d_real, d_fake, penalty)
+                        opt_d.zero_grad(set_to_none=True)
+                        d_loss.backward()
+                        ctx.ledger.step("critic", opt_d, 2 * batch)
+                        running += torch.stack([d_loss, penalty, d_real.mean() - d_fake.mean(),
+                                                generator_loss_fn(d_fake)]).detach()
                     self.D.requires_grad_(False)  # the generator update needs no critic gradients
                     a, _ = draw()
                     with ctx.autocast():
                         g_loss = generator_loss_fn(self.D(a, G(a, noise())).float())
                     opt_g.zero_grad(set_to_none=True)
                     g_loss.backward()
-                    opt_g.step()
+                    ctx.ledger.step("generator", opt_g, batch)
                     self.D.requires_grad_(True)
-            d_mean, gp_mean, w_mean, g_mean = (running / max(1, steps)).tolist()  # one host sync per epoch
-            self.end_epoch(epoch, {"d_loss": d_mean, "gp": gp_mean, "wasserstein": w_mean, "g_loss": g_mean}, ctx)
-        self.g_updates = done // p["n_critic"]
+                # one host sync per epoch
+                d_mean, gp_mean, w_mean, g_mean = (running / max(1, steps * p["n_critic"])).tolist()
+                self.end_epoch(epoch, {"d_loss": d_mean, "gp": gp_mean, "wasserstein": w_mean, "g_loss": g_mean},
+                               ctx)
 
     @torch.no_grad()
     def generate(self, n: int, label: int, generator=None) -> torch.Tensor:

@@ -26,28 +26,37 @@ Losses (all as in the official code: mean squared errors on softmax / sigmoid ou
   class i, i.e. it *raises* M's loss on generated samples of class i (the sign is tested). Against D:
   MSE(sigmoid(D(G(z|i), i)), 1). M and D are not updated by G's steps.
 
-One epoch (the official outer loop; ``gamo_epochs`` of them, default round(``epoch_scale`` x the cell's
-epochs), at least 1):
-1. F phase: one pass over the shuffled training set in batches, updating F only (the official code trains
-   F through M with M's head frozen), loss MSE(softmax(M(x)), one-hot(y)).
+The budget (the contract of ``budget.py``; roles in the ledger: M is "classifier", G "generator", D
+"discriminator", GAMO2pix "decoder"). The game makes G = gamo_epochs x ceil(N / batch) steps, N the whole
+training set, ``gamo_epochs`` = round(``epoch_scale`` x the cell's epochs) (at least 1). The predicting
+network M gets exactly U = E x ceil(C x n_max / batch) updates in all: one per game step (G of them) and
+U - G in the F phases, spread evenly over the epochs (U >= G whenever epoch_scale <= 1; a larger game is
+refused). Each minority class's convex generator is stepped by two optimisers (against M, against D), each
+G times; D takes two updates a step (real, generated) on top.
+
+One epoch (the official outer loop; ``gamo_epochs`` of them):
+1. F phase: (U - G) / gamo_epochs updates of F only, on batches of consecutive seeded shuffles of the
+   training set (the official code trains F through M with M's head frozen, one pass an outer iteration),
+   loss MSE(softmax(M(x)), one-hot(y)).
 2. The features of every minority class's instances are recomputed with the current F and kept fixed for
    the rest of the epoch (the official code recomputes the whole training set's features once per outer
    iteration, after the F phase, not at every step). F does not change during the game phase, so the
    real batches' features are computed batch by batch (the same values, without holding N feature vectors).
-3. Game phase: ceil(N / batch) steps over the reshuffled training set. Each step: M on the real batch's
-   features, D on them; a generated batch of the same size (classes drawn with probability proportional to
-   n_max - n_i, noise z ~ N(0, I_100), G in inference mode) for one M update and one D update; then, for
-   every minority class, one G update against M and one against D, each on ceil(batch_size / n_classes) fresh
-   samples of that class (separate Adam states per class and objective, as the official per-class Keras
-   models have).
-An epoch is thus ceil(N / batch) F updates plus ceil(N / batch) game steps, N the whole training set.
+3. Game phase: ceil(N / batch) steps over the reshuffled training set. Each step: D on the real batch's
+   features; a generated batch of the same size (classes drawn with probability proportional to
+   n_max - n_i, noise z ~ N(0, I_100), G in inference mode) for one D update; one M update on the real and
+   the generated features together; then, for every minority class, one G update against M and one
+   against D, each on ceil(batch_size / n_classes) fresh samples of that class (separate Adam states per
+   class and objective, as the official per-class Keras models have).
 
 GAMO2pix (how ``sample`` makes images; official ``fashion_mnist_gamo2pix_main.py``): after the game, one
 variational auto-encoder per minority class maps F's (frozen, final) features of that class's real images
 back to the images: encoder dense 128 tanh -> 100-d Gaussian code, decoder dense + transposed convolutions
 -> tanh image; loss = per-image summed squared error + KL(q(code) || N(0, I)), Adam(2e-4, 0.5). It is trained
 for ``pix_epochs`` epochs (default: ``gamo_epochs``) of ceil(N / batch) steps for every minority class, each
-step a batch of ``batch_size`` images of the class drawn with replacement. ``sample(n, i)`` draws z, lets G
+step a batch of ``batch_size`` images of the class drawn with replacement: G updates per class decoder,
+the generator's budget (the official code: 25,000 steps of 32 images per class, whatever the data size; at
+MNIST 3:5, ratio 0.1 and 5 epochs the contract gives 530 steps of 64). ``sample(n, i)`` draws z, lets G
 (inference mode) combine the final F-features of class i's instances, encodes that vector with the class's
 VAE (code sampled) and decodes it: uint8 images (n, C, H, W).
 
@@ -60,9 +69,14 @@ Defaults and where they come from:
 - ``max_instances`` None: every instance of a class enters its convex combinations (paper and code).
 Deviations from the paper / official code:
 - F and M's head are the common CNN (see above), with its dropout; the official head has no dropout.
-- Batch 64 instead of 32; epochs as above instead of the official 50,000 / 2 game steps; GAMO2pix trains
-  ``pix_epochs`` x ceil(N / batch) steps per class on batches drawn with replacement instead of 25,000
-  steps of 32 in order.
+- Batch 64 instead of 32; the contract's budget above instead of the official 50,000 / 2 game steps;
+  GAMO2pix trains ``pix_epochs`` x ceil(N / batch) steps per class on batches drawn with replacement
+  instead of 25,000 steps of 32 in order.
+- M takes ONE update per game step, on the real and the generated batch together (the mean of the two
+  MSEs, the batches being the same size); the official code makes two (``train_on_batch`` on the real,
+  then on the generated batch). With two, the game alone would give M 2G updates, more than the contract's
+  U at moderate imbalance (ratio 0.5: 2G is 1.5 U). F's phase, one full pass an epoch officially, takes
+  the rest of U instead.
 - The official sampling layer of GAMO2pix draws the code with standard deviation exp(s) while its KL term
   reads s as a log-variance; ours reads s as a log-variance in both. Its reconstruction term is
   H x W x the mean squared error; ours is the squared error summed over C x H x W (the same for one channel).
@@ -83,6 +97,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -91,12 +106,25 @@ from torchvision.utils import save_image
 
 from bench.datasets.base import ImageSet
 from bench.methods.base import FitContext, Method, check_finite
-from bench.methods.classifier import CLASSIFIER_SPEC, CommonCNN, to_input
+from bench.methods.budget import Budget
+from bench.methods.classifier import CLASSIFIER_SPEC, CommonCNN, shuffled_batches, to_input
 from bench.methods.gamo_nets import ConditionalDiscriminator, ConvexGenerator, FeatureVAE
 from bench.methods.generative import COMMON_DEFAULTS, to_uint8, top_up_counts
 from bench.methods.registry import register
 
-GAME_LOSSES = ("f_loss", "m_real", "d_real", "m_fake", "d_fake", "g_m", "g_d")
+GAME_LOSSES = ("f_loss", "m_loss", "d_real", "d_fake", "g_m", "g_d")
+
+
+@dataclass(frozen=True)
+class GamoPlan:
+    """How a GAMO cell spends the contract: ``epochs`` of ``steps`` game steps (G = epochs x steps, one M
+    update, two D updates and one G update per class and objective each), and F's steps per epoch."""
+
+    epochs: int
+    steps: int
+    game_steps: int
+    classifier: int  # U: F's updates plus the game's M updates
+    f_steps: list
 
 
 def classifier_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -114,6 +142,7 @@ class GAMO(Method):
     name = "gamo"
     summary = "three-player game: convex generator of minority features vs classifier and discriminator"
     citation = "Mullick, Datta and Das, Generative adversarial minority oversampling, ICCV 2019"
+    version = 2  # 2: the budget contract (M's U updates: a joint game update, F's phase takes the rest)
     defaults = {
         "batch_size": COMMON_DEFAULTS["batch_size"],
         "epoch_scale": COMMON_DEFAULTS["epoch_scale"],  # gamo_epochs = round(scale x the cell's epochs)
@@ -189,11 +218,12 @@ class GAMO(Method):
 
     # -- one game step; nothing is read back -----------------------------------------------------------
     def m_step(self, feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """One update of M's head on ``feats`` (real and generated features together in the game)."""
         with self.autocast():
             loss = classifier_loss(self._head(feats).float(), F.one_hot(labels, self.n_classes).float())
         self.opt_m.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt_m.step()
+        self.ledger.step("classifier", self.opt_m, len(labels))
         return loss.detach()
 
     def d_step(self, feats: torch.Tensor, labels: torch.Tensor, real: bool) -> torch.Tensor:
@@ -202,7 +232,7 @@ class GAMO(Method):
             loss = discriminator_loss(self._D(feats, labels).float(), 1.0 - noise if real else noise)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt_d.step()
+        self.ledger.step("discriminator", self.opt_d, len(labels))
         return loss.detach()
 
     def g_step_against_m(self, label: int, n: int) -> torch.Tensor:
@@ -213,7 +243,7 @@ class GAMO(Method):
             loss = classifier_loss(self._head(fake).float(), target)
         self.opt_gm[label].zero_grad(set_to_none=True)
         loss.backward()
-        self.opt_gm[label].step()
+        self.ledger.step("generator", self.opt_gm[label], n)
         return loss.detach()
 
     def g_step_against_d(self, label: int, n: int) -> torch.Tensor:
@@ -223,17 +253,16 @@ class GAMO(Method):
             loss = discriminator_loss(self._D(fake, labels).float(), torch.ones(n, device=self.device))
         self.opt_gd[label].zero_grad(set_to_none=True)
         loss.backward()
-        self.opt_gd[label].step()
+        self.ledger.step("generator", self.opt_gd[label], n)
         return loss.detach()
 
     def game_step(self, x_real: torch.Tensor, y_real: torch.Tensor) -> torch.Tensor:
-        """M and D on a real batch, M and D on a generated batch, then G per minority class; returns the
-        losses (m_real, d_real, m_fake, d_fake, g_m, g_d) as one device tensor."""
+        """D on a real batch, D on a generated batch, one M update on both, then G per minority class;
+        returns the losses (m, d_real, d_fake, g_m, g_d) as one device tensor."""
         zero = torch.zeros((), device=self.device)
         real = self.features(x_real)
-        m_real = self.m_step(real, y_real)
         if not self.minority:
-            return torch.stack([m_real, zero, zero, zero, zero, zero])
+            return torch.stack([self.m_step(real, y_real), zero, zero, zero, zero])
         d_real = self.d_step(real, y_real, real=True)
         batch = len(y_real)
         labels = self.minority_t[torch.multinomial(self.label_probs, batch, True, generator=self.rng)]
@@ -244,20 +273,23 @@ class GAMO(Method):
             fake = real.new_zeros(real.shape)
             for c in self.minority:  # every class's G on the whole batch, then each row's own class
                 fake = torch.where((labels == c)[:, None], self.G(z, c, self.banks[c]).float(), fake)
-        m_fake = self.m_step(fake, labels)
         d_fake = self.d_step(fake, labels, real=False)
+        # M: one update on the real and the generated batch together (the budget contract; the official
+        # code makes two, see the docstring)
+        m = self.m_step(torch.cat([real, fake]), torch.cat([y_real, labels]))
         # The configured batch, not this one: the epoch's last batch can hold a single image, and G's batch
         # normalisation needs at least two samples.
         per_class = max(2, math.ceil(self.params["batch_size"] / self.n_classes))
         g_m = torch.stack([self.g_step_against_m(c, per_class) for c in self.minority]).mean()
         g_d = torch.stack([self.g_step_against_d(c, per_class) for c in self.minority]).mean()
-        return torch.stack([m_real, d_real, m_fake, d_fake, g_m, g_d])
+        return torch.stack([m, d_real, d_fake, g_m, g_d])
 
     # -- the method -----------------------------------------------------------------------------------
     def fit(self, train: ImageSet, ctx: FitContext) -> None:
         torch.manual_seed(ctx.seed)
         p = self.params
         self.build(train, ctx.device, ctx.seed)
+        self.ledger = ctx.ledger
         # --compile compiles F, M's head and D; the convex generator stays eager (its class argument would
         # recompile it once per minority class).
         self._features, self._head, self._D = (ctx.compiled(net) for net in (self.M.features, self.M.head, self.D))
@@ -265,45 +297,64 @@ class GAMO(Method):
         x = to_input(train.images, ctx.device)
         y = torch.as_tensor(train.labels, device=ctx.device)
         batch, n = p["batch_size"], len(train)
-        steps = math.ceil(n / batch)
-        gamo_epochs = p["gamo_epochs"] if p["gamo_epochs"] is not None else max(1, round(ctx.epochs * p["epoch_scale"]))
-        pix_epochs = p["pix_epochs"] if p["pix_epochs"] is not None else gamo_epochs
+        plan = self.plan(Budget.of(train.counts(), ctx.epochs))
+        ctx.ledger.contract.update(classifier=plan.classifier, generator=plan.game_steps)
+        pix_epochs = p["pix_epochs"] if p["pix_epochs"] is not None else plan.epochs
         if not self.minority:
             pix_epochs = 0
-        total = gamo_epochs + pix_epochs
+        total = plan.epochs + pix_epochs
         history: dict[str, list[float]] = {name: [] for name in (*GAME_LOSSES, "pix_loss")}
         self.M.train()
+        f_batches = shuffled_batches(n, batch, torch.Generator().manual_seed(ctx.seed), ctx.device)
 
-        for epoch in range(1, gamo_epochs + 1):
-            running = torch.zeros(len(GAME_LOSSES), device=ctx.device)
-            order = torch.randperm(n, device=ctx.device, generator=self.rng)
-            for step in range(steps):  # F phase: F learns through M's frozen head
-                ctx.step_begin()
-                index = order[step * batch:(step + 1) * batch]
-                with ctx.autocast():
-                    logits = self._head(self._features(x[index])).float()
-                    loss = classifier_loss(logits, F.one_hot(y[index], self.n_classes).float())
-                self.opt_f.zero_grad(set_to_none=True)
-                loss.backward()
-                self.opt_f.step()
-                running[0] += loss.detach()
-            self.refresh_banks(x)
-            order = torch.randperm(n, device=ctx.device, generator=self.rng)
-            for step in range(steps):
-                ctx.step_begin()
-                index = order[step * batch:(step + 1) * batch]
-                running[1:] += self.game_step(x[index], y[index])
-            losses = dict(zip(GAME_LOSSES, (running / steps).tolist(), strict=True))  # one host sync per epoch
-            check_finite(epoch, losses)
-            for name, value in losses.items():
-                history[name].append(value)
-            ctx.progress(epoch, total, losses)
+        with ctx.ledger.phase("classifier", "generator", "discriminator"):
+            for epoch in range(1, plan.epochs + 1):
+                running = torch.zeros(len(GAME_LOSSES), device=ctx.device)
+                f_steps = plan.f_steps[epoch - 1]
+                for _ in range(f_steps):  # F phase: F learns through M's frozen head
+                    ctx.step_begin()
+                    index = next(f_batches)
+                    with ctx.autocast():
+                        logits = self._head(self._features(x[index])).float()
+                        loss = classifier_loss(logits, F.one_hot(y[index], self.n_classes).float())
+                    self.opt_f.zero_grad(set_to_none=True)
+                    loss.backward()
+                    ctx.ledger.step("classifier", self.opt_f, len(index))
+                    running[0] += loss.detach()
+                self.refresh_banks(x)
+                order = torch.randperm(n, device=ctx.device, generator=self.rng)
+                for step in range(plan.steps):
+                    ctx.step_begin()
+                    index = order[step * batch:(step + 1) * batch]
+                    running[1:] += self.game_step(x[index], y[index])
+                means = running / torch.tensor([max(1, f_steps)] + [plan.steps] * (len(GAME_LOSSES) - 1),
+                                               device=ctx.device)
+                losses = dict(zip(GAME_LOSSES, means.tolist(), strict=True))  # one host sync per epoch
+                check_finite(epoch, losses)
+                for name, value in losses.items():
+                    history[name].append(value)
+                ctx.progress(epoch, total, losses)
 
         self.M.eval()
         self.refresh_banks(x)  # the final F's features: what G combines from now on (GAMO2pix's input)
-        self._train_pix(x, y, pix_epochs, steps, gamo_epochs, total, history, ctx)
+        with ctx.ledger.phase("decoder"):
+            self._train_pix(x, y, pix_epochs, plan.steps, plan.epochs, total, history, ctx)
         self.generated_counts = self.generated.tolist()
         self._save_artifacts(ctx, history)
+
+    def plan(self, budget: Budget) -> GamoPlan:
+        """The contract's split of M's U updates: the game makes G = gamo_epochs x ceil(N / batch) steps, each
+        with one M update; F's phases share the other U - G, spread evenly over the epochs."""
+        p = self.params
+        epochs = p["gamo_epochs"] if p["gamo_epochs"] is not None else budget.generator_epochs(p["epoch_scale"])
+        steps = budget.generator_steps(p["batch_size"])
+        classifier = budget.classifier_updates(p["batch_size"])
+        rest = classifier - epochs * steps
+        if rest < 0:
+            raise ValueError(f"gamo: its {epochs} game epochs make {epochs * steps} updates of M, more than the "
+                             f"classifier budget U = {classifier}; lower epoch_scale or gamo_epochs")
+        f_steps = [rest // epochs + (e < rest % epochs) for e in range(epochs)]
+        return GamoPlan(epochs, steps, epochs * steps, classifier, f_steps)
 
     def _train_pix(self, x, y, epochs: int, steps: int, offset: int, total: int, history, ctx) -> None:
         """GAMO2pix: one VAE per minority class from F's frozen features of its real images to the images."""
@@ -326,7 +377,7 @@ class GAMO(Method):
                         loss = FeatureVAE.loss(images[index], recon.float(), mean.float(), log_var.float())
                     optimizers[c].zero_grad(set_to_none=True)
                     loss.backward()
-                    optimizers[c].step()
+                    ctx.ledger.step("decoder", optimizers[c], batch)
                     running += loss.detach()
             value = (running / (steps * len(self.minority))).item()
             check_finite(offset + epoch, {"pix_loss": value})

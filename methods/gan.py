@@ -66,27 +66,28 @@ class GAN(GenerativeOversampling):
             self.generators[c] = G
         batch = p["batch_size"]
         nets = [(c, ctx.compiled(G), ctx.compiled(D), *rest) for c, G, D, *rest in nets]  # --compile
-        for epoch in range(1, epochs + 1):
-            running = torch.zeros(2, device=ctx.device)
-            for _c, G, D, opt_g, opt_d, members in nets:
-                for _ in range(steps):
-                    ctx.step_begin()
-                    real = x[members[torch.randint(len(members), (batch,), device=x.device, generator=self.rng)]]
-                    z = torch.randn(batch, p["z_dim"], device=x.device, generator=self.rng)
-                    with ctx.autocast():
-                        fake = G(z)
-                        d_loss = d_loss_fn(D(real), D(fake.detach())).float()
-                    opt_d.zero_grad(set_to_none=True)
-                    d_loss.backward()
-                    opt_d.step()
-                    with ctx.autocast():
-                        g_loss = g_loss_fn(D(fake)).float()
-                    opt_g.zero_grad(set_to_none=True)
-                    g_loss.backward()
-                    opt_g.step()
-                    running += torch.stack([d_loss.detach(), g_loss.detach()])
-            d_mean, g_mean = (running / max(1, steps * len(nets))).tolist()  # one host sync per epoch
-            self.end_epoch(epoch, {"d_loss": d_mean, "g_loss": g_mean}, ctx)
+        with ctx.ledger.phase("generator", "discriminator"):
+            for epoch in range(1, epochs + 1):
+                running = torch.zeros(2, device=ctx.device)
+                for _c, G, D, opt_g, opt_d, members in nets:
+                    for _ in range(steps):
+                        ctx.step_begin()
+                        real = x[members[torch.randint(len(members), (batch,), device=x.device, generator=self.rng)]]
+                        z = torch.randn(batch, p["z_dim"], device=x.device, generator=self.rng)
+                        with ctx.autocast():
+                            fake = G(z)
+                            d_loss = d_loss_fn(D(real), D(fake.detach())).float()
+                        opt_d.zero_grad(set_to_none=True)
+                        d_loss.backward()
+                        ctx.ledger.step("discriminator", opt_d, 2 * batch)
+                        with ctx.autocast():
+                            g_loss = g_loss_fn(D(fake)).float()
+                        opt_g.zero_grad(set_to_none=True)
+                        g_loss.backward()
+                        ctx.ledger.step("generator", opt_g, batch)
+                        running += torch.stack([d_loss.detach(), g_loss.detach()])
+                d_mean, g_mean = (running / max(1, steps * len(nets))).tolist()  # one host sync per epoch
+                self.end_epoch(epoch, {"d_loss": d_mean, "g_loss": g_mean}, ctx)
 
     @torch.no_grad()
     def generate(self, n: int, label: int, generator=None) -> torch.Tensor:

@@ -1,14 +1,22 @@
 """Shared by the generative baselines that oversample with a generator and then train the common classifier
 (``gan``, ``acgan``, ``dagan``, ``bagan``).
 
-The protocol, the same for each of them so that their numbers compare:
+The protocol, the same for each of them so that their numbers compare; the budget follows the contract of
+``budget.py`` (README, "Training budget"):
 1. ``train_generator`` trains the method's generative model on the imbalanced training set for
-   ``gan_epochs`` epochs (default: ``epoch_scale`` x the cell's epochs). An epoch is ceil(N / batch_size)
-   updates, N the size of the whole training set, whatever subset of the images the model sees (``gan``
-   trains on one class only, and would otherwise get a handful of updates at high imbalance).
+   ``gan_epochs`` epochs (default: round(``epoch_scale`` x the cell's epochs), at least 1). An epoch is
+   ceil(N / batch_size) GENERATOR updates, N the size of the whole training set, whatever subset of the
+   images the model sees (``gan`` trains on one class only, and would otherwise get a handful of updates at
+   high imbalance): every generator gets G = gan_epochs x ceil(N / batch_size) updates. A discriminator or
+   critic stepped n times per generator step (DAGAN's n_critic) does so on top; an auxiliary network
+   (BAGAN's autoencoder) gets the budget its method's docstring states.
 2. Every class c present in the training set is topped up with n_c+ = int((n_max - n_c) x phi) generated
    images (phi = 1 balances the classes fully; CapsAN uses the same rule).
-3. The common classifier (``classifier.py``) trains on real + generated images for the cell's epochs.
+3. The common classifier (``classifier.py``) trains on real + generated images for exactly
+   U = E x ceil(C x n_max / 64) updates, computed from the imbalanced set (a phi below 1 makes the set
+   smaller, not U).
+Every optimiser update goes through ``ctx.ledger.step`` under its role ("generator", "discriminator",
+"critic", "autoencoder"; the classifier is "classifier"), which the runner stores as ``metrics["budget"]``.
 Precision and compilation (``--precision bf16``, ``--compile``): each method runs its forward passes and
 losses in ``ctx.autocast()`` (sampling too) and calls ``ctx.compiled`` networks in its training loop.
 Artifacts: ``losses.json`` (per-epoch generator-phase losses and the generated counts),
@@ -22,7 +30,6 @@ import abc
 import contextlib
 import dataclasses
 import json
-import math
 
 import numpy as np
 import torch
@@ -30,6 +37,7 @@ from torchvision.utils import save_image
 
 from bench.datasets.base import ImageSet
 from bench.methods.base import FitContext, Method, check_finite
+from bench.methods.budget import Budget
 from bench.methods.classifier import CLASSIFIER_SPEC, Classifier, to_input
 
 # Defaults every generative baseline shares; a method adds its own over these.
@@ -54,6 +62,8 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 class GenerativeOversampling(Method):
     """Subclasses implement ``train_generator`` and ``generate``; ``fit`` does the rest."""
+
+    version = 2  # 2: the budget contract (the classifier's U updates) and the ledger
 
     autocast = contextlib.nullcontext  # fit sets the cell's (ctx.autocast); fp32 until then
 
@@ -92,7 +102,9 @@ class GenerativeOversampling(Method):
         self.history: dict[str, list[float]] = {}
         x = to_input(train.images, ctx.device)
         y = torch.as_tensor(train.labels, device=ctx.device)
-        steps = math.ceil(len(train) / self.params["batch_size"])
+        budget = Budget.of(counts, ctx.epochs)
+        steps = budget.generator_steps(self.params["batch_size"])
+        ctx.ledger.contract["generator"] = budget.generator_updates(self.params["epoch_scale"], self.params["batch_size"])
         self.rng = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
         self.autocast = ctx.autocast  # sampling runs in the precision of training
         self.train_generator(x, y, counts, gan_epochs, steps, ctx)
@@ -110,7 +122,7 @@ class GenerativeOversampling(Method):
         shifted = dataclasses.replace(
             ctx, progress=lambda epoch, total, logs: ctx.progress(gan_epochs + epoch, self._total_epochs, logs))
         self.classifier = Classifier()
-        self.classifier.fit(balanced, shifted)
+        self.classifier.fit(balanced, shifted, budget)
 
     @torch.no_grad()
     def sample(self, n: int, label: int, chunk: int = 1024) -> np.ndarray:

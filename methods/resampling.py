@@ -1,4 +1,10 @@
-"""Shared by the methods that change the training set and then train the common classifier."""
+"""Shared by the methods that change the training set and then train the common classifier.
+
+Budget (``budget.py``): the classifier gets U = E x ceil(C x n_max / 64) updates, computed from the
+imbalanced training set before resampling; a resampler that balances fully (SMOTE) hands over a set of
+exactly C x n_max images, so an epoch is one pass over it; ``imbalanced`` passes over its smaller set more
+often.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,14 @@ import numpy as np
 from bench.datasets.base import ImageSet
 from bench.errors import CellRefused
 from bench.methods.base import FitContext, Method
+from bench.methods.budget import Budget
 from bench.methods.classifier import CLASSIFIER_SPEC, Classifier
 
 
 class ResamplingMethod(Method):
     """``resample`` the training set (identity by default), then train the common classifier on it."""
+
+    version = 2  # 2: the budget contract (the classifier's U updates, from the imbalanced set)
 
     def key_params(self) -> dict:
         return {**self.params, "classifier": CLASSIFIER_SPEC}
@@ -22,13 +31,14 @@ class ResamplingMethod(Method):
         return train
 
     def fit(self, train: ImageSet, ctx: FitContext) -> None:
+        budget = Budget.of(train.counts(), ctx.epochs)  # U comes from the imbalanced set, not the resampled one
         resampled = self.resample(train, ctx)
         ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
         (ctx.artifact_dir / "training_counts.json").write_text(
             json.dumps({"before": train.counts().tolist(), "after": resampled.counts().tolist()})
         )
         self.classifier = Classifier()
-        self.classifier.fit(resampled, ctx)
+        self.classifier.fit(resampled, ctx, budget)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return self.classifier.predict_proba(images)

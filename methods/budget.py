@@ -1,0 +1,115 @@
+"""The training budget contract every method follows, and the ledger that counts what a cell spent.
+
+The contract (README, "Training budget"), for a cell of E epochs on an imbalanced training set of N images
+whose C present classes have at most n_max images each:
+- the predicting network (the common classifier; CapsAN's and capsan-conv's discriminator; GAMO's
+  classifier M) gets exactly U = E x ceil(C x n_max / B_c) optimiser updates, B_c the classifier's batch:
+  the updates of E epochs over the fully balanced set, whatever set the method actually trains it on
+  (``imbalanced`` and ``crl`` make more passes over their smaller set; a ``phi`` below 1 changes how many
+  images are generated, not U);
+- every generator gets G = round(epoch_scale x E) x ceil(N / B) updates (at least one epoch), B the
+  method's batch; a critic or discriminator stepped n times per generator step does so on top;
+- auxiliary networks (BAGAN's autoencoder, GAMO's gamo2pix decoders) get a budget of their own, at least
+  G, which their method's docstring states.
+A method's parameters can break the contract on purpose (``gan_epochs``, ``schedule = "paper"``); the
+ledger then shows it, and the report flags a table whose predicting networks' updates differ.
+
+The ledger is what the runner stores as ``metrics["budget"]``: per network role (``ROLES``), the optimiser
+updates, how many optimisers made them (``gan`` trains one generator per minority class, GAMO one pair of
+optimisers per minority class), the images (or feature vectors) in the batches those updates were computed
+on, and the seconds of the phases that trained the role (roles trained in one loop share its seconds).
+It is filled by ``Ledger.step``, the one call every method steps its optimisers through, so the counts are
+what ran, not what a formula says should have run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# Network roles; the predicting network is always "classifier", so every method's ledger compares on it.
+ROLES = ("classifier", "generator", "discriminator", "critic", "autoencoder", "decoder")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The contract's numbers for one training set (``counts``: images per class) and cell."""
+
+    epochs: int  # E, the cell's epochs
+    n_classes: int  # C, the classes present in the training set
+    n_max: int  # the largest class
+    n_train: int  # N, the imbalanced training set
+
+    @classmethod
+    def of(cls, counts, epochs: int) -> Budget:
+        counts = np.asarray(counts)
+        return cls(int(epochs), int((counts > 0).sum()), int(counts.max()), int(counts.sum()))
+
+    def classifier_steps(self, batch_size: int) -> int:
+        """Updates of the predicting network per epoch: one pass over the fully balanced set."""
+        return math.ceil(self.n_classes * self.n_max / batch_size)
+
+    def classifier_updates(self, batch_size: int) -> int:
+        """U = E x ceil(C x n_max / B)."""
+        return self.epochs * self.classifier_steps(batch_size)
+
+    def generator_epochs(self, epoch_scale: float) -> int:
+        return max(1, round(self.epochs * epoch_scale))
+
+    def generator_steps(self, batch_size: int) -> int:
+        """Generator updates per generator epoch: ceil(N / B)."""
+        return math.ceil(self.n_train / batch_size)
+
+    def generator_updates(self, epoch_scale: float, batch_size: int) -> int:
+        """G = round(epoch_scale x E) x ceil(N / B)."""
+        return self.generator_epochs(epoch_scale) * self.generator_steps(batch_size)
+
+
+class Ledger:
+    """Counts every optimiser update by network role; ``FitContext.ledger`` holds the cell's."""
+
+    def __init__(self):
+        self._roles: dict[str, dict] = {}
+        self.contract: dict[str, int] = {}  # what the method was asked to spend: {"classifier": U, ...}
+
+    def _entry(self, role: str) -> dict:
+        if role not in ROLES:
+            raise ValueError(f"unknown network role {role!r}; valid roles: {', '.join(ROLES)}")
+        return self._roles.setdefault(role, {"updates": 0, "optimizers": set(), "images": 0, "seconds": 0.0})
+
+    def step(self, role: str, optimizer: torch.optim.Optimizer, images: int) -> None:
+        """``optimizer.step()``, counted as one update of ``role`` on a batch of ``images``."""
+        optimizer.step()
+        entry = self._entry(role)
+        entry["updates"] += 1
+        entry["images"] += int(images)
+        entry["optimizers"].add(id(optimizer))
+
+    @contextlib.contextmanager
+    def phase(self, *roles: str):
+        """Time a training phase and add its seconds to each of ``roles`` (a GPU is synchronised at the end,
+        once, so the time is the work's and not the launch queue's)."""
+        entries = [self._entry(role) for role in roles]
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.synchronize()
+            elapsed = time.perf_counter() - start
+            for entry in entries:
+                entry["seconds"] += elapsed
+
+    def updates(self, role: str) -> int:
+        return self._roles.get(role, {}).get("updates", 0)
+
+    def record(self) -> dict:
+        """{role: {updates, optimizers, images, seconds}} for the roles that trained, in ``ROLES`` order."""
+        return {role: {"updates": e["updates"], "optimizers": len(e["optimizers"]), "images": e["images"],
+                       "seconds": round(e["seconds"], 3)}
+                for role in ROLES if (e := self._roles.get(role)) and e["updates"]}

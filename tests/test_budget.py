@@ -1,0 +1,125 @@
+"""The training budget contract (``bench/methods/budget.py``, README "Training budget"): every registered
+method's predicting network makes exactly U updates and every generator exactly G, as counted by the ledger
+the runner stores in ``metrics["budget"]``."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bench.datasets import load_dataset
+from bench.datasets.base import LoadOptions
+from bench.grid import RunConfig, build_grid
+from bench.methods import get_method, method_names
+from bench.methods.budget import Budget, Ledger
+from bench.methods.classifier import shuffled_batches
+from bench.runner import run_cell
+
+CPU = torch.device("cpu")
+EPOCHS = 2
+BUILT_IN = ["imbalanced", "smote", "adasyn", "crl", "gan", "acgan", "dagan", "bagan", "gamo", "capsan",
+            "capsan-conv"]
+
+
+@pytest.fixture(scope="module", params=[8, 28], ids=["digits-8x8", "digits-28x28"])
+def data(request):
+    options = LoadOptions() if request.param == 8 else LoadOptions(image_size=request.param)
+    return request.param, load_dataset("digits", split="train", options=options), \
+        load_dataset("digits", split="test", options=options)
+
+
+def _cell(method: str, size: int):
+    config = RunConfig(name="t", methods=[method], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
+                       epochs=EPOCHS, image_size=None if size == 8 else size)
+    return build_grid(config)[0]
+
+
+def test_every_registered_method_is_checked():
+    assert set(BUILT_IN) <= set(method_names())
+
+
+@pytest.mark.parametrize("method", BUILT_IN)
+def test_every_method_spends_exactly_the_contract(method, data, tmp_path):
+    size, train, test = data
+    cell = _cell(method, size)
+    row = run_cell(cell, train, test, CPU, tmp_path)
+    assert row["status"] == "done", row["error"]
+    counts = np.asarray(row["counts"]["train"])
+    n_max, n_train = int(counts.max()), int(counts.sum())
+    batch = 64
+    u = EPOCHS * math.ceil(2 * n_max / batch)  # two classes, both present
+    g = EPOCHS * math.ceil(n_train / batch)  # epoch_scale 1
+    budget = row["metrics"]["budget"]
+    roles = budget["roles"]
+    assert roles["classifier"]["updates"] == u, roles
+    assert budget["contract"]["classifier"] == u
+    if method in ("imbalanced", "crl"):  # a smaller set than the balanced one: more passes over it
+        assert roles["classifier"]["images"] > EPOCHS * n_train
+    generator = roles.get("generator")
+    if method in ("imbalanced", "smote", "adasyn", "crl"):
+        assert generator is None and "generator" not in budget["contract"]
+    else:
+        assert generator["updates"] == generator["optimizers"] * g, roles
+        assert budget["contract"]["generator"] == g
+    if method == "dagan":  # n_critic = 5 critic updates per generator update, on top
+        assert roles["critic"]["updates"] == 5 * g
+    if method == "bagan":  # the autoencoder's own budget: as many epochs as the GAN
+        assert roles["autoencoder"]["updates"] == g
+    if method == "gamo":  # one gamo2pix decoder per minority class, G updates each
+        assert roles["decoder"]["updates"] == roles["decoder"]["optimizers"] * g
+    for entry in roles.values():
+        assert entry["seconds"] >= 0 and entry["images"] >= entry["updates"]
+    assert budget["fit_seconds"] > 0
+
+
+def test_budget_numbers():
+    budget = Budget.of([600, 60, 0], epochs=5)  # an absent class counts for nothing
+    assert (budget.n_classes, budget.n_max, budget.n_train) == (2, 600, 660)
+    assert budget.classifier_updates(64) == 5 * math.ceil(1200 / 64)
+    assert budget.generator_updates(1.0, 64) == 5 * math.ceil(660 / 64)
+    assert budget.generator_updates(0.5, 64) == round(2.5) * math.ceil(660 / 64)
+    assert budget.generator_epochs(0.01) == 1
+
+
+def test_the_ledger_counts_the_steps_it_makes_and_refuses_unknown_roles():
+    ledger = Ledger()
+    net = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    before = net.weight.detach().clone()
+    with ledger.phase("classifier"):
+        for _ in range(3):
+            net(torch.ones(4, 2)).sum().backward()
+            ledger.step("classifier", optimizer, 4)
+    assert not torch.equal(before, net.weight)  # the step really stepped
+    record = ledger.record()
+    assert record == {"classifier": {"updates": 3, "optimizers": 1, "images": 12,
+                                     "seconds": record["classifier"]["seconds"]}}
+    with pytest.raises(ValueError, match="unknown network role"):
+        ledger.step("teacher", optimizer, 1)
+
+
+def test_shuffled_batches_run_on_over_passes():
+    stream = shuffled_batches(5, 2, torch.Generator().manual_seed(0), CPU)
+    batches = [next(stream) for _ in range(6)]
+    assert [len(b) for b in batches] == [2, 2, 1, 2, 2, 1]
+    assert sorted(torch.cat(batches[:3]).tolist()) == [0, 1, 2, 3, 4]  # every pass is a permutation
+
+
+@pytest.mark.parametrize("method,params", [("capsan", {"epoch_scale": 3.0}), ("gamo", {"epoch_scale": 3.0})])
+def test_a_generator_budget_above_the_classifiers_is_refused(method, params, tmp_path):
+    train, test = load_dataset("digits", split="train"), load_dataset("digits", split="test")
+    config = RunConfig(name="t", methods=[method], datasets=["digits"], ratios=[0.5], seeds=1, pairs=[[3, 5]],
+                       epochs=EPOCHS, method_params={method: params})
+    row = run_cell(build_grid(config)[0], train, test, CPU, tmp_path)
+    assert row["status"] == "failed" and "more than" in row["error"] and "lower epoch_scale" in row["error"]
+
+
+def test_presets_do_not_special_case_a_method():
+    from bench.grid import load_preset, preset_names
+
+    for name in preset_names():
+        config = load_preset(name)
+        for method, params in config.method_params.items():
+            assert "epoch_scale" not in params, (name, method)
+    assert get_method("capsan").defaults["epoch_scale"] == 1.0
