@@ -223,6 +223,8 @@ def build_grid(config: RunConfig) -> list[Cell]:
                 params = cls(**overrides).key_params()
             except ValueError as exc:
                 raise BenchError(str(exc)) from exc
+            if params.get("schedule", "contract") != "contract" and not variant:  # off the budget contract:
+                variant = f"{name}[schedule={params['schedule']}]"  # stored and reported under its own label
             identity = json.dumps(params, sort_keys=True, default=str)
             if identity not in seen:  # the shared reference point of one-at-a-time sweeps runs once
                 seen.add(identity)

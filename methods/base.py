@@ -90,6 +90,15 @@ class Method(abc.ABC):
     overrides against ``defaults``. ``fit`` trains on an imbalanced training set; ``predict_proba``
     returns class probabilities (N, n_classes) for uint8 images (N, C, H, W). Generative methods also
     implement ``sample(n, label)`` returning uint8 images.
+
+    The budget contract (``budget.py``; README "Training budget"), which every built-in method follows and
+    a new one should: for E = ``ctx.epochs``, the predicting network makes exactly
+    U = E x ceil(C x n_max / B) optimiser updates, every generator G = round(epoch_scale x E) x ceil(N / B),
+    a critic stepped n times per generator step n G on top, an auxiliary network a documented budget of at
+    least G. Step every optimiser through ``ctx.ledger.step(role, optimizer, images)`` (the predicting
+    network's role is always "classifier") and wrap each training phase in ``ctx.ledger.phase(*roles)``:
+    the runner stores the ledger with the cell, and the report compares it across methods. A method that
+    steps its optimisers itself still runs; its ledger is then empty, and the report says so.
     """
 
     name: ClassVar[str] = ""

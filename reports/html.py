@@ -1,6 +1,6 @@
 """One self-contained HTML page of a report (``bench report --format html``): every table as HTML, every
-PNG figure embedded (base64 data URIs, so the page is one file that works offline), the statistics, and the
-run's provenance (package versions, devices, seeds, dates) and failed cells with their errors."""
+PNG figure embedded (base64 data URIs, so the page is one file that works offline), the "Budget" section
+(``budget.md``: what each method's networks spent), the statistics, and the run's provenance (package versions, devices, seeds, dates) and failed cells with their errors."""
 
 from __future__ import annotations
 
@@ -30,8 +30,11 @@ def render_page(cells: pd.DataFrame, out_dir: Path, written: list[Path], notes: 
     """The page for the report already written into ``out_dir`` (``written``: its files)."""
     parts = [f"<h1>capsan-bench report</h1><p class='note'>Paper: {html.escape(PAPER_CITATION)}.</p>"]
     parts.append(_provenance(cells))
-    for path in sorted(p for p in written if p.suffix == ".md" and p.name != "friedman.md"):
-        parts.append(f"<h2>{html.escape(path.stem)}</h2>" + _markdown_tables(path.read_text(encoding="utf-8")))
+    tables = sorted((p for p in written if p.suffix == ".md" and p.name != "friedman.md"),
+                    key=lambda p: (p.name == "budget.md", p.name))  # the tables, then what they cost
+    for path in tables:
+        title = "Budget" if path.name == "budget.md" else path.stem
+        parts.append(f"<h2>{html.escape(title)}</h2>" + _markdown_tables(path.read_text(encoding="utf-8")))
     stats = [p for p in written if p.name in ("wilcoxon.csv", "friedman.md")]
     if stats:
         parts.append("<h2>Statistics</h2>")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from tabulate import tabulate
 from bench.errors import BenchError
 from bench.store import Store
 
+from .budget import budget_note
 from .paper import PAPER_CITATION, PAPER_SHORT
 from .stats import ci_text, paired_wilcoxon, wilcoxon_note
 from .table3 import METRICS, NO_PAIR, failed_cells, table3
@@ -40,6 +42,10 @@ NONE = "-"
 EMPTY = "No results in the store yet."
 REFERENCE = "capsan"  # the method the tables' Wilcoxon notes test against every other
 CI_NOTE = "[95 % CI of the mean, Student t over the seeds; not clipped to the metric's range]"
+# Under every Table 3 with the paper's columns: what our positive class is, and what the paper says of its.
+POSITIVE_NOTE = ("Positive class: ours is the minority class (precision, recall and F-measure are the minority "
+                 "class's); the paper does not state which class its precision, recall and F-measure take as "
+                 "positive.")
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
     "&": r"\&",
@@ -206,8 +212,34 @@ def table_tests(cells: pd.DataFrame) -> dict[tuple, str]:
     return notes
 
 
-def render_markdown(table: pd.DataFrame, failed: pd.DataFrame, tests: dict | None = None) -> str:
-    """Table 3 in Markdown; ``tests``: {(dataset, protocol): note} from :func:`table_tests`."""
+def table_budgets(cells: pd.DataFrame) -> dict[tuple, str]:
+    """{(dataset, protocol): the unequal-budget note (``budget.budget_note``)} for the tables that need one."""
+    if cells is None or cells.empty:
+        return {}
+    notes = {}
+    for key, group in cells.groupby(["dataset", "protocol"], sort=False):
+        note = budget_note(group)
+        if note:
+            notes[key] = note
+    return notes
+
+
+def _extra_notes(group: pd.DataFrame, paper: bool, tests: dict | None, budgets: dict | None) -> list[str]:
+    """The notes under one table, in order: the paper's source and positive class, the Wilcoxon tests, the
+    budgets, then partial, missing and pooled rows."""
+    key = (group["dataset"].iloc[0], group["protocol"].iloc[0])
+    notes = [f"paper: the values reported in {PAPER_CITATION}, Table 3.", POSITIVE_NOTE] if paper else []
+    notes += [n for n in ((tests or {}).get(key), (budgets or {}).get(key)) if n]
+    notes += [f"Partial seeds: {note}." for note in _notes(group)]
+    notes += [f"Missing: {note}." for note in _missing(group)]
+    notes += [f"Pooled: {note}." for note in _pooled(group)]
+    return notes
+
+
+def render_markdown(table: pd.DataFrame, failed: pd.DataFrame, tests: dict | None = None,
+                    budgets: dict | None = None) -> str:
+    """Table 3 in Markdown; ``tests``: {(dataset, protocol): note} from :func:`table_tests`; ``budgets``
+    the same from :func:`table_budgets`."""
     if table.empty:
         return f"# Table 3\n\n{EMPTY}\n"
     parts = ["# Table 3\n"]
@@ -222,13 +254,7 @@ def render_markdown(table: pd.DataFrame, failed: pd.DataFrame, tests: dict | Non
         frame = pd.DataFrame(rows, columns=range(len(headers)))
         parts.append(f"## {dataset}, {protocol}\n\n{_caption(dataset, protocol)}\n")
         parts.append(frame.to_markdown(index=False, headers=headers, disable_numparse=True) + "\n")
-        if paper:
-            parts.append(f"paper: the values reported in {PAPER_CITATION}, Table 3.\n")
-        if (tests or {}).get((dataset, protocol)):
-            parts.append(tests[(dataset, protocol)] + "\n")
-        parts += [f"Partial seeds: {note}.\n" for note in _notes(group)]
-        parts += [f"Missing: {note}.\n" for note in _missing(group)]
-        parts += [f"Pooled: {note}.\n" for note in _pooled(group)]
+        parts += [note + "\n" for note in _extra_notes(group, paper, tests, budgets)]
         failures = _failures(failed, dataset, protocol)
         if failures:
             parts.append("Failed cells:\n\n" + "\n".join(f"- {line}" for line in failures) + "\n")
@@ -239,8 +265,9 @@ def _label(*names) -> str:
     return "tab:table3-" + "-".join(re.sub(r"[^A-Za-z0-9]+", "", str(n)) for n in names)
 
 
-def render_latex(table: pd.DataFrame, failed: pd.DataFrame, tests: dict | None = None) -> str:
-    """Table 3 in LaTeX (booktabs); ``tests`` as in :func:`render_markdown`."""
+def render_latex(table: pd.DataFrame, failed: pd.DataFrame, tests: dict | None = None,
+                 budgets: dict | None = None) -> str:
+    """Table 3 in LaTeX (booktabs); ``tests`` and ``budgets`` as in :func:`render_markdown`."""
     if table.empty:
         return f"% Table 3: {EMPTY}\n"
     parts = []
@@ -263,10 +290,7 @@ def render_latex(table: pd.DataFrame, failed: pd.DataFrame, tests: dict | None =
             multicol_align="c",
             column_format="".join("l" if top in ("ratio", "size", "pair", "method") else "r" for top, _ in columns),
         )
-        notes = ([f"paper: the values reported in {PAPER_CITATION}, Table 3."] if paper else []) + (
-            [tests[(dataset, protocol)]] if (tests or {}).get((dataset, protocol)) else []
-        ) + [f"Partial seeds: {note}." for note in _notes(group)] + [f"Missing: {note}." for note in _missing(group)] + [
-            f"Pooled: {note}." for note in _pooled(group)]
+        notes = _extra_notes(group, paper, tests, budgets)
         if notes:
             note_tex = "\\par\\smallskip\\footnotesize " + " ".join(latex_escape(n) for n in notes) + "\n"
             latex = latex.replace("\\end{table}", note_tex + "\\end{table}")
@@ -282,28 +306,35 @@ def render_latex(table: pd.DataFrame, failed: pd.DataFrame, tests: dict | None =
 
 
 def table3_text(cells: pd.DataFrame) -> str:
-    """Table 3 for the terminal: mean±std per metric, ``*`` on the best, the paper's value in brackets."""
+    """Table 3 for the terminal: mean±std per metric, ``*`` on the best, the paper's value in its own column."""
     table = table3(cells)
     if table.empty:
         return EMPTY
     failed = failed_cells(cells)
+    budgets = table_budgets(cells)
     parts = []
     for (dataset, protocol), group in _groups(table):
         paper = _has_paper(group)
         columns, rows, bold = _display(group, "±", paper, short=True)
-        lines = []
-        for row, marks in zip(rows, bold, strict=True):
-            line = []
-            for (_, sub), cell, mark in zip(columns, row, marks, strict=True):
-                if sub == "paper":
-                    line[-1] += f" [{cell}]" if cell != NONE else ""
-                else:
-                    line.append(cell + ("*" if mark else ""))
-            lines.append(line)
-        headers = [SHORT_HEADERS.get(top, top) for top, sub in columns if sub != "paper"]
-        legend = "mean±std over seeds, * best" + (f", [paper: {PAPER_SHORT}]" if paper else "")
-        parts.append(f"{dataset} / {protocol} ({legend})")
+        ours = [i for i, (_, sub) in enumerate(columns) if sub != "paper"]
+        lines = [[row[i] + ("*" if marks[i] else "") for i in ours] for row, marks in zip(rows, bold, strict=True)]
+        headers = [SHORT_HEADERS.get(columns[i][0], columns[i][0]) for i in ours]
+        parts.append(f"{dataset} / {protocol} (mean±std over seeds, * best)")
         parts.append(tabulate(lines, headers=headers, tablefmt="simple", disable_numparse=True))
+        if paper:  # the paper's values as a table of their own (square brackets hold intervals everywhere)
+            lead = [i for i, (_, sub) in enumerate(columns) if sub == "" and columns[i][0] in ("ratio", "size",
+                                                                                                 "pair", "method")]
+            cited = [i for i, (_, sub) in enumerate(columns) if sub == "paper"]
+            paper_rows = [[row[i] for i in lead + cited] for row in rows if any(row[i] != NONE for i in cited)]
+            parts.append(f"the paper's values ({PAPER_SHORT}):")
+            parts.append(tabulate(paper_rows, headers=[columns[i][0] if i in lead else
+                                                       SHORT_HEADERS.get(columns[i][0], columns[i][0])
+                                                       for i in lead + cited],
+                                  tablefmt="simple", disable_numparse=True))
+            parts.append(textwrap.fill(POSITIVE_NOTE, 110))
+        note = budgets.get((dataset, protocol))
+        if note:
+            parts.append(textwrap.fill(note, 110))
         parts += [f"partial seeds: {note}" for note in _notes(group)]
         parts += _failure_summary(failed, dataset, protocol)
         parts.append("")
@@ -363,6 +394,7 @@ def write_table3(cells: pd.DataFrame, out: Path, formats: Iterable[str], by_pair
     """Table 3 of ``cells`` (as ``Store.cells()`` returns them) into the existing folder ``out``."""
     table, failed = table3(cells, by_pair=by_pair), failed_cells(cells)
     tests = table_tests(cells) if not table.empty else {}
+    budgets = table_budgets(cells) if not table.empty else {}
     written = []
     for fmt in _check_formats(formats):
         path = out / FILES[fmt]
@@ -370,7 +402,8 @@ def write_table3(cells: pd.DataFrame, out: Path, formats: Iterable[str], by_pair
             table.to_csv(path, index=False)
         else:
             path.write_text(
-                (render_latex if fmt == "latex" else render_markdown)(table, failed, tests), encoding="utf-8"
+                (render_latex if fmt == "latex" else render_markdown)(table, failed, tests, budgets),
+                encoding="utf-8"
             )
         written.append(path)
     return written

@@ -3,6 +3,9 @@
 - Tables (``--tables``): 1 (discriminator error by n: the subset protocol), 2 (FID per method x dataset,
   Inception and fid-proxy apart), 3 (the resampling table, every dataset and protocol) as
   ``table<k>.csv|.tex|.md``; a table without data is skipped and said so.
+- The training budget (``budget.csv|.md``, with the CSV or Markdown tables): per method and dataset, the
+  median optimiser updates of every network role and seconds per cell (``reports/budget.py``); Table 3
+  says under it when its methods' predicting networks trained unequally.
 - Statistics (always, when CapsAN and baselines are there): ``wilcoxon.csv`` (paired Wilcoxon signed-rank
   tests of CapsAN against each baseline over seeds and cells, Holm-adjusted), ``friedman.md`` (the Friedman
   test and average ranks over every binary dataset x ratio cell) and the critical-difference diagram
@@ -65,6 +68,8 @@ def write_all(results_dir, out_dir, formats: Iterable[str] = ("csv", "latex", "m
 
     if 3 in tables and table_formats:
         written += write_table3(cells, out, table_formats, by_pair)
+    if 3 in tables and table_formats:  # what Table 3's methods spent, named in its notes
+        written += _budget(out, cells, table_formats)
     if 1 in tables and table_formats:
         written += _table(out, "table1", cells, table_formats, notes)
     if 2 in tables and table_formats:
@@ -79,6 +84,21 @@ def write_all(results_dir, out_dir, formats: Iterable[str] = ("csv", "latex", "m
         path.write_text(render_page(cells, out, written, notes), encoding="utf-8")
         written.append(path)
     return written, notes
+
+
+def _budget(out: Path, cells, formats) -> list[Path]:
+    """``budget.csv`` and ``budget.md``: what each method spent (``reports/budget.py``)."""
+    from .budget import budget_table, render_budget_markdown
+
+    table = budget_table(cells)
+    paths = []
+    if "csv" in formats:
+        paths.append(out / "budget.csv")
+        table.to_csv(paths[-1], index=False)
+    if "md" in formats:
+        paths.append(out / "budget.md")
+        paths[-1].write_text(render_budget_markdown(table), encoding="utf-8")
+    return paths
 
 
 def _table(out: Path, name: str, cells, formats, notes) -> list[Path]:

@@ -88,3 +88,15 @@ def serve_files(files: dict | None = None):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def repeatable(metrics: dict) -> dict:
+    """A cell's metrics without what the clock decides (the budget ledger's seconds): what the same seed on
+    the same device must reproduce exactly, update counts included."""
+    out = dict(metrics)
+    budget = out.get("budget")
+    if isinstance(budget, dict):
+        out["budget"] = {"contract": budget.get("contract"),
+                         "roles": {role: {k: v for k, v in entry.items() if k != "seconds"}
+                                   for role, entry in budget.get("roles", {}).items()}}
+    return out

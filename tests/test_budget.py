@@ -123,3 +123,17 @@ def test_presets_do_not_special_case_a_method():
         for method, params in config.method_params.items():
             assert "epoch_scale" not in params, (name, method)
     assert get_method("capsan").defaults["epoch_scale"] == 1.0
+
+
+def test_gamo_paper_schedule_is_its_own_label_and_shows_off_contract(tmp_path):
+    train, test = load_dataset("digits", split="train"), load_dataset("digits", split="test")
+    config = RunConfig(name="t", methods=["gamo"], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
+                       epochs=1, method_params={"gamo": {"schedule": "paper"}})
+    cell = build_grid(config)[0]
+    assert cell.variant == "gamo[schedule=paper]"
+    row = run_cell(cell, train, test, CPU, tmp_path)
+    assert row["status"] == "done" and row["method"] == "gamo[schedule=paper]"
+    g = math.ceil(sum(row["counts"]["train"]) / 64)
+    assert row["metrics"]["budget"]["roles"]["classifier"]["updates"] == 3 * g  # F pass + two M updates a step
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        get_method("gamo")(schedule="fast")

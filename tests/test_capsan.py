@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import digits_cell
+from helpers import digits_cell, repeatable
 
 from bench.methods import FitContext, get_method
 from bench.methods.capsan_nets import CapsuleDiscriminator, ConvDiscriminator, Generator, upsampling_plan
@@ -91,7 +91,7 @@ def test_same_seed_same_numbers_on_the_cpu(digits, tmp_path):
     a = run_cell(digits_cell("capsan", seed=3), *digits, CPU, tmp_path)
     b = run_cell(digits_cell("capsan", seed=3), *digits, CPU, tmp_path)
     assert a["status"] == b["status"] == "done"
-    assert a["metrics"] == b["metrics"]
+    assert repeatable(a["metrics"]) == repeatable(b["metrics"])
 
 
 def test_phi_sets_how_many_images_are_generated(digits, tmp_path):

@@ -61,7 +61,7 @@ def test_smoke_preset_end_to_end_then_report(tmp_path):
     only = run_bench("report", "--results", results, "--out", tmp_path / "md", "--format", "md", "--tables", "3",
                      cwd=tmp_path)
     assert only.returncode == 0, only.stderr
-    assert {p.name for p in (tmp_path / "md").iterdir()} == {"table3.md"}
+    assert {p.name for p in (tmp_path / "md").iterdir()} == {"table3.md", "budget.md"}
     export = run_bench("export", "--results", results, "--out", tmp_path / "cells.csv", cwd=tmp_path)
     assert export.returncode == 0, export.stderr
     assert len((tmp_path / "cells.csv").read_text().strip().splitlines()) == 1 + 3  # header + one row per cell

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import digits_cell
+from helpers import digits_cell, repeatable
 
 import bench.methods.crl  # noqa: F401  (registers "crl")
 from bench.datasets.imbalance import make_imbalanced
@@ -177,7 +177,7 @@ def test_end_to_end_cell_and_same_seed_same_numbers(digits, tmp_path):
     logged = json.loads((tmp_path / a["artifacts"] / "crl.json").read_text())
     assert 0 < logged["alpha"] < 1
     b = run_cell(_cell(seed=2), *digits, CPU, tmp_path)
-    assert a["metrics"] == b["metrics"] and a["curves"] == b["curves"]
+    assert repeatable(a["metrics"]) == repeatable(b["metrics"]) and a["curves"] == b["curves"]
 
 
 def test_instance_level_fit_is_deterministic(task, tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import digits_cell
+from helpers import digits_cell, repeatable
 
 from bench.methods import FitContext, get_method
 from bench.methods.dcgan_nets import DCGANDiscriminator, DCGANGenerator, DCGANTrunk
@@ -99,7 +99,7 @@ def test_gan_same_seed_same_numbers_and_another_seed_differs(digits, tmp_path):
     b = run_cell(digits_cell("gan", seed=1), *digits, CPU, tmp_path)
     c = run_cell(digits_cell("gan", seed=2), *digits, CPU, tmp_path)
     assert a["status"] == b["status"] == c["status"] == "done"
-    assert a["metrics"] == b["metrics"]
+    assert repeatable(a["metrics"]) == repeatable(b["metrics"])
     losses = [json.loads((tmp_path / r["artifacts"] / "losses.json").read_text())["d_loss"] for r in (a, b, c)]
     assert losses[0] == losses[1] != losses[2]
 

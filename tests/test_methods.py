@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import repeatable
 
 from bench.datasets import load_dataset
 from bench.datasets.imbalance import make_imbalanced
@@ -77,7 +78,7 @@ def test_run_cell_stores_metrics_counts_and_artifacts(digits, tmp_path):
 def test_same_seed_same_numbers_and_other_seed_differs(digits, tmp_path):
     a = run_cell(_cell("imbalanced", seed=1), *digits, CPU, tmp_path)
     b = run_cell(_cell("imbalanced", seed=1), *digits, CPU, tmp_path)
-    assert a["metrics"] == b["metrics"]
+    assert repeatable(a["metrics"]) == repeatable(b["metrics"])
     assert a["curves"] == b["curves"]
     # Another seed trains another network: its probabilities differ (metrics alone may tie).
     task = make_imbalanced(*digits, pair=(3, 5), ratio=0.1, seed=1)

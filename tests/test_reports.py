@@ -292,7 +292,9 @@ def test_all_formats_and_paths(results, tmp_path):
 def test_text(cells):
     text = table3_text(cells)
     assert ".667±.153*" in text  # smote's best precision at 0.1
-    assert f"[{reference(90, 'smote')['precision']:.3f}]".replace("[0.", "[.") in text
+    # the paper's value in its own column (square brackets are for confidence intervals only)
+    paper = f"{reference(90, 'smote')['precision']:.3f}".replace("0.", ".", 1)
+    assert paper in text and f"[{paper}]" not in text and "paper" in text
     assert "failed" in text and "generator diverged" in text and "CUDA out of memory" in text
     assert "my_method" in text and "cifar10" in text
     assert max(len(line) for line in text.splitlines() if not line.startswith("failed")) <= 120
