@@ -132,12 +132,24 @@ class Store:
         except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:  # pandas wraps SQLite's own error
             raise BenchError(_database_error(self.path, exc.__cause__ or exc)) from exc
 
+    def check(self) -> None:
+        """SQLite's ``quick_check`` over every page: damage in a page that no query of ours happens to read
+        (a table's free space, ``sqlite_sequence``) is still one line, before a run appends to the store or a
+        report trusts it."""
+        with self._reading():
+            problems = [text for (text,) in self._conn.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise BenchError(_database_error(self.path, sqlite3.DatabaseError(
+                f"database disk image is malformed: {problems[0]}")))
+
     def done_keys(self) -> set[str]:
+        self.check()
         with self._reading():
             return {k for (k,) in self._conn.execute("SELECT DISTINCT key FROM results WHERE status = 'done'")}
 
     def attempts(self) -> pd.DataFrame:
         """Every stored attempt, oldest first, JSON columns decoded."""
+        self.check()
         with self._reading():
             frame = pd.read_sql_query("SELECT * FROM results ORDER BY id", self._conn)
         if "options" not in frame:  # a store from before schema 2, read without migrating it
