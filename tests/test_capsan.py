@@ -1,6 +1,7 @@
 """CapsAN and capsan-conv: shapes at every supported size, calibration, determinism, end-to-end cells."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -68,8 +69,12 @@ def test_end_to_end_cell_stores_metrics_samples_and_losses(digits, tmp_path, nam
     assert 0 <= row["metrics"]["g_mean"] <= 1
     folder = tmp_path / row["artifacts"]
     losses = json.loads((folder / "losses.json").read_text())
-    assert len(losses["d_loss"]) == 2 and len(losses["classifier_loss"]) == 2
     n_major, n_minor = row["counts"]["train"]
+    # the budget contract: DC's U updates over both phases, the fine-tuning taking what the 2 GAN epochs leave
+    u, g = 2 * math.ceil(2 * n_major / 64), 2 * math.ceil((n_major + n_minor) / 64)
+    assert len(losses["d_loss"]) == 2 and len(losses["classifier_loss"]) == math.ceil((u - g) / (u // 2))
+    roles = row["metrics"]["budget"]["roles"]
+    assert roles["classifier"]["updates"] == u and roles["generator"]["updates"] == g
     assert losses["generated_counts"] == [0, n_major - n_minor]  # phi = 1: fully balanced
     assert (folder / "samples.png").stat().st_size > 0
 
@@ -110,9 +115,13 @@ def test_zero_gan_epochs_trains_the_discriminator_as_a_plain_classifier(digits, 
     assert not (tmp_path / row["artifacts"] / "samples.png").exists()
 
 
-def test_epoch_scale_splits_the_cells_budget_between_the_two_phases(digits, tmp_path):
+def test_epoch_scale_sets_the_adversarial_phase_and_dc_keeps_its_budget(digits, tmp_path):
     cell = digits_cell("capsan", epoch_scale=0.5)
     cell.epochs = 4
     row = run_cell(cell, *digits, CPU, tmp_path)
     losses = json.loads((tmp_path / row["artifacts"] / "losses.json").read_text())
-    assert len(losses["d_loss"]) == 2 and len(losses["classifier_loss"]) == 2
+    n_major, n_minor = row["counts"]["train"]
+    assert len(losses["d_loss"]) == 2  # round(0.5 x 4) adversarial epochs
+    roles = row["metrics"]["budget"]["roles"]
+    assert roles["generator"]["updates"] == 2 * math.ceil((n_major + n_minor) / 64)
+    assert roles["classifier"]["updates"] == 4 * math.ceil(2 * n_major / 64)  # U whatever the split
