@@ -87,7 +87,7 @@ from torchvision.utils import save_image
 
 from bench.datasets.base import ImageSet
 from bench.methods.base import FitContext, Method, check_finite
-from bench.methods.budget import Budget
+from bench.methods.budget import Budget, Ledger
 from bench.methods.capsan_nets import CapsuleDiscriminator, ClassLatent, ConvDiscriminator, Generator
 from bench.methods.capsules import feature_matching, pull_away
 from bench.methods.classifier import shuffled_batches, to_input
@@ -162,6 +162,7 @@ class CapsAN(Method):
         self._d_objective, self._g_objective = self.d_objective, self.g_objective
         self._classifier_objective = self.classifier_objective
         self.precision = p["precision"]
+        self.ledger = Ledger()  # fit hands over the cell's (ctx.ledger)
 
     def _autocast(self):
         """bf16 autocast when the ``precision`` parameter (or the run's --precision) says bf16."""

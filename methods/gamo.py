@@ -109,7 +109,7 @@ from torchvision.utils import save_image
 
 from bench.datasets.base import ImageSet
 from bench.methods.base import FitContext, Method, check_finite
-from bench.methods.budget import Budget
+from bench.methods.budget import Budget, Ledger
 from bench.methods.classifier import CLASSIFIER_SPEC, CommonCNN, shuffled_batches, to_input
 from bench.methods.gamo_nets import ConditionalDiscriminator, ConvexGenerator, FeatureVAE
 from bench.methods.generative import COMMON_DEFAULTS, to_uint8, top_up_counts
@@ -203,6 +203,7 @@ class GAMO(Method):
         # What the training loop calls (fit swaps in compiled ones under --compile) and its precision.
         self._features, self._head, self._D = self.M.features, self.M.head, self.D
         self.autocast = contextlib.nullcontext
+        self.ledger = Ledger()  # fit hands over the cell's (ctx.ledger)
 
     def _adam(self, params):
         return torch.optim.Adam(params, lr=self.params["lr"], betas=(self.params["beta1"], 0.999))

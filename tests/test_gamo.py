@@ -187,7 +187,7 @@ def test_end_to_end_cell_stores_metrics_samples_and_losses(digits, tmp_path):
     assert 0 <= row["metrics"]["g_mean"] <= 1
     folder = tmp_path / row["artifacts"]
     losses = json.loads((folder / "losses.json").read_text())
-    assert all(len(losses[k]) == 2 for k in ("f_loss", "m_real", "d_real", "m_fake", "d_fake", "g_m", "g_d"))
+    assert all(len(losses[k]) == 2 for k in ("f_loss", "m_loss", "d_real", "d_fake", "g_m", "g_d"))
     assert len(losses["pix_loss"]) == 1
     n_major, n_minor = row["counts"]["train"]
     assert losses["instances_per_class"] == {"1": n_minor}
