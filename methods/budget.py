@@ -58,6 +58,16 @@ class Budget:
         """U = E x ceil(C x n_max / B)."""
         return self.epochs * self.classifier_steps(batch_size)
 
+    def classifier_rest(self, spent: int, batch_size: int, who: str, knob: str) -> int:
+        """What is left of U after ``spent`` updates of the predicting network in a method's generator phase
+        (CapsAN's adversarial phase, GAMO's game); a ValueError naming ``knob`` when that phase alone spends
+        more than U."""
+        classifier = self.classifier_updates(batch_size)
+        if spent > classifier:
+            raise ValueError(f"{who}: its generator phase makes {spent} updates of the predicting network, more "
+                             f"than its budget U = {classifier}; lower epoch_scale or {knob}")
+        return classifier - spent
+
     def generator_epochs(self, epoch_scale: float) -> int:
         return max(1, round(self.epochs * epoch_scale))
 
@@ -104,9 +114,6 @@ class Ledger:
             elapsed = time.perf_counter() - start
             for entry in entries:
                 entry["seconds"] += elapsed
-
-    def updates(self, role: str) -> int:
-        return self._roles.get(role, {}).get("updates", 0)
 
     def record(self) -> dict:
         """{role: {updates, optimizers, images, seconds}} for the roles that trained, in ``ROLES`` order."""

@@ -285,15 +285,10 @@ class CapsAN(Method):
         if p["finetune_epochs"] is not None:  # an explicit length: epochs over the balanced set, off-contract
             return CapsanPlan(gan_epochs, steps, gan_epochs * steps + int(p["finetune_epochs"]) * per_epoch,
                               [per_epoch] * int(p["finetune_epochs"]))
-        classifier = budget.classifier_updates(batch)
-        rest = classifier - gan_epochs * steps
-        if rest < 0:
-            raise ValueError(f"{self.name}: {gan_epochs} adversarial epochs make {gan_epochs * steps} updates of "
-                             f"the discriminator, more than its budget U = {classifier}; lower epoch_scale or "
-                             "gan_epochs")
+        rest = budget.classifier_rest(gan_epochs * steps, batch, self.name, "gan_epochs")
         # Logged in epochs of the balanced set's length, the last one partial.
         finetune = [per_epoch] * (rest // per_epoch) + ([rest % per_epoch] if rest % per_epoch else [])
-        return CapsanPlan(gan_epochs, steps, classifier, finetune)
+        return CapsanPlan(gan_epochs, steps, gan_epochs * steps + rest, finetune)
 
     def adversarial_epoch(self, x, by_class, present, steps: int, rng) -> torch.Tensor:
         """``steps`` D + G updates on class-balanced batches; returns the summed (d_loss, g_loss) on the

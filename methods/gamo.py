@@ -126,9 +126,12 @@ class GamoPlan:
 
     epochs: int
     steps: int
-    game_steps: int
     classifier: int  # U: F's updates plus the game's M updates
     f_steps: list
+
+    @property
+    def game_steps(self) -> int:
+        return self.epochs * self.steps
 
 
 def classifier_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -361,14 +364,10 @@ class GAMO(Method):
         epochs = p["gamo_epochs"] if p["gamo_epochs"] is not None else budget.generator_epochs(p["epoch_scale"])
         steps = budget.generator_steps(p["batch_size"])
         if p["schedule"] == "paper":  # one F pass an epoch and two M updates a game step, off the contract
-            return GamoPlan(epochs, steps, epochs * steps, 3 * epochs * steps, [steps] * epochs)
-        classifier = budget.classifier_updates(p["batch_size"])
-        rest = classifier - epochs * steps
-        if rest < 0:
-            raise ValueError(f"gamo: its {epochs} game epochs make {epochs * steps} updates of M, more than the "
-                             f"classifier budget U = {classifier}; lower epoch_scale or gamo_epochs")
+            return GamoPlan(epochs, steps, 3 * epochs * steps, [steps] * epochs)
+        rest = budget.classifier_rest(epochs * steps, p["batch_size"], "gamo", "gamo_epochs")
         f_steps = [rest // epochs + (e < rest % epochs) for e in range(epochs)]
-        return GamoPlan(epochs, steps, epochs * steps, classifier, f_steps)
+        return GamoPlan(epochs, steps, epochs * steps + rest, f_steps)
 
     def _train_pix(self, x, y, epochs: int, steps: int, offset: int, total: int, history, ctx) -> None:
         """GAMO2pix: one VAE per minority class from F's frozen features of its real images to the images."""
