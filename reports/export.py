@@ -6,8 +6,10 @@ scalar metric (a number or bool in ``metrics``; the usual classification metrics
 any others alphabetically; NaN where a cell lacks one, e.g. a failed cell), then train_counts and
 test_counts (the ``counts`` lists as JSON, "" when missing), params (the method's full parameters as
 JSON with sorted keys) and options (the run settings in the cell's key: image size, test set, quality
-metrics, precision, compile; JSON, "" for none). Nested metrics (confusion_matrix, per_class_recall, quality, battle) and curves
-are not scalars and stay in the store. A metric named like a fixed column gets a ``metric_`` prefix.
+metrics, precision, compile; JSON, "" for none). The budget ledger's numbers come as scalar columns
+``budget_<role>_updates``, ``budget_<role>_optimizers``, ``budget_<role>_seconds`` and ``budget_fit_seconds``.
+Nested metrics (confusion_matrix, per_class_recall, quality, battle, the ledger itself) and curves are not
+scalars and stay in the store. A metric named like a fixed column gets a ``metric_`` prefix.
 
 Text columns use "" for missing so that the CSV reads back unchanged with :func:`read_export`
 (``pd.read_csv`` turns "" into NaN). Parquet needs pyarrow, which the suite does not require: without it
@@ -88,6 +90,17 @@ def _pair(pair) -> str:
     return "" if label == "-" else label
 
 
+def _with_budget(metrics):
+    """The budget ledger's numbers as scalar metrics: ``budget_<role>_updates`` / ``_optimizers`` /
+    ``_seconds`` and ``budget_fit_seconds`` (the ledger itself stays nested in the store)."""
+    budget = metrics.get("budget") if isinstance(metrics, dict) else None
+    if not isinstance(budget, dict):
+        return metrics
+    flat = {f"budget_{role}_{k}": v for role, entry in (budget.get("roles") or {}).items()
+            for k, v in entry.items() if k in ("updates", "optimizers", "seconds")}
+    return {**metrics, **flat, "budget_fit_seconds": budget.get("fit_seconds")}
+
+
 def _metric_names(metrics_column) -> list[str]:
     found = set()
     for metrics in metrics_column:
@@ -105,7 +118,7 @@ def cells_table(cells: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=FIXED_COLUMNS + JSON_COLUMNS)
     cells = cells.reset_index(drop=True)
     get = lambda name: cells[name] if name in cells else pd.Series([None] * len(cells))  # noqa: E731
-    metrics = list(get("metrics"))
+    metrics = [_with_budget(m) for m in get("metrics")]
     names = _metric_names(metrics)
     counts = [c if isinstance(c, dict) else {} for c in get("counts")]
     data = {

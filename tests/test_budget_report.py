@@ -82,3 +82,14 @@ def test_paper_columns_carry_the_positive_class_sentence_and_no_brackets_in_the_
     assert "the paper does not state which class" in " ".join(text.split())
     write_all(tmp_path / "r", tmp_path / "out", formats=("md",), figures=())
     assert "Positive class: ours is the minority class" in (tmp_path / "out" / "table3.md").read_text()
+
+
+def test_export_flattens_the_ledger_into_columns(tmp_path):
+    from bench.reports.export import cells_table
+
+    cells = store(tmp_path / "r", [row(1, "gamo", 0, ledger(960, 530, k=2)), row(2, "imbalanced", 0, None)])
+    table = cells_table(cells).set_index("method")
+    assert table.loc["gamo", "budget_classifier_updates"] == 960
+    assert table.loc["gamo", "budget_generator_updates"] == 1060 and table.loc["gamo", "budget_generator_optimizers"] == 2
+    assert table.loc["gamo", "budget_fit_seconds"] == 2.0
+    assert pd.isna(table.loc["imbalanced", "budget_classifier_updates"])  # stored without a ledger
