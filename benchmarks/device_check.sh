@@ -2,8 +2,9 @@
 # One prepared run on a lent GPU machine (see the device tool): the CapsAN step benchmark (with a check that
 # the training step never synchronises with the host) and the CUDA path of `bench run` on MNIST.
 # Expects wheels the machine lacks in .whl/ and MNIST in .devdata/mnist/ (both git-ignored, carried).
-# Usage: bash benchmarks/device_check.sh [all|bench|speed|baselines|quality|scale|budget]
-#   bench: the step benchmark only; speed: the CapsAN step eager vs --compile reduce-overhead and default
+# Usage: bash benchmarks/device_check.sh [all|bench|grid|speed|baselines|quality|scale|budget]
+#   all: what the open issues need measured on a GPU: the step benchmark, then budget (below)
+#   bench: the step benchmark only; grid: the step benchmark, then imbalanced / capsan / capsan-conv on MNIST; speed: the CapsAN step eager vs --compile reduce-overhead and default
 #   (fp32, and bf16 with SPEED_BF16=1; batch 64 and 256; issue 8's 2.5x target is batch 64 on an H100); baselines: the issue-4 grid (gan, acgan, dagan, gamo, bagan, crl on MNIST);
 #   quality: paper-table1 (one seed, one epoch) and capsan + gan with --metrics fid,ssim on one MNIST pair
 #   scale: issue 8's figures: per-method img/s and peak memory at batch 64/256, packed throughput K = 1, 2, 4, 8
@@ -49,13 +50,26 @@ if [ "$MODE" = scale ]; then
     --ratios 0.05 --seeds 2 --jobs-per-gpu 4 --results /tmp/j4 --quiet | head -1; echo "jobs-per-gpu 4: ${SECONDS}s"
   exit 0
 fi
+if [ "$MODE" = all ]; then
+  python3 "$REPO/benchmarks/capsan_step.py" --steps 100
+  python3 "$REPO/benchmarks/capsan_step.py" --steps 100 --precision bf16
+  MODE=budget GRID_TIMEOUT=${GRID_TIMEOUT:-300}
+fi
 if [ "$MODE" = budget ]; then
   SECONDS=0
   timeout "${GRID_TIMEOUT:-480}" bench run --preset paper-table3 --datasets mnist --data-dir "$REPO/.devdata" \
     --pairs 3:5 --ratios 0.1 --seeds 1 --results /tmp/b1 --quiet; echo "budget cell exit $? in ${SECONDS}s"
   bench report --results /tmp/b1 --out /tmp/b1rep --format md --tables 3 >/dev/null
   cat /tmp/b1rep/budget.md; grep -E "^\| (ratio|0\.1)|Unequal" /tmp/b1rep/table3.md
-  cp /tmp/b1rep/budget.md "$OUT/gpu_budget.md"
+  cp /tmp/b1rep/budget.md "$OUT/gpu_budget.md"; cp /tmp/b1/bench.sqlite "$OUT/gpu_budget.sqlite"
+  python3 - <<'PY'
+from bench.store import Store
+c = Store("/tmp/b1", create=False).cells()
+for _, r in c.iterrows():
+    m = r["metrics"] or {}
+    print(r["method"], r["status"], "g_mean", m.get("g_mean"), "fit_s", (m.get("budget") or {}).get("fit_seconds"),
+          "cell_s", round(r["duration_s"], 1), r["device"])
+PY
   exit 0
 fi
 if [ "$MODE" = speed ]; then
