@@ -36,6 +36,12 @@ then gets its U updates. ``losses.json`` has
 ``ae_loss`` (one value per autoencoder epoch) then ``d_loss`` and ``g_loss`` (one per adversarial epoch),
 numbered consecutively (a divergence in the adversarial phase reads "diverged at epoch ae_epochs + k").
 
+``schedule = "paper"`` (``paper_schedule``, stored as ``bagan[schedule=paper]``): the official code's
+schedule, off the contract: batch 32 (``bagan_train.py``) and 150 adversarial epochs (the repository's
+``run.sh`` passes ``-e 150``; the command line's own default is 3), with as many autoencoder epochs before
+them (``autoenc_epochs = epochs``). On a binary MNIST task (N = 6,744) that is 31,650 updates each for the
+autoencoder, D and G.
+
 Defaults and where they come from:
 - latent size 100 (``BalancingGAN.__init__`` ``latent_size=100``);
 - Adam lr 5e-5, beta1 0.5 (``bagan_train.py`` ``--learning_rate`` default 0.00005, ``adam_beta_1 = 0.5``;
@@ -55,8 +61,8 @@ Deviations from the paper and the official code:
   trunk is the official one in spirit (no normalisation, LeakyReLU, dropout 0.3) but with DCGAN's 4x4
   stride-2 convolutions (BAGAN: 3x3, alternating strides 2 and 1, 32 to 256 channels) and LeakyReLU
   slope 0.2 (Keras's default 0.3); every layer starts from DCGAN's N(0, 0.02) (Keras: Glorot).
-- Batch 64 (the official code uses 128), the suite's common generative batch; the epoch is ceil(N / 64)
-  steps over a seeded shuffle, the last batch possibly smaller (the official generator drops it).
+- Batch 64 (the official ``bagan_train.py`` uses 32), the suite's common generative batch; the epoch is
+  ceil(N / 64) steps over a seeded shuffle, the last batch possibly smaller (the official generator drops it).
 - A class with fewer codes than latent dimensions + 1 has a singular covariance. The official code hands
   it to ``np.random.multivariate_normal`` as is (sampling inside the span of the codes, or NaN for a
   single image); we add a ridge of ``cov_ridge`` x the mean of the covariance's diagonal (the mean of the
@@ -177,6 +183,7 @@ class BAGAN(GenerativeOversampling):
     defaults = {**COMMON_DEFAULTS, "ae_epochs": None, "latent_dim": 100, "lr": 5e-5, "beta1": 0.5,
                 "width": 64, "dropout": 0.3, "d_sampling": "uniform", "g_sampling": "uniform",
                 "cov_ridge": 0.01}
+    paper_schedule = {"batch_size": 32, "gan_epochs": 150}  # the official run.sh's (see the docstring)
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -185,16 +192,16 @@ class BAGAN(GenerativeOversampling):
                 raise ValueError(f"{key} must be one of {SAMPLING_MODES}; got {self.params[key]!r}")
 
     # -- the epoch split ----------------------------------------------------------------------------------
-    def adversarial_epochs(self, epochs: int) -> int:
-        return super().gan_epochs(epochs)
+    def adversarial_epochs(self, epochs: int, steps: int) -> int:
+        return super().gan_epochs(epochs, steps)
 
-    def autoencoder_epochs(self, epochs: int) -> int:
+    def autoencoder_epochs(self, epochs: int, steps: int) -> int:
         ae = self.params["ae_epochs"]
-        return self.adversarial_epochs(epochs) if ae is None else int(ae)
+        return self.adversarial_epochs(epochs, steps) if ae is None else int(ae)
 
-    def gan_epochs(self, epochs: int) -> int:
+    def gan_epochs(self, epochs: int, steps: int) -> int:
         """The whole generator phase, as the base class counts it: autoencoder + adversarial epochs."""
-        return self.autoencoder_epochs(epochs) + self.adversarial_epochs(epochs)
+        return self.autoencoder_epochs(epochs, steps) + self.adversarial_epochs(epochs, steps)
 
     # -- the three phases ---------------------------------------------------------------------------------
     def build(self, image_shape, n_classes: int, device: torch.device) -> None:
@@ -256,7 +263,7 @@ class BAGAN(GenerativeOversampling):
     def train_generator(self, x, y, counts: np.ndarray, epochs: int, steps: int, ctx: FitContext) -> None:
         p = self.params
         n_classes = len(counts)
-        ae_epochs = self.autoencoder_epochs(ctx.epochs)
+        ae_epochs = self.autoencoder_epochs(ctx.epochs, steps)
         self.build(x.shape[1:], n_classes, x.device)
         self.pretrain_autoencoder(x, ae_epochs, steps, ctx)
         self.init_gan(x, y, n_classes)

@@ -33,6 +33,9 @@ import numpy as np
 import torch
 
 # Network roles; the predicting network is always "classifier", so every method's ledger compares on it.
+# Training schedules a method may offer: "contract" (the default, above) and "paper" (the schedule its paper or
+# official code prescribes, off the contract on purpose; the grid stores it as ``name[schedule=paper]``).
+SCHEDULES = ("contract", "paper")
 ROLES = ("classifier", "generator", "discriminator", "critic", "autoencoder", "decoder")
 
 

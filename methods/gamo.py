@@ -109,13 +109,12 @@ from torchvision.utils import save_image
 
 from bench.datasets.base import ImageSet
 from bench.methods.base import FitContext, Method, check_finite
-from bench.methods.budget import Budget, Ledger
+from bench.methods.budget import SCHEDULES, Budget, Ledger
 from bench.methods.classifier import CLASSIFIER_SPEC, CommonCNN, shuffled_batches, to_input
 from bench.methods.gamo_nets import ConditionalDiscriminator, ConvexGenerator, FeatureVAE
 from bench.methods.generative import COMMON_DEFAULTS, to_uint8, top_up_counts
 from bench.methods.registry import register
 
-SCHEDULES = ("contract", "paper")
 GAME_LOSSES = ("f_loss", "m_loss", "d_real", "d_fake", "g_m", "g_d")
 
 

@@ -9,12 +9,20 @@ The protocol, the same for each of them so that their numbers compare; the budge
    images the model sees (``gan`` trains on one class only, and would otherwise get a handful of updates at
    high imbalance): every generator gets G = gan_epochs x ceil(N / batch_size) updates. A discriminator or
    critic stepped n times per generator step (DAGAN's n_critic) does so on top; an auxiliary network
-   (BAGAN's autoencoder) gets the budget its method's docstring states.
+   (BAGAN's autoencoder) gets the budget its method's docstring states. ``gan_iterations`` asks for a
+   number of generator updates instead (a paper that counts iterations): the nearest whole number of
+   epochs, at least one, so the ledger's count can differ from it by up to half an epoch.
 2. Every class c present in the training set is topped up with n_c+ = int((n_max - n_c) x phi) generated
    images (phi = 1 balances the classes fully; CapsAN uses the same rule).
 3. The common classifier (``classifier.py``) trains on real + generated images for exactly
    U = E x ceil(C x n_max / 64) updates, computed from the imbalanced set (a phi below 1 makes the set
    smaller, not U).
+The paper's schedule (StudioGAN-style: a small set of overrides over the documented defaults): a method
+whose paper or official code prescribes its own schedule lists it in ``paper_schedule``; ``schedule =
+"paper"`` applies those overrides (a parameter the user sets explicitly wins), off the contract on purpose,
+and the grid stores and reports the cell as ``name[schedule=paper]``. The ledger's contract still records
+the contract's G (at the batch the contract would use), so the budget table shows the difference. A method
+whose paper prescribes none refuses ``schedule = "paper"`` with one line.
 Every optimiser update goes through ``ctx.ledger.step`` under its role ("generator", "discriminator",
 "critic", "autoencoder"; the classifier is "classifier"), which the runner stores as ``metrics["budget"]``.
 Precision and compilation (``--precision bf16``, ``--compile``): each method runs its forward passes and
@@ -30,6 +38,7 @@ import abc
 import contextlib
 import dataclasses
 import json
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -37,16 +46,21 @@ from torchvision.utils import save_image
 
 from bench.datasets.base import ImageSet
 from bench.methods.base import FitContext, Method, check_finite
-from bench.methods.budget import Budget
+from bench.methods.budget import SCHEDULES, Budget
 from bench.methods.classifier import CLASSIFIER_SPEC, Classifier, to_input
 
 # Defaults every generative baseline shares; a method adds its own over these.
 COMMON_DEFAULTS = {
     "batch_size": 64,
     "epoch_scale": 1.0,  # generator phase = round(scale x the cell's epochs) epochs (at least 1)
-    "gan_epochs": None,  # None = from epoch_scale
+    "gan_epochs": None,  # None = from gan_iterations, else from epoch_scale
+    "gan_iterations": None,  # generator updates asked for, in whole epochs (a paper that counts iterations)
     "phi": 1.0,  # balance level: 1.0 tops every class up to the largest one
+    "schedule": "contract",  # or "paper": the method's ``paper_schedule`` overrides, off the contract
 }
+# Parameters added after the cells of version 2 were first stored, whose defaults train exactly as before:
+# left out of the cell key at these values, so that those stores still resume.
+UNKEYED_DEFAULTS = {"gan_iterations": None, "schedule": "contract"}
 
 
 def top_up_counts(counts, phi: float) -> list[int]:
@@ -66,9 +80,24 @@ class GenerativeOversampling(Method):
     version = 2  # 2: the budget contract (the classifier's U updates) and the ledger
 
     autocast = contextlib.nullcontext  # fit sets the cell's (ctx.autocast); fp32 until then
+    paper_schedule: ClassVar[dict] = {}  # what schedule="paper" overrides; empty: the paper prescribes none
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        schedule = self.params["schedule"]
+        if schedule not in SCHEDULES:
+            raise ValueError(f"{self.name}: schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
+        # the batch the contract's G is counted at: the user's, else the default (not the paper's)
+        self.contract_batch = self.params["batch_size"]
+        if schedule == "paper":
+            if not self.paper_schedule:
+                raise ValueError(f"{self.name}: its paper prescribes no training schedule of its own; "
+                                 "use schedule = 'contract' (the default)")
+            self.params.update({k: v for k, v in self.paper_schedule.items() if k not in params})
 
     def key_params(self) -> dict:
-        return {**self.params, "classifier": CLASSIFIER_SPEC}
+        params = {k: v for k, v in self.params.items() if k not in UNKEYED_DEFAULTS or v != UNKEYED_DEFAULTS[k]}
+        return {**params, "classifier": CLASSIFIER_SPEC}
 
     @abc.abstractmethod
     def train_generator(self, x: torch.Tensor, y: torch.Tensor, counts: np.ndarray, epochs: int,
@@ -82,10 +111,15 @@ class GenerativeOversampling(Method):
         """``n`` images of class ``label`` as a float tensor in [-1, 1] on the device."""
 
     # -- shared machinery --------------------------------------------------------------------------------
-    def gan_epochs(self, epochs: int) -> int:
-        if self.params["gan_epochs"] is not None:
-            return int(self.params["gan_epochs"])
-        return max(1, round(epochs * self.params["epoch_scale"]))
+    def gan_epochs(self, epochs: int, steps: int) -> int:
+        """Generator epochs of ``steps`` updates: ``gan_epochs``, else ``gan_iterations`` / steps rounded to
+        whole epochs, else round(epoch_scale x ``epochs``); at least one, except an explicit ``gan_epochs``."""
+        p = self.params
+        if p["gan_epochs"] is not None:
+            return int(p["gan_epochs"])
+        if p["gan_iterations"] is not None:
+            return max(1, round(p["gan_iterations"] / steps))
+        return max(1, round(epochs * p["epoch_scale"]))
 
     def end_epoch(self, epoch: int, losses: dict[str, float], ctx: FitContext) -> None:
         check_finite(epoch, losses)
@@ -97,14 +131,14 @@ class GenerativeOversampling(Method):
         torch.manual_seed(ctx.seed)
         self.device, self.n_classes, self.image_shape = ctx.device, train.n_classes, train.image_shape
         counts = train.counts()
-        gan_epochs = self.gan_epochs(ctx.epochs)
+        budget = Budget.of(counts, ctx.epochs)
+        steps = budget.generator_steps(self.params["batch_size"])
+        gan_epochs = self.gan_epochs(ctx.epochs, steps)
         self._total_epochs = gan_epochs + ctx.epochs
         self.history: dict[str, list[float]] = {}
         x = to_input(train.images, ctx.device)
         y = torch.as_tensor(train.labels, device=ctx.device)
-        budget = Budget.of(counts, ctx.epochs)
-        steps = budget.generator_steps(self.params["batch_size"])
-        ctx.ledger.contract["generator"] = budget.generator_updates(self.params["epoch_scale"], self.params["batch_size"])
+        ctx.ledger.contract["generator"] = budget.generator_updates(self.params["epoch_scale"], self.contract_batch)
         self.rng = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
         self.autocast = ctx.autocast  # sampling runs in the precision of training
         self.train_generator(x, y, counts, gan_epochs, steps, ctx)

@@ -197,9 +197,9 @@ def test_cell_end_to_end_with_the_epoch_split(digits, tmp_path):
 
 def test_ae_epochs_default_to_the_adversarial_epochs():
     method = get_method("bagan")(epoch_scale=1.5)
-    assert method.adversarial_epochs(4) == method.autoencoder_epochs(4) == 6
-    assert method.gan_epochs(4) == 12
-    assert get_method("bagan")(gan_epochs=2, ae_epochs=0).gan_epochs(10) == 2
+    assert method.adversarial_epochs(4, 10) == method.autoencoder_epochs(4, 10) == 6
+    assert method.gan_epochs(4, 10) == 12
+    assert get_method("bagan")(gan_epochs=2, ae_epochs=0).gan_epochs(10, 10) == 2
 
 
 def test_same_seed_same_numbers_and_another_seed_differs(digits, tmp_path):

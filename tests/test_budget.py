@@ -137,3 +137,58 @@ def test_gamo_paper_schedule_is_its_own_label_and_shows_off_contract(tmp_path):
     assert row["metrics"]["budget"]["roles"]["classifier"]["updates"] == 3 * g  # F pass + two M updates a step
     with pytest.raises(ValueError, match="schedule must be one of"):
         get_method("gamo")(schedule="fast")
+
+
+PAPER = {"acgan": {"batch_size": 100, "gan_iterations": 50_000}, "dagan": {"batch_size": 32, "gan_epochs": 200},
+         "bagan": {"batch_size": 32, "gan_epochs": 150}}
+
+
+@pytest.mark.parametrize("method", sorted(PAPER))
+def test_paper_schedule_applies_the_papers_overrides_and_an_explicit_parameter_wins(method):
+    cls = get_method(method)
+    paper = cls(schedule="paper")
+    assert {k: paper.params[k] for k in PAPER[method]} == PAPER[method]
+    assert paper.contract_batch == 64  # the contract's G is still counted at the contract's batch
+    mine = cls(schedule="paper", batch_size=48)
+    assert mine.params["batch_size"] == 48 and mine.contract_batch == 48
+    contract = cls().key_params()
+    # the default schedule stays out of the key, so stores made before the parameter existed still resume
+    assert "schedule" not in contract and "gan_iterations" not in contract
+    assert paper.key_params()["schedule"] == "paper" and paper.key_params() != contract
+
+
+def test_a_method_whose_paper_has_no_schedule_refuses_it():
+    with pytest.raises(ValueError, match="prescribes no training schedule"):
+        get_method("gan")(schedule="paper")
+    with pytest.raises(ValueError, match="schedule must be one of contract, paper; got 'fast'"):
+        get_method("dagan")(schedule="fast")
+
+
+def test_gan_iterations_round_to_whole_epochs():
+    acgan = get_method("acgan")
+    assert acgan(gan_iterations=10).gan_epochs(5, 3) == 3  # 10 / 3 steps: 3 epochs, 9 updates
+    assert acgan(gan_iterations=1).gan_epochs(5, 3) == 1  # at least one epoch
+    assert acgan(gan_iterations=10, gan_epochs=2).gan_epochs(5, 3) == 2  # an explicit gan_epochs wins
+    assert acgan(schedule="paper").gan_epochs(5, math.ceil(6744 / 100)) == 735  # binary MNIST: 49,980 updates
+
+
+@pytest.mark.parametrize("method", ["dagan", "acgan"])
+def test_paper_schedule_is_its_own_label_and_its_ledger_shows_the_papers_batch(method, tmp_path):
+    train, test = load_dataset("digits", split="train"), load_dataset("digits", split="test")
+    short = {"dagan": {"gan_epochs": 1}, "acgan": {"gan_iterations": 5}}[method]  # the paper's batch, fewer steps
+    config = RunConfig(name="t", methods=[method], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
+                       epochs=1, method_params={method: {"schedule": "paper", **short}})
+    cell = build_grid(config)[0]
+    assert cell.variant == f"{method}[schedule=paper]"
+    row = run_cell(cell, train, test, CPU, tmp_path)
+    assert row["status"] == "done" and row["method"] == f"{method}[schedule=paper]", row["error"]
+    n_train = sum(row["counts"]["train"])
+    batch = PAPER[method]["batch_size"]
+    steps = math.ceil(n_train / batch)
+    epochs = 1 if method == "dagan" else max(1, round(5 / steps))
+    budget = row["metrics"]["budget"]
+    assert budget["roles"]["generator"]["updates"] == epochs * steps
+    assert budget["contract"]["generator"] == math.ceil(n_train / 64)  # the contract's G, one epoch
+    if method == "dagan":  # pairs are drawn, so every batch is full-size
+        assert budget["roles"]["generator"]["images"] == epochs * steps * batch
+        assert budget["roles"]["critic"]["updates"] == 5 * epochs * steps
