@@ -15,6 +15,32 @@ from pathlib import Path
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def require_shared(path: Path, what: str) -> Path:
+    """``path`` under ``../shared/data`` (the real data beside the checkout, see the README), or skip the test
+    with a reason; with ``BENCH_REQUIRE_DATA`` set (CI sets it) a missing file fails the test instead."""
+    import pytest
+
+    if not path.exists():
+        message = f"{what} not found at {path}"
+        if os.environ.get("BENCH_REQUIRE_DATA"):
+            pytest.fail(f"{message}, and BENCH_REQUIRE_DATA is set: put the shared data folder beside the checkout "
+                        "(../shared/data, see the README's Tests section)")
+        pytest.skip(reason=f"{message} (put the shared data folder beside the checkout to run it)")
+    return path
+
+
+def copy_shared(name: str, target: Path, mode: int = 0o755) -> Path:
+    """A copy of ``../shared/data/<name>`` at ``target/<name>`` with folder mode ``mode``: tests load from their
+    own copy, since loading writes a cache into a writable data folder and ``../shared`` is not theirs."""
+    source = require_shared(SHARED_DATA / name, f"real {name} files")
+    folder = target / name
+    shutil.copytree(source, folder)
+    for path in folder.iterdir():
+        path.chmod(0o644)
+    folder.chmod(mode)
+    return folder
+
+
 def bench_command() -> list[str]:
     """The installed console script; fall back to the module so the tests run from any environment."""
     exe = shutil.which("bench", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))

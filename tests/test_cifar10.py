@@ -14,14 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import serve_files
+from helpers import SHARED_DATA, require_shared, serve_files
 
 from bench.datasets import cifar10
 from bench.errors import BenchError
 
-SHARED_NPZ = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "cifar10_train_first4000.npz"
-)
+SHARED_NPZ = SHARED_DATA / "cifar10" / "cifar10_train_first4000.npz"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 ALL_FILES = [*TRAIN_FILES, "test_batch", "batches.meta"]
 
@@ -185,8 +183,7 @@ def test_fixture_pickles_are_python2_style(cifar):
 
 
 def test_real_pixels_round_trip(tmp_path, monkeypatch):
-    if not SHARED_NPZ.is_file():
-        pytest.skip(f"real CIFAR-10 subset cifar10_train_first4000.npz not found in {SHARED_NPZ.parent}")
+    require_shared(SHARED_NPZ, "real CIFAR-10 subset cifar10_train_first4000.npz")
     with np.load(SHARED_NPZ) as z:
         images = z["images"].transpose(0, 3, 1, 2)  # HWC -> the official CHW planes
         labels = z["labels"].astype(np.int64)

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import SHARED_DATA, bench_command, run_bench
+from helpers import bench_command, copy_shared, run_bench
 
 from bench.cli import main
 from bench.store import Store
@@ -202,9 +202,9 @@ def test_the_readme_method_example_runs_beside_the_baselines(tmp_path):
     assert "4 cells: 4 run, 0 failed" in run.stdout and "pixel-logreg" in run.stdout
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs ../shared/data/mnist (real MNIST files)")
 def test_mnist_from_the_shared_folder_offline(tmp_path):
-    run = run_bench("run", "--methods", "smote", "--datasets", "mnist", "--data-dir", SHARED_DATA,
+    data = copy_shared("mnist", tmp_path / "data").parent  # its own copy: the run caches into its data folder
+    run = run_bench("run", "--methods", "smote", "--datasets", "mnist", "--data-dir", data,
                     "--pairs", "3:5", "--ratios", "0.02", "--seeds", "1", "--epochs", "1", "--results",
                     tmp_path / "r", "--quiet", cwd=tmp_path)
     assert run.returncode == 0, run.stderr

@@ -5,10 +5,12 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import copy_shared, require_shared
 
 from bench.datasets import (
     DatasetInfo,
@@ -24,7 +26,6 @@ from bench.datasets import (
 )
 from bench.errors import BenchError
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MODULES = {"mnist": mnist, "fashion-mnist": fashion_mnist}
 
@@ -115,21 +116,24 @@ def test_digits_split_is_fixed_stratified_and_complete(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
-def test_real_data(name):
-    folder = SHARED_DATA / name
-    if not get_dataset_info(name).available(folder):
-        pytest.skip(reason=f"real {name} files not in {folder}")
+@pytest.mark.parametrize("writable", [False, True], ids=["read-only", "writable"])
+def test_real_data(name, writable, tmp_path):
+    """On the test's own copy of the real files: a read-only folder is left exactly as found (no cache); a
+    writable one gets the documented ``train.npz`` / ``test.npz`` cache, which a second load reads back."""
+    folder = copy_shared(name, tmp_path, mode=0o755 if writable else 0o555)
     before = sorted(os.listdir(folder))
     try:
-        train = load_dataset(name, SHARED_DATA, "train")
-        test = load_dataset(name, SHARED_DATA, "test")
+        train = load_dataset(name, tmp_path, "train")
+        test = load_dataset(name, tmp_path, "test")
         after = sorted(os.listdir(folder))
+        if writable:
+            assert after == sorted([*before, "train.npz", "test.npz"])
+            again = load_dataset(name, tmp_path, "train")  # from the cache
+            assert np.array_equal(again.images, train.images) and np.array_equal(again.labels, train.labels)
+        else:
+            assert after == before
     finally:
-        # Should the read-only guard regress (root can write anyway), leave the shared folder as found.
-        for extra in set(os.listdir(folder)) - set(before):
-            (folder / extra).unlink()
-    # The shared folder is read-only: the cache is skipped, nothing is left there.
-    assert after == before
+        folder.chmod(0o755)  # so that tmp_path can be cleaned up
     assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
     assert train.images.dtype == np.uint8 and train.labels.dtype == np.int64
     assert train.images.max() == 255 and test.images.min() == 0
@@ -295,3 +299,24 @@ def test_read_only_folder_skips_cache(fake, tmp_path):
         folder.chmod(0o755)
     assert np.array_equal(loaded.labels, data["test"][1])
     assert not (folder / "test.npz").exists() and list(folder.glob("*.tmp")) == []
+
+
+def test_missing_shared_data_skips_with_a_reason_or_fails_when_required(tmp_path, monkeypatch):
+    missing = tmp_path / "nothing" / "mnist"
+    monkeypatch.delenv("BENCH_REQUIRE_DATA", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="real mnist files not found at .*nothing"):
+        require_shared(missing, "real mnist files")
+    monkeypatch.setenv("BENCH_REQUIRE_DATA", "1")
+    with pytest.raises(pytest.fail.Exception, match="BENCH_REQUIRE_DATA is set: put the shared data folder"):
+        require_shared(missing, "real mnist files")
+    assert require_shared(tmp_path, "a folder") == tmp_path
+
+
+def test_ci_stops_at_once_naming_the_missing_shared_data(tmp_path):
+    ci = Path(__file__).resolve().parents[1] / ".ci" / "run"
+    (tmp_path / "repo" / ".ci").mkdir(parents=True)  # a checkout with no ../shared beside it
+    (tmp_path / "repo" / ".ci" / "run").write_text(ci.read_text())
+    run = subprocess.run(["bash", str(tmp_path / "repo" / ".ci" / "run")], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 1
+    assert "Error: ../shared/data not found beside the checkout" in run.stderr and str(tmp_path) in run.stderr

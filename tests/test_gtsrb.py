@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import SHARED_DATA, serve_files
+from helpers import SHARED_DATA, require_shared, serve_files
 from PIL import Image
 
 from bench.datasets import gtsrb
@@ -118,8 +118,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def real(tmp_path_factory):
     """(folder holding the three archives, their (file, MD5) table, the subset's arrays)."""
-    if not SUBSET.is_file():
-        pytest.skip(reason=f"GTSRB subset gtsrb32_classes_00_01.npz not found in {SUBSET.parent}")
+    require_shared(SUBSET, "GTSRB subset gtsrb32_classes_00_01.npz")
     with np.load(SUBSET) as z:
         data = {k: z[k] for k in z.files}
     whole = (0, 0, 31, 31)  # the whole 32x32 image, X2/Y2 inclusive

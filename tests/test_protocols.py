@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import SHARED_DATA
+from helpers import copy_shared
 
 from bench.datasets import load_dataset
 from bench.datasets.base import ImageSet
@@ -92,11 +92,10 @@ def test_test_set_can_follow_the_training_distribution():
         make_imbalanced(TRAIN, TEST, "longtail", ratio=0.1, seed=0, test_distribution="skewed")
 
 
-def test_gamo_protocol_on_the_real_mnist():
-    if not (SHARED_DATA / "mnist").is_dir():
-        pytest.skip(f"real MNIST not found in {SHARED_DATA / 'mnist'}")
-    train = load_dataset("mnist", SHARED_DATA, "train")
-    test = load_dataset("mnist", SHARED_DATA, "test")
+def test_gamo_protocol_on_the_real_mnist(tmp_path):
+    data = copy_shared("mnist", tmp_path).parent  # its own copy: loading caches into a writable data folder
+    train = load_dataset("mnist", data, "train")
+    test = load_dataset("mnist", data, "test")
     task = make_imbalanced(train, test, "gamo", seed=1, dataset="mnist")
     assert task.train.counts().tolist() == list(GAMO_COUNTS["mnist"])
     assert task.test.counts().tolist() == np.bincount(test.labels).tolist()
