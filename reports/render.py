@@ -128,10 +128,11 @@ def _display(group: pd.DataFrame, pm: str, paper: bool, short: bool = False, ci:
 
 
 def _notes(group: pd.DataFrame) -> list[str]:
+    """Rows whose seeds lack some of the grid's pairs (never marked best: they average another task mix)."""
     partial = group[group["n_partial_seeds"] > 0]
     return [
         f"{row['method']} at ratio {row['ratio']:g}: {row['n_partial_seeds']} of {row['n_seeds']} seeds "
-        f"have only some of the {row['n_pairs']} pairs done"
+        f"have only some of the grid's {row['n_grid_pairs']} pairs done, so its row is not marked best"
         for _, row in partial.iterrows()
     ]
 
@@ -151,9 +152,9 @@ def _span(low, high) -> str:
 
 
 def _missing(group: pd.DataFrame) -> list[str]:
-    """Rows with fewer seeds than the most any row of the table has: the store cannot know the planned grid,
-    so the fullest row is the yardstick."""
-    most = int(group["n_seeds"].max()) if len(group) else 0
+    """Rows with fewer seeds than the grid has (the seeds any cell, done or failed, of the table has): never
+    marked best."""
+    most = int(max(group["n_seeds"].max(), group["n_grid_seeds"].max())) if len(group) else 0
     short = group[group["n_seeds"] < most]
     return [
         f"{row['method']} at ratio {row['ratio']:g}: {row['n_seeds']} of {most} seeds done"
@@ -336,6 +337,7 @@ def table3_text(cells: pd.DataFrame) -> str:
         if note:
             parts.append(textwrap.fill(note, 110))
         parts += [f"partial seeds: {note}" for note in _notes(group)]
+        parts += [f"missing: {note}" for note in _missing(group)]
         parts += _failure_summary(failed, dataset, protocol)
         parts.append("")
     return "\n".join(parts).rstrip() + "\n"

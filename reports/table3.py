@@ -3,6 +3,12 @@
 Aggregation is two-stage: for each (dataset, protocol, ratio, method[, pair]) row, the done cells of one
 seed are first averaged over their pairs (a seed with only some pairs done still counts, and is counted
 in ``n_partial_seeds``), then the seed means give the mean and the sample std (ddof=1; NaN for one seed).
+Completeness is judged against the grid, not against the row itself: ``n_grid_pairs`` is the number of
+pairs any cell (done or failed, of any method) has at the row's (dataset, protocol, ratio), ``n_grid_seeds``
+the number of seeds any cell has in its (dataset, protocol). A seed missing one of the grid's pairs is
+partial (a method refused a pair in every seed still makes every seed partial), and a row is ``complete``
+when no seed is partial and it has all the grid's seeds. Only complete rows are marked best: a row that
+averaged fewer pairs or seeds compares a different task mix.
 Cells that differ only in what the row does not show (params, epochs, precision, compilation) are averaged
 per (seed, pair) first.
 Failed cells carry no metrics: they are counted in ``n_failed`` and the first one's error is kept.
@@ -38,8 +44,8 @@ def row_keys(by_pair: bool = False) -> list[str]:
 
 
 def table_columns(by_pair: bool = False) -> list[str]:
-    columns = row_keys(by_pair) + ["n_seeds", "n_pairs", "n_partial_seeds", "n_failed", "n_configs",
-                                   "epochs_min", "epochs_max", "error"]
+    columns = row_keys(by_pair) + ["n_seeds", "n_pairs", "n_partial_seeds", "n_grid_seeds", "n_grid_pairs",
+                                   "complete", "n_failed", "n_configs", "epochs_min", "epochs_max", "error"]
     for metric in CSV_METRICS:
         columns += [f"{metric}_mean", f"{metric}_std", f"{metric}_ci_low", f"{metric}_ci_high", f"{metric}_best"]
         if metric in PAPER_METRICS:
@@ -118,6 +124,9 @@ def _aggregate(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     stats = stats.drop(columns=[(metric, "count") for metric in metrics])
     stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
     n_pairs = per_pair.groupby(keys)["pair"].nunique().rename("n_pairs")
+    group_keys = [k for k in keys if k not in ("method", "pair")] + (["pair"] if "pair" in keys else [])
+    grid_pairs = frame.groupby(group_keys)["pair"].nunique().rename("n_grid_pairs")  # the grid's, all methods
+    grid_seeds = frame.groupby(["dataset", "protocol"])["seed"].nunique().rename("n_grid_seeds")
     failed = (
         frame[frame["status"] != "done"]
         .groupby(keys)
@@ -126,23 +135,35 @@ def _aggregate(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     if per_seed.empty:  # every cell failed: rows of dashes (pandas cannot join or align empty Arrow keys)
         table = failed.reset_index().assign(**{c: np.nan for c in stats.columns}, n_seeds=0, n_pairs=0,
                                             n_partial_seeds=0, n_configs=0, epochs_min=np.nan, epochs_max=np.nan)
-        return table.astype({c: float for c in stats.columns})
-    row_pairs = per_seed.join(n_pairs, on=keys)
-    partial = (row_pairs["seed_pairs"] < row_pairs["n_pairs"]).groupby(keys).sum().rename("n_partial_seeds")
+        return _completeness(table.astype({c: float for c in stats.columns}), grid_pairs, grid_seeds, group_keys)
+    row_pairs = per_seed.join(grid_pairs, on=group_keys)
+    partial = (row_pairs["seed_pairs"] < row_pairs["n_grid_pairs"]).groupby(keys).sum().rename("n_partial_seeds")
     configs = done.groupby(keys).agg(n_configs=("config", "nunique"), epochs_min=("epochs", "min"),
                                      epochs_max=("epochs", "max"))
     parts = [stats, by_row.size().rename("n_seeds"), n_pairs, partial, failed, configs]
     table = pd.concat(parts, axis=1).reset_index()
     for count in ("n_seeds", "n_pairs", "n_partial_seeds", "n_failed", "n_configs"):
         table[count] = table[count].fillna(0).astype(int)
+    return _completeness(table, grid_pairs, grid_seeds, group_keys)
+
+
+def _completeness(table: pd.DataFrame, grid_pairs: pd.Series, grid_seeds: pd.Series,
+                  group_keys: list[str]) -> pd.DataFrame:
+    """The grid's pairs and seeds beside each row, and whether the row has all of them done."""
+    table = table.join(grid_pairs, on=group_keys).join(grid_seeds, on=["dataset", "protocol"])
+    for count in ("n_grid_pairs", "n_grid_seeds"):
+        table[count] = table[count].fillna(0).astype(int)
+    table["complete"] = (table["n_partial_seeds"] == 0) & (table["n_seeds"] >= table["n_grid_seeds"])
     return table
 
 
 def _mark_best(table: pd.DataFrame, by_pair: bool) -> None:
+    """The best mean among the COMPLETE rows of each group; an incomplete row is never marked."""
     groups = ["dataset", "protocol", "ratio"] + (["pair"] if by_pair else [])
+    complete = table["complete"].astype(bool)
     for metric in CSV_METRICS:
-        mean = table[f"{metric}_mean"]
-        best = table.groupby(groups)[f"{metric}_mean"].transform("max")
+        mean = table[f"{metric}_mean"].where(complete)
+        best = mean.groupby([table[g] for g in groups]).transform("max")
         table[f"{metric}_best"] = (mean >= best - TIE_TOL) & mean.notna()
 
 

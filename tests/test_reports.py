@@ -181,8 +181,10 @@ def test_best_marks_per_metric_and_ties(cells):
     table = table3(cells)
     mnist = table[table["dataset"] == "mnist"]
     best = lambda metric, ratio: set(mnist.loc[(mnist["ratio"] == ratio) & mnist[f"{metric}_best"], "method"])  # noqa: E731
-    assert best("precision", 0.1) == {"smote"}  # .667 > .50 > .25
-    assert best("recall", 0.1) == {"my_method"}  # 1 - p: .75 > .50 > .333
+    # smote's precision (.667) and my_method's recall (.75) are the highest at 0.1, but smote's seed 2 lacks a
+    # pair and my_method ran 1 of the grid's 3 seeds: incomplete rows are never marked best
+    assert best("precision", 0.1) == best("recall", 0.1) == {"imbalanced"}
+    assert not row(table, "mnist", 0.1, "smote")["complete"] and not row(table, "mnist", 0.1, "my_method")["complete"]
     assert best("precision", 0.3) == {"imbalanced", "smote"}  # both 0.8 (up to rounding): a tie
     assert best("g_mean", 0.3) == {"imbalanced", "smote"}
     # recall and roc_auc means of the tie differ in the last bits of the floats; still a tie
@@ -262,8 +264,11 @@ def test_latex(results, tmp_path):
         tex.count(r"\toprule") == tex.count(r"\midrule") == tex.count(r"\bottomrule") == 2
     )  # mnist, cifar10
     assert balanced(tex)
-    # smote at 0.1: mean .6667, std .1528 over 3 seeds; its 95 % t interval beside it
-    assert r"\textbf{0.667 $\pm$ 0.153 {\scriptsize [0.287, 1.046]}}" in tex
+    # smote at 0.1: mean .6667, std .1528 over 3 seeds; its 95 % t interval beside it. The highest precision,
+    # but its seed 2 lacks a pair: not bold, and the note under the table says why
+    assert r"0.667 $\pm$ 0.153 {\scriptsize [0.287, 1.046]}" in tex
+    assert r"\textbf{0.667 $\pm$" not in tex and r"\textbf{0.500 $\pm$ 0.050" in tex
+    assert "Partial seeds: smote at ratio 0.1: 1 of 3 seeds have only some of the grid's 2 pairs done" in tex
     assert r"\textbf{0.250}" not in tex  # my_method's precision is not the best
     assert r"my\_method" in tex and "my_method" not in tex
     assert r"\caption{" in tex and "mnist" in tex and "seeds" in tex
@@ -274,7 +279,11 @@ def test_latex(results, tmp_path):
 def test_markdown(results, tmp_path):
     (path,) = write_report(results, tmp_path / "out", formats=("md",))
     md = path.read_text()
-    assert "**0.667 ± 0.153 [0.287, 1.046]**" in md  # mean ± std [95 % t interval over the 3 seeds]
+    assert "0.667 ± 0.153 [0.287, 1.046]" in md  # mean ± std [95 % t interval over the 3 seeds]
+    assert "**0.667" not in md and "**0.500 ± 0.050" in md  # smote's seed 2 lacks a pair: imbalanced is best
+    assert ("Partial seeds: smote at ratio 0.1: 1 of 3 seeds have only some of the grid's 2 pairs done, so its "
+            "row is not marked best.") in md
+    assert "Missing: my_method at ratio 0.1: 1 of 3 seeds done." in md
     assert "**0.800 ± 0.000 [0.800, 0.800]**" in md and "**0.800 ± 0.100 [0.552, 1.048]**" in md  # a tie at 0.3
     header = next(line for line in md.splitlines() if line.startswith("| ratio") and "paper" in line)
     assert header.count("paper") == 5
@@ -291,7 +300,10 @@ def test_all_formats_and_paths(results, tmp_path):
 
 def test_text(cells):
     text = table3_text(cells)
-    assert ".667±.153*" in text  # smote's best precision at 0.1
+    assert ".667±.153 " in text and ".667±.153*" not in text  # smote's highest precision, but a partial row
+    assert ".500±.050*" in text  # so imbalanced's is the best at 0.1
+    assert "partial seeds: smote at ratio 0.1: 1 of 3 seeds have only some of the grid's 2 pairs" in text
+    assert "missing: my_method at ratio 0.1: 1 of 3 seeds done" in text
     # the paper's value in its own column (square brackets are for confidence intervals only)
     paper = f"{reference(90, 'smote')['precision']:.3f}".replace("0.", ".", 1)
     assert paper in text and f"[{paper}]" not in text and "paper" in text
@@ -415,3 +427,32 @@ def test_a_row_that_pools_different_training_lengths_says_so(tmp_path):
     (md,) = write_report(tmp_path / "r", tmp_path / "out", formats=("md",))
     assert "Pooled: gan at ratio 0.1 pools cells of 2 configurations (epochs 1 to 5)" in md.read_text()
     assert "Pooled: smote" not in md.read_text()
+
+
+def test_a_row_missing_a_grid_pair_in_every_seed_is_partial_and_never_best(tmp_path):
+    """The quick preset with --seeds 1: ADASYN refused pair 4:9 in its only seed. Its row averages the other two
+    pairs (the easier ones here), so it has the highest mean; it is still incomplete against the grid."""
+    pairs = ([3, 5], [1, 7], [4, 9])
+    with Store(tmp_path / "r") as store:
+        n = 0
+        for pair, p in zip(pairs, (0.70, 0.72, 0.40), strict=True):
+            store.add(cell(n, "digits", 0.1, "smote", 0, pair, p=p))
+            n += 1
+        store.add(cell(n, "digits", 0.1, "adasyn", 0, pairs[0], p=0.90))
+        store.add(cell(n + 1, "digits", 0.1, "adasyn", 0, pairs[1], p=0.92))
+        store.add(cell(n + 2, "digits", 0.1, "adasyn", 0, pairs[2], error="ADASYN refused: no majority neighbour"))
+    with Store(tmp_path / "r", create=False) as store:
+        cells = store.cells()
+    table = table3(cells)
+    adasyn, smote = row(table, "digits", 0.1, "adasyn"), row(table, "digits", 0.1, "smote")
+    assert (adasyn["n_pairs"], adasyn["n_grid_pairs"], adasyn["n_partial_seeds"]) == (2, 3, 1)
+    assert not adasyn["complete"] and smote["complete"]
+    assert adasyn["precision_mean"] > smote["precision_mean"]
+    assert not adasyn[[c for c in table if c.endswith("_best")]].any()
+    assert smote["precision_best"] and smote["g_mean_best"]
+    note = "adasyn at ratio 0.1: 1 of 1 seeds have only some of the grid's 3 pairs done, so its row is not marked best"
+    written = {p.suffix: p.read_text() for p in write_report(tmp_path / "r", tmp_path / "out", formats=("md", "latex"))}
+    md, tex = written[".md"], written[".tex"]
+    assert f"Partial seeds: {note}." in md and f"Partial seeds: {note}." in tex
+    assert f"partial seeds: {note}" in table3_text(cells)
+    assert "**0.910" not in md and r"\textbf{0.910" not in tex and ".910*" not in table3_text(cells)
