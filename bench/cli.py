@@ -199,7 +199,8 @@ def report(results, out, formats, tables, figures, by_pair):
 @click.option("--results", default=["results"], show_default=True, multiple=True, type=click.Path(),
               help="Results folder; repeat it to export several folders as one table.")
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="The file to write.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default=None,
+              help="csv or parquet. Default: what --out's suffix says (.csv, .parquet or .pq), else csv.")
 def export(results, out_file, fmt):
     """Write the raw per-cell table (one row per cell, tidy) for your own analysis."""
     from bench.reports.export import export_cells

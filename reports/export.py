@@ -166,13 +166,31 @@ def _require_pyarrow() -> None:
     try:
         importlib.import_module("pyarrow")
     except ImportError:
-        raise BenchError("parquet export needs pyarrow: pip install pyarrow (or export as csv)") from None
+        raise BenchError("parquet export needs pyarrow: pip install 'capsan-bench[parquet]' (or pyarrow), "
+                         "or export as csv") from None
 
 
-def export_cells(cells: pd.DataFrame, path, fmt: str = "csv") -> Path:
-    """Write :func:`cells_table` of ``cells`` to ``path`` as ``csv`` or ``parquet``; return the path."""
+SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def export_format(path, fmt: str | None) -> str:
+    """The format to write: ``fmt``, else the one ``path``'s suffix names (csv when it names none). A suffix
+    that names the other format is refused: a ``.parquet`` file of CSV text fools every reader."""
+    implied = SUFFIXES.get(Path(path).suffix.lower())
+    if fmt is None:
+        return implied or "csv"
     if fmt not in FORMATS:
         raise BenchError(f"unknown export format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+    if implied is not None and implied != fmt:
+        raise BenchError(f"--format {fmt} but {path} names {implied}: drop --format, or name the file "
+                         f"{Path(path).with_suffix('.' + fmt).name}")
+    return fmt
+
+
+def export_cells(cells: pd.DataFrame, path, fmt: str | None = None) -> Path:
+    """Write :func:`cells_table` of ``cells`` to ``path`` as ``csv`` or ``parquet`` (None: as the file's
+    suffix says, see :func:`export_format`); return the path."""
+    fmt = export_format(path, fmt)
     frame = cells_table(cells)
     out = Path(path)
     if fmt == "parquet":

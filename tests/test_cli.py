@@ -65,6 +65,14 @@ def test_smoke_preset_end_to_end_then_report(tmp_path):
     export = run_bench("export", "--results", results, "--out", tmp_path / "cells.csv", cwd=tmp_path)
     assert export.returncode == 0, export.stderr
     assert len((tmp_path / "cells.csv").read_text().strip().splitlines()) == 1 + 3  # header + one row per cell
+    parquet = run_bench("export", "--results", results, "--out", tmp_path / "cells.parquet", cwd=tmp_path)
+    assert parquet.returncode == 0, parquet.stderr
+    import pyarrow.parquet
+
+    assert pyarrow.parquet.read_table(tmp_path / "cells.parquet").num_rows == 3  # parquet, not CSV text
+    clash = run_bench("export", "--results", results, "--out", tmp_path / "c.parquet", "--format", "csv", cwd=tmp_path)
+    assert clash.returncode == 2 and "drop --format, or name the file c.csv" in clash.stderr
+    assert len(clash.stderr.strip().splitlines()) == 1
 
 
 def _done_count(results):

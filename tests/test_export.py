@@ -97,16 +97,35 @@ def test_empty_store_exports_a_header(tmp_path):
 
 def test_parquet_without_pyarrow_names_the_install(cells, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
-    with pytest.raises(BenchError, match="pip install pyarrow") as caught:
+    with pytest.raises(BenchError, match=r"pip install 'capsan-bench\[parquet\]' \(or pyarrow\)") as caught:
         export_cells(cells, tmp_path / "cells.parquet", fmt="parquet")
     assert "\n" not in str(caught.value)
     assert not (tmp_path / "cells.parquet").exists()
 
 
 def test_parquet_round_trip(cells, tmp_path):
-    pytest.importorskip("pyarrow")
+    import pyarrow.parquet  # the test extra installs it
+
     path = export_cells(cells, tmp_path / "cells.parquet", fmt="parquet")
-    pd.testing.assert_frame_equal(pd.read_parquet(path), cells_table(cells), check_dtype=False)
+    read = pyarrow.parquet.read_table(path).to_pandas()
+    pd.testing.assert_frame_equal(read, cells_table(cells), check_dtype=False)
+
+
+def test_the_file_suffix_chooses_the_format_and_a_contradiction_is_refused(cells, tmp_path):
+    """``bench export --out cells.parquet`` once wrote CSV text into a .parquet file."""
+    import pyarrow.parquet
+
+    for name in ("cells.parquet", "cells.pq"):
+        path = export_cells(cells, tmp_path / name)
+        assert path.read_bytes()[:4] == b"PAR1"  # parquet's magic number, not CSV text
+        assert pyarrow.parquet.read_table(path).num_rows == len(cells_table(cells))
+    columns = ",".join(cells_table(cells).columns[:2])
+    assert export_cells(cells, tmp_path / "cells.csv").read_text().startswith(columns)
+    assert export_cells(cells, tmp_path / "cells.txt").read_text().startswith(columns)  # no suffix rule: csv
+    with pytest.raises(BenchError, match="--format csv but .*cells.parquet names parquet: drop --format, or name "
+                                         "the file cells.csv"):
+        export_cells(cells, tmp_path / "x" / "cells.parquet", fmt="csv")
+    assert not (tmp_path / "x").exists()
 
 
 def test_bad_format_and_path(cells, tmp_path):
