@@ -152,12 +152,11 @@ def _span(low, high) -> str:
 
 
 def _missing(group: pd.DataFrame) -> list[str]:
-    """Rows with fewer seeds than the grid has (the seeds any cell, done or failed, of the table has): never
-    marked best."""
-    most = int(max(group["n_seeds"].max(), group["n_grid_seeds"].max())) if len(group) else 0
-    short = group[group["n_seeds"] < most]
+    """Rows with fewer seeds than the grid has at their ratio (the seeds any cell there, done or failed, of
+    any method has): never marked best."""
+    short = group[group["n_seeds"] < group["n_grid_seeds"]]
     return [
-        f"{row['method']} at ratio {row['ratio']:g}: {row['n_seeds']} of {most} seeds done"
+        f"{row['method']} at ratio {row['ratio']:g}: {row['n_seeds']} of {row['n_grid_seeds']} seeds done"
         + (f", {row['n_failed']} failed cell{'s' if row['n_failed'] > 1 else ''}" if row["n_failed"] else "")
         for _, row in short.iterrows()
     ]

@@ -6,10 +6,12 @@
 - The training budget (``budget.csv|.md``, with the CSV or Markdown tables): per method and dataset, the
   median optimiser updates of every network role and seconds per cell (``reports/budget.py``); Table 3
   says under it when its methods' predicting networks trained unequally.
-- Statistics (always, when CapsAN and baselines are there): ``wilcoxon.csv`` (paired Wilcoxon signed-rank
-  tests of CapsAN against each baseline over seeds and cells, Holm-adjusted), ``friedman.md`` (the Friedman
-  test and average ranks over every binary dataset x ratio cell) and the critical-difference diagram
-  ``cd_diagram.png|.pdf`` when an image format is asked for.
+- Statistics (with Table 3, when CapsAN and baselines are there), each in the formats asked for:
+  ``wilcoxon.csv`` with csv (paired Wilcoxon signed-rank tests of CapsAN against each baseline over seeds
+  and cells, Holm-adjusted), ``friedman.md`` with md (the Friedman test and average ranks over every binary
+  dataset x ratio block, every method left out named with the reason, statistics rounded) and the
+  critical-difference diagram ``cd_diagram.png|.pdf`` with an image format, drawn only when the test ran
+  (at least ``stats.MIN_BLOCKS`` blocks; below, ``friedman.md`` says the test is underpowered).
 - Figures (``--figures``; PNG and PDF): ``reports/figures.py``.
 - ``html``: ``report.html``, one self-contained page of all the above (``reports/html.py``); it needs the
   Markdown tables and PNG figures, so asking for it writes those too.
@@ -18,6 +20,7 @@ Nothing here writes to the store; a half-finished or failed run gives what it ca
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -74,7 +77,8 @@ def write_all(results_dir, out_dir, formats: Iterable[str] = ("csv", "latex", "m
         written += _table(out, "table1", cells, table_formats, notes)
     if 2 in tables and table_formats:
         written += _table(out, "table2", cells, table_formats, notes)
-    written += _statistics(out, cells, image_formats, notes)
+    if 3 in tables:
+        written += _statistics(out, cells, formats + (["csv"] if page else []), notes)
     if figures and image_formats:
         written += _figures(results_dir, out, cells, figures, image_formats, notes)
     if page:
@@ -123,7 +127,8 @@ def _table(out: Path, name: str, cells, formats, notes) -> list[Path]:
     return paths
 
 
-def _statistics(out: Path, cells, image_formats, notes) -> list[Path]:
+def _statistics(out: Path, cells, formats, notes) -> list[Path]:
+    """``wilcoxon.csv`` (csv), ``friedman.md`` (md), ``cd_diagram.<png|pdf>`` (image formats, when the test ran)."""
     from .stats import cd_diagram, friedman_ranking, paired_wilcoxon
 
     done = cells[cells["status"] == "done"] if not cells.empty else cells
@@ -132,23 +137,50 @@ def _statistics(out: Path, cells, image_formats, notes) -> list[Path]:
         return []
     binary = done[done["protocol"] == "binary"]
     paths = []
-    tests = paired_wilcoxon(done)
-    path = out / "wilcoxon.csv"
-    tests.to_csv(path, index=False)
-    paths.append(path)
+    if "csv" in formats:
+        path = out / "wilcoxon.csv"
+        paired_wilcoxon(done).to_csv(path, index=False)
+        paths.append(path)
     ranking = friedman_ranking(binary if not binary.empty else done)
-    ranks = "\n".join(f"| {m} | {r:.2f} |" for m, r in ranking["average_ranks"].items())
-    reason = f"\n\nNot tested: {ranking['reason']}." if ranking.get("reason") else ""
-    text = (f"# Friedman test on {ranking['metric']}\n\n{ranking['n_blocks']} blocks (dataset x protocol x ratio), "
-            f"{ranking['k']} methods; chi2 = {ranking['statistic']}, p = {ranking['p_value']}; Nemenyi critical "
-            f"difference at alpha = {ranking['alpha']}: {ranking['cd']}.{reason}\n\n| method | average rank |\n"
-            f"|---|---|\n{ranks}\n")
-    path = out / "friedman.md"
-    path.write_text(text, encoding="utf-8")
-    paths.append(path)
-    for fmt in image_formats:
-        paths.append(cd_diagram(ranking, out / f"cd_diagram.{fmt}"))
+    if "md" in formats:
+        path = out / "friedman.md"
+        path.write_text(friedman_markdown(ranking), encoding="utf-8")
+        paths.append(path)
+    images = [f for f in formats if f in IMAGE_FORMATS]
+    if images and ranking.get("reason"):
+        notes.append(f"cd_diagram: not drawn ({ranking['reason']})")
+    elif images:
+        paths += [cd_diagram(ranking, out / f"cd_diagram.{fmt}") for fmt in images]
     return paths
+
+
+def _round(value, digits: int = 2) -> str:
+    """A statistic as people read it: ``12.33``; a p-value below 0.001 as ``< 0.001``; NaN as ``-``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if digits == "p":
+        return "< 0.001" if value < 0.001 else f"{value:.3f}"
+    return f"{value:.{digits}f}"
+
+
+def friedman_markdown(ranking: dict) -> str:
+    """``friedman.md``: what was tested, the result rounded (or why it was not run), the average ranks, and
+    every method left out with the reason."""
+    head = (f"# Friedman test on {ranking['metric']}\n\n{ranking['n_blocks']} blocks (dataset x protocol x "
+            f"ratio), {ranking['k']} methods with a value in every block.")
+    if ranking.get("reason"):
+        result = f"Not tested: {ranking['reason']}. The average ranks below are descriptive only."
+    else:
+        result = (f"chi2 = {_round(ranking['statistic'])}, p = {_round(ranking['p_value'], 'p')}; Iman-Davenport "
+                  f"F = {_round(ranking['iman_davenport'])}, p = {_round(ranking['iman_davenport_p'], 'p')}; "
+                  f"Nemenyi critical difference at alpha = {ranking['alpha']}: {_round(ranking['cd'])} (ranks "
+                  f"1 to {ranking['k']}).")
+    ranks = "\n".join(f"| {m} | {r:.2f} |" for m, r in ranking["average_ranks"].items())
+    table = f"\n\n| method | average rank |\n|---|---|\n{ranks}" if ranks else ""
+    left = ranking.get("excluded") or {}
+    left_out = ("\n\nLeft out (a rank needs a value in every block): "
+                + "; ".join(f"{m}: {why}" for m, why in sorted(left.items())) + ".") if left else ""
+    return f"{head}\n\n{result}{table}{left_out}\n"
 
 
 def _figures(results_dir, out: Path, cells, figures, formats, notes) -> list[Path]:

@@ -5,7 +5,7 @@ seed are first averaged over their pairs (a seed with only some pairs done still
 in ``n_partial_seeds``), then the seed means give the mean and the sample std (ddof=1; NaN for one seed).
 Completeness is judged against the grid, not against the row itself: ``n_grid_pairs`` is the number of
 pairs any cell (done or failed, of any method) has at the row's (dataset, protocol, ratio), ``n_grid_seeds``
-the number of seeds any cell has in its (dataset, protocol). A seed missing one of the grid's pairs is
+the number of seeds they have. A seed missing one of the grid's pairs is
 partial (a method refused a pair in every seed still makes every seed partial), and a row is ``complete``
 when no seed is partial and it has all the grid's seeds. Only complete rows are marked best: a row that
 averaged fewer pairs or seeds compares a different task mix.
@@ -126,7 +126,7 @@ def _aggregate(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     n_pairs = per_pair.groupby(keys)["pair"].nunique().rename("n_pairs")
     group_keys = [k for k in keys if k not in ("method", "pair")] + (["pair"] if "pair" in keys else [])
     grid_pairs = frame.groupby(group_keys)["pair"].nunique().rename("n_grid_pairs")  # the grid's, all methods
-    grid_seeds = frame.groupby(["dataset", "protocol"])["seed"].nunique().rename("n_grid_seeds")
+    grid_seeds = frame.groupby(group_keys)["seed"].nunique().rename("n_grid_seeds")
     failed = (
         frame[frame["status"] != "done"]
         .groupby(keys)
@@ -150,7 +150,7 @@ def _aggregate(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def _completeness(table: pd.DataFrame, grid_pairs: pd.Series, grid_seeds: pd.Series,
                   group_keys: list[str]) -> pd.DataFrame:
     """The grid's pairs and seeds beside each row, and whether the row has all of them done."""
-    table = table.join(grid_pairs, on=group_keys).join(grid_seeds, on=["dataset", "protocol"])
+    table = table.join(grid_pairs, on=group_keys).join(grid_seeds, on=group_keys)
     for count in ("n_grid_pairs", "n_grid_seeds"):
         table[count] = table[count].fillna(0).astype(int)
     table["complete"] = (table["n_partial_seeds"] == 0) & (table["n_seeds"] >= table["n_grid_seeds"])

@@ -44,7 +44,7 @@ def report_dir(tmp_path_factory):
     assert run.returncode == 0, run.stderr
     with Store(results) as store:  # one failed cell, so the page must list it
         store.add({"key": "broken", "method": "smote", "params": {}, "dataset": "digits", "protocol": "binary",
-                   "pair": [3, 5], "ratio": 0.1, "seed": 7, "epochs": 1, "status": "failed",
+                   "pair": [3, 5], "ratio": 0.05, "seed": 7, "epochs": 1, "status": "failed",
                    "error": "SMOTE refused: <too few> neighbours", "started_at": "2026-01-01T00:00:00+00:00",
                    "finished_at": "2026-01-01T00:00:01+00:00", "duration_s": 1.0, "device": "cpu", "versions": {}})
     rep = run_bench("report", "--results", results, "--out", tmp / "report", "--format", "html", cwd=tmp)

@@ -456,3 +456,24 @@ def test_a_row_missing_a_grid_pair_in_every_seed_is_partial_and_never_best(tmp_p
     assert f"Partial seeds: {note}." in md and f"Partial seeds: {note}." in tex
     assert f"partial seeds: {note}" in table3_text(cells)
     assert "**0.910" not in md and r"\textbf{0.910" not in tex and ".910*" not in table3_text(cells)
+
+
+def test_the_statistics_come_with_table3_in_the_formats_asked_for(tmp_path):
+    """``--format md --tables 3`` once also wrote wilcoxon.csv (a CSV nobody asked for)."""
+    from bench.reports.report import write_all
+
+    with Store(tmp_path / "r") as store:
+        n = 0
+        for method, p in (("capsan", 0.8), ("smote", 0.7), ("imbalanced", 0.6)):
+            for seed in range(3):
+                store.add(cell(n, "mnist", 0.1, method, seed, PAIRS[0], p=p + 0.01 * seed))
+                n += 1
+    names = lambda written: sorted(p.name for p in written)  # noqa: E731
+    md, _ = write_all(tmp_path / "r", tmp_path / "md", formats=("md",), tables=(3,), figures=())
+    assert names(md) == ["budget.md", "friedman.md", "table3.md"]
+    csv, _ = write_all(tmp_path / "r", tmp_path / "csv", formats=("csv",), tables=(3,), figures=())
+    assert names(csv) == ["budget.csv", "table3.csv", "wilcoxon.csv"]
+    png, notes = write_all(tmp_path / "r", tmp_path / "png", formats=("png",), tables=(3,), figures=())
+    assert names(png) == [] and any(n.startswith("cd_diagram: not drawn (underpowered: only 1 block") for n in notes)
+    only1, _ = write_all(tmp_path / "r", tmp_path / "t1", formats=("md", "csv"), tables=(1,), figures=())
+    assert not any(p.name.startswith(("wilcoxon", "friedman")) for p in only1)  # they belong to Table 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import statistics
 
 import numpy as np
@@ -169,10 +170,12 @@ def test_holm_by_hand():
 # ------------------------------------------------------------------ Friedman and Nemenyi
 
 # blocks (ratios) by methods; every block value is the mean of two pairs x two seeds around it
-BLOCKS = {
+BLOCKS = {  # five blocks: the fewest the Friedman test runs on (stats.MIN_BLOCKS)
     0.1: {"a": 0.90, "b": 0.80, "c": 0.70},  # ranks a1 b2 c3
     0.2: {"a": 0.85, "b": 0.85, "c": 0.60},  # a1.5 b1.5 c3
     0.3: {"a": 0.70, "b": 0.90, "c": 0.80},  # a3 b1 c2
+    0.4: {"a": 0.75, "b": 0.65, "c": 0.95},  # a2 b3 c1
+    0.5: {"a": 0.88, "b": 0.78, "c": 0.68},  # a1 b2 c3
 }
 
 
@@ -191,18 +194,18 @@ def friedman_cells(blocks=BLOCKS):
 def test_friedman_ranks_by_hand_and_scipy():
     ranking = friedman_ranking(frame(friedman_cells()))
     assert ranking["reason"] is None
-    assert ranking["k"] == 3 and ranking["n_blocks"] == 3
+    assert ranking["k"] == 3 and ranking["n_blocks"] == 5
     assert ranking["average_ranks"].to_dict() == pytest.approx(
-        {"a": (1 + 1.5 + 3) / 3, "b": (2 + 1.5 + 1) / 3, "c": (3 + 3 + 2) / 3}
+        {"a": (1 + 1.5 + 3 + 2 + 1) / 5, "b": (2 + 1.5 + 1 + 3 + 2) / 5, "c": (3 + 3 + 2 + 1 + 3) / 5}
     )
-    assert ranking["methods"] == ["b", "a", "c"]
+    assert ranking["methods"] == ["a", "b", "c"]
     assert ranking["ranks"].loc[("mnist", "binary", 0.2), "a"] == 1.5
     assert ranking["values"].loc[("mnist", "binary", 0.1), "b"] == pytest.approx(0.80)
     columns = [[BLOCKS[r][m] for r in BLOCKS] for m in "abc"]
     expected = sps.friedmanchisquare(*columns)
     assert ranking["statistic"] == pytest.approx(expected.statistic)
     assert ranking["p_value"] == pytest.approx(expected.pvalue, rel=1e-12)
-    assert ranking["cd"] == pytest.approx(critical_difference(3, 3))
+    assert ranking["cd"] == pytest.approx(critical_difference(3, 5))
 
 
 def test_nemenyi_cd_by_hand():
@@ -218,22 +221,38 @@ def test_friedman_excludes_incomplete_methods_and_partial_data():
     rows.append(cell("d", 0.99, ratio=0.1))  # present in one block only
     rows.append(cell("e", None, ratio=0.1, error="diverged"))  # failed everywhere
     ranking = friedman_ranking(frame(rows))
-    assert ranking["methods"] == ["b", "a", "c"]
+    assert ranking["methods"] == ["a", "b", "c"]
     assert set(ranking["excluded"]) == {"d", "e"}
-    assert "2 of 3 blocks" in ranking["excluded"]["d"]
+    assert "4 of 5 blocks" in ranking["excluded"]["d"]
 
     two = friedman_ranking(frame([r for r in friedman_cells() if r["method"] != "c"]))
     assert math.isnan(two["p_value"]) and "Friedman needs 3" in two["reason"]
     assert len(two["average_ranks"]) == 2  # ranks still given
     one_block = friedman_ranking(frame([r for r in friedman_cells() if r["ratio"] == 0.1]))
     assert math.isnan(one_block["p_value"]) and "1 block" in one_block["reason"]
-    ties = friedman_ranking(
-        frame(friedman_cells({0.1: dict.fromkeys("abc", 0.5), 0.2: dict.fromkeys("abc", 0.7)}))
-    )
+    ties = friedman_ranking(frame(friedman_cells({r: dict.fromkeys("abc", r) for r in BLOCKS})))
     assert math.isnan(ties["p_value"]) and "tie" in ties["reason"]
     for empty in (None, pd.DataFrame(), frame([cell("a", None, error="x")])):
         result = friedman_ranking(empty)
         assert math.isnan(result["p_value"]) and result["reason"]
+
+
+def test_below_five_blocks_the_test_is_underpowered_and_the_report_says_so_rounded(tmp_path):
+    """Two blocks once gave a CD of 7.42 on a 1-8 rank scale, a diagram, and chi2 = 12.333333333333329."""
+    from bench.reports.report import friedman_markdown
+
+    two = {r: BLOCKS[r] for r in (0.1, 0.3)}
+    rows = friedman_cells(two) + [cell("d", 0.99, ratio=0.1)]  # d: one block of the two
+    ranking = friedman_ranking(frame(rows))
+    assert math.isnan(ranking["p_value"]) and ranking["reason"].startswith("underpowered: only 2 block(s)")
+    assert len(ranking["average_ranks"]) == 3  # descriptive ranks are still given
+    text = friedman_markdown(ranking)
+    assert "Not tested: underpowered" in text and "chi2" not in text
+    assert "Left out (a rank needs a value in every block): d: no g_mean in 1 of 2 blocks." in text
+    full = friedman_markdown(friedman_ranking(frame(friedman_cells())))
+    chi2 = sps.friedmanchisquare(*[[BLOCKS[r][m] for r in BLOCKS] for m in "abc"]).statistic
+    assert f"chi2 = {chi2:.2f}, p = " in full and repr(float(chi2)) not in full
+    assert re.search(r"critical difference at alpha = 0.05: \d\.\d\d \(ranks 1 to 3\)", full)
 
 
 def test_cliques_by_hand():

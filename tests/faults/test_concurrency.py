@@ -104,3 +104,38 @@ def test_a_file_system_without_locks_runs_with_a_note(tmp_path, monkeypatch, cap
         pass
     err = capsys.readouterr().err
     assert err.startswith(f"note: cannot lock {tmp_path / 'bench.lock'} (No locks available)"), err
+
+
+def test_a_run_stopped_by_bad_input_leaves_no_folder_and_no_lock(tmp_path):
+    """A mistyped --data-dir once left results/bench.lock behind; now the folder is as the run found it."""
+    results = tmp_path / "new" / "results"
+    run = run_bench("run", "--methods", "smote", "--datasets", "mnist", "--data-dir", tmp_path / "no-such-dir",
+                    "--pairs", "3:5", "--ratios", "0.1", "--seeds", "1", "--results", results, cwd=tmp_path)
+    assert run.returncode == 2 and "missing file" in run.stderr
+    assert not (tmp_path / "new").exists()  # both folders it made are gone
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    run = run_bench("run", "--methods", "smote", "--datasets", "mnist", "--data-dir", tmp_path / "no-such-dir",
+                    "--pairs", "3:5", "--ratios", "0.1", "--seeds", "1", "--results", kept, cwd=tmp_path)
+    assert run.returncode == 2
+    assert sorted(p.name for p in kept.iterdir()) == ["bench.lock", "notes.txt"]  # not only ours: left as is
+
+
+def test_a_lock_file_removed_between_open_and_flock_is_opened_again(tmp_path, monkeypatch):
+    """The race that removing a lock file opens: a run that got the flock of a file another run has just
+    removed would hold a lock nobody else can see. It must notice, and lock the file the path names now."""
+    from bench import lock
+
+    real_flock, calls = lock.fcntl.flock, []
+
+    def flock_after_removal(fd, operation):
+        calls.append(fd)
+        if len(calls) == 1:  # the other run removes the file after our open, before our flock
+            os.unlink(tmp_path / "bench.lock")
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(lock.fcntl, "flock", flock_after_removal)
+    with lock.RunLock(tmp_path) as held:
+        assert len(calls) == 2
+        assert os.fstat(held._fd).st_ino == os.stat(tmp_path / "bench.lock").st_ino
