@@ -60,13 +60,14 @@ def cli():
 @click.option("--test-set", "test_set", type=click.Choice(["balanced", "train"]),
               help="Test set as the dataset gives it (balanced), or following the training distribution.")
 @click.option("--image-size", type=int, help="Resize every dataset to this square size in pixels.")
-@click.option("--metrics", "quality", help="Generative quality per cell: ssim, fid (comma-separated), or none.")
+@click.option("--metrics", "quality", help="Generative quality per cell: ssim, fid, battle (comma-separated), or "
+              "none; battle: capsan and capsan-conv only.")
 @click.option("--fid-weights", type=click.Path(dir_okay=False),
               help="pytorch-fid's Inception weights (pt_inception-2015-12-05-6726825d.pth); default: torch's hub cache.")
 @click.option("--celeba-attr", help="CelebA's task: an attribute of list_attr_celeba.txt (binary), or 'hair' (5 classes).")
 @click.option("--epochs", type=int, help="Override the preset's training length.")
 @click.option("--method-file", "method_files", multiple=True, type=click.Path(dir_okay=False),
-              help="A Python file defining a Method subclass; its methods join the run.")
+              help="A Python file defining a Method subclass; its methods join the run (with --methods too).")
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="Where datasets live. Default: $BENCH_DATA or ~/.cache/capsan-bench.")
 @click.option("--download/--no-download", default=False, show_default=True, help="Download missing dataset files.")
@@ -101,10 +102,8 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_s
 
     config = load_preset(preset)
     file_methods = [name for path in method_files for name in load_method_file(path)]
-    if methods is not None:
-        config.methods = _split(methods)
-    else:  # a user's own methods join the preset's baselines
-        config.methods = list(dict.fromkeys(config.methods + file_methods))
+    # a user's own methods join the run, beside --methods or the preset's baselines
+    config.methods = list(dict.fromkeys((config.methods if methods is None else _split(methods)) + file_methods))
     if datasets is not None:
         config.datasets = _split(datasets)
     if ratios is not None:
@@ -230,7 +229,9 @@ def list_(what, data_dir):
             where = "bundled" if not info.needs_files else (
                 f"found in {folder}" if info.available(folder) else f"not found in {folder} (use --download)")
             shape = "x".join(map(str, info.image_shape))
+            pairs = ", ".join(f"{a}:{b}" for a, b in info.default_pairs) or "none (no binary tasks)"
             click.echo(f"{name:<14} {len(info.class_names)} classes, {shape}; {where}\n{'':<14} {info.description}"
+                       f"\n{'':<14} default pairs (majority:minority, --pairs default): {pairs}"
                        f"\n{'':<14} source: {info.source}")
         click.echo(f"{'folder:PATH':<14} your own images: PATH/train/<class>/*.png|jpg and PATH/test/<class>/*, or\n"
                    f"{'':<14} PATH/<class>/* split 70/30 (stratified, fixed seed); e.g. --datasets folder:~/my_images")

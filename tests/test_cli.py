@@ -31,6 +31,15 @@ def test_version_and_lists(capsys):
     assert code == 0 and all(name in out for name in ("smoke", "quick", "paper-table3"))
     code, out, _ = _bench_main(capsys, "list", "datasets", "--data-dir", "/nonexistent")
     assert code == 0 and "digits" in out and "bundled" in out and "not found in /nonexistent/mnist" in out
+    from bench.datasets import get_dataset_info
+
+    # the README sends users to this list for each dataset's default pairs
+    pairs = ", ".join(f"{a}:{b}" for a, b in get_dataset_info("mnist").default_pairs)
+    assert f"default pairs (majority:minority, --pairs default): {pairs}" in out and len(pairs) > 2
+    code, out, _ = _bench_main(capsys, "run", "--help")
+    from bench.quality import QUALITY_METRICS
+
+    assert code == 0 and all(name in " ".join(out.split()) for name in QUALITY_METRICS)
 
 
 def test_smoke_preset_end_to_end_then_report(tmp_path):
@@ -208,6 +217,11 @@ def test_the_readme_method_example_runs_beside_the_baselines(tmp_path):
                     "--results", tmp_path / "r", "--quiet", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "4 cells: 4 run, 0 failed" in run.stdout and "pixel-logreg" in run.stdout
+    # with --methods the file's methods join the ones named (they were once dropped silently)
+    run = run_bench("run", "--preset", "smoke", "--methods", "imbalanced", "--method-file", tmp_path / "my_method.py",
+                    "--results", tmp_path / "r2", "--quiet", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "2 cells: 2 run, 0 failed" in run.stdout and "pixel-logreg" in run.stdout
 
 
 def test_mnist_from_the_shared_folder_offline(tmp_path):
