@@ -12,8 +12,8 @@ Choices, all deliberate:
   seed). Seaborn's bootstrap interval is not used: it is random and not defined for 2 seeds.
 * Methods are grouped by their label (``capsan[phi=0.5]`` stays its own line) except in figures 6 and 7,
   which group variants by the base method name (the text before ``[``) because the knob is the x axis.
-* Colours: seaborn's ``colorblind`` palette over the methods sorted with ``imbalanced`` first, so a method
-  has the same colour in every panel of a file. Ratios (minority/majority) are drawn on a log x axis; for
+* Colours: one look per method name (``reports/colors.py``): the same colour, line style and marker in every
+  figure, run and report, 16 distinguishable colours and line styles beyond. Ratios (minority/majority) are drawn on a log x axis; for
   the ``subset`` protocol the "ratio" is the number of images per class, also on a log axis.
 * Figure 4 draws, per method, the mean SSIM of generated images (solid) and one dashed grey line for real
   images: the real reference does not depend on the method, so it is averaged over all cells at a ratio.
@@ -62,6 +62,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator, NullLocator  # noqa: E402
 from scipy import stats  # noqa: E402
+
+from .colors import method_looks  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +127,9 @@ def method_order(methods: Iterable[str]) -> list[str]:
     return sorted(set(map(str, methods)), key=lambda m: ("0" if m == BASELINE else "1") + m)
 
 
-def palette(methods: Iterable[str]) -> dict[str, tuple]:
-    order = method_order(methods)
-    return dict(zip(order, sns.color_palette("colorblind", max(len(order), 1)), strict=False))
+def palette(methods: Iterable[str]) -> dict[str, dict]:
+    """{method: {color, linestyle, marker}}, keyed on the name alone (``reports/colors.py``)."""
+    return method_looks(methods)
 
 
 def _done(cells: pd.DataFrame | None) -> pd.DataFrame:
@@ -195,9 +197,12 @@ def _draw_lines(ax, summary: pd.DataFrame, x: str, colours: dict, hue: str = "me
     for name in method_order(summary[hue]) if hue == "method" else sorted(summary[hue].unique()):
         part = summary[summary[hue] == name].sort_values(x)
         part = part.assign(lo=part["lo"].clip(*bounds), hi=part["hi"].clip(*bounds))
-        colour = colours.get(name)
-        sns.lineplot(x=part[x].to_numpy(), y=part["mean"].to_numpy(), ax=ax, color=colour, marker="o",
-                     linestyle=style, label=str(name), errorbar=None, sort=False)
+        given = colours.get(name)
+        # a method's look ({color, linestyle, marker}); a plain colour for the other lines (real images, knobs)
+        found = given if isinstance(given, dict) else {"color": given, "linestyle": style, "marker": "o"}
+        colour = found["color"]
+        sns.lineplot(x=part[x].to_numpy(), y=part["mean"].to_numpy(), ax=ax, color=colour, marker=found["marker"],
+                     linestyle=found["linestyle"], label=str(name), errorbar=None, sort=False)
         if (part["hi"] > part["lo"]).any():
             if len(part) > 1:
                 ax.fill_between(part[x], part["lo"], part["hi"], color=colour, alpha=0.2, linewidth=0)
@@ -624,9 +629,11 @@ def _figure_9(cells, out_dir, formats):
             part = frame[frame["method"] == method]
             fpr, tpr = part["fpr"].to_numpy(), part["tpr"].to_numpy()
             auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))  # trapezoids under the mean curve
-            sns.lineplot(x=part["fpr"].to_numpy(), y=part["tpr"].to_numpy(), ax=ax, color=colours[method],
-                         label=f"{method} (n={int(part['n'].iloc[0])}, AUC {auc:.3f})", errorbar=None, sort=False)
-            ax.fill_between(part["fpr"], part["lo"], part["hi"], color=colours[method], alpha=0.15, linewidth=0)
+            found = colours[method]
+            sns.lineplot(x=part["fpr"].to_numpy(), y=part["tpr"].to_numpy(), ax=ax, color=found["color"],
+                         linestyle=found["linestyle"], label=f"{method} (n={int(part['n'].iloc[0])}, AUC {auc:.3f})",
+                         errorbar=None, sort=False)
+            ax.fill_between(part["fpr"], part["lo"], part["hi"], color=found["color"], alpha=0.15, linewidth=0)
         ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", linewidth=1)
         ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate",
                title=f"{dataset} (binary) {ratio_tag(ratio)}: mean ROC")

@@ -1,0 +1,64 @@
+"""One look per method name (a colour, and past 16 methods a line style and marker), the same in every figure,
+run and report.
+
+Figures once coloured the methods present in each figure in turn, so a method changed colour between figures
+(one ROC figure gave bagan, capsan and crl other methods' colours) and the 11th method took the 1st one's.
+Here a method's look depends on its name, not on what else a figure holds:
+- the built-in methods have fixed slots, in ``KNOWN`` order (new built-ins are appended, never inserted);
+- any other name (your method, a variant such as ``capsan[phi=0.5]``) prefers one of the five colours no
+  built-in has, chosen by a hash of its name, so it keeps its colour wherever it appears unless another such
+  name of the same figure has it already;
+- slot s is colour ``COLOURS[s % 16]`` with style ``STYLES[s // 16]``: 16 distinguishable colours (seaborn's
+  ``colorblind`` ten, then six of Paul Tol's that differ from them), each with a solid line and round markers
+  first, then dashed / squares, dotted / triangles and dash-dot / diamonds: 64 looks;
+- in one figure no two names share a look, and up to 16 names no two share a colour: a name whose slot is
+  taken moves to the first free colour (the spare ones first), then to the next line style. Names are
+  placed built-ins first, then in sorted order, so the same names get the same looks in every figure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+COLOURS = (
+    "#0173B2", "#DE8F05", "#029E73", "#D55E00", "#CC78BC", "#CA9161", "#FBAFE4", "#949494", "#ECE133", "#56B4E9",
+    "#332288", "#882255", "#000000", "#999933", "#44AA99", "#AA4499",
+)
+STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))  # (line style, marker)
+KNOWN = ("imbalanced", "smote", "adasyn", "crl", "gan", "acgan", "dagan", "bagan", "gamo", "capsan", "capsan-conv")
+SLOTS = len(COLOURS) * len(STYLES)
+
+
+def slot(name: str) -> int:
+    """The preferred slot of ``name``: its place in ``KNOWN``, else one of the spare colours by a hash of it."""
+    if name in KNOWN:
+        return KNOWN.index(name)
+    digest = int(hashlib.sha1(name.encode("utf-8")).hexdigest(), 16)
+    return len(KNOWN) + digest % (len(COLOURS) - len(KNOWN))
+
+
+def look(index: int) -> dict:
+    """Matplotlib keywords of slot ``index``: color, linestyle, marker."""
+    linestyle, marker = STYLES[(index // len(COLOURS)) % len(STYLES)]
+    return {"color": COLOURS[index % len(COLOURS)], "linestyle": linestyle, "marker": marker}
+
+
+# Where a name whose slot is taken looks next: the spare colours, the built-ins' colours, then the other styles.
+FALLBACK = [*range(len(KNOWN), len(COLOURS)), *range(len(KNOWN)), *range(len(COLOURS), SLOTS)]
+
+
+def method_looks(methods: Iterable[str]) -> dict[str, dict]:
+    """{name: {color, linestyle, marker}} for the names of one figure: no two alike (up to 64 names), and no
+    two of the same colour up to 16 names."""
+    names = sorted(set(map(str, methods)), key=lambda m: (m not in KNOWN, m))
+    taken, colours, looks = set(), set(), {}
+    for name in names:
+        order = [slot(name), *FALLBACK]
+        free = [i for i in order if i not in taken]
+        fresh = [i for i in free if COLOURS[i % len(COLOURS)] not in colours]
+        index = (fresh or free or order)[0]  # past 64 names, looks repeat
+        taken.add(index)
+        colours.add(COLOURS[index % len(COLOURS)])
+        looks[name] = look(index)
+    return looks

@@ -1,0 +1,54 @@
+"""One look per method name (``reports/colors.py``): the same colour in every figure, 16 distinguishable colours,
+line styles and markers beyond them."""
+
+import itertools
+
+import numpy as np
+import pandas as pd
+from matplotlib.colors import to_rgb
+
+from bench.methods import method_names
+from bench.reports import figures
+from bench.reports.colors import COLOURS, KNOWN, method_looks
+
+BUILT_IN = list(KNOWN)
+
+
+def test_a_method_keeps_its_look_whatever_else_is_in_the_figure():
+    full = method_looks(BUILT_IN)
+    # the ROC figure that once recoloured bagan, capsan and crl: only some methods present
+    some = method_looks(["bagan", "capsan", "crl"])
+    assert all(some[m] == full[m] for m in some)
+    assert method_looks(["my-method", "capsan"])["my-method"] == method_looks(["my-method"])["my-method"]
+    assert method_looks(reversed(BUILT_IN)) == full
+
+
+def test_every_registered_method_has_a_fixed_slot_and_eleven_get_eleven_colours():
+    assert set(method_names()) <= set(KNOWN) | {"pixel-logreg"}  # a new built-in must be added to KNOWN
+    colours = [look["color"] for look in method_looks(BUILT_IN).values()]
+    assert len(set(colours)) == len(BUILT_IN)  # imbalanced and smote once shared one
+
+
+def test_sixteen_distinguishable_colours_then_line_styles():
+    rgb = np.array([to_rgb(c) for c in COLOURS])
+    assert len(rgb) >= 16
+    nearest = min(np.linalg.norm(a - b) for a, b in itertools.combinations(rgb, 2))
+    assert nearest > 0.15, nearest
+    names = BUILT_IN + [f"user-{i}" for i in range(30)]
+    looks = method_looks(names)
+    keys = {(v["color"], v["linestyle"], v["marker"]) for v in looks.values()}
+    assert len(keys) == len(names)  # 41 methods, 41 looks
+    first16 = method_looks(BUILT_IN + [f"user-{i}" for i in range(5)])
+    assert len({v["color"] for v in first16.values()}) == 16  # up to 16 methods: colours alone tell them apart
+
+
+def test_the_figures_draw_each_method_in_its_own_look():
+    summary = pd.DataFrame({"ratio": [0.1, 0.2] * 3, "method": ["bagan"] * 2 + ["capsan"] * 2 + ["crl"] * 2,
+                            "mean": [0.5, 0.6, 0.7, 0.8, 0.6, 0.7], "lo": 0.4, "hi": 0.9})
+    fig, (ax,) = figures._new_figure(1, 4.0, 3.0)
+    figures._draw_lines(ax, summary, "ratio", figures.palette(summary["method"]))
+    drawn = {line.get_label(): line for line in ax.get_lines()}
+    full = method_looks(BUILT_IN)
+    for method in ("bagan", "capsan", "crl"):
+        assert to_rgb(drawn[method].get_color()) == to_rgb(full[method]["color"])
+        assert drawn[method].get_linestyle() == full[method]["linestyle"]
