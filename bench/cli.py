@@ -88,7 +88,8 @@ def cli():
               help="torch.compile the training networks; --compile alone is mode 'default', 'reduce-overhead' "
                    "adds CUDA graphs. Part of the cell key.")
 @click.option("--dry-run", is_flag=True,
-              help="List the cells as done, failed or pending with a time estimate; run nothing, write nothing.")
+              help="List the cells as done, failed or pending with a time estimate (and its spread); run nothing, "
+                   "write and download nothing.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_set, image_size, quality, fid_weights,
         celeba_attr, epochs, method_files, data_dir, download, results, device, resume, jobs, jobs_per_gpu, executor,
@@ -132,7 +133,7 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_s
         config.compile = compile_mode
     cells = build_grid(config)
     if dry_run:
-        _dry_run(cells, results, data_dir, download, device, jobs, jobs_per_gpu)
+        _dry_run(cells, results, data_dir, device, jobs, jobs_per_gpu, quiet)
         return
 
     summary = run_grid(cells, results, data_dir=data_dir, download=download, device=device, resume=resume,
@@ -152,7 +153,7 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_s
         sys.exit(1)
 
 
-def _dry_run(cells, results, data_dir, download, device, jobs, jobs_per_gpu) -> None:
+def _dry_run(cells, results, data_dir, device, jobs, jobs_per_gpu, quiet) -> None:
     import torch
     from tabulate import tabulate
 
@@ -162,9 +163,13 @@ def _dry_run(cells, results, data_dir, download, device, jobs, jobs_per_gpu) -> 
 
     n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     workers = len(plan_devices(jobs, jobs_per_gpu, device, n_gpus))
-    table, line = dry_run(cells, results, dataset_loader(data_dir, download), resolve_device(device), workers)
+    # a dry run writes nothing: no download either (files not found leave their groups without an estimate)
+    table, line = dry_run(cells, results, dataset_loader(data_dir, False), resolve_device(device), workers,
+                          progress=not quiet)
     shown = table.assign(s_per_cell=table["s_per_cell"].map(lambda s: "?" if s != s else f"{s:.2f}"),
-                         to_run_s=table["to_run_s"].map(lambda s: "?" if s != s else f"{s:.0f}"))
+                         to_run_s=[("?" if t != t else f"{t:.0f}" if not (lo < hi) else f"{t:.0f} ({lo:.0f}-{hi:.0f})")
+                                   for t, lo, hi in zip(table["to_run_s"], table["low_s"], table["high_s"],
+                                                        strict=True)]).drop(columns=["low_s", "high_s"])
     click.echo(tabulate(shown, headers="keys", showindex=False, tablefmt="simple", disable_numparse=True))
     click.echo(line)
 

@@ -1,25 +1,33 @@
 """``bench run --dry-run`` (benchopt's ``--collect``): which cells are done, failed or pending, and how long
-the pending ones should take, without running them or writing the store.
+the pending ones should take, without running them and without writing anything anywhere (no store, no
+results folder, no dataset cache: the data is read under ``datasets.cache.read_only``; nothing is downloaded).
 
 The estimate per (method, dataset), in order of trust:
 1. ``store``: the median duration of the done cells with the same method label, dataset, epochs, precision
    and compile mode that ran on the same kind of device (cpu or cuda);
-2. ``calibrated``: the group's first pending cell, fitted for 1 and then 3 epochs on at most
-   ``CALIBRATION_IMAGES`` training images of its task on this run's device; the difference is the cost of
-   an epoch, the rest a fixed cost. Every pending cell of the group then gets the fixed cost plus the
-   per-image epoch cost x its own task's training-set size N x its epochs (every method's budget is
-   epochs x ceil(N / batch) steps; N shrinks with the imbalance ratio, so a 0.5 task costs about 1.5x a
-   0.01 one);
-3. unknown, when the calibration itself fails (a method refusing a tiny task): the row says why.
-Wall time divides the cell time by the number of workers, which assumes the workers do not slow each
-other (true across GPUs and CPU cores, optimistic when several share one GPU).
+2. ``calibrated``: the method is fitted for 1, 2 and 3 epochs on at most ``CALIBRATION_IMAGES`` training
+   images of one pending cell's task on this run's device. The 1-to-3 difference over 2 is the cost of an
+   epoch, the rest a fixed cost; the two one-epoch steps (1 to 2, 2 to 3) give the spread, which the table
+   and the summary line show as a range (a busy machine shows a wide one). One calibration serves every
+   group of the same method label, image shape and speed settings (MNIST and Fashion-MNIST share one).
+   Every pending cell then gets the fixed cost plus the per-image epoch cost x its own task's training-set
+   size N x its epochs (every method's budget is epochs x ceil(N / batch) steps; N shrinks with the
+   imbalance ratio, so a 0.5 task costs about 1.5x a 0.01 one);
+3. unknown, when the calibration itself fails (a method refusing a tiny task, data not found): the row
+   says why.
+A progress bar per calibration says which method is being timed. Wall time divides the cell time by the
+number of workers, which assumes the workers do not slow each other (true across GPUs and CPU cores,
+optimistic when several share one GPU).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +37,28 @@ from bench.datasets.base import ImageSet
 from bench.grid import Cell
 from bench.store import STORE_NAME, Store
 
-CALIBRATION_IMAGES = 512
+CALIBRATION_IMAGES = 256
+CALIBRATION_EPOCHS = (1, 2, 3)
 _WARM: list = []  # non-empty once this process has run one (untimed) warm-up fit
+
+
+@dataclass(frozen=True)
+class Speed:
+    """A method's measured speed on one device: a fixed cost and a cost per training image per epoch, with
+    the range the calibration's epochs gave (``low`` to ``high``); NaNs and the reason when unknown."""
+
+    fixed: float
+    per_image: float
+    low: float
+    high: float
+    reason: str
+
+    def seconds(self, n_images: int, epochs: int, which: str = "per_image") -> float:
+        return self.fixed + getattr(self, which) * n_images * epochs
+
+    @classmethod
+    def unknown(cls, reason: str) -> Speed:
+        return cls(math.nan, math.nan, math.nan, math.nan, reason)
 
 
 def stored_attempts(results_dir) -> pd.DataFrame:
@@ -88,36 +116,38 @@ def _task(cell: Cell, train: ImageSet, test: ImageSet):
                            dataset=cell.dataset, test_distribution=cell.options.get("test", "balanced"))
 
 
-def calibration(cell: Cell, train: ImageSet, test: ImageSet, device) -> tuple[float, float, str]:
-    """(fixed seconds, seconds per training image per epoch, how they were found) for ``cell``'s method on
-    ``device``; NaNs and the reason when the calibration fails.
+def calibration(cell: Cell, train: ImageSet, test: ImageSet, device) -> Speed:
+    """The ``Speed`` of ``cell``'s method on ``device``, or an unknown one with the reason it failed.
 
-    The cell's method is fitted (and predicts) twice on a small version of its task, for 1 and 3 epochs: half
-    the difference is the cost of an epoch of ``CALIBRATION_IMAGES`` images, the rest a fixed cost (models,
-    prediction, compilation under --compile)."""
+    The method is fitted (and predicts) on a small version of the cell's task for 1, 2 and 3 epochs: half
+    the 1-to-3 difference is the cost of an epoch of ``CALIBRATION_IMAGES`` images, the rest a fixed cost
+    (models, prediction, compilation under --compile); the 1-to-2 and 2-to-3 differences bound it."""
     try:
         task = _task(cell, train, test)
         small = _shrink(task.train, CALIBRATION_IMAGES, cell.seed)
         if not _WARM:  # the process's first fit pays torch's one-off start-up: keep it out of the timing
             _timed_fit(cell, small, task.test, device, 1)
             _WARM.append(True)
-        one, three = (_timed_fit(cell, small, task.test, device, epochs) for epochs in (1, 3))
+        one, two, three = (_timed_fit(cell, small, task.test, device, epochs) for epochs in CALIBRATION_EPOCHS)
     except Exception as exc:  # noqa: BLE001 (a refusal here is only a missing estimate)
-        reason = f"calibration failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        return math.nan, math.nan, reason
+        return Speed.unknown(f"calibration failed: {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}")
     per_epoch = max((three - one) / 2, 0.0)
+    steps = sorted(max(step, 0.0) for step in (two - one, three - two))
     fixed = max(one - per_epoch, 0.0)
-    return fixed, per_epoch / len(small), (f"calibrated: {fixed:.1f} s + {per_epoch:.2f} s/epoch on "
-                                           f"{len(small)} images, scaled to each task's size and epochs")
+    n = len(small)
+    return Speed(fixed, per_epoch / n, steps[0] / n, steps[1] / n,
+                 f"calibrated: {fixed:.1f} s + {per_epoch:.2f} s/epoch ({steps[0]:.2f} to {steps[1]:.2f}) on {n} "
+                 "images, scaled to each task's size and epochs")
 
 
 def calibrate(cell: Cell, train: ImageSet, test: ImageSet, device) -> tuple[float, str]:
     """Seconds the full ``cell`` should take (``calibration`` scaled to its task's N images and its epochs);
     NaN and the reason when the calibration fails."""
-    fixed, per_image, reason = calibration(cell, train, test, device)
-    if math.isnan(fixed):
-        return math.nan, reason
-    return fixed + per_image * len(_task(cell, train, test).train) * cell.epochs, reason
+    speed = calibration(cell, train, test, device)
+    if math.isnan(speed.fixed):
+        return math.nan, speed.reason
+    return speed.seconds(len(_task(cell, train, test).train), cell.epochs), speed.reason
 
 
 def _timed_fit(cell: Cell, train: ImageSet, test: ImageSet, device, epochs: int) -> float:
@@ -135,9 +165,20 @@ def _timed_fit(cell: Cell, train: ImageSet, test: ImageSet, device, epochs: int)
         return time.perf_counter() - clock
 
 
-def dry_run(cells: list[Cell], results_dir, load, device, workers: int = 1) -> tuple[pd.DataFrame, str]:
+def dry_run(cells: list[Cell], results_dir, load, device, workers: int = 1,
+            progress: bool = False) -> tuple[pd.DataFrame, str]:
     """The per-(method, dataset) table and a summary line; ``load(cell) -> (train, test)`` reads the data
-    (only for the groups that need a calibration)."""
+    (only for the groups that need a calibration), under ``read_only``: nothing is written anywhere.
+    ``progress``: a bar per calibration on stderr."""
+    from bench.datasets.cache import read_only
+
+    with read_only():
+        return _dry_run(cells, results_dir, load, device, workers, progress)
+
+
+def _dry_run(cells, results_dir, load, device, workers, progress):
+    from tqdm import tqdm
+
     from bench.runner import describe_device
 
     attempts = stored_attempts(results_dir)
@@ -145,6 +186,7 @@ def dry_run(cells: list[Cell], results_dir, load, device, workers: int = 1) -> t
     stored = stored_durations(attempts, device.type)
     rows = []
     sizes: dict[tuple, int] = {}  # training-set size per task (it does not depend on the seed)
+    speeds: dict[tuple, Speed] = {}  # one calibration per method label, parameters, image shape and settings
 
     def size(cell: Cell) -> int:
         task = (cell.dataset, cell.protocol, cell.pair, cell.ratio, cell.options.get("test"),
@@ -156,34 +198,72 @@ def dry_run(cells: list[Cell], results_dir, load, device, workers: int = 1) -> t
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
         groups.setdefault((cell.variant or cell.method, cell.dataset), []).append(cell)
+    to_calibrate = [g for g, members in groups.items()
+                    if stored.get((*g, members[0].epochs, speed_settings(members[0].options))) is None
+                    and any(status[c.key] != "done" for c in members)]
+    bar = tqdm(total=len(to_calibrate), desc="calibrating", unit="method", file=sys.stderr,
+               disable=not progress or not to_calibrate)
     for (label, dataset), members in groups.items():
         counts = {s: sum(status[c.key] == s for c in members) for s in ("done", "failed", "pending")}
         todo = [c for c in members if status[c.key] != "done"]
         known = stored.get((label, dataset, members[0].epochs, speed_settings(members[0].options)))
+        low = high = math.nan
         if known is not None:
             seconds, source = known, "store (median of done cells)"
-            to_run = seconds * len(todo)
+            to_run = low = high = seconds * len(todo)
         elif todo:
             probe = todo[0]
-            fixed, per_image, source = calibration(probe, *load(probe), device)
-            each = [fixed + per_image * size(c) * c.epochs for c in todo] if not math.isnan(fixed) else [math.nan]
-            seconds, to_run = float(np.mean(each)), float(np.sum(each)) if not math.isnan(fixed) else math.nan
+            bar.set_description(f"calibrating {label} on {dataset}")
+            try:
+                speed, each_size = _speed(probe, load, device, speeds), [size(c) for c in todo]
+            except Exception as exc:  # noqa: BLE001 (data not found, say: only this estimate is missing)
+                speed, each_size = Speed.unknown(f"no estimate: {str(exc).splitlines()[0]}"), []
+            bar.update(1)
+            source = speed.reason
+            if math.isnan(speed.fixed):
+                seconds = to_run = math.nan
+            else:
+                work = [(n, c.epochs) for n, c in zip(each_size, todo, strict=True)]
+                to_run = sum(speed.seconds(n, e) for n, e in work)
+                low = sum(speed.seconds(n, e, "low") for n, e in work)
+                high = sum(speed.seconds(n, e, "high") for n, e in work)
+                seconds = to_run / len(todo)
         else:
             seconds, to_run, source = math.nan, 0.0, "-"
+            low = high = 0.0
         rows.append({"method": label, "dataset": dataset, "cells": len(members), **counts,
-                     "s_per_cell": seconds, "estimate": source, "to_run_s": to_run})
+                     "s_per_cell": seconds, "estimate": source, "to_run_s": to_run, "low_s": low, "high_s": high})
+    bar.close()
     table = pd.DataFrame(rows)
-    to_run = int(table["failed"].sum() + table["pending"].sum()) if len(table) else 0
-    total = float(table["to_run_s"].sum(min_count=1)) if len(table) else 0.0
+    return table, _summary(table, cells, workers, describe_device(device))
+
+
+def _speed(cell: Cell, load, device, speeds: dict) -> Speed:
+    """The calibration of ``cell``'s method, measured once per label, parameters, image shape and settings."""
+    train, test = load(cell)
+    key = (cell.variant or cell.method, json.dumps(cell.overrides, sort_keys=True, default=str),
+           tuple(train.image_shape), speed_settings(cell.options))
+    if key not in speeds:
+        speeds[key] = calibration(cell, train, test, device)
+    return speeds[key]
+
+
+def _summary(table: pd.DataFrame, cells, workers: int, device: str) -> str:
+    if not len(table):
+        return f"{len(cells)} cells: nothing to run"
+    to_run = int(table["failed"].sum() + table["pending"].sum())
+    total = float(table["to_run_s"].sum(min_count=1))
+    low, high = float(table["low_s"].sum(min_count=1)), float(table["high_s"].sum(min_count=1))
     unknown = int(table.loc[table["s_per_cell"].isna() & (table["failed"] + table["pending"] > 0), "cells"].count())
-    line = (f"{len(cells)} cells: {int(table['done'].sum()) if len(table) else 0} done, "
-            f"{int(table['failed'].sum()) if len(table) else 0} failed, "
-            f"{int(table['pending'].sum()) if len(table) else 0} pending; {to_run} to run, "
-            f"about {_duration(total)} of cell time, {_duration(total / max(1, workers))} wall with {workers} "
-            f"worker{'s' if workers > 1 else ''} on {describe_device(device)}")
+    spread = (f" ({_duration(low)} to {_duration(high)} from the calibration's spread)"
+              if not (math.isnan(low) or math.isnan(high)) and high > low else "")
+    line = (f"{len(cells)} cells: {int(table['done'].sum())} done, {int(table['failed'].sum())} failed, "
+            f"{int(table['pending'].sum())} pending; {to_run} to run, about {_duration(total)} of cell "
+            f"time{spread}, {_duration(total / max(1, workers))} wall with {workers} "
+            f"worker{'s' if workers > 1 else ''} on {device}")
     if unknown:
         line += f" ({unknown} method/dataset group(s) without an estimate: see the table)"
-    return table, line
+    return line
 
 
 def _duration(seconds: float) -> str:

@@ -3,11 +3,14 @@
 ``<folder>/<name>.npz`` holds the images, the labels, a format version and ``md5``: the key the loader
 built from its source files' checksums (and any option that changes the decoded arrays). A cache with
 another key or version, or one that cannot be read (truncated, garbled, not a zip), is rebuilt; a folder
-that is not writable gets none.
+that is not writable gets none. Inside ``read_only()`` (``bench run --dry-run``, which writes nothing) no
+loader writes anything into a data folder: no cache, no cache folder, no extraction.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import tempfile
 from pathlib import Path
@@ -17,6 +20,22 @@ import numpy as np
 from bench.datasets.base import ImageSet
 
 CACHE_VERSION = 1
+_READ_ONLY = contextvars.ContextVar("bench_data_read_only", default=False)
+
+
+@contextlib.contextmanager
+def read_only():
+    """Within it, loaders read data folders and write nothing there (``--dry-run``)."""
+    token = _READ_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _READ_ONLY.reset(token)
+
+
+def writes_allowed() -> bool:
+    """False inside :func:`read_only`."""
+    return not _READ_ONLY.get()
 
 
 def read_cache(cache: Path, key: np.ndarray, class_names: tuple[str, ...]) -> ImageSet | None:
@@ -38,6 +57,8 @@ def read_cache(cache: Path, key: np.ndarray, class_names: tuple[str, ...]) -> Im
 def write_cache(cache: Path, key: np.ndarray, data: ImageSet) -> None:
     """Best effort: a folder that is read-only (or any write error) just means no cache."""
     folder = cache.parent
+    if not writes_allowed():
+        return
     # Root passes os.access on any folder, so also honour the owner's intent shown by the mode bits:
     # a shared data folder with no write bits must stay untouched.
     if not os.access(folder, os.W_OK) or not folder.stat().st_mode & 0o222:

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.datasets.base import ImageSet
-from bench.datasets.cache import read_cache, write_cache
+from bench.datasets.cache import read_cache, write_cache, writes_allowed
 from bench.datasets.download import ensure_files, md5sum
 from bench.errors import BenchError
 
@@ -185,6 +185,9 @@ def _extract(archive: Path, batches: Path, wanted: list[str]) -> None:
     renamed in only when the whole archive has been read; files already present are never replaced.
     """
     folder = batches.parent
+    if not writes_allowed():
+        raise BenchError(f"{NAME}: {archive} is not extracted yet, and --dry-run writes nothing; run any cell "
+                         "once (it extracts the archive), then the dry run can calibrate")
     # Root passes os.access anywhere, so also honour the mode bits (as datasets/cache.py does): a shared,
     # read-only data folder is never written to.
     for target in (folder, batches) if batches.is_dir() else (folder,):

@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.datasets.base import ImageSet, LoadOptions
-from bench.datasets.cache import read_cache, write_cache
+from bench.datasets.cache import read_cache, write_cache, writes_allowed
 from bench.datasets.download import file_digest
 from bench.errors import BenchError
 
@@ -315,6 +315,8 @@ def _cache_file(root: Path, split: str, size: int) -> Path | None:
     """``PATH/.capsan-cache/<split>-<size>.npz``; None when the folder may not get one (read-only PATH)."""
     folder = root / CACHE_DIR
     if not folder.is_dir():
+        if not writes_allowed():  # --dry-run: no cache folder made
+            return None
         # As cache.write_cache: honour the mode bits too, since root passes os.access everywhere.
         if not os.access(root, os.W_OK) or not root.stat().st_mode & 0o222:
             return None

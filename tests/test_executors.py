@@ -3,9 +3,11 @@ cells retried, nothing finished lost) and the device plan; Ray in its own test f
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
-from helpers import repeatable, run_bench
+from helpers import copy_shared, repeatable, run_bench
 
 from bench.errors import BenchError
 from bench.executors import Job, LocalExecutor, SequentialExecutor, plan_devices
@@ -170,7 +172,8 @@ def test_stored_durations_count_only_cells_of_the_same_device_kind_and_speed_set
     from bench import dryrun
     from bench.runner import run_cell
 
-    monkeypatch.setattr(dryrun, "calibration", lambda cell, train, test, device: (1.0, 0.0, "calibrated: fake"))
+    monkeypatch.setattr(dryrun, "calibration",
+                        lambda cell, train, test, device: dryrun.Speed(1.0, 0.0, 0.0, 0.0, "calibrated: fake"))
     config = RunConfig(name="t", methods=["imbalanced"], datasets=["digits"], ratios=[0.1], seeds=2,
                        pairs=[[3, 5]], epochs=1)
     first, second = build_grid(config)
@@ -196,7 +199,8 @@ def test_calibrated_estimate_scales_with_each_cells_task_size_and_epochs(tmp_pat
     from bench import dryrun
     from bench.datasets.imbalance import make_imbalanced
 
-    monkeypatch.setattr(dryrun, "calibration", lambda cell, train, test, device: (2.0, 0.01, "calibrated: fake"))
+    monkeypatch.setattr(dryrun, "calibration",
+                        lambda cell, train, test, device: dryrun.Speed(2.0, 0.01, 0.01, 0.01, "calibrated: fake"))
     config = RunConfig(name="t", methods=["imbalanced"], datasets=["digits"], ratios=[0.5, 0.05], seeds=2,
                        pairs=[[3, 5]], epochs=3)
     cells = build_grid(config)
@@ -207,6 +211,47 @@ def test_calibrated_estimate_scales_with_each_cells_task_size_and_epochs(tmp_pat
     assert table.loc[0, "to_run_s"] == pytest.approx(expected)
     assert table.loc[0, "s_per_cell"] == pytest.approx(expected / len(cells))
     assert "4 pending" in line and not (tmp_path / "none").exists()
+
+
+def test_the_calibration_spread_is_shown_and_one_calibration_serves_one_image_shape(digits, monkeypatch):
+    """Fits of 1, 2, 3 epochs taking 10, 13 and 18 s: 4 s an epoch (3 to 5), 6 s fixed. MNIST and Fashion-MNIST
+    cells (here: two datasets of one shape) share one calibration."""
+    from bench import dryrun
+
+    times = {1: 10.0, 2: 13.0, 3: 18.0}
+    calls = []
+    monkeypatch.setattr(dryrun, "_timed_fit", lambda cell, train, test, device, epochs: calls.append(epochs)
+                        or times[epochs])
+    monkeypatch.setattr(dryrun, "_WARM", [True])
+    config = RunConfig(name="t", methods=["imbalanced"], datasets=["digits", "mnist"], ratios=[0.1], seeds=1,
+                       pairs=[[3, 5]], epochs=2)
+    cells = build_grid(config)
+    table, line = dryrun.dry_run(cells, "/nonexistent/results", lambda cell: digits, torch.device("cpu"))
+    assert calls == [1, 2, 3]  # one calibration for both groups
+    n_small = min(dryrun.CALIBRATION_IMAGES, len(dryrun._task(cells[0], *digits).train))
+    n = len(dryrun._task(cells[0], *digits).train)
+    assert table["to_run_s"].tolist() == pytest.approx([6.0 + 4.0 / n_small * n * 2] * 2)
+    assert table["low_s"].tolist() == pytest.approx([6.0 + 3.0 / n_small * n * 2] * 2)
+    assert table["high_s"].tolist() == pytest.approx([6.0 + 5.0 / n_small * n * 2] * 2)
+    assert "s/epoch (3.00 to 5.00)" in table.loc[0, "estimate"] and "from the calibration's spread" in line
+
+
+def test_a_dry_run_writes_nothing_into_the_data_folder_and_shows_its_progress(tmp_path):
+    """It once left 55 MB of .npz cache in the data folder, silently, although it "writes nothing"."""
+    data = copy_shared("mnist", tmp_path / "data").parent  # a writable copy: a normal run would cache here
+    before = sorted(os.listdir(data / "mnist"))
+    run = run_bench("run", "--methods", "imbalanced", "--datasets", "mnist", "--data-dir", data, "--pairs", "3:5",
+                    "--ratios", "0.1", "--seeds", "1", "--epochs", "1", "--results", tmp_path / "r", "--dry-run",
+                    cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert sorted(os.listdir(data / "mnist")) == before and not (tmp_path / "r").exists()
+    assert "calibrating imbalanced on mnist" in run.stderr  # the progress bar names the method
+    assert "1 cells: 0 done, 0 failed, 1 pending" in run.stdout and "calibrated:" in run.stdout
+    missing = run_bench("run", "--methods", "imbalanced", "--datasets", "mnist", "--data-dir", tmp_path / "none",
+                        "--pairs", "3:5", "--ratios", "0.1", "--seeds", "1", "--results", tmp_path / "r",
+                        "--dry-run", "--download", cwd=tmp_path)
+    assert missing.returncode == 0 and "no estimate: mnist: missing file" in missing.stdout
+    assert not (tmp_path / "none").exists()  # nothing downloaded
 
 
 def test_a_calibration_that_fails_is_an_unknown_estimate_with_its_reason(digits):
