@@ -64,7 +64,7 @@ def test_unequal_predicting_networks_are_named_under_table3(tmp_path):
     assert note in (tmp_path / "out" / "table3.md").read_text()
     assert pd.read_csv(tmp_path / "out" / "budget.csv").set_index("method").loc["capsan", "classifier_updates"] == 1490
     page = (tmp_path / "out" / "report.html").read_text()
-    assert "<h2>Budget</h2>" in page and "1490" in page
+    assert "<h2>Training budget</h2>" in page and "1490" in page
 
 
 def test_cells_without_a_ledger_are_named(tmp_path):

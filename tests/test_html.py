@@ -47,6 +47,16 @@ def report_dir(tmp_path_factory):
                    "pair": [3, 5], "ratio": 0.05, "seed": 7, "epochs": 1, "status": "failed",
                    "error": "SMOTE refused: <too few> neighbours", "started_at": "2026-01-01T00:00:00+00:00",
                    "finished_at": "2026-01-01T00:00:01+00:00", "duration_s": 1.0, "device": "cpu", "versions": {}})
+        # an MNIST table as wide as they come: three seeds (95 % intervals) and the paper's columns beside ours
+        for n, (method, seed) in enumerate((m, s) for m in ("imbalanced", "smote", "adasyn", "crl", "capsan")
+                                           for s in range(3)):
+            p = 0.9 + 0.01 * seed
+            store.add({"key": f"mnist-{n}", "method": method, "params": {}, "dataset": "mnist", "protocol": "binary",
+                       "pair": [3, 5], "ratio": 0.1, "seed": seed, "epochs": 1, "status": "done",
+                       "metrics": {"precision": p, "recall": p - 0.1, "f_measure": p - 0.05, "accuracy": p,
+                                   "g_mean": p - 0.02, "balanced_accuracy": p, "roc_auc": p},
+                       "started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T00:00:01+00:00",
+                       "duration_s": 1.0, "device": "cpu", "versions": {}})
     rep = run_bench("report", "--results", results, "--out", tmp / "report", "--format", "html", cwd=tmp)
     assert rep.returncode == 0, rep.stderr
     return tmp / "report"
@@ -71,10 +81,21 @@ def test_the_page_has_the_tables_provenance_and_failed_cells(page):
     parser = Page()
     parser.feed(page)
     assert parser.tables >= 2  # provenance and Table 3
-    assert {"Provenance", "table3", "Figures"} <= set(parser.headings)
+    assert {"Provenance", "Table 3", "Training budget", "Figures"} <= set(parser.headings)
+    assert "table3" not in parser.headings  # once a file name above the table's own "Table 3"
+    assert all(a != b for a, b in zip(parser.headings, parser.headings[1:], strict=False))  # no heading repeated
     assert "Failed cells (1)" in page and "SMOTE refused: &lt;too few&gt; neighbours" in page  # escaped
-    assert re.search(r"<th>seeds</th><td>0, 7</td>", page)
+    assert re.search(r"<th>seeds</th><td>0, 1, 2, 7</td>", page)
     assert "<b>" in page  # the best values are marked
+    assert "<p>- " not in page and "<li>smote at ratio 0.05, 1 cell (seed 7" in page  # a list, not literal "- "
+
+
+def test_every_figure_has_a_caption_that_says_what_it_shows(page):
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
+    assert captions and all(re.match(r"(Figure \d|Critical-difference)", c) for c in captions), captions
+    figure3 = next(c for c in captions if c.startswith("Figure 3"))
+    assert "shaded band: the 95 % Student-t interval of the mean over seeds" in figure3
+    assert "<br><small>[" in page  # a 95 % interval on its own line under the mean ± std
 
 
 # --------------------------------------------------------------------------- the page in a real browser
@@ -119,12 +140,19 @@ def test_the_page_renders_in_chromium_with_every_figure_and_no_console_error(rep
             images = tab.evaluate(
                 "Array.from(document.images, i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0,"
                 " width: i.naturalWidth}))")
+            # at 1,280 px nothing scrolls sideways: not the page, not a table inside its own scroll box
+            widths = tab.evaluate(
+                "({page: document.documentElement.scrollWidth, view: window.innerWidth, tables: Array.from("
+                "document.querySelectorAll('table'), t => ({text: t.innerText.slice(0, 40), over: t.scrollWidth"
+                " - t.clientWidth, right: t.getBoundingClientRect().right}))})")
             title = tab.title()
             shot = _artifact_dir(request.config.rootpath) / SCREENSHOT
             tab.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
     assert title == "capsan-bench report"
+    assert widths["page"] <= widths["view"], widths["page"]
+    assert [t for t in widths["tables"] if t["over"] > 0 or t["right"] > widths["view"]] == [], widths["tables"]
     assert sorted(f"{i['alt']}.png" for i in images) == figures  # every PNG figure is on the page ...
     assert all(i["ok"] for i in images), [i["alt"] for i in images if not i["ok"]]  # ... and decodes
     assert [c for c in console if c.split(":")[0] in ("error", "warning")] == []
