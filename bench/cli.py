@@ -75,6 +75,9 @@ def cli():
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Skip cells already done.")
 @click.option("--jobs", type=int, help="Worker processes running cells at once (default 1: in this process).")
+@click.option("--threads", type=int, help="torch CPU threads per process. Default: OMP_NUM_THREADS if set; with "
+              "--jobs N, cores // N; else cores minus the threads other processes keep busy, checked before cells "
+              "(README, CPU threads).")
 @click.option("--jobs-per-gpu", type=int, help="Workers per visible GPU (cells packed on each GPU).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this machine (--jobs); ray: every cell a Ray task (pip install capsan-bench[ray]).")
@@ -92,8 +95,8 @@ def cli():
                    "write and download nothing.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_set, image_size, quality, fid_weights,
-        celeba_attr, epochs, method_files, data_dir, download, results, device, resume, jobs, jobs_per_gpu, executor,
-        ray_address, gpus_per_cell, precision, compile_mode, dry_run, quiet):
+        celeba_attr, epochs, method_files, data_dir, download, results, device, resume, jobs, threads, jobs_per_gpu,
+        executor, ray_address, gpus_per_cell, precision, compile_mode, dry_run, quiet):
     """Run every cell of method x dataset x ratio x pair x seed and store the results."""
     from bench.grid import build_grid, load_preset, parse_pairs
     from bench.methods import load_method_file
@@ -138,7 +141,8 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_s
 
     summary = run_grid(cells, results, data_dir=data_dir, download=download, device=device, resume=resume,
                        quiet=quiet, fid_weights=fid_weights, jobs=jobs, jobs_per_gpu=jobs_per_gpu, executor=executor,
-                       ray_address=ray_address, gpus_per_cell=gpus_per_cell, method_files=method_files)
+                       ray_address=ray_address, gpus_per_cell=gpus_per_cell, method_files=method_files,
+                       threads=threads)
     refused = f" ({summary.refused} refused by the method or protocol)" if summary.refused else ""
     click.echo(f"{summary.total} cells: {summary.done} run, {summary.failed} failed{refused}, "
                f"{summary.skipped} already done (results in {Path(results) / 'bench.sqlite'})")

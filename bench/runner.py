@@ -39,6 +39,7 @@ from bench.methods.budget import Ledger  # noqa: E402
 from bench.metrics import classification_metrics, roc_points  # noqa: E402
 from bench.quality import BATTLE_TWINS, FidSettings, battle_against_twin, generative_quality  # noqa: E402
 from bench.store import STORE_NAME, Store, check_results_dir  # noqa: E402
+from bench.threads import ThreadPolicy, worker_threads  # noqa: E402
 
 _PACKAGES = ("capsan-bench", "torch", "numpy", "scikit-learn", "imbalanced-learn", "pandas")
 
@@ -117,6 +118,7 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
         method, proba, retry, budget = _fit_predict(cell, task, ctx)
         row["metrics"] = classification_metrics(task.test.labels, proba, task.positive)
         row["metrics"]["budget"] = budget
+        row["metrics"]["threads"] = torch.get_num_threads()  # also in the device string; --threads N repeats it
         if retry:
             row["metrics"]["oom_retry"] = retry
         row["curves"] = {"roc": roc_points(task.test.labels, proba, task.positive)} if task.positive is not None else {}
@@ -281,7 +283,7 @@ def run_grid(cells: list[Cell], results_dir: str | Path, *, data_dir=None, downl
              device: str = "auto", resume: bool = True, quiet: bool = False, fid_weights=None,
              jobs: int | None = None, jobs_per_gpu: int | None = None, executor: str = "local",
              ray_address: str | None = None, gpus_per_cell: float = 0.0, method_files=(),
-             ray_options: dict | None = None) -> RunSummary:
+             ray_options: dict | None = None, threads: int | None = None) -> RunSummary:
     """Run the cells not yet done and store each row as it arrives; see ``bench/executors.py`` for where
     they run (here, ``jobs`` local workers, or Ray tasks). Only this process writes the store, and only one
     run at a time writes a results folder (``bench/lock.py``)."""
@@ -310,14 +312,15 @@ def run_grid(cells: list[Cell], results_dir: str | Path, *, data_dir=None, downl
         data = {_data_source(cell): load(cell) for cell in pending}
         job = executors.Job(str(results_dir), None if data_dir is None else str(data_dir), download,
                             None if fid_weights is None else str(fid_weights), tuple(map(str, method_files)),
-                            threads=_threads_per_worker(devices))
+                            threads=worker_threads(threads, sum(d == "cpu" for d in devices)))
         if executor == "ray":
             pool = executors.RayExecutor(job, ray_address, gpus_per_cell, init_options=ray_options)
         elif len(devices) > 1:
             pool = executors.LocalExecutor(job, devices)
         else:
+            policy = ThreadPolicy(threads)  # torch's CPU threads, set before each cell (bench/threads.py)
             pool = executors.SequentialExecutor(
-                lambda cell: _run_with_bars(cell, data, torch_device, results_dir, fid_settings, quiet))
+                lambda cell: _run_with_bars(cell, data, torch_device, results_dir, fid_settings, quiet, policy))
         if not isinstance(pool, executors.SequentialExecutor):
             data.clear()  # loaded only to fail fast: the workers read their own copies
         with Store(results_dir) as store:
@@ -353,14 +356,12 @@ def _store_rows(rows, store: Store, total: int, skipped: int, results_dir: Path,
     return summary
 
 
-def _threads_per_worker(devices: list[str]) -> int | None:
-    """CPU workers share the cores; GPU workers and the sequential path keep torch's default."""
-    cpu_workers = sum(d == "cpu" for d in devices)
-    return max(1, (os.cpu_count() or 1) // cpu_workers) if cpu_workers > 1 else None
-
-
-def _run_with_bars(cell: Cell, data: dict, device, results_dir: Path, fid_settings, quiet: bool) -> dict:
-    """The sequential path: this process's datasets, an epochs bar under the cells bar."""
+def _run_with_bars(cell: Cell, data: dict, device, results_dir: Path, fid_settings, quiet: bool,
+                   policy: ThreadPolicy | None = None) -> dict:
+    """The sequential path: this process's datasets, an epochs bar under the cells bar; ``policy`` sets
+    torch's CPU threads before the cell."""
+    if policy is not None:
+        policy.apply()
     with tqdm(total=cell.epochs, desc=f"  {cell.label()}", unit="ep", leave=False, disable=quiet,
               dynamic_ncols=True) as epochs_bar:
         def progress(epoch, total, logs, _bar=epochs_bar):
