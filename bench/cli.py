@@ -107,7 +107,9 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_s
     config = load_preset(preset)
     file_methods = [name for path in method_files for name in load_method_file(path)]
     # a user's own methods join the run, beside --methods or the preset's baselines
-    config.methods = list(dict.fromkeys((config.methods if methods is None else _split(methods)) + file_methods))
+    # (a name listed twice in --methods stays twice, so that the grid refuses it in one line)
+    chosen = config.methods if methods is None else _split(methods)
+    config.methods = chosen + [name for name in dict.fromkeys(file_methods) if name not in chosen]
     if datasets is not None:
         config.datasets = _split(datasets)
     if ratios is not None:
