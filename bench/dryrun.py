@@ -198,15 +198,16 @@ def _dry_run(cells, results_dir, load, device, workers, progress):
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
         groups.setdefault((cell.variant or cell.method, cell.dataset), []).append(cell)
-    to_calibrate = [g for g, members in groups.items()
-                    if stored.get((*g, members[0].epochs, speed_settings(members[0].options))) is None
-                    and any(status[c.key] != "done" for c in members)]
-    bar = tqdm(total=len(to_calibrate), desc="calibrating", unit="method", file=sys.stderr,
+    known_for = {g: stored.get((*g, members[0].epochs, speed_settings(members[0].options)))
+                 for g, members in groups.items()}
+    to_calibrate = sum(known_for[g] is None and any(status[c.key] != "done" for c in members)
+                       for g, members in groups.items())
+    bar = tqdm(total=to_calibrate, desc="calibrating", unit="method", file=sys.stderr,
                disable=not progress or not to_calibrate)
     for (label, dataset), members in groups.items():
         counts = {s: sum(status[c.key] == s for c in members) for s in ("done", "failed", "pending")}
         todo = [c for c in members if status[c.key] != "done"]
-        known = stored.get((label, dataset, members[0].epochs, speed_settings(members[0].options)))
+        known = known_for[(label, dataset)]
         low = high = math.nan
         if known is not None:
             seconds, source = known, "store (median of done cells)"

@@ -36,6 +36,12 @@ import torch
 # Training schedules a method may offer: "contract" (the default, above) and "paper" (the schedule its paper or
 # official code prescribes, off the contract on purpose; the grid stores it as ``name[schedule=paper]``).
 SCHEDULES = ("contract", "paper")
+def check_schedule(method: str, schedule: str) -> None:
+    """A ValueError naming the valid schedules when ``schedule`` is not one of them."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"{method}: schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
+
+
 ROLES = ("classifier", "generator", "discriminator", "critic", "autoencoder", "decoder")
 
 

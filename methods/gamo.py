@@ -109,7 +109,7 @@ from torchvision.utils import save_image
 
 from bench.datasets.base import ImageSet
 from bench.methods.base import FitContext, Method, check_finite
-from bench.methods.budget import SCHEDULES, Budget, Ledger
+from bench.methods.budget import Budget, Ledger, check_schedule
 from bench.methods.classifier import CLASSIFIER_SPEC, CommonCNN, shuffled_batches, to_input
 from bench.methods.gamo_nets import ConditionalDiscriminator, ConvexGenerator, FeatureVAE
 from bench.methods.generative import COMMON_DEFAULTS, to_uint8, top_up_counts
@@ -165,8 +165,7 @@ class GAMO(Method):
 
     def __init__(self, **params):
         super().__init__(**params)
-        if self.params["schedule"] not in SCHEDULES:
-            raise ValueError(f"gamo: schedule must be one of {', '.join(SCHEDULES)}; got {self.params['schedule']!r}")
+        check_schedule(self.name, self.params["schedule"])
 
     def key_params(self) -> dict:
         return {**self.params, "classifier_arch": CLASSIFIER_SPEC["arch"], "dropout": CLASSIFIER_SPEC["dropout"]}

@@ -46,7 +46,7 @@ from torchvision.utils import save_image
 
 from bench.datasets.base import ImageSet
 from bench.methods.base import FitContext, Method, check_finite
-from bench.methods.budget import SCHEDULES, Budget
+from bench.methods.budget import Budget, check_schedule
 from bench.methods.classifier import CLASSIFIER_SPEC, Classifier, to_input
 
 # Defaults every generative baseline shares; a method adds its own over these.
@@ -85,8 +85,7 @@ class GenerativeOversampling(Method):
     def __init__(self, **params):
         super().__init__(**params)
         schedule = self.params["schedule"]
-        if schedule not in SCHEDULES:
-            raise ValueError(f"{self.name}: schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
+        check_schedule(self.name, schedule)
         # the batch the contract's G is counted at: the user's, else the default (not the paper's)
         self.contract_batch = self.params["batch_size"]
         if schedule == "paper":

@@ -63,7 +63,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator, NullLocator  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from .colors import method_looks  # noqa: E402
+from .colors import method_looks as palette  # noqa: E402  (one look per method name)
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +125,6 @@ def mean_ci(values: Iterable[float], level: float = 0.95) -> tuple[float, float,
 
 def method_order(methods: Iterable[str]) -> list[str]:
     return sorted(set(map(str, methods)), key=lambda m: ("0" if m == BASELINE else "1") + m)
-
-
-def palette(methods: Iterable[str]) -> dict[str, dict]:
-    """{method: {color, linestyle, marker}}, keyed on the name alone (``reports/colors.py``)."""
-    return method_looks(methods)
 
 
 def _done(cells: pd.DataFrame | None) -> pd.DataFrame:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from .paper import PAPER_CITATION
 from .render import failure_lines
+from .stats import readable, readable_p
 from .table3 import failed_cells
 
 # Readable at 1,280 px without horizontal scrolling: a metric's 95 % interval goes on a second line under its
@@ -95,10 +96,10 @@ def _wilcoxon_table(frame: pd.DataFrame) -> str:
     frame = frame[[c for c in shown if c in frame]].rename(columns=shown)
     for column in ("CapsAN median", "method median", "median difference", "W"):
         if column in frame:
-            frame[column] = frame[column].map(lambda v: "-" if pd.isna(v) else f"{v:.3f}")
+            frame[column] = frame[column].map(lambda v: readable(v, 3))
     for column in ("p", "p (Holm)"):
         if column in frame:
-            frame[column] = frame[column].map(lambda v: "-" if pd.isna(v) else "< 0.001" if v < 0.001 else f"{v:.3f}")
+            frame[column] = frame[column].map(readable_p)
     head = "".join(f"<th>{html.escape(str(c)).replace(' ', '<br>', 1)}</th>" for c in frame.columns)
     body = "".join("<tr>" + "".join(_cell("-" if pd.isna(v) else str(v)) for v in row) + "</tr>"
                    for row in frame.itertuples(index=False))

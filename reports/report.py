@@ -20,7 +20,6 @@ Nothing here writes to the store; a half-finished or failed run gives what it ca
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -154,26 +153,19 @@ def _statistics(out: Path, cells, formats, notes) -> list[Path]:
     return paths
 
 
-def _round(value, digits: int = 2) -> str:
-    """A statistic as people read it: ``12.33``; a p-value below 0.001 as ``< 0.001``; NaN as ``-``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if digits == "p":
-        return "< 0.001" if value < 0.001 else f"{value:.3f}"
-    return f"{value:.{digits}f}"
-
-
 def friedman_markdown(ranking: dict) -> str:
     """``friedman.md``: what was tested, the result rounded (or why it was not run), the average ranks, and
     every method left out with the reason."""
+    from .stats import readable, readable_p
+
     head = (f"# Friedman test on {ranking['metric']}\n\n{ranking['n_blocks']} blocks (dataset x protocol x "
             f"ratio), {ranking['k']} methods with a value in every block.")
     if ranking.get("reason"):
         result = f"Not tested: {ranking['reason']}. The average ranks below are descriptive only."
     else:
-        result = (f"chi2 = {_round(ranking['statistic'])}, p = {_round(ranking['p_value'], 'p')}; Iman-Davenport "
-                  f"F = {_round(ranking['iman_davenport'])}, p = {_round(ranking['iman_davenport_p'], 'p')}; "
-                  f"Nemenyi critical difference at alpha = {ranking['alpha']}: {_round(ranking['cd'])} (ranks "
+        result = (f"chi2 = {readable(ranking['statistic'])}, p = {readable_p(ranking['p_value'])}; Iman-Davenport "
+                  f"F = {readable(ranking['iman_davenport'])}, p = {readable_p(ranking['iman_davenport_p'])}; "
+                  f"Nemenyi critical difference at alpha = {ranking['alpha']}: {readable(ranking['cd'])} (ranks "
                   f"1 to {ranking['k']}).")
     ranks = "\n".join(f"| {m} | {r:.2f} |" for m, r in ranking["average_ranks"].items())
     table = f"\n\n| method | average rank |\n|---|---|\n{ranks}" if ranks else ""

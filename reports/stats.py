@@ -122,6 +122,16 @@ def ci_text(low, high, decimals: int = 3) -> str:
     return f"[{low:.{decimals}f}, {high:.{decimals}f}]"
 
 
+def readable(value, digits: int = 2) -> str:
+    """A statistic as people read it: ``12.33``; ``-`` for a missing one."""
+    return "-" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+
+
+def readable_p(value) -> str:
+    """A p-value as people read it: ``0.021``, ``< 0.001``; ``-`` for a missing one."""
+    return "-" if value is None or pd.isna(value) else "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
 # --------------------------------------------------------------------------- unit values
 
 
