@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import SHARED_DATA, run_bench
+from helpers import SHARED_DATA, require_shared, run_bench
 
 from bench.datasets import cifar10, fashion_mnist, folder, gtsrb, idx, load_dataset, mnist
 from bench.datasets.base import ImageSet
@@ -108,9 +108,8 @@ def fault(kind: str, dataset: str, via: str = "load"):
 
 
 def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"real data {path.name} not found in {path.parent} (see its SOURCES.md)")
-    return path
+    """``path`` under ../shared/data, or skip (fail under BENCH_REQUIRE_DATA, as CI runs): helpers.require_shared."""
+    return require_shared(path, f"real data {path.name} (see its SOURCES.md)")
 
 
 ALL_IDX = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
