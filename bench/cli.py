@@ -57,8 +57,10 @@ def cli():
 @click.option("--protocol", help="Imbalance protocol: binary (class pairs), longtail, step, gamo (all classes), or "
               "subset (n training images, Table 1).")
 @click.option("--sizes", help="Training-set sizes of the subset protocol, e.g. 100,500,1000.")
-@click.option("--test-set", "test_set", type=click.Choice(["balanced", "train"]),
-              help="Test set as the dataset gives it (balanced), or following the training distribution.")
+@click.option("--test-set", "test_set",
+              help="Test set: balanced (as the dataset gives it), train (following the training distribution), "
+              "holdout (20 % of the training set, for choosing settings), or several: balanced,train (every cell "
+              "runs once per test set).")
 @click.option("--image-size", type=int, help="Resize every dataset to this square size in pixels.")
 @click.option("--metrics", "quality", help="Generative quality per cell: ssim, fid, battle (comma-separated), or "
               "none; battle: capsan and capsan-conv only.")
@@ -125,7 +127,8 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_s
     if sizes is not None:
         config.sizes = [_size(item) for item in _split(sizes)]
     if test_set is not None:
-        config.test_distribution = test_set
+        tests = _split(test_set)
+        config.test_distribution = tests[0] if len(tests) == 1 else tests
     if image_size is not None:
         config.image_size = image_size
     if celeba_attr is not None:
@@ -190,14 +193,17 @@ def _dry_run(cells, results, data_dir, device, jobs, jobs_per_gpu, quiet) -> Non
 @click.option("--tables", help="Which of the paper's tables: any of 1,2,3 (default: all that have data).")
 @click.option("--figures", help="Which of the paper's figures: any of 3,4,5,6,7,8,9 (default: all with data).")
 @click.option("--by-pair", is_flag=True, help="Table 3: one row per class pair instead of averaging pairs.")
-def report(results, out, formats, tables, figures, by_pair):
+@click.option("--validation", is_flag=True, help="Also write validation.md: the store's numbers beside the published "
+              "ones (DeepSMOTE's GAMO-protocol tables, the CapsAN paper's Tables 1 and 3), with the differences.")
+def report(results, out, formats, tables, figures, by_pair, validation):
     """Write the paper's tables, statistics and figures from stored results, and print Table 3."""
     from bench.reports import table3_text
     from bench.reports.report import FIGURES, TABLES, parse_numbers, write_all
     from bench.store import read_cells
 
     written, notes = write_all(results, out, formats=_split(formats), tables=parse_numbers(tables, TABLES, "tables"),
-                               figures=parse_numbers(figures, FIGURES, "figures"), by_pair=by_pair)
+                               figures=parse_numbers(figures, FIGURES, "figures"), by_pair=by_pair,
+                               validation=validation)
     click.echo(table3_text(read_cells(results)))
     for path in written:
         click.echo(f"wrote {path}")

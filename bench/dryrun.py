@@ -39,6 +39,9 @@ from bench.store import STORE_NAME, Store
 
 CALIBRATION_IMAGES = 256
 CALIBRATION_EPOCHS = (1, 2, 3)
+# Fewest images a class keeps in the calibration sample: SMOTE and ADASYN need k + 1 = 6 of a class, and the
+# gamo protocol's rarest class (40 of 9,000) would otherwise keep 1 (its calibration failed: "no estimate").
+MIN_PER_CLASS = 8
 _WARM: list = []  # non-empty once this process has run one (untimed) warm-up fit
 
 
@@ -95,7 +98,7 @@ def stored_durations(attempts: pd.DataFrame, device_type: str) -> dict[tuple, fl
 
 
 def _shrink(images: ImageSet, n: int, seed: int) -> ImageSet:
-    """At most ``n`` images, every class kept in proportion (at least one image each)."""
+    """About ``n`` images, every class kept in proportion, at least ``MIN_PER_CLASS`` of each (or all it has)."""
     if len(images) <= n:
         return images
     rng = np.random.default_rng(seed)
@@ -103,7 +106,7 @@ def _shrink(images: ImageSet, n: int, seed: int) -> ImageSet:
     for c in range(images.n_classes):
         index = np.flatnonzero(images.labels == c)
         if len(index):
-            take = max(1, round(n * len(index) / len(images)))
+            take = max(MIN_PER_CLASS, round(n * len(index) / len(images)))
             keep.append(rng.choice(index, min(take, len(index)), replace=False))
     keep = np.sort(np.concatenate(keep))
     return ImageSet(images.images[keep], images.labels[keep], images.class_names)

@@ -57,7 +57,9 @@ class RunConfig:
     method_params: dict = field(default_factory=dict)  # {method: {parameter: value}}
     image_size: int | None = None  # resize every dataset to this square size (None: its own)
     celeba_attr: str | None = None  # CelebA's label task: an attribute name or "hair" (None: the default)
-    test_distribution: str = "balanced"  # or "train": the test set follows the training distribution
+    # "balanced" (the test split as the dataset gives it), "train" (the test set follows the training
+    # distribution), or a list of both: every cell then runs once per test set (the validation presets)
+    test_distribution: str | list = "balanced"
     metrics: list = field(default_factory=list)  # generative quality computed per cell: "ssim", "fid"
     sizes: list = field(default_factory=list)  # training-set sizes of the "subset" protocol (Table 1)
     # {method: {parameter: [values]}}: the product of the values forms one variant of the method per
@@ -68,15 +70,36 @@ class RunConfig:
     precision: str = "fp32"  # "bf16": forward passes and losses under bf16 autocast (every torch method)
     compile: str | None = None  # a torch.compile mode for the training networks; None = eager
 
-    def data_options(self, dataset: str) -> dict:
-        """What, besides the protocol, changes a dataset's images or labels: part of its cells' keys."""
+    def test_sets(self) -> list[str]:
+        """The test sets to run, validated: a list even when one is given."""
+        tests = [self.test_distribution] if isinstance(self.test_distribution, str) else list(self.test_distribution)
+        bad = [t for t in tests if t not in TEST_CHOICES]
+        if bad or not tests:
+            raise BenchError(f"unknown test set {', '.join(map(repr, bad)) or 'none'}; valid: {', '.join(TEST_CHOICES)}"
+                             " (or both, comma-separated)")
+        if len(set(tests)) != len(tests):
+            raise BenchError(f"a test set is listed twice in {tests}; list each once")
+        return tests
+
+    def data_options(self, dataset: str, test: str | None = None) -> dict:
+        """What, besides the protocol, changes a dataset's images or labels: part of its cells' keys.
+        ``test``: the cell's test set (default: the run's, when it names one)."""
+        if test is None:
+            tests = self.test_sets()
+            if len(tests) > 1:
+                raise BenchError(f"the run has {len(tests)} test sets; give the cell's one")
+            test = tests[0]
         options = {}
         if self.image_size is not None:
             options["image_size"] = int(self.image_size)
         if self.celeba_attr is not None and dataset == "celeba":
             options["celeba_attr"] = self.celeba_attr
-        if self.test_distribution != "balanced":
-            options["test"] = self.test_distribution
+        if test != "balanced":
+            options["test"] = test
+        if self.protocol == "gamo" and (test == "train" or (test == "balanced" and dataset == "celeba")):
+            # DeepSMOTE's fixed test counts (datasets/imbalance.py) replaced the proportional rule here: a
+            # new key, so cells stored under the old rule are run again, never mixed in.
+            options["test_counts"] = "deepsmote"
         if self.metrics:
             options["quality"] = list(self.metrics)
         if self.precision != "fp32":
@@ -196,8 +219,7 @@ def build_grid(config: RunConfig) -> list[Cell]:
             raise BenchError(f"a {kind} is listed twice in {list(names)}; list each once")
     if config.protocol not in PROTOCOLS:
         raise BenchError(f"unknown protocol '{config.protocol}'; valid protocols: {', '.join(PROTOCOLS)}")
-    if config.test_distribution not in TEST_CHOICES:
-        raise BenchError(f"unknown test distribution '{config.test_distribution}'; valid: {', '.join(TEST_CHOICES)}")
+    tests = config.test_sets()
     config.metrics = parse_quality(config.metrics)
     if config.precision not in PRECISIONS:
         raise BenchError(f"unknown precision '{config.precision}'; valid: {', '.join(PRECISIONS)}")
@@ -245,13 +267,14 @@ def build_grid(config: RunConfig) -> list[Cell]:
             dataset_ratios = [float(validate_size(n, len(info.class_names))) for n in config.sizes]
         else:
             dataset_ratios = ratios
-        options = config.data_options(dataset)
         for seed in range(int(config.seeds)):
-            for ratio in dataset_ratios:
-                for pair in pairs:
-                    for name, overrides, params, variant in methods:
-                        cells.append(Cell(name, overrides, params, dataset, config.protocol, pair, ratio, seed, epochs,
-                                          options, variant))
+            for test in tests:
+                options = config.data_options(dataset, test)
+                for ratio in dataset_ratios:
+                    for pair in pairs:
+                        for name, overrides, params, variant in methods:
+                            cells.append(Cell(name, overrides, params, dataset, config.protocol, pair, ratio, seed,
+                                              epochs, options, variant))
     return cells
 
 

@@ -2,8 +2,8 @@
 # One prepared run on a lent GPU machine (see the device tool): the CapsAN step benchmark (with a check that
 # the training step never synchronises with the host) and the CUDA path of `bench run` on MNIST.
 # Expects wheels the machine lacks in .whl/ and MNIST in .devdata/mnist/ (both git-ignored, carried).
-# Usage: bash benchmarks/device_check.sh [all|bench|grid|speed|baselines|quality|scale|budget]
-#   all: what the open issues need measured on a GPU: the step benchmark, then budget (below)
+# Usage: bash benchmarks/device_check.sh [all|bench|grid|speed|baselines|quality|scale|budget|validate]
+#   all: what the open issues need measured on a GPU: the step benchmark, then validate (below)
 #   bench: the step benchmark only; grid: the step benchmark, then imbalanced / capsan / capsan-conv on MNIST; speed: the CapsAN step eager vs --compile reduce-overhead and default
 #   (fp32, and bf16 with SPEED_BF16=1; batch 64 and 256; issue 8's 2.5x target is batch 64 on an H100); baselines: the issue-4 grid (gan, acgan, dagan, gamo, bagan, crl on MNIST);
 #   quality: paper-table1 (one seed, one epoch) and capsan + gan with --metrics fid,ssim on one MNIST pair
@@ -11,6 +11,9 @@
 #          (benchmarks/throughput.py), the paper-table3 dry-run estimate on this GPU, and a --jobs-per-gpu 4 run
 #   budget: issue 16's figures: the paper-table3 MNIST cell (3:5, ratio 0.1, one seed) of every method under the
 #           budget contract, then budget.md (updates per role, fit seconds on this GPU) and the G-means
+#   validate: issue 18's GPU row: `--preset validate-gamo-gpu --datasets mnist` (both test sets, 3 seeds, E = 10),
+#           cut at GRID_TIMEOUT seconds (default 420) so that validation.md of the finished cells still comes back
+#           ($OUT/gpu_validation.md, .sqlite); VALIDATION.md's GPU rows are that file's tables
 set -uo pipefail
 MODE=${1:-all}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -53,7 +56,16 @@ fi
 if [ "$MODE" = all ]; then
   python3 "$REPO/benchmarks/capsan_step.py" --steps 100
   python3 "$REPO/benchmarks/capsan_step.py" --steps 100 --precision bf16
-  MODE=budget GRID_TIMEOUT=${GRID_TIMEOUT:-300}
+  MODE=validate GRID_TIMEOUT=${GRID_TIMEOUT:-420}
+fi
+if [ "$MODE" = validate ]; then
+  SECONDS=0
+  timeout "${GRID_TIMEOUT:-420}" bench run --preset validate-gamo-gpu --datasets mnist --data-dir "$REPO/.devdata" \
+    --seeds "${VALIDATE_SEEDS:-3}" --results /tmp/v1 --quiet; echo "validate-gamo-gpu exit $? in ${SECONDS}s"
+  bench report --results /tmp/v1 --out /tmp/v1rep --format md --tables 3 --validation >/dev/null
+  cat /tmp/v1rep/validation.md
+  cp /tmp/v1rep/validation.md "$OUT/gpu_validation.md"; cp /tmp/v1/bench.sqlite "$OUT/gpu_validation.sqlite"
+  exit 0
 fi
 if [ "$MODE" = budget ]; then
   SECONDS=0

@@ -15,6 +15,7 @@ from .paper import PAPER_CITATION
 from .render import failure_lines
 from .stats import readable, readable_p
 from .table3 import failed_cells
+from .tasks import DEFAULT_TEST, test_label
 
 # Readable at 1,280 px without horizontal scrolling: a metric's 95 % interval goes on a second line under its
 # mean +- std (the widest part of Table 3), and figures never exceed the page; Figure 8 (sample grids) and the
@@ -131,8 +132,9 @@ def _failures(cells: pd.DataFrame) -> str:
     failed = failed_cells(cells)
     if failed.empty:
         return ""
-    items = "".join(f"<li>{html.escape(str(dataset))} ({html.escape(str(protocol))}): {html.escape(line)}</li>"
-                    for (dataset, protocol), group in failed.groupby(["dataset", "protocol"], sort=False)
+    items = "".join(f"<li>{html.escape(str(dataset))} ({html.escape(label)}): {html.escape(line)}</li>"
+                    for (dataset, protocol, test), group in failed.groupby(["dataset", "protocol", "test"], sort=False)
+                    for label in [str(protocol) if test == DEFAULT_TEST else f"{protocol}, {test_label(test)}"]
                     for line in failure_lines(group))
     return f"<h2>Failed cells ({len(failed)})</h2><ul>{items}</ul>"
 

@@ -15,9 +15,10 @@ from bench.errors import BenchError
 from bench.store import Store
 
 from .budget import budget_note
-from .paper import PAPER_CITATION, PAPER_SHORT
+from .paper import PAPER_CITATION, PAPER_SHORT, REFERENCE_METRICS
 from .stats import ci_text, paired_wilcoxon, wilcoxon_note
 from .table3 import METRICS, NO_PAIR, failed_cells, table3
+from .tasks import DEFAULT_TEST, test_label, with_test
 
 FILES = {"csv": "table3.csv", "latex": "table3.tex", "md": "table3.md"}
 HEADERS = {
@@ -39,6 +40,7 @@ SHORT_HEADERS = {
 # Multi-class protocols: macro averages, with the mean per-class recall (ACSA = balanced accuracy) first.
 MULTICLASS_METRICS = ("balanced_accuracy", "g_mean", "f_measure", "precision", "recall")
 NONE = "-"
+CITED = ("paper", "published")  # sub-columns of cited values beside ours
 EMPTY = "No results in the store yet."
 REFERENCE = "capsan"  # the method the tables' Wilcoxon notes test against every other
 CI_NOTE = "[95 % CI of the mean, Student t over the seeds; not clipped to the metric's range]"
@@ -82,8 +84,18 @@ def _ci(row, metric: str, latex: bool) -> str:
     return f"{{\\scriptsize {text}}}" if latex and text else text
 
 
+GROUP_KEYS = ["dataset", "protocol", "test"]  # one rendered table each
+
+
 def _groups(table: pd.DataFrame):
-    return table.groupby(["dataset", "protocol"], sort=False)
+    return table.groupby(GROUP_KEYS, sort=False)
+
+
+def _task(dataset, protocol, test) -> str:
+    """``mnist, gamo, imbalanced test (...)``: the test set is named when it is not the default or when the
+    protocol has two published ones (gamo)."""
+    named = test != DEFAULT_TEST or protocol == "gamo"
+    return f"{dataset}, {protocol}" + (f", {test_label(test)}" if named else "")
 
 
 def _metrics(group: pd.DataFrame) -> tuple[str, ...]:
@@ -94,8 +106,20 @@ def _has_paper(group: pd.DataFrame) -> bool:
     return _metrics(group) == METRICS and bool(group[[f"{m}_paper" for m in METRICS]].notna().any().any())
 
 
+def _has_reference(group: pd.DataFrame) -> bool:
+    columns = [f"{m}_ref" for m in REFERENCE_METRICS]
+    return all(c in group for c in columns) and bool(group[columns].notna().any().any())
+
+
+def _sources(group: pd.DataFrame) -> list[str]:
+    """The published sources of a group's ``published`` column, in order of appearance."""
+    return [s for s in dict.fromkeys(group["ref_source"]) if isinstance(s, str) and s]
+
+
 def _display(group: pd.DataFrame, pm: str, paper: bool, short: bool = False, ci: str | None = None):
-    """Strings for one (dataset, protocol) group, and where the best values are: (columns, rows, bold).
+    """Strings for one (dataset, protocol, test) group, and where the best values are: (columns, rows, bold).
+    Beside ours: the CapsAN paper's value (``paper``) or, where the group has one, another paper's
+    published value (sub-column ``published``).
 
     ``ci``: None (no intervals, the terminal table), ``"md"`` or ``"latex"`` (each cell gets its 95 % CI)."""
     level = "size" if group["protocol"].iloc[0] == "subset" else "ratio"  # the subset protocol's n images
@@ -103,10 +127,14 @@ def _display(group: pd.DataFrame, pm: str, paper: bool, short: bool = False, ci:
     columns, rows, bold = [(name, "") for name in lead], [], []
     metrics = _metrics(group)
     paper = paper and metrics == METRICS
+    published = _has_reference(group)
+    cited = {m for m in REFERENCE_METRICS if published} if not paper else set()
     for metric in metrics:
         columns.append((metric, "ours"))
         if paper:
             columns.append((metric, "paper"))
+        elif metric in cited:
+            columns.append((metric, "published"))
     for _, row in group.iterrows():
         cells = (
             [f"{row['ratio']:g}"]
@@ -118,8 +146,8 @@ def _display(group: pd.DataFrame, pm: str, paper: bool, short: bool = False, ci:
             interval = _ci(row, metric, ci == "latex") if ci else ""
             cells.append(_cell(row[f"{metric}_mean"], row[f"{metric}_std"], pm, short, interval))
             marks.append(bool(row[f"{metric}_best"]))
-            if paper:
-                value = row[f"{metric}_paper"]
+            if paper or metric in cited:
+                value = row[f"{metric}_paper" if paper else f"{metric}_ref"]
                 cells.append(NONE if pd.isna(value) else _num(value, short))
                 marks.append(False)
         rows.append(cells)
@@ -162,8 +190,9 @@ def _missing(group: pd.DataFrame) -> list[str]:
     ]
 
 
-def _failures(failed: pd.DataFrame, dataset, protocol) -> list[str]:
-    rows = failed[(failed["dataset"] == dataset) & (failed["protocol"] == protocol)]
+def _failures(failed: pd.DataFrame, dataset, protocol, test=DEFAULT_TEST) -> list[str]:
+    failed = with_test(failed)
+    rows = failed[(failed["dataset"] == dataset) & (failed["protocol"] == protocol) & (failed["test"] == test)]
     return failure_lines(rows)
 
 
@@ -186,38 +215,42 @@ def failure_lines(failed: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _caption(dataset, protocol, pm: str = " ± ", escape=str) -> str:
-    if protocol != "binary":
+def _caption(dataset, protocol, pm: str = " ± ", escape=str, test=DEFAULT_TEST) -> str:
+    if test != DEFAULT_TEST or protocol == "gamo":
+        protocol = f"{protocol} protocol, {test_label(test)}"
+    else:
+        protocol = f"{protocol} protocol"
+    if not protocol.startswith("binary"):
         return (
-            f"Table 3 on {escape(dataset)}, {escape(protocol)} protocol: ACSA (mean per-class recall), G-mean and "
+            f"Table 3 on {escape(dataset)}, {escape(protocol)}: ACSA (mean per-class recall), G-mean and "
             f"macro-averaged F-measure, precision and recall, mean{pm}std over the n seeds {escape(CI_NOTE)}. Bold: the "
             "best mean per ratio."
         )
     return (
-        f"Table 3 on {escape(dataset)}, {escape(protocol)} protocol: minority-class metrics, mean{pm}std "
+        f"Table 3 on {escape(dataset)}, {escape(protocol)}: minority-class metrics, mean{pm}std "
         f"over the n seeds {escape(CI_NOTE)} (per seed, the mean over the class pairs first). Bold: the best mean per ratio."
     )
 
 
 def table_tests(cells: pd.DataFrame) -> dict[tuple, str]:
-    """{(dataset, protocol): the note of paired Wilcoxon tests of capsan against each method on G-mean}."""
+    """{(dataset, protocol, test): the note of paired Wilcoxon tests of capsan against each method on G-mean}."""
     done = cells[cells["status"] == "done"] if cells is not None and not cells.empty else None
     if done is None or done.empty:
         return {}
     notes = {}
-    for (dataset, protocol), group in done.groupby(["dataset", "protocol"], sort=False):
+    for (dataset, protocol, test), group in with_test(done).groupby(GROUP_KEYS, sort=False):
         if REFERENCE in set(group["method"]) and group["method"].nunique() > 1:
             units = "(ratio, pair, seed) units" if protocol == "binary" else "(level, seed) units"
-            notes[(dataset, protocol)] = wilcoxon_note(paired_wilcoxon(group, REFERENCE, "g_mean"), "G-mean", units)
+            notes[(dataset, protocol, test)] = wilcoxon_note(paired_wilcoxon(group, REFERENCE, "g_mean"), "G-mean", units)
     return notes
 
 
 def table_budgets(cells: pd.DataFrame) -> dict[tuple, str]:
-    """{(dataset, protocol): the unequal-budget note (``budget.budget_note``)} for the tables that need one."""
+    """{(dataset, protocol, test): the unequal-budget note (``budget.budget_note``)} for the tables that need one."""
     if cells is None or cells.empty:
         return {}
     notes = {}
-    for key, group in cells.groupby(["dataset", "protocol"], sort=False):
+    for key, group in with_test(cells).groupby(GROUP_KEYS, sort=False):
         note = budget_note(group)
         if note:
             notes[key] = note
@@ -227,8 +260,11 @@ def table_budgets(cells: pd.DataFrame) -> dict[tuple, str]:
 def _extra_notes(group: pd.DataFrame, paper: bool, tests: dict | None, budgets: dict | None) -> list[str]:
     """The notes under one table, in order: the paper's source and positive class, the Wilcoxon tests, the
     budgets, then partial, missing and pooled rows."""
-    key = (group["dataset"].iloc[0], group["protocol"].iloc[0])
+    key = tuple(group[k].iloc[0] for k in GROUP_KEYS)
     notes = [f"paper: the values reported in {PAPER_CITATION}, Table 3.", POSITIVE_NOTE] if paper else []
+    if not paper and _has_reference(group):
+        notes.append(f"published: the values reported in {'; '.join(_sources(group))} (the same protocol, test set "
+                     "and method; their classifier and training budget are theirs, not the suite's: VALIDATION.md).")
     notes += [n for n in ((tests or {}).get(key), (budgets or {}).get(key)) if n]
     notes += [f"Partial seeds: {note}." for note in _notes(group)]
     notes += [f"Missing: {note}." for note in _missing(group)]
@@ -243,19 +279,19 @@ def render_markdown(table: pd.DataFrame, failed: pd.DataFrame, tests: dict | Non
     if table.empty:
         return f"# Table 3\n\n{EMPTY}\n"
     parts = ["# Table 3\n"]
-    for (dataset, protocol), group in _groups(table):
+    for (dataset, protocol, test), group in _groups(table):
         paper = _has_paper(group)
         columns, rows, bold = _display(group, " ± ", paper, ci="md")
         rows = [
             [f"**{c}**" if b else c for c, b in zip(r, marks, strict=True)]
             for r, marks in zip(rows, bold, strict=True)
         ]
-        headers = [HEADERS.get(top, top) if sub != "paper" else "paper" for top, sub in columns]
+        headers = [sub if sub in CITED else HEADERS.get(top, top) for top, sub in columns]
         frame = pd.DataFrame(rows, columns=range(len(headers)))
-        parts.append(f"## {dataset}, {protocol}\n\n{_caption(dataset, protocol)}\n")
+        parts.append(f"## {_task(dataset, protocol, test)}\n\n{_caption(dataset, protocol, test=test)}\n")
         parts.append(frame.to_markdown(index=False, headers=headers, disable_numparse=True) + "\n")
         parts += [note + "\n" for note in _extra_notes(group, paper, tests, budgets)]
-        failures = _failures(failed, dataset, protocol)
+        failures = _failures(failed, dataset, protocol, test)
         if failures:
             parts.append("Failed cells:\n\n" + "\n".join(f"- {line}" for line in failures) + "\n")
     return "\n".join(parts)
@@ -271,20 +307,21 @@ def render_latex(table: pd.DataFrame, failed: pd.DataFrame, tests: dict | None =
     if table.empty:
         return f"% Table 3: {EMPTY}\n"
     parts = []
-    for (dataset, protocol), group in _groups(table):
+    for (dataset, protocol, test), group in _groups(table):
         paper = _has_paper(group)
         columns, rows, bold = _display(group, r" $\pm$ ", paper, ci="latex")
         index = [(latex_escape(HEADERS.get(top, top)), sub) for top, sub in columns]
+        two_level = any(sub in CITED for _, sub in columns)
         frame = pd.DataFrame(
-            rows, columns=pd.MultiIndex.from_tuples(index) if paper else [c for c, _ in index]
+            rows, columns=pd.MultiIndex.from_tuples(index) if two_level else [c for c, _ in index]
         )
-        text_columns = [c for c in frame.columns if (c[0] if paper else c) in ("pair", "method")]
+        text_columns = [c for c in frame.columns if (c[0] if two_level else c) in ("pair", "method")]
         styler = frame.style.hide(axis="index").format(escape="latex", subset=text_columns)
         styler = styler.apply(lambda _, bold=bold: np.where(bold, "textbf:--rwrap;", ""), axis=None)
         latex = styler.to_latex(
             hrules=True,
-            caption=_caption(dataset, protocol, r" $\pm$ ", latex_escape),
-            label=_label(dataset, protocol),
+            caption=_caption(dataset, protocol, r" $\pm$ ", latex_escape, test),
+            label=_label(dataset, protocol, *([test] if test != DEFAULT_TEST else [])),
             position="htbp",
             position_float="centering",
             multicol_align="c",
@@ -295,11 +332,11 @@ def render_latex(table: pd.DataFrame, failed: pd.DataFrame, tests: dict | None =
             note_tex = "\\par\\smallskip\\footnotesize " + " ".join(latex_escape(n) for n in notes) + "\n"
             latex = latex.replace("\\end{table}", note_tex + "\\end{table}")
         parts.append(latex)
-        failures = _failures(failed, dataset, protocol)
+        failures = _failures(failed, dataset, protocol, test)
         if failures:
             items = "\n".join(f"  \\item {latex_escape(line)}" for line in failures)
             parts.append(
-                f"Failed cells ({latex_escape(dataset)}, {latex_escape(protocol)}):\n"
+                f"Failed cells ({latex_escape(_task(dataset, protocol, test))}):\n"
                 f"\\begin{{itemize}}\n{items}\n\\end{{itemize}}\n"
             )
     return "\n".join(parts)
@@ -313,38 +350,42 @@ def table3_text(cells: pd.DataFrame) -> str:
     failed = failed_cells(cells)
     budgets = table_budgets(cells)
     parts = []
-    for (dataset, protocol), group in _groups(table):
+    for (dataset, protocol, test), group in _groups(table):
         paper = _has_paper(group)
+        published = not paper and _has_reference(group)
         columns, rows, bold = _display(group, "±", paper, short=True)
-        ours = [i for i, (_, sub) in enumerate(columns) if sub != "paper"]
+        ours = [i for i, (_, sub) in enumerate(columns) if sub not in CITED]
         lines = [[row[i] + ("*" if marks[i] else "") for i in ours] for row, marks in zip(rows, bold, strict=True)]
         headers = [SHORT_HEADERS.get(columns[i][0], columns[i][0]) for i in ours]
-        parts.append(f"{dataset} / {protocol} (mean±std over seeds, * best)")
+        parts.append(f"{_task(dataset, protocol, test).replace(', ', ' / ', 1)} (mean±std over seeds, * best)")
         parts.append(tabulate(lines, headers=headers, tablefmt="simple", disable_numparse=True))
-        if paper:  # the paper's values as a table of their own (square brackets hold intervals everywhere)
+        if paper or published:  # cited values as a table of their own (square brackets hold intervals everywhere)
             lead = [i for i, (_, sub) in enumerate(columns) if sub == "" and columns[i][0] in ("ratio", "size",
                                                                                                  "pair", "method")]
-            cited = [i for i, (_, sub) in enumerate(columns) if sub == "paper"]
+            cited = [i for i, (_, sub) in enumerate(columns) if sub in CITED]
             paper_rows = [[row[i] for i in lead + cited] for row in rows if any(row[i] != NONE for i in cited)]
-            parts.append(f"the paper's values ({PAPER_SHORT}):")
+            parts.append(f"the paper's values ({PAPER_SHORT}):" if paper else
+                         f"published values ({'; '.join(_sources(group))}):")
             parts.append(tabulate(paper_rows, headers=[columns[i][0] if i in lead else
                                                        SHORT_HEADERS.get(columns[i][0], columns[i][0])
                                                        for i in lead + cited],
                                   tablefmt="simple", disable_numparse=True))
-            parts.append(textwrap.fill(POSITIVE_NOTE, 110))
-        note = budgets.get((dataset, protocol))
+            if paper:
+                parts.append(textwrap.fill(POSITIVE_NOTE, 110))
+        note = budgets.get((dataset, protocol, test))
         if note:
             parts.append(textwrap.fill(note, 110))
         parts += [f"partial seeds: {note}" for note in _notes(group)]
         parts += [f"missing: {note}" for note in _missing(group)]
-        parts += _failure_summary(failed, dataset, protocol)
+        parts += _failure_summary(failed, dataset, protocol, test)
         parts.append("")
     return "\n".join(parts).rstrip() + "\n"
 
 
-def _failure_summary(failed: pd.DataFrame, dataset, protocol) -> list[str]:
+def _failure_summary(failed: pd.DataFrame, dataset, protocol, test=DEFAULT_TEST) -> list[str]:
     """One line per method, ratio and error: a grid repeats the same refusal over seeds and pairs."""
-    rows = failed[(failed["dataset"] == dataset) & (failed["protocol"] == protocol)].copy()
+    failed = with_test(failed)
+    rows = failed[(failed["dataset"] == dataset) & (failed["protocol"] == protocol) & (failed["test"] == test)].copy()
     if rows.empty:
         return []
     rows["reason"] = rows["error"].map(lambda e: "no error recorded" if pd.isna(e) else _shorten(str(e).strip()))

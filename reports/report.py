@@ -13,6 +13,8 @@
   critical-difference diagram ``cd_diagram.png|.pdf`` with an image format, drawn only when the test ran
   (at least ``stats.MIN_BLOCKS`` blocks; below, ``friedman.md`` says the test is underpowered).
 - Figures (``--figures``; PNG and PDF): ``reports/figures.py``.
+- ``validation.md`` (``validation=True``, ``bench report --validation``): the store's numbers beside the
+  published ones, with differences (``reports/validation.py``); ``VALIDATION.md``'s tables are this file's.
 - ``html``: ``report.html``, one self-contained page of all the above (``reports/html.py``); it needs the
   Markdown tables and PNG figures, so asking for it writes those too.
 Nothing here writes to the store; a half-finished or failed run gives what it can and lists the rest.
@@ -51,7 +53,7 @@ def parse_numbers(text: str | None, valid: tuple[int, ...], what: str) -> tuple[
 
 
 def write_all(results_dir, out_dir, formats: Iterable[str] = ("csv", "latex", "md"), tables=TABLES,
-              figures=FIGURES, by_pair: bool = False) -> tuple[list[Path], list[str]]:
+              figures=FIGURES, by_pair: bool = False, validation: bool = False) -> tuple[list[Path], list[str]]:
     """Write what the store supports; return (files written, notes on what was skipped and why).
 
     ``results_dir``: one results folder, or several, read as one (``bench.store.read_cells``)."""
@@ -78,6 +80,12 @@ def write_all(results_dir, out_dir, formats: Iterable[str] = ("csv", "latex", "m
         written += _table(out, "table2", cells, table_formats, notes)
     if 3 in tables:
         written += _statistics(out, cells, formats + (["csv"] if page else []), notes)
+    if validation:
+        from .validation import render_validation
+
+        path = out / "validation.md"
+        path.write_text(render_validation(cells), encoding="utf-8")
+        written.append(path)
     if figures and image_formats:
         written += _figures(results_dir, out, cells, figures, image_formats, notes)
     if page:

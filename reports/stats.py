@@ -58,8 +58,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-UNIT_KEYS = ["dataset", "protocol", "ratio", "pair", "seed"]
-BLOCK_KEYS = ["dataset", "protocol", "ratio"]
+from .tasks import with_test
+
+# ``test``: the cell's test set (``tasks.with_test``); two test sets are two units, never one.
+UNIT_KEYS = ["dataset", "protocol", "test", "ratio", "pair", "seed"]
+BLOCK_KEYS = ["dataset", "protocol", "test", "ratio"]
 RATIO_DECIMALS = 10
 MIN_PAIRS = 6  # fewest pairs (and non-zero differences) for a Wilcoxon p-value
 MIN_METHODS = 3  # Friedman's chi-square needs k >= 3
@@ -145,14 +148,16 @@ def _metric_value(metrics, metric: str) -> float:
 
 
 def unit_values(cells: pd.DataFrame | None, metric: str = "g_mean") -> pd.DataFrame:
-    """One row per (method, dataset, protocol, ratio, pair, seed) of done cells with a finite ``metric``.
+    """One row per (method, dataset, protocol, test, ratio, pair, seed) of done cells with a finite ``metric``.
 
-    Columns: method, dataset, protocol, ratio (rounded), pair (label like ``'3 vs 5'`` or ``'-'``), seed,
+    Columns: method, dataset, protocol, test (the test set; ``balanced`` when the cells' options name none),
+    ratio (rounded), pair (label like ``'3 vs 5'`` or ``'-'``), seed,
     value (the mean over cells sharing that unit).
     """
     columns = ["method"] + UNIT_KEYS + ["value"]
     if cells is None or len(cells) == 0:
         return pd.DataFrame(columns=columns)
+    cells = with_test(cells)
     needed = {"method", "status", "metrics"} | set(UNIT_KEYS)
     missing = needed - set(cells.columns)
     if missing:

@@ -1,10 +1,12 @@
 """Table 3 rebuilt from the results store: per-ratio means and stds over seeds, best marks, paper values.
 
-Aggregation is two-stage: for each (dataset, protocol, ratio, method[, pair]) row, the done cells of one
+Aggregation is two-stage: for each (dataset, protocol, test, ratio, method[, pair]) row, the done cells of one
 seed are first averaged over their pairs (a seed with only some pairs done still counts, and is counted
 in ``n_partial_seeds``), then the seed means give the mean and the sample std (ddof=1; NaN for one seed).
+``test`` is the cell's test set (``balanced``, the default, or ``train``: following the training distribution;
+``tasks.with_test``): cells of two test sets are never averaged together.
 Completeness is judged against the grid, not against the row itself: ``n_grid_pairs`` is the number of
-pairs any cell (done or failed, of any method) has at the row's (dataset, protocol, ratio), ``n_grid_seeds``
+pairs any cell (done or failed, of any method) has at the row's (dataset, protocol, test, ratio), ``n_grid_seeds``
 the number of seeds they have. A seed missing one of the grid's pairs is
 partial (a method refused a pair in every seed still makes every seed partial), and a row is ``complete``
 when no seed is partial and it has all the grid's seeds. Only complete rows are marked best: a row that
@@ -27,8 +29,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from .paper import PAPER_METRICS, PAPER_PROTOCOL, paper_table3
+from .paper import PAPER_METRICS, PAPER_PROTOCOL, REFERENCE_METRICS, paper_table3, reference_gamo
 from .stats import ci_bounds
+from .tasks import with_test
 
 METRICS = PAPER_METRICS  # shown in the Markdown, LaTeX and terminal tables, in this order
 CSV_METRICS = METRICS + ("balanced_accuracy", "roc_auc")
@@ -40,7 +43,7 @@ PAPER_TOL = 1e-9  # ratio tolerance when looking up the paper's value
 
 
 def row_keys(by_pair: bool = False) -> list[str]:
-    return ["dataset", "protocol"] + (["pair"] if by_pair else []) + ["ratio", "method"]
+    return ["dataset", "protocol", "test"] + (["pair"] if by_pair else []) + ["ratio", "method"]
 
 
 def table_columns(by_pair: bool = False) -> list[str]:
@@ -50,7 +53,9 @@ def table_columns(by_pair: bool = False) -> list[str]:
         columns += [f"{metric}_mean", f"{metric}_std", f"{metric}_ci_low", f"{metric}_ci_high", f"{metric}_best"]
         if metric in PAPER_METRICS:
             columns.append(f"{metric}_paper")
-    return columns
+        if metric in REFERENCE_METRICS:
+            columns.append(f"{metric}_ref")
+    return columns + ["ref_source"]
 
 
 def pair_label(pair) -> str:
@@ -70,8 +75,9 @@ TRAINING_OPTIONS = ("precision", "compile")
 
 
 def _prepare(cells: pd.DataFrame) -> pd.DataFrame:
+    cells = with_test(cells)
     frame = cells[
-        ["dataset", "protocol", "ratio", "method", "seed", "pair", "status", "metrics", "error"]
+        ["dataset", "protocol", "test", "ratio", "method", "seed", "pair", "status", "metrics", "error"]
     ].copy()
     frame["pair"] = frame["pair"].map(pair_label)
     frame["ratio"] = frame["ratio"].astype(float).round(RATIO_DECIMALS)
@@ -100,12 +106,12 @@ def _sort(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def failed_cells(cells: pd.DataFrame) -> pd.DataFrame:
     """The failed cells, one row each: dataset, protocol, ratio, method, pair, seed, error."""
-    columns = ["dataset", "protocol", "ratio", "method", "pair", "seed", "error"]
+    columns = ["dataset", "protocol", "test", "ratio", "method", "pair", "seed", "error"]
     if cells is None or cells.empty:
         return pd.DataFrame(columns=columns)
     frame = _prepare(cells)
     frame = frame.loc[frame["status"] != "done", columns]
-    return _sort(frame, ["dataset", "protocol", "ratio", "method", "pair", "seed"])
+    return _sort(frame, ["dataset", "protocol", "test", "ratio", "method", "pair", "seed"])
 
 
 def _aggregate(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -159,7 +165,7 @@ def _completeness(table: pd.DataFrame, grid_pairs: pd.Series, grid_seeds: pd.Ser
 
 def _mark_best(table: pd.DataFrame, by_pair: bool) -> None:
     """The best mean among the COMPLETE rows of each group; an incomplete row is never marked."""
-    groups = ["dataset", "protocol", "ratio"] + (["pair"] if by_pair else [])
+    groups = ["dataset", "protocol", "test", "ratio"] + (["pair"] if by_pair else [])
     complete = table["complete"].astype(bool)
     for metric in CSV_METRICS:
         mean = table[f"{metric}_mean"].where(complete)
@@ -172,7 +178,7 @@ def _add_paper(table: pd.DataFrame) -> None:
     for metric in PAPER_METRICS:
         table[f"{metric}_paper"] = np.nan
     for index, row in table.iterrows():
-        if row["protocol"] != PAPER_PROTOCOL:
+        if row["protocol"] != PAPER_PROTOCOL or row["test"] != "balanced":
             continue
         match = paper[
             (paper["dataset"].str.lower() == str(row["dataset"]).lower())
@@ -184,10 +190,30 @@ def _add_paper(table: pd.DataFrame) -> None:
                 table.loc[index, f"{metric}_paper"] = float(match[metric].iloc[0])
 
 
-def table3(cells: pd.DataFrame, by_pair: bool = False) -> pd.DataFrame:
-    """The Table 3 equivalent of ``Store.cells()``: one row per (dataset, protocol[, pair], ratio, method).
+def _add_reference(table: pd.DataFrame) -> None:
+    """Other papers' published numbers (``paper.reference_gamo``) where dataset, protocol, test set and method
+    match: ``<metric>_ref`` and ``ref_source`` (the citation and table; NaN where nothing matches)."""
+    reference = reference_gamo()
+    for metric in REFERENCE_METRICS:
+        table[f"{metric}_ref"] = np.nan
+    sources = []
+    for index, row in table.iterrows():
+        match = reference[
+            (reference["protocol"] == row["protocol"])
+            & (reference["dataset"] == str(row["dataset"]).lower())
+            & (reference["test"] == row["test"])
+            & (reference["method"] == str(row["method"]).lower())
+        ]
+        sources.append(np.nan if match.empty else f"{match['source'].iloc[0]}, Table {match['table'].iloc[0]}")
+        for metric in REFERENCE_METRICS if not match.empty else ():
+            table.loc[index, f"{metric}_ref"] = float(match[metric].iloc[0])
+    table["ref_source"] = sources
 
-    Rows are sorted by dataset, protocol[, pair], ratio descending, then method (``imbalanced`` first).
+
+def table3(cells: pd.DataFrame, by_pair: bool = False) -> pd.DataFrame:
+    """The Table 3 equivalent of ``Store.cells()``: one row per (dataset, protocol, test[, pair], ratio, method).
+
+    Rows are sorted by dataset, protocol, test[, pair], ratio descending, then method (``imbalanced`` first).
     Columns: see :func:`table_columns`. Never raises on partial or failed runs; empty input gives an
     empty frame with the same columns.
     """
@@ -198,4 +224,5 @@ def table3(cells: pd.DataFrame, by_pair: bool = False) -> pd.DataFrame:
     table = _aggregate(_prepare(cells), keys)
     _mark_best(table, by_pair)
     _add_paper(table)
+    _add_reference(table)
     return _sort(table, keys)[columns]

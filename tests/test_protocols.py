@@ -128,7 +128,7 @@ def test_options_that_change_the_data_change_the_key_and_nothing_else_does():
 
 @pytest.mark.parametrize("overrides, message", [
     ({"protocol": "zipf"}, "unknown protocol 'zipf'"),
-    ({"test_distribution": "skewed"}, "unknown test distribution"),
+    ({"test_distribution": "skewed"}, "unknown test set .skewed."),
     ({"image_size": 4}, "between 8 and 512"),
 ])
 def test_bad_protocol_settings_are_one_line_errors(overrides, message):

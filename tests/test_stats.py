@@ -199,8 +199,8 @@ def test_friedman_ranks_by_hand_and_scipy():
         {"a": (1 + 1.5 + 3 + 2 + 1) / 5, "b": (2 + 1.5 + 1 + 3 + 2) / 5, "c": (3 + 3 + 2 + 1 + 3) / 5}
     )
     assert ranking["methods"] == ["a", "b", "c"]
-    assert ranking["ranks"].loc[("mnist", "binary", 0.2), "a"] == 1.5
-    assert ranking["values"].loc[("mnist", "binary", 0.1), "b"] == pytest.approx(0.80)
+    assert ranking["ranks"].loc[("mnist", "binary", "balanced", 0.2), "a"] == 1.5
+    assert ranking["values"].loc[("mnist", "binary", "balanced", 0.1), "b"] == pytest.approx(0.80)
     columns = [[BLOCKS[r][m] for r in BLOCKS] for m in "abc"]
     expected = sps.friedmanchisquare(*columns)
     assert ranking["statistic"] == pytest.approx(expected.statistic)
@@ -314,9 +314,9 @@ def test_table3_notes_carry_the_wilcoxon_p_values_of_scipy():
     rows += [cell("smote", 0.5, pair=PAIRS[0], seed=0), cell("capsan", 0.9, dataset="cifar10")]
     cells = frame(rows)
     notes = table_tests(cells)
-    assert set(notes) == {("mnist", "binary")}  # cifar10 has capsan alone: nothing to compare
+    assert set(notes) == {("mnist", "binary", "balanced")}  # cifar10 has capsan alone: nothing to compare
     expected = sps.wilcoxon(REF, OTHER, zero_method="wilcox").pvalue
-    note = notes[("mnist", "binary")]
+    note = notes[("mnist", "binary", "balanced")]
     # smote is not tested, so Holm's family holds one test and its p is the raw one
     assert f"imbalanced: p = {expected:.3g}, Holm p = {expected:.3g} (8 pairs" in note
     assert "smote: not tested, only 1 paired units (need 6)" in note

@@ -1,0 +1,172 @@
+"""``validation.md``: the suite's numbers beside published ones, with the differences (``bench report --validation``).
+
+The tables of ``VALIDATION.md`` are this module's output, never typed by hand. From one store (or several read
+as one) it writes whichever of these the store has cells for:
+
+- **GAMO protocol vs DeepSMOTE** (``validate-gamo``): per dataset and test set, each method's ACSA, GM and macro
+  F1 as mean ± std over seeds (percent), DeepSMOTE's published value and ours minus theirs, in points.
+- **CapsAN paper, Table 3** (``validate-table3``): binary MNIST tasks on the balanced test split; G-mean,
+  F-measure and accuracy, ours beside the paper's, differences in points.
+- **CapsAN paper, Table 1** (``validate-table1``): the discriminators' error rate at n training images.
+
+Every table takes its rows from the report's own aggregation (``table3.table3``, ``tables12.table1``), so the
+validation and the normal report cannot disagree. A difference is flagged ``gap`` when it exceeds
+``GAP_POINTS`` (2 points); ``VALIDATION.md`` investigates each one. Under the tables: what ran (cells done and
+failed, devices, the span from the first cell's start to the last one's end, the summed cell seconds) and the
+budget each method spent (median classifier and generator updates from the ledger).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .budget import budget_table
+from .paper import PAPER_CITATION, REFERENCE_METRICS
+from .table3 import table3
+from .tasks import test_label, with_test
+
+GAP_POINTS = 2.0  # |ours - published| above this many points (of a percentage) is investigated
+NAMES = {"balanced_accuracy": "ACSA", "g_mean": "GM", "f_measure": "F1", "accuracy": "accuracy",
+         "precision": "precision", "recall": "recall"}
+TABLE3_METRICS = ("g_mean", "f_measure", "accuracy")
+NONE = "-"
+
+
+def _pct(value) -> str:
+    return NONE if pd.isna(value) else f"{100 * value:.2f}"
+
+
+def _ours(mean, std) -> str:
+    if pd.isna(mean):
+        return NONE
+    return f"{100 * mean:.2f}" + ("" if pd.isna(std) else f" ± {100 * std:.2f}")
+
+
+def _diff(mean, published) -> tuple[str, bool]:
+    if pd.isna(mean) or pd.isna(published):
+        return NONE, False
+    points = 100 * (mean - published)
+    gap = abs(points) > GAP_POINTS
+    return f"{points:+.2f}" + (" gap" if gap else ""), gap
+
+
+def _markdown(rows: list[list[str]], headers: list[str]) -> str:
+    return pd.DataFrame(rows, columns=headers).to_markdown(index=False, disable_numparse=True)
+
+
+def gamo_section(table: pd.DataFrame) -> list[str]:
+    """Markdown lines: one table per (dataset, test set) of the gamo protocol that has published values."""
+    rows_with = table[(table["protocol"] == "gamo")]
+    if rows_with.empty or rows_with[[f"{m}_ref" for m in REFERENCE_METRICS]].isna().all().all():
+        return []
+    lines = ["## GAMO protocol: ours beside DeepSMOTE's published numbers", "",
+             "Percent; ours: mean ± std over the seeds (n); published: the source's value; diff: ours minus "
+             f"published, in points (`gap`: more than {GAP_POINTS:g} points).", ""]
+    gaps = 0
+    for (dataset, test), group in rows_with.groupby(["dataset", "test"], sort=False):
+        headers = ["method", "n"]
+        for metric in REFERENCE_METRICS:
+            headers += [f"{NAMES[metric]} ours", "published", "diff"]
+        body = []
+        for _, row in group.iterrows():
+            cells = [str(row["method"]), str(row["n_seeds"])]
+            for metric in REFERENCE_METRICS:
+                diff, gap = _diff(row[f"{metric}_mean"], row[f"{metric}_ref"])
+                gaps += gap
+                cells += [_ours(row[f"{metric}_mean"], row[f"{metric}_std"]), _pct(row[f"{metric}_ref"]), diff]
+            body.append(cells)
+        sources = [s for s in dict.fromkeys(group["ref_source"]) if isinstance(s, str)]
+        lines += [f"### {dataset}, {test_label(test)}", "", _markdown(body, headers), ""]
+        lines += [f"published: {'; '.join(sources) or 'no published row for these methods'}.", ""]
+    lines += [f"{gaps} difference(s) above {GAP_POINTS:g} points.", ""]
+    return lines
+
+
+def table3_section(table: pd.DataFrame) -> list[str]:
+    """Markdown lines: the binary rows that have the CapsAN paper's Table 3 values, ratio by ratio."""
+    rows_with = table[(table["protocol"] == "binary") & (table["test"] == "balanced")]
+    rows_with = rows_with[rows_with[[f"{m}_paper" for m in TABLE3_METRICS]].notna().any(axis=1)]
+    if rows_with.empty:
+        return []
+    lines = ["## CapsAN paper, Table 3: ours beside the paper's", "",
+             "Binary MNIST tasks (minority-class F-measure; the paper does not state its positive class), the mean "
+             "over the class pairs per seed, then mean ± std over the seeds (n), percent; paper: "
+             f"{PAPER_CITATION}, Table 3; diff in points (`gap`: more than {GAP_POINTS:g}).", ""]
+    headers = ["ratio", "method", "n", "pairs"]
+    for metric in TABLE3_METRICS:
+        headers += [f"{NAMES[metric]} ours", "paper", "diff"]
+    gaps = 0
+    for dataset, group in rows_with.groupby("dataset", sort=False):
+        body = []
+        for _, row in group.iterrows():
+            cells = [f"{row['ratio']:g}", str(row["method"]), str(row["n_seeds"]), str(row["n_pairs"])]
+            for metric in TABLE3_METRICS:
+                diff, gap = _diff(row[f"{metric}_mean"], row[f"{metric}_paper"])
+                gaps += gap
+                cells += [_ours(row[f"{metric}_mean"], row[f"{metric}_std"]), _pct(row[f"{metric}_paper"]), diff]
+            body.append(cells)
+        lines += [f"### {dataset}", "", _markdown(body, headers), ""]
+    lines += [f"{gaps} difference(s) above {GAP_POINTS:g} points.", ""]
+    return lines
+
+
+def table1_section(cells: pd.DataFrame) -> list[str]:
+    """Markdown lines: the discriminators' error rate at each n, ours beside the paper's Table 1."""
+    from .tables12 import table1
+
+    table = table1(cells)
+    if table.empty or not (table["n_seeds"] > 0).any():
+        return []
+    lines = ["## CapsAN paper, Table 1: ours beside the paper's", "",
+             "Error rate (1 - accuracy) of each discriminator trained as a classifier on n images, percent, mean ± "
+             f"std over the seeds (n); paper: {PAPER_CITATION}, Table 1; diff in points (`gap`: more than "
+             f"{GAP_POINTS:g}).", ""]
+    headers = ["dataset", "n images", "discriminator", "seeds", "error ours", "paper", "diff"]
+    body, gaps = [], 0
+    for _, row in table.iterrows():
+        diff, gap = _diff(row["error_mean"], row["error_paper"])
+        gaps += gap
+        body.append([str(row["dataset"]), f"{row['n']:g}", str(row["discriminator"]), str(row["n_seeds"]),
+                     _ours(row["error_mean"], row["error_std"]), _pct(row["error_paper"]), diff])
+    return lines + [_markdown(body, headers), "", f"{gaps} difference(s) above {GAP_POINTS:g} points.", ""]
+
+
+def run_section(cells: pd.DataFrame) -> list[str]:
+    """Markdown lines: what ran (cells, devices, time) and what each method spent (the budget ledger)."""
+    done = cells[cells["status"] == "done"]
+    start = pd.to_datetime(cells["started_at"], utc=True).min()
+    end = pd.to_datetime(cells["finished_at"], utc=True).max()
+    span = (end - start).total_seconds()
+    devices = ", ".join(sorted(set(map(str, cells["device"]))))
+    lines = ["## What ran", "",
+             f"- cells: {len(done)} done, {len(cells) - len(done)} failed; device: {devices}",
+             f"- first cell started {start:%Y-%m-%d %H:%M} UTC, last ended {end:%Y-%m-%d %H:%M} UTC: "
+             f"{span / 3600:.2f} h; the cells' own times sum to {cells['duration_s'].sum() / 3600:.2f} h", ""]
+    budget = budget_table(cells)
+    if budget.empty or "classifier_updates" not in budget:
+        return lines
+    headers = ["dataset", "method", "cells", "classifier updates (U)", "generator updates", "fit s"]
+    body = []
+    for _, row in budget.iterrows():
+        generator = row.get("generator_updates")
+        k = row.get("generator_optimizers")
+        gen = NONE if pd.isna(generator) else f"{generator:.0f}" + (f" x {k:.0f}" if not pd.isna(k) and k > 1 else "")
+        fit = row.get("fit_seconds")
+        body.append([str(row["dataset"]), str(row["method"]), str(row["cells"]),
+                     NONE if pd.isna(row["classifier_updates"]) else f"{row['classifier_updates']:.0f}", gen,
+                     NONE if pd.isna(fit) else f"{fit:.1f}"])
+    return lines + ["Budget (medians over each method's done cells, from the ledger):", "",
+                    _markdown(body, headers), ""]
+
+
+def render_validation(cells: pd.DataFrame) -> str:
+    """``validation.md`` for the cells of a store (``Store.cells()``): the sections it has data for."""
+    if cells is None or cells.empty:
+        return "# Validation\n\nNo results in the store yet.\n"
+    cells = with_test(cells)
+    table = table3(cells)
+    parts = gamo_section(table) + table3_section(table) + table1_section(cells)
+    if not parts:
+        parts = ["No cell in the store matches a published number (run --preset validate-gamo, validate-table3 "
+                 "or validate-table1).", ""]
+    return "\n".join(["# Validation", ""] + parts + run_section(cells))
