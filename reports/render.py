@@ -18,7 +18,7 @@ from .budget import budget_note
 from .paper import PAPER_CITATION, PAPER_SHORT, REFERENCE_METRICS
 from .stats import ci_text, paired_wilcoxon, wilcoxon_note
 from .table3 import METRICS, NO_PAIR, failed_cells, table3
-from .tasks import DEFAULT_TEST, test_label, with_test
+from .tasks import DEFAULT_TEST, test_label, test_set_note, with_test
 
 FILES = {"csv": "table3.csv", "latex": "table3.tex", "md": "table3.md"}
 HEADERS = {
@@ -246,12 +246,13 @@ def table_tests(cells: pd.DataFrame) -> dict[tuple, str]:
 
 
 def table_budgets(cells: pd.DataFrame) -> dict[tuple, str]:
-    """{(dataset, protocol, test): the unequal-budget note (``budget.budget_note``)} for the tables that need one."""
+    """{(dataset, protocol, test): the notes on what a table's cells used (``tasks.test_set_note``: the test set
+    where the protocol fixes its counts) and spent (``budget.budget_note``)}, for the tables that need one."""
     if cells is None or cells.empty:
         return {}
     notes = {}
     for key, group in with_test(cells).groupby(GROUP_KEYS, sort=False):
-        note = budget_note(group)
+        note = " ".join(n for n in (test_set_note(group[group["status"] == "done"]), budget_note(group)) if n)
         if note:
             notes[key] = note
     return notes

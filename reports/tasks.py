@@ -30,3 +30,28 @@ def with_test(cells: pd.DataFrame) -> pd.DataFrame:
 
 def test_label(test: str) -> str:
     return TEST_LABELS.get(test, f"{test} test")
+
+
+def test_set_note(cells: pd.DataFrame) -> str:
+    """One line on the test set a group of cells (one table's) used when its protocol asks fixed per-class test
+    counts (``counts["test_requested"]``, the gamo protocol): what was asked, and what the test split could
+    give where it has fewer images of a class; "" when the cells record no such request."""
+    if cells is None or cells.empty or "counts" not in cells:
+        return ""
+    recorded = [c for c in cells["counts"] if isinstance(c, dict) and c.get("test_requested")]
+    if not recorded:
+        return ""
+    first = recorded[0]
+    asked, used, short = first["test_requested"], first.get("test", []), first.get("test_clamped", [])
+    if not short:
+        return f"Test set: {_counts(used)} images of each class (class 0 first), as the published protocol asks."
+    classes = ", ".join(map(str, short))
+    many = len(short) > 1
+    return (f"Test set: the published protocol asks {_counts(asked)} images of each class (class 0 first); the "
+            f"test split has fewer of class{'es' if many else ''} {classes}, which keep{'' if many else 's'} all "
+            f"{'they have' if many else 'it has'}: used {_counts(used)}.")
+
+
+def _counts(values) -> str:
+    values = list(values)
+    return f"{values[0]:,}" if values and len(set(values)) == 1 else ", ".join(f"{v:,}" for v in values)

@@ -23,7 +23,7 @@ import pandas as pd
 from .budget import budget_table
 from .paper import PAPER_CITATION, REFERENCE_METRICS
 from .table3 import table3
-from .tasks import test_label, with_test
+from .tasks import test_label, test_set_note, with_test
 
 GAP_POINTS = 2.0  # |ours - published| above this many points (of a percentage) is investigated
 NAMES = {"balanced_accuracy": "ACSA", "g_mean": "GM", "f_measure": "F1", "accuracy": "accuracy",
@@ -54,8 +54,9 @@ def _markdown(rows: list[list[str]], headers: list[str]) -> str:
     return pd.DataFrame(rows, columns=headers).to_markdown(index=False, disable_numparse=True)
 
 
-def gamo_section(table: pd.DataFrame) -> list[str]:
-    """Markdown lines: one table per (dataset, test set) of the gamo protocol that has published values."""
+def gamo_section(table: pd.DataFrame, cells: pd.DataFrame) -> list[str]:
+    """Markdown lines: one table per (dataset, test set) of the gamo protocol that has published values, with
+    the test set the cells used."""
     rows_with = table[(table["protocol"] == "gamo")]
     if rows_with.empty or rows_with[[f"{m}_ref" for m in REFERENCE_METRICS]].isna().all().all():
         return []
@@ -69,15 +70,19 @@ def gamo_section(table: pd.DataFrame) -> list[str]:
             headers += [f"{NAMES[metric]} ours", "published", "diff"]
         body = []
         for _, row in group.iterrows():
-            cells = [str(row["method"]), str(row["n_seeds"])]
+            line = [str(row["method"]), str(row["n_seeds"])]
             for metric in REFERENCE_METRICS:
                 diff, gap = _diff(row[f"{metric}_mean"], row[f"{metric}_ref"])
                 gaps += gap
-                cells += [_ours(row[f"{metric}_mean"], row[f"{metric}_std"]), _pct(row[f"{metric}_ref"]), diff]
-            body.append(cells)
+                line += [_ours(row[f"{metric}_mean"], row[f"{metric}_std"]), _pct(row[f"{metric}_ref"]), diff]
+            body.append(line)
         sources = [s for s in dict.fromkeys(group["ref_source"]) if isinstance(s, str)]
         lines += [f"### {dataset}, {test_label(test)}", "", _markdown(body, headers), ""]
         lines += [f"published: {'; '.join(sources) or 'no published row for these methods'}.", ""]
+        used = cells[(cells["protocol"] == "gamo") & (cells["dataset"] == dataset) & (cells["test"] == test)
+                     & (cells["status"] == "done")]
+        note = test_set_note(used)
+        lines += [note, ""] if note else []
     lines += [f"{gaps} difference(s) above {GAP_POINTS:g} points.", ""]
     return lines
 
@@ -165,7 +170,7 @@ def render_validation(cells: pd.DataFrame) -> str:
         return "# Validation\n\nNo results in the store yet.\n"
     cells = with_test(cells)
     table = table3(cells)
-    parts = gamo_section(table) + table3_section(table) + table1_section(cells)
+    parts = gamo_section(table, cells) + table3_section(table) + table1_section(cells)
     if not parts:
         parts = ["No cell in the store matches a published number (run --preset validate-gamo, validate-table3 "
                  "or validate-table1).", ""]

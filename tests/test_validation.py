@@ -264,3 +264,19 @@ def test_a_holdout_test_set_is_a_stratified_part_of_the_training_set_and_no_test
 
     with pytest.raises(CellRefused, match="at least 2 training images"):
         make_imbalanced(_dataset([100, 100]), test, pair=(0, 1), ratio=0.01, seed=0, test_distribution="holdout")
+
+
+def test_the_report_says_which_test_set_was_used_where_the_split_falls_short():
+    from bench.reports.render import table_budgets
+    from bench.reports.tasks import test_set_note
+
+    counts = {"test": [980, 500, 250], "test_requested": [1000, 500, 250], "test_clamped": [0]}
+    frame = pd.DataFrame({"counts": [counts], "status": ["done"]})
+    note = test_set_note(frame)
+    assert "asks 1,000, 500, 250 images" in note and "fewer of class 0, which keeps all it has" in note
+    assert "used 980, 500, 250" in note
+    whole = {"test": [1000, 500, 250], "test_requested": [1000, 500, 250], "test_clamped": []}
+    assert "as the published protocol asks" in test_set_note(pd.DataFrame({"counts": [whole], "status": ["done"]}))
+    assert test_set_note(pd.DataFrame({"counts": [{"test": [5, 5]}], "status": ["done"]})) == ""  # no request
+    cells = pd.DataFrame([{**_cell(0, "smote", "train", 0, 0.8), "counts": counts}])
+    assert "used 980" in table_budgets(cells)[("mnist", "gamo", "train")]
