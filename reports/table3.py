@@ -202,7 +202,7 @@ def _add_reference(table: pd.DataFrame) -> None:
             (reference["protocol"] == row["protocol"])
             & (reference["dataset"] == str(row["dataset"]).lower())
             & (reference["test"] == row["test"])
-            & (reference["method"] == str(row["method"]).lower())
+            & (reference["method"] == str(row["method"]).lower().split("[")[0])  # a variant: its method's row
         ]
         sources.append(np.nan if match.empty else f"{match['source'].iloc[0]}, Table {match['table'].iloc[0]}")
         for metric in REFERENCE_METRICS if not match.empty else ():

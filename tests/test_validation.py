@@ -129,6 +129,8 @@ def test_the_validation_presets_build_the_grids_the_issue_asks_for():
     table1 = build_grid(load_preset("validate-table1"))
     assert {c.ratio for c in table1} == {100.0, 500.0, 1000.0} and {c.dataset for c in table1} == {"mnist"}
     assert all(c.params["gan_epochs"] == 0 for c in table1) and len(table1) == 2 * 3 * 3
+    paper = build_grid(load_preset("validate-gamo-paper"))
+    assert {c.variant for c in paper} == {"", "bagan[schedule=paper]", "gamo[schedule=paper]"} and len(paper) == 60
     for name in ("validate-gamo", "validate-table3"):  # the GPU variants: the same cells at a larger budget
         cpu, gpu = build_grid(load_preset(name)), build_grid(load_preset(f"{name}-gpu"))
         def what(cells):
@@ -194,6 +196,9 @@ def test_cells_of_two_test_sets_are_two_rows_and_only_matching_rows_get_publishe
     gamo = table[(table["method"] == "gamo")].set_index("test")
     assert gamo.loc["balanced", "g_mean_ref"] == pytest.approx(0.9747)
     assert "Table III" in gamo.loc["balanced", "ref_source"]
+    variant = table3(gamo_cells.assign(method=gamo_cells["method"].replace({"gamo": "gamo[schedule=paper]"})))
+    assert variant.set_index(["method", "test"]).loc[("gamo[schedule=paper]", "balanced"), "g_mean_ref"] == \
+        pytest.approx(0.9747)  # a variant of a method is compared with that method's published row
     failed = failed_cells(gamo_cells)
     assert failed[["method", "test"]].values.tolist() == [["gamo", "train"]]
 
@@ -280,3 +285,23 @@ def test_the_report_says_which_test_set_was_used_where_the_split_falls_short():
     assert test_set_note(pd.DataFrame({"counts": [{"test": [5, 5]}], "status": ["done"]})) == ""  # no request
     cells = pd.DataFrame([{**_cell(0, "smote", "train", 0, 0.8), "counts": counts}])
     assert "used 980" in table_budgets(cells)[("mnist", "gamo", "train")]
+
+
+def test_validation_md_holds_what_the_committed_stores_render():
+    """VALIDATION.md's measured tables are the suite's output: each block equals a fresh rendering of its store."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("update", root / "benchmarks" / "validation" / "update.py")
+    update = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(update)
+    text = (root / "VALIDATION.md").read_text(encoding="utf-8")
+    folders = [m.group("folder") for m in update.BLOCK.finditer(text)]
+    assert folders == ["benchmarks/validation/validate-gamo", "benchmarks/validation/validate-table3",
+                       "benchmarks/validation/validate-table1"]
+    for folder in folders:
+        assert (root / folder / "bench.sqlite").is_file(), f"{folder} has no committed store"
+    assert update.refresh(text) == text, "VALIDATION.md is stale: run python benchmarks/validation/update.py"
+    assert not re.search(r"\b(RUN_FACTS|GAPS|CAPSAN_STUDY)", text), "VALIDATION.md still holds a placeholder"
