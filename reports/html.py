@@ -15,7 +15,7 @@ from .paper import PAPER_CITATION
 from .render import failure_lines
 from .stats import readable, readable_p
 from .table3 import failed_cells
-from .tasks import DEFAULT_TEST, test_label
+from .tasks import task_label
 
 # Readable at 1,280 px without horizontal scrolling: a metric's 95 % interval goes on a second line under its
 # mean +- std (the widest part of Table 3), and figures never exceed the page; Figure 8 (sample grids) and the
@@ -134,7 +134,7 @@ def _failures(cells: pd.DataFrame) -> str:
         return ""
     items = "".join(f"<li>{html.escape(str(dataset))} ({html.escape(label)}): {html.escape(line)}</li>"
                     for (dataset, protocol, test), group in failed.groupby(["dataset", "protocol", "test"], sort=False)
-                    for label in [str(protocol) if test == DEFAULT_TEST else f"{protocol}, {test_label(test)}"]
+                    for label in [task_label(protocol, test)]
                     for line in failure_lines(group))
     return f"<h2>Failed cells ({len(failed)})</h2><ul>{items}</ul>"
 

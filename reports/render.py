@@ -18,7 +18,7 @@ from .budget import budget_note
 from .paper import PAPER_CITATION, PAPER_SHORT, REFERENCE_METRICS
 from .stats import ci_text, paired_wilcoxon, wilcoxon_note
 from .table3 import METRICS, NO_PAIR, failed_cells, table3
-from .tasks import DEFAULT_TEST, test_label, test_set_note, with_test
+from .tasks import DEFAULT_TEST, task_label, test_set_note, with_test
 
 FILES = {"csv": "table3.csv", "latex": "table3.tex", "md": "table3.md"}
 HEADERS = {
@@ -92,10 +92,8 @@ def _groups(table: pd.DataFrame):
 
 
 def _task(dataset, protocol, test) -> str:
-    """``mnist, gamo, imbalanced test (...)``: the test set is named when it is not the default or when the
-    protocol has two published ones (gamo)."""
-    named = test != DEFAULT_TEST or protocol == "gamo"
-    return f"{dataset}, {protocol}" + (f", {test_label(test)}" if named else "")
+    """``mnist, gamo, imbalanced test (...)`` (``tasks.task_label``)."""
+    return f"{dataset}, {task_label(protocol, test)}"
 
 
 def _metrics(group: pd.DataFrame) -> tuple[str, ...]:
@@ -216,18 +214,15 @@ def failure_lines(failed: pd.DataFrame) -> list[str]:
 
 
 def _caption(dataset, protocol, pm: str = " ± ", escape=str, test=DEFAULT_TEST) -> str:
-    if test != DEFAULT_TEST or protocol == "gamo":
-        protocol = f"{protocol} protocol, {test_label(test)}"
-    else:
-        protocol = f"{protocol} protocol"
-    if not protocol.startswith("binary"):
+    where = task_label(protocol, test, " protocol")
+    if protocol != "binary":
         return (
-            f"Table 3 on {escape(dataset)}, {escape(protocol)}: ACSA (mean per-class recall), G-mean and "
+            f"Table 3 on {escape(dataset)}, {escape(where)}: ACSA (mean per-class recall), G-mean and "
             f"macro-averaged F-measure, precision and recall, mean{pm}std over the n seeds {escape(CI_NOTE)}. Bold: the "
             "best mean per ratio."
         )
     return (
-        f"Table 3 on {escape(dataset)}, {escape(protocol)}: minority-class metrics, mean{pm}std "
+        f"Table 3 on {escape(dataset)}, {escape(where)}: minority-class metrics, mean{pm}std "
         f"over the n seeds {escape(CI_NOTE)} (per seed, the mean over the class pairs first). Bold: the best mean per ratio."
     )
 

@@ -32,6 +32,13 @@ def test_label(test: str) -> str:
     return TEST_LABELS.get(test, f"{test} test")
 
 
+def task_label(protocol, test, suffix: str = "") -> str:
+    """``gamo, imbalanced test (...)``: the protocol (with ``suffix``, e.g. " protocol"), and the test set when it
+    is not the default or when the protocol has two published ones (gamo)."""
+    named = test != DEFAULT_TEST or protocol == "gamo"
+    return f"{protocol}{suffix}" + (f", {test_label(test)}" if named else "")
+
+
 def test_set_note(cells: pd.DataFrame) -> str:
     """One line on the test set a group of cells (one table's) used when its protocol asks fixed per-class test
     counts (``counts["test_requested"]``, the gamo protocol): what was asked, and what the test split could
