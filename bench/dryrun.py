@@ -12,7 +12,11 @@ The estimate per (method, dataset), in order of trust:
    group of the same method label, image shape and speed settings (MNIST and Fashion-MNIST share one).
    Every pending cell then gets the fixed cost plus the per-image epoch cost x its own task's training-set
    size N x its epochs (every method's budget is epochs x ceil(N / batch) steps; N shrinks with the
-   imbalance ratio, so a 0.5 task costs about 1.5x a 0.01 one);
+   imbalance ratio, so a 0.5 task costs about 1.5x a 0.01 one), plus the prediction's cost per test image
+   (timed on ``CALIBRATION_IMAGES`` test images) x its task's test-set size. The prediction was once part of
+   the fixed cost, timed on 256 test images where a cell predicts up to 10,000: CapsAN's capsule classifier
+   spends about a minute on MNIST's test split, and the estimates of validate-table1 (4x) and validate-gamo
+   (CapsAN 1.6x) fell short by that much;
 3. unknown, when the calibration itself fails (a method refusing a tiny task, data not found): the row
    says why.
 A progress bar per calibration says which method is being timed. Wall time divides the cell time by the
@@ -55,9 +59,10 @@ class Speed:
     low: float
     high: float
     reason: str
+    per_test_image: float = 0.0  # prediction, seconds per test image
 
-    def seconds(self, n_images: int, epochs: int, which: str = "per_image") -> float:
-        return self.fixed + getattr(self, which) * n_images * epochs
+    def seconds(self, n_images: int, epochs: int, which: str = "per_image", n_test: int = 0) -> float:
+        return self.fixed + getattr(self, which) * n_images * epochs + self.per_test_image * n_test
 
     @classmethod
     def unknown(cls, reason: str) -> Speed:
@@ -124,36 +129,44 @@ def calibration(cell: Cell, train: ImageSet, test: ImageSet, device) -> Speed:
 
     The method is fitted (and predicts) on a small version of the cell's task for 1, 2 and 3 epochs: half
     the 1-to-3 difference is the cost of an epoch of ``CALIBRATION_IMAGES`` images, the rest a fixed cost
-    (models, prediction, compilation under --compile); the 1-to-2 and 2-to-3 differences bound it."""
+    (models, compilation under --compile); the 1-to-2 and 2-to-3 differences bound it. The prediction of
+    ``CALIBRATION_IMAGES`` test images is timed apart (the median of the three fits): a cell's prediction
+    scales with its test set, not its training set."""
     try:
         task = _task(cell, train, test)
         small = _shrink(task.train, CALIBRATION_IMAGES, cell.seed)
         if not _WARM:  # the process's first fit pays torch's one-off start-up: keep it out of the timing
             _timed_fit(cell, small, task.test, device, 1)
             _WARM.append(True)
-        one, two, three = (_timed_fit(cell, small, task.test, device, epochs) for epochs in CALIBRATION_EPOCHS)
+        timed = [_timed_fit(cell, small, task.test, device, epochs) for epochs in CALIBRATION_EPOCHS]
     except Exception as exc:  # noqa: BLE001 (a refusal here is only a missing estimate)
         return Speed.unknown(f"calibration failed: {type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''}")
+    (one, two, three), predict = (fit for fit, _ in timed), float(np.median([p for _, p in timed]))
     per_epoch = max((three - one) / 2, 0.0)
     steps = sorted(max(step, 0.0) for step in (two - one, three - two))
     fixed = max(one - per_epoch, 0.0)
     n = len(small)
+    n_test = min(len(task.test), CALIBRATION_IMAGES)
     return Speed(fixed, per_epoch / n, steps[0] / n, steps[1] / n,
                  f"calibrated: {fixed:.1f} s + {per_epoch:.2f} s/epoch ({steps[0]:.2f} to {steps[1]:.2f}) on {n} "
-                 "images, scaled to each task's size and epochs")
+                 f"images + {predict * 1000 / max(n_test, 1):.2f} s per 1,000 test images, scaled to each task's "
+                 "sizes and epochs", predict / max(n_test, 1))
 
 
 def calibrate(cell: Cell, train: ImageSet, test: ImageSet, device) -> tuple[float, str]:
-    """Seconds the full ``cell`` should take (``calibration`` scaled to its task's N images and its epochs);
-    NaN and the reason when the calibration fails."""
+    """Seconds the full ``cell`` should take (``calibration`` scaled to its task's N training images, its epochs
+    and its test images); NaN and the reason when the calibration fails."""
     speed = calibration(cell, train, test, device)
     if math.isnan(speed.fixed):
         return math.nan, speed.reason
-    return speed.seconds(len(_task(cell, train, test).train), cell.epochs), speed.reason
+    task = _task(cell, train, test)
+    return speed.seconds(len(task.train), cell.epochs, n_test=len(task.test)), speed.reason
 
 
-def _timed_fit(cell: Cell, train: ImageSet, test: ImageSet, device, epochs: int) -> float:
+def _timed_fit(cell: Cell, train: ImageSet, test: ImageSet, device, epochs: int) -> tuple[float, float]:
+    """Seconds to fit ``cell``'s method on ``train`` for ``epochs``, and seconds to predict ``CALIBRATION_IMAGES``
+    images of ``test``."""
     from bench.methods import FitContext, get_method
     from bench.runner import fit_settings, seed_everything
 
@@ -164,8 +177,9 @@ def _timed_fit(cell: Cell, train: ImageSet, test: ImageSet, device, epochs: int)
                          **fit_settings(cell.options))
         clock = time.perf_counter()
         method.fit(train, ctx)
+        fitted = time.perf_counter()
         method.predict_proba(test.images[:CALIBRATION_IMAGES])
-        return time.perf_counter() - clock
+        return fitted - clock, time.perf_counter() - fitted
 
 
 def dry_run(cells: list[Cell], results_dir, load, device, workers: int = 1,
@@ -188,14 +202,15 @@ def _dry_run(cells, results_dir, load, device, workers, progress):
     status = cell_status(cells, attempts)
     stored = stored_durations(attempts, device.type)
     rows = []
-    sizes: dict[tuple, int] = {}  # training-set size per task (it does not depend on the seed)
+    sizes: dict[tuple, tuple[int, int]] = {}  # training- and test-set sizes per task (not the seed's)
     speeds: dict[tuple, Speed] = {}  # one calibration per method label, parameters, image shape and settings
 
-    def size(cell: Cell) -> int:
-        task = (cell.dataset, cell.protocol, cell.pair, cell.ratio, cell.options.get("test"),
-                cell.options.get("image_size"), cell.options.get("celeba_attr"))
+    def size(cell: Cell) -> tuple[int, int]:
+        task = (cell.dataset, cell.protocol, cell.pair, cell.ratio, json.dumps(cell.options, sort_keys=True,
+                                                                              default=str))
         if task not in sizes:
-            sizes[task] = len(_task(cell, *load(cell)).train)
+            made = _task(cell, *load(cell))
+            sizes[task] = len(made.train), len(made.test)
         return sizes[task]
 
     groups: dict[tuple, list[Cell]] = {}
@@ -227,10 +242,10 @@ def _dry_run(cells, results_dir, load, device, workers, progress):
             if math.isnan(speed.fixed):
                 seconds = to_run = math.nan
             else:
-                work = [(n, c.epochs) for n, c in zip(each_size, todo, strict=True)]
-                to_run = sum(speed.seconds(n, e) for n, e in work)
-                low = sum(speed.seconds(n, e, "low") for n, e in work)
-                high = sum(speed.seconds(n, e, "high") for n, e in work)
+                work = [(n, c.epochs, t) for (n, t), c in zip(each_size, todo, strict=True)]
+                to_run = sum(speed.seconds(n, e, n_test=t) for n, e, t in work)
+                low = sum(speed.seconds(n, e, "low", t) for n, e, t in work)
+                high = sum(speed.seconds(n, e, "high", t) for n, e, t in work)
                 seconds = to_run / len(todo)
         else:
             seconds, to_run, source = math.nan, 0.0, "-"

@@ -221,7 +221,7 @@ def test_the_calibration_spread_is_shown_and_one_calibration_serves_one_image_sh
     times = {1: 10.0, 2: 13.0, 3: 18.0}
     calls = []
     monkeypatch.setattr(dryrun, "_timed_fit", lambda cell, train, test, device, epochs: calls.append(epochs)
-                        or times[epochs])
+                        or (times[epochs], 0.0))
     monkeypatch.setattr(dryrun, "_WARM", [True])
     config = RunConfig(name="t", methods=["imbalanced"], datasets=["digits", "mnist"], ratios=[0.1], seeds=1,
                        pairs=[[3, 5]], epochs=2)
@@ -234,6 +234,37 @@ def test_the_calibration_spread_is_shown_and_one_calibration_serves_one_image_sh
     assert table["low_s"].tolist() == pytest.approx([6.0 + 3.0 / n_small * n * 2] * 2)
     assert table["high_s"].tolist() == pytest.approx([6.0 + 5.0 / n_small * n * 2] * 2)
     assert "s/epoch (3.00 to 5.00)" in table.loc[0, "estimate"] and "from the calibration's spread" in line
+
+
+def test_the_prediction_is_estimated_per_test_image_not_as_a_fixed_cost(digits, monkeypatch):
+    """validate-table1's capsan cells predict 10,000 MNIST test images after a few seconds of training: the
+    calibration predicted 256 and called that a fixed cost, and the dry run said 9 minutes for a preset that
+    took over 30. The calibration now times the prediction apart (per test image, the median of its fits), and
+    every cell's estimate scales it by that cell's test set: the holdout test (a fifth of the training set)
+    costs less to predict than the balanced test split."""
+    from bench import dryrun
+
+    predict = {1: 2.0, 2: 3.0, 3: 2.5}  # seconds to predict the calibration's test images; median 2.5
+    monkeypatch.setattr(dryrun, "_timed_fit", lambda cell, train, test, device, epochs: (10.0 + epochs, predict[epochs]))
+    monkeypatch.setattr(dryrun, "_WARM", [True])
+    config = RunConfig(name="t", methods=["imbalanced"], datasets=["digits"], ratios=[0.5], seeds=1,
+                       pairs=[[3, 5]], epochs=1, test_distribution=["balanced", "holdout"])
+    cells = build_grid(config)
+    task = dryrun._task(cells[0], *digits)
+    speed = dryrun.calibration(cells[0], *digits, torch.device("cpu"))
+    assert speed.fixed == pytest.approx(10.0)  # 11, 12, 13 s fits: 1 s an epoch, 10 s fixed, no prediction in it
+    assert speed.per_test_image == pytest.approx(2.5 / min(dryrun.CALIBRATION_IMAGES, len(task.test)))
+    assert "per 1,000 test images" in speed.reason
+
+    fake = dryrun.Speed(10.0, 0.0, 0.0, 0.0, "calibrated: fake", per_test_image=0.01)
+    monkeypatch.setattr(dryrun, "calibration", lambda cell, train, test, device: fake)
+    by_test = {}
+    for cell in cells:
+        table, _ = dryrun.dry_run([cell], "/nonexistent/results", lambda c: digits, torch.device("cpu"))
+        n_test = len(dryrun._task(cell, *digits).test)
+        assert table.loc[0, "to_run_s"] == pytest.approx(10.0 + 0.01 * n_test)
+        by_test[cell.options.get("test", "balanced")] = n_test
+    assert by_test["holdout"] < by_test["balanced"]
 
 
 def test_a_dry_run_writes_nothing_into_the_data_folder_and_shows_its_progress(tmp_path):

@@ -1,8 +1,11 @@
 """Refresh the measured tables of VALIDATION.md from the committed validation stores.
 
 Every block of VALIDATION.md between ``<!-- validation: FOLDER -->`` and ``<!-- end validation -->`` is
-replaced by what ``bench report --results FOLDER --validation`` writes into ``validation.md`` (its title
-line dropped), so the file's numbers are the suite's output, never typed by hand. ``tests/test_validation.py``
+replaced by what ``bench report --results FOLDER --validation`` writes into ``validation.md``, and every block
+between ``<!-- table3: FOLDER -->`` and ``<!-- end table3 -->`` by what ``bench report --results FOLDER
+--tables 3 --format md`` writes into ``table3.md`` (for a store with no published number to set beside it,
+such as the CapsAN study); title lines dropped, headings moved down to sit under VALIDATION.md's own, so the
+file's numbers are the suite's output, never typed by hand. ``tests/test_validation.py``
 fails when a block differs from a fresh rendering.
 
     python benchmarks/validation/update.py            # rewrite VALIDATION.md in place
@@ -18,22 +21,34 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = ROOT / "VALIDATION.md"
-BLOCK = re.compile(r"(<!-- validation: (?P<folder>[^ ]+) -->\n)(?P<body>.*?)(<!-- end validation -->)", re.S)
+BLOCK = re.compile(r"(<!-- (?P<kind>validation|table3): (?P<folder>[^ ]+) -->\n)(?P<body>.*?)(<!-- end (?P=kind) -->)",
+                   re.S)
 
 
-def rendered(folder: str) -> str:
-    """The validation tables of one store folder (relative to the repository root), as VALIDATION.md embeds them."""
-    from bench.reports.validation import render_validation
+def rendered(folder: str, kind: str = "validation") -> str:
+    """The tables of one store folder (relative to the repository root), as VALIDATION.md embeds them:
+    ``validation.md`` (kind "validation") or ``table3.md`` (kind "table3")."""
     from bench.store import read_cells
 
-    text = render_validation(read_cells([ROOT / folder]))
-    # VALIDATION.md has its own title: drop validation.md's, and put its sections one level down
-    body = text.split("\n", 2)[2] if text.startswith("# Validation\n") else text
-    return re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", body, flags=re.M)
+    cells = read_cells([ROOT / folder])
+    if kind == "table3":
+        from bench.reports.render import render_markdown, table_budgets, table_tests
+        from bench.reports.table3 import failed_cells, table3
+
+        table = table3(cells)
+        text = render_markdown(table, failed_cells(cells), table_tests(cells), table_budgets(cells))
+        title, depth = "# Table 3\n", "##"
+    else:
+        from bench.reports.validation import render_validation
+
+        text, title, depth = render_validation(cells), "# Validation\n", "#"
+    # VALIDATION.md has its own title: drop the file's, and put its sections under VALIDATION.md's headings
+    body = text.split("\n", 2)[2] if text.startswith(title) else text
+    return re.sub(r"^(#+) ", lambda m: depth + m.group(1) + " ", body, flags=re.M)
 
 
 def refresh(text: str) -> str:
-    return BLOCK.sub(lambda m: m.group(1) + rendered(m.group("folder")) + m.group(4), text)
+    return BLOCK.sub(lambda m: m.group(1) + rendered(m.group("folder"), m.group("kind")) + m.group(5), text)
 
 
 def main(argv=None) -> int:
