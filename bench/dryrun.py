@@ -15,8 +15,8 @@ The estimate per (method, dataset), in order of trust:
    imbalance ratio, so a 0.5 task costs about 1.5x a 0.01 one), plus the prediction's cost per test image
    (timed on ``CALIBRATION_IMAGES`` test images) x its task's test-set size. The prediction was once part of
    the fixed cost, timed on 256 test images where a cell predicts up to 10,000: CapsAN's capsule classifier
-   spends about a minute on MNIST's test split, and the estimates of validate-table1 (4x) and validate-gamo
-   (CapsAN 1.6x) fell short by that much;
+   spends 20 to 40 s on MNIST's test split, and validate-table1's estimate fell short 2.5x (9.2 min
+   against 23) and validate-gamo's CapsAN cells 1.6x;
 3. unknown, when the calibration itself fails (a method refusing a tiny task, data not found): the row
    says why.
 A progress bar per calibration says which method is being timed. Wall time divides the cell time by the
