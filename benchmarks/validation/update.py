@@ -32,11 +32,13 @@ def rendered(folder: str, kind: str = "validation") -> str:
 
     cells = read_cells([ROOT / folder])
     if kind == "table3":
-        from bench.reports.render import render_markdown, table_budgets, table_tests
-        from bench.reports.table3 import failed_cells, table3
+        import tempfile
 
-        table = table3(cells)
-        text = render_markdown(table, failed_cells(cells), table_tests(cells), table_budgets(cells))
+        from bench.reports.render import write_table3
+
+        with tempfile.TemporaryDirectory() as out:  # bench report's own table3.md, not a second composition
+            (path,) = write_table3(cells, Path(out), ["md"])
+            text = path.read_text(encoding="utf-8")
         title, depth = "# Table 3\n", "##"
     else:
         from bench.reports.validation import render_validation
