@@ -12,7 +12,7 @@ Choices, in order of use:
 * **Unit.** A unit is one (dataset, protocol, ratio, pair, seed); protocols without pairs use the pair label
   ``"-"``. Cells of one method that share a unit but differ in what the unit does not name (params, epochs)
   are averaged first, so each method has at most one value per unit.
-* **Confidence interval** (:func:`confidence_interval`): the two-sided Student-t interval of the mean,
+* **Confidence interval** (``aggregate.confidence_interval``): the two-sided Student-t interval of the mean,
   ``mean ± t_{(1+level)/2, n-1} · s / sqrt(n)`` with the sample standard deviation ``s`` (ddof=1), over the
   finite values given (NaNs are dropped). Fewer than two values give ``(nan, nan)``: no spread to estimate.
 * **Paired Wilcoxon** (:func:`paired_wilcoxon`): for each method other than the reference, its values are
@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .aggregate import over_seeds, pair_label, seed_means
 from .tasks import with_test
 
 # ``test``: the cell's test set (``tasks.with_test``); two test sets are two units, never one.
@@ -91,31 +92,6 @@ WILCOXON_COLUMNS = [
 
 
 # --------------------------------------------------------------------------- confidence interval
-
-
-def confidence_interval(values, level: float = 0.95) -> tuple[float, float]:
-    """Student-t confidence interval of the mean of ``values`` (NaNs dropped); ``(nan, nan)`` for n < 2."""
-    if not 0.0 < float(level) < 1.0:
-        raise ValueError(f"level must lie strictly between 0 and 1, not {level!r}")
-    array = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=float).ravel()
-    array = array[np.isfinite(array)]
-    n = array.size
-    if n < 2:
-        return (math.nan, math.nan)
-    mean = float(array.mean())
-    half = float(stats.t.ppf((1.0 + level) / 2.0, n - 1)) * float(array.std(ddof=1)) / math.sqrt(n)
-    return (mean - half, mean + half)
-
-
-def ci_bounds(mean, std, count, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`confidence_interval` from summaries, element-wise: mean, sample std (ddof=1) and the number of
-    values; NaN where count < 2. The tables use it on their per-seed aggregates."""
-    mean, std, count = (np.asarray(a, dtype=float) for a in (mean, std, count))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = stats.t.ppf((1.0 + level) / 2.0, np.where(count >= 2, count - 1, np.nan))
-        half = t * std / np.sqrt(count)
-    half = np.where(count >= 2, half, np.nan)
-    return mean - half, mean + half
 
 
 def ci_text(low, high, decimals: int = 3) -> str:
@@ -163,8 +139,6 @@ def unit_values(cells: pd.DataFrame | None, metric: str = "g_mean") -> pd.DataFr
     if missing:
         raise ValueError(f"cells lack the columns {sorted(missing)}")
     frame = cells.loc[cells["status"] == "done", ["method", *UNIT_KEYS, "metrics"]].copy()
-    from .table3 import pair_label  # table3 imports this module for its intervals: imported here, not on top
-
     frame["pair"] = frame["pair"].map(pair_label)
     frame["ratio"] = frame["ratio"].astype(float).round(RATIO_DECIMALS)
     frame["value"] = [_metric_value(m, metric) for m in frame["metrics"]]
@@ -307,8 +281,8 @@ def block_values(cells: pd.DataFrame | None, metric: str = "g_mean") -> pd.DataF
     values = unit_values(cells, metric)
     if values.empty:
         return pd.DataFrame()
-    per_seed = values.groupby(["method"] + BLOCK_KEYS + ["seed"])["value"].mean()
-    per_block = per_seed.groupby(["method"] + BLOCK_KEYS).mean()
+    keys = ["method"] + BLOCK_KEYS
+    per_block = over_seeds(seed_means(values, keys, ["value"]), keys, ["value"])["value_mean"]
     return per_block.unstack("method").sort_index()
 
 

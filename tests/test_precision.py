@@ -14,14 +14,14 @@ import pytest
 import torch
 from helpers import repeatable, run_bench
 
+from bench.cell import run_cell
 from bench.datasets import load_dataset
 from bench.datasets.base import ImageSet
 from bench.datasets.imbalance import make_imbalanced
 from bench.errors import BenchError
-from bench.grid import RunConfig, build_grid
+from bench.grid import Preset, build_grid
 from bench.methods import FitContext, get_method
 from bench.methods.dagan import rotate_pairs
-from bench.runner import run_cell
 from bench.store import Store
 
 CPU = torch.device("cpu")
@@ -174,7 +174,7 @@ def test_rotate_pairs_matches_masked_rotation():
 
 
 def _cells(**settings):
-    config = RunConfig(name="t", methods=["imbalanced", "capsan"], datasets=["digits"], ratios=[0.1], seeds=1,
+    config = Preset(name="t", methods=["imbalanced", "capsan"], datasets=["digits"], ratios=[0.1], seeds=1,
                        pairs=[[3, 5]], epochs=1, **settings)
     return build_grid(config)
 

@@ -11,13 +11,12 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from bench.reports.aggregate import ci_bounds, confidence_interval
 from bench.reports.render import render_markdown, table_tests
 from bench.reports.stats import (
     cd_diagram,
-    ci_bounds,
     ci_text,
     cliques,
-    confidence_interval,
     critical_difference,
     friedman_ranking,
     holm,
