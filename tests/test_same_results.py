@@ -1,6 +1,10 @@
 """The structure change keeps every result: the smoke preset gives the same cell keys and the same metrics
 as the code before it (``tests/data/smoke_before.json``, written from a smoke run of commit 9279026 with
-``python tests/test_same_results.py RESULTS > tests/data/smoke_before.json``).
+``python tests/test_same_results.py RESULTS > tests/data/smoke_before.json``). The quick preset (180 cells,
+about 100 minutes on 2 cores: too long for a test) is checked by hand the same way against
+``tests/data/quick_before.json``: ``bench run --preset quick --threads 1 --results R``, then
+``python tests/test_same_results.py R --against tests/data/quick_before.json`` (prints each difference,
+exits 1 on any).
 
 Metrics are compared exactly on the CPU kind that wrote the reference (the suite promises the same numbers
 for the same seed on the same device), and within ``TOLERANCE`` on another (vector units change float
@@ -101,4 +105,12 @@ def test_the_comparison_sees_a_moved_number_and_a_missing_cell():
 
 
 if __name__ == "__main__":
-    print(json.dumps(snapshot(sys.argv[1]), indent=1, sort_keys=True))
+    now = snapshot(sys.argv[1])
+    if len(sys.argv) == 4 and sys.argv[2] == "--against":
+        before = json.loads(Path(sys.argv[3]).read_text())
+        exact = before["cpu"] == now["cpu"]
+        found = differences(before["cells"], now["cells"], 0.0 if exact else TOLERANCE)
+        print("\n".join(found) or f"{len(now['cells'])} cells, the same keys and "
+                                   f"{'identical' if exact else f'within {TOLERANCE}'} metrics")
+        sys.exit(1 if found else 0)
+    print(json.dumps(now, indent=1, sort_keys=True))
