@@ -30,13 +30,11 @@ Choices (ours; Im et al. do not quantify them):
 - A discriminator is any callable ``d(x)`` on a uint8 (N, C, H, W) array that returns, per image, either
   a bool "is real" array or a float P(real) array in [0, 1]; a probability counts as "real" when it is
   > 0.5 (0.5 itself is "fake").
-- CapsAN-family discriminators (``capsan_discriminator_real``) have c + 1 outputs, the last one "fake"
-  (capsule lengths for ``capsan``, logits for ``capsan-conv``); an image is called real when the fake
-  output is not the argmax (torch's argmax returns the first of tied maxima, so a tie with the fake output
-  counts as real). The decision is on D as ``fit`` left it: after the fine-tuning phase (which trains the
-  class outputs only); fit with ``finetune_epochs=0`` to battle the adversarial discriminators as they
-  were at the end of GAN training.
-- Samples (``capsan_sampler``) come from ``method.sample(n, label)``, split evenly over the given classes,
+- A method takes part through its ``Method`` interface (``methods/base.py``): ``battle_twin`` names its
+  opponent, ``discriminate(images)`` is its discriminator's decision (CapsAN's: real when the "fake" output
+  of its c + 1 is not the argmax, on D as ``fit`` left it, after the fine-tuning phase; fit with
+  ``finetune_epochs=0`` to battle the adversarial discriminators as they were at the end of GAN training).
+- Samples (``class_samples``) come from ``method.sample(n, label)``, split evenly over the given classes,
   under ``torch.manual_seed(seed)`` in a forked RNG (the caller's RNG state is left as it was).
 """
 
@@ -127,37 +125,7 @@ def winner(r_test: float, r_samples: float, tolerance: float = DEFAULT_TOLERANCE
     return "model2" if r_samples > 1.0 else "tie"
 
 
-def capsan_discriminator_real(method, batch_size: int = 512) -> Callable[[np.ndarray], np.ndarray]:
-    """The "is real" decision of a fitted CapsAN-family method's discriminator ``method.D``: real when the
-    last ("fake") of its c + 1 scores is not the argmax.
-
-    Returns ``is_real(uint8 (N, C, H, W)) -> bool (N,)``, evaluated in batches of ``batch_size`` with D in
-    eval mode (its previous mode is restored)."""
-    from bench.methods.classifier import to_input
-
-    if getattr(method, "D", None) is None or not hasattr(method, "n_classes"):
-        raise BenchError(f"{type(method).__name__} has no fitted c + 1 discriminator: fit a capsan or "
-                         "capsan-conv method first")
-
-    @torch.no_grad()
-    def is_real(images: np.ndarray) -> np.ndarray:
-        was_training = method.D.training
-        method.D.eval()
-        out = []
-        try:
-            for start in range(0, len(images), batch_size):
-                with method._autocast():
-                    x = to_input(images[start:start + batch_size], method.device)
-                    scores = method.D(x).scores.float()
-                out.append((scores.argmax(dim=1) != method.n_classes).cpu())
-        finally:
-            method.D.train(was_training)
-        return torch.cat(out).numpy() if out else np.zeros(0, dtype=bool)
-
-    return is_real
-
-
-def capsan_sampler(method, n: int, labels: int | Sequence[int], seed: int = 0) -> np.ndarray:
+def class_samples(method, n: int, labels: int | Sequence[int], seed: int = 0) -> np.ndarray:
     """``n`` images from ``method.sample``, uint8 (n, C, H, W): all of class ``labels`` (an int), or split
     evenly over the classes ``labels`` (the first n % k of them get one more), in the order given. Works for
     any method with ``sample(n, label)``. ``seed`` seeds torch's global RNG (which CapsAN's latents draw

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -100,54 +101,40 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_s
         celeba_attr, epochs, method_files, data_dir, download, results, device, resume, jobs, threads, jobs_per_gpu,
         executor, ray_address, gpus_per_cell, precision, compile_mode, dry_run, quiet):
     """Run every cell of method x dataset x ratio x pair x seed and store the results."""
-    from bench.grid import build_grid, load_preset, parse_pairs
+    from bench.config import RayOptions, RunConfig
+    from bench.grid import load_preset, parse_pairs
     from bench.methods import load_method_file
     from bench.reports import table3_text
     from bench.runner import run_grid
     from bench.store import Store
 
-    config = load_preset(preset)
+    preset = load_preset(preset)
     file_methods = [name for path in method_files for name in load_method_file(path)]
     # a user's own methods join the run, beside --methods or the preset's baselines
     # (a name listed twice in --methods stays twice, so that the grid refuses it in one line)
-    chosen = config.methods if methods is None else _split(methods)
-    config.methods = chosen + [name for name in dict.fromkeys(file_methods) if name not in chosen]
-    if datasets is not None:
-        config.datasets = _split(datasets)
-    if ratios is not None:
-        config.ratios = _ratios(ratios)
-    if seeds is not None:
-        config.seeds = seeds
-    if pairs is not None:
-        config.pairs = parse_pairs(pairs)
-    if epochs is not None:
-        config.epochs = epochs
-    if protocol is not None:
-        config.protocol = protocol
-    if sizes is not None:
-        config.sizes = [_size(item) for item in _split(sizes)]
-    if test_set is not None:
-        tests = _split(test_set)
-        config.test_distribution = tests[0] if len(tests) == 1 else tests
-    if image_size is not None:
-        config.image_size = image_size
-    if celeba_attr is not None:
-        config.celeba_attr = celeba_attr
-    if quality is not None:
-        config.metrics = _split(quality)
-    if precision is not None:
-        config.precision = precision
-    if compile_mode is not None:
-        config.compile = compile_mode
-    cells = build_grid(config)
+    chosen = preset.methods if methods is None else _split(methods)
+    tests = _split(test_set)
+    given = {  # the options given, as the preset's fields (None: not given, the preset's value stands)
+        "datasets": _split(datasets), "ratios": _ratios(ratios), "seeds": seeds,
+        "pairs": None if pairs is None else parse_pairs(pairs), "epochs": epochs, "protocol": protocol,
+        "sizes": None if sizes is None else [_size(item) for item in _split(sizes)],
+        "test_distribution": None if tests is None else tests[0] if len(tests) == 1 else tests,
+        "image_size": image_size, "celeba_attr": celeba_attr, "metrics": _split(quality), "precision": precision,
+        "compile": compile_mode,
+    }
+    preset = dataclasses.replace(
+        preset, methods=chosen + [name for name in dict.fromkeys(file_methods) if name not in chosen],
+        **{name: value for name, value in given.items() if value is not None})
+    config = RunConfig(preset, results, data_dir=data_dir, download=download, fid_weights=fid_weights,
+                       device=device, threads=threads, jobs=jobs, jobs_per_gpu=jobs_per_gpu, executor=executor,
+                       ray=RayOptions(ray_address, gpus_per_cell), method_files=method_files, resume=resume,
+                       quiet=quiet)
+    cells = config.cells
     if dry_run:
-        _dry_run(cells, results, data_dir, device, jobs, jobs_per_gpu, quiet)
+        _dry_run(config)
         return
 
-    summary = run_grid(cells, results, data_dir=data_dir, download=download, device=device, resume=resume,
-                       quiet=quiet, fid_weights=fid_weights, jobs=jobs, jobs_per_gpu=jobs_per_gpu, executor=executor,
-                       ray_address=ray_address, gpus_per_cell=gpus_per_cell, method_files=method_files,
-                       threads=threads)
+    summary = run_grid(config)
     refused = f" ({summary.refused} refused by the method or protocol)" if summary.refused else ""
     click.echo(f"{summary.total} cells: {summary.done} run, {summary.failed} failed{refused}, "
                f"{summary.skipped} already done (results in {Path(results) / 'bench.sqlite'})")
@@ -162,19 +149,19 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_s
         sys.exit(1)
 
 
-def _dry_run(cells, results, data_dir, device, jobs, jobs_per_gpu, quiet) -> None:
+def _dry_run(config) -> None:
     import torch
     from tabulate import tabulate
 
+    from bench.cell import dataset_loader, resolve_device
     from bench.dryrun import dry_run
     from bench.executors import plan_devices
-    from bench.runner import dataset_loader, resolve_device
 
     n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    workers = len(plan_devices(jobs, jobs_per_gpu, device, n_gpus))
+    workers = len(plan_devices(config.jobs, config.jobs_per_gpu, config.device, n_gpus))
     # a dry run writes nothing: no download either (files not found leave their groups without an estimate)
-    table, line = dry_run(cells, results, dataset_loader(data_dir, False), resolve_device(device), workers,
-                          progress=not quiet)
+    table, line = dry_run(config.cells, config.results, dataset_loader(config.data_dir, False),
+                          resolve_device(config.device), workers, progress=not config.quiet)
     shown = table.assign(s_per_cell=table["s_per_cell"].map(lambda s: "?" if s != s else f"{s:.2f}"),
                          to_run_s=[("?" if t != t else f"{t:.0f}" if not (lo < hi) else f"{t:.0f} ({lo:.0f}-{hi:.0f})")
                                    for t, lo, hi in zip(table["to_run_s"], table["low_s"], table["high_s"],
@@ -198,7 +185,7 @@ def _dry_run(cells, results, data_dir, device, jobs, jobs_per_gpu, quiet) -> Non
 def report(results, out, formats, tables, figures, by_pair, validation):
     """Write the paper's tables, statistics and figures from stored results, and print Table 3."""
     from bench.reports import table3_text
-    from bench.reports.report import FIGURES, TABLES, parse_numbers, write_all
+    from bench.reports.report import FIGURES, TABLES, failures, parse_numbers, write_all
     from bench.store import read_cells
 
     written, notes = write_all(results, out, formats=_split(formats), tables=parse_numbers(tables, TABLES, "tables"),
@@ -207,8 +194,13 @@ def report(results, out, formats, tables, figures, by_pair, validation):
     click.echo(table3_text(read_cells(results)))
     for path in written:
         click.echo(f"wrote {path}")
+    failed = failures(notes)
     for note in notes:
-        click.echo(f"skipped {note}")
+        click.echo(f"{'failed' if any(note is f for f in failed) else 'skipped'} {note}")
+    if failed:
+        click.echo(f"Error: {len(failed)} output(s) failed (above, with the traceback); every other table and "
+                   f"figure is written in {out}: report the failure with the store that caused it", err=True)
+        sys.exit(1)
 
 
 @cli.command()

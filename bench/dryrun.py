@@ -85,8 +85,8 @@ def cell_status(cells: list[Cell], attempts: pd.DataFrame) -> dict[str, str]:
 
 
 def speed_settings(options) -> tuple:
-    """What in a cell's options changes its speed but not its task: ``runner.fit_settings``, hashable."""
-    from bench.runner import fit_settings
+    """What in a cell's options changes its speed but not its task: ``cell.fit_settings``, hashable."""
+    from bench.cell import fit_settings
 
     return tuple(sorted(fit_settings(options).items()))
 
@@ -167,8 +167,8 @@ def calibrate(cell: Cell, train: ImageSet, test: ImageSet, device) -> tuple[floa
 def _timed_fit(cell: Cell, train: ImageSet, test: ImageSet, device, epochs: int) -> tuple[float, float]:
     """Seconds to fit ``cell``'s method on ``train`` for ``epochs``, and seconds to predict ``CALIBRATION_IMAGES``
     images of ``test``."""
+    from bench.cell import fit_settings, seed_everything
     from bench.methods import FitContext, get_method
-    from bench.runner import fit_settings, seed_everything
 
     seed_everything(cell.seed, device)
     method = get_method(cell.method)(**cell.overrides)
@@ -196,7 +196,7 @@ def dry_run(cells: list[Cell], results_dir, load, device, workers: int = 1,
 def _dry_run(cells, results_dir, load, device, workers, progress):
     from tqdm import tqdm
 
-    from bench.runner import describe_device
+    from bench.cell import describe_device
 
     attempts = stored_attempts(results_dir)
     status = cell_status(cells, attempts)

@@ -15,7 +15,7 @@ only its cell in flight.
   stream back as they finish (``ray.wait``). ``pip install capsan-bench[ray]``.
 
 Workers load each dataset once per process (the loaders' npz caches make that fast) and run the cell
-with ``runner.run_cell`` exactly as the sequential path does, so a seed gives the same numbers on the
+with ``cell.run_cell`` exactly as the sequential path does, so a seed gives the same numbers on the
 same device whichever executor ran it (CPU workers set their thread count; see ``Job.threads``).
 """
 
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
 
+from bench.cell import dataset_loader, failed_row, resolve_device, run_cell
 from bench.errors import BenchError
 from bench.grid import Cell
 
@@ -52,7 +53,7 @@ class _WorkerState:
     """What one worker process holds: its device, its datasets, its FID settings (built once)."""
 
     device: object = None
-    load: object = None  # runner.dataset_loader: cell -> (train, test), each dataset read once
+    load: object = None  # cell.dataset_loader: cell -> (train, test), each dataset read once
     fid_settings: object = None
     ready: bool = False
 
@@ -64,7 +65,6 @@ def _prepare(job: Job, device: str) -> None:
     import torch
 
     from bench.methods import load_method_file
-    from bench.runner import dataset_loader, resolve_device
 
     if _STATE.ready:
         return
@@ -80,21 +80,12 @@ def _prepare(job: Job, device: str) -> None:
 def execute(cell: Cell, job: Job, device: str = "auto") -> dict:
     """Run one cell in this process (a worker) and return its row; the process keeps its datasets."""
     from bench.quality import FidSettings
-    from bench.runner import run_cell
 
     _prepare(job, device)
     if "fid" in cell.options.get("quality", []) and _STATE.fid_settings is None:
         _STATE.fid_settings = FidSettings(job.fid_weights, job.download, _STATE.device,
                                           Path(job.results_dir) / "fid-cache")
     return run_cell(cell, *_STATE.load(cell), _STATE.device, Path(job.results_dir), fid_settings=_STATE.fid_settings)
-
-
-def failed_row(cell: Cell, error: str, device: str) -> dict:
-    """The row of a cell that never returned one (its worker died, or Ray gave up on it)."""
-    from bench.runner import _now, cell_row
-
-    row = cell_row(cell, _now(), device, None)
-    return {**row, "status": "failed", "error": error, "finished_at": row["started_at"], "duration_s": 0.0}
 
 
 # --------------------------------------------------------------------------- local worker processes

@@ -23,7 +23,8 @@ from bench.datasets.imbalance import (
     PROTOCOLS,
     TEST_CHOICES,
     all_pairs,
-    gamo_ratio,
+    fixed_ratio,
+    protocol_key_options,
     validate_pair,
     validate_ratio,
     validate_size,
@@ -41,9 +42,10 @@ else:  # pragma: no cover
 CELL_KEY_VERSION = 1  # bump when the meaning of a key's fields changes
 
 
-@dataclass
-class RunConfig:
-    """A run's settings: a preset with the user's overrides applied."""
+@dataclass(frozen=True)
+class Preset:
+    """What a run contains: a preset file's settings with the user's overrides applied
+    (``dataclasses.replace(preset, seeds=2)``); ``bench.config.RunConfig`` adds where and how it runs."""
 
     name: str
     description: str = ""
@@ -96,10 +98,7 @@ class RunConfig:
             options["celeba_attr"] = self.celeba_attr
         if test != "balanced":
             options["test"] = test
-        if self.protocol == "gamo" and (test == "train" or (test == "balanced" and dataset == "celeba")):
-            # DeepSMOTE's fixed test counts (datasets/imbalance.py) replaced the proportional rule here: a
-            # new key, so cells stored under the old rule are run again, never mixed in.
-            options["test_counts"] = "deepsmote"
+        options.update(protocol_key_options(self.protocol, dataset, test))
         if self.metrics:
             options["quality"] = list(self.metrics)
         if self.precision != "fp32":
@@ -118,9 +117,10 @@ class RunConfig:
         raise BenchError(f"preset '{self.name}' gives no epochs for dataset '{dataset}'; pass --epochs N")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Cell:
-    """One unit of work and of storage: a method on one imbalanced task with one seed."""
+    """One unit of work and of storage: a method on one imbalanced task with one seed. Frozen, its key
+    computed from its fields: a changed cell is a new cell (``dataclasses.replace(cell, epochs=4)``)."""
 
     method: str
     overrides: dict  # parameters given to the method's constructor
@@ -131,14 +131,13 @@ class Cell:
     ratio: float
     seed: int
     epochs: int
-    options: dict = field(default_factory=dict)  # RunConfig.data_options: image size, CelebA task, test set,
+    options: dict = field(default_factory=dict)  # Preset.data_options: image size, CelebA task, test set,
     # quality, precision, compile
     variant: str = ""  # the stored method name of a swept variant, e.g. "capsan[phi=0.5]"; "" = the method's name
-    key: str = ""
+    key: str = field(init=False)
 
     def __post_init__(self):
-        if not self.key:
-            self.key = cell_key(self)
+        object.__setattr__(self, "key", cell_key(self))  # frozen: set once, here
 
     def label(self) -> str:
         task = f"{self.pair[0]}:{self.pair[1]}" if self.pair else self.protocol
@@ -170,7 +169,7 @@ def preset_names() -> list[str]:
     return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
-def load_preset(name: str) -> RunConfig:
+def load_preset(name: str) -> Preset:
     """A built-in preset by name, or a preset file given by its path."""
     if name.endswith(".toml") and Path(name).is_file():
         text = Path(name).read_text()
@@ -182,11 +181,11 @@ def load_preset(name: str) -> RunConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BenchError(f"preset '{name}' is not valid TOML ({exc}); fix the file") from exc
-    known = {f.name for f in dataclasses.fields(RunConfig)} - {"name"}
+    known = {f.name for f in dataclasses.fields(Preset)} - {"name"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise BenchError(f"preset '{name}' has unknown keys {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
-    return RunConfig(name=Path(name).stem if name.endswith(".toml") else name, **data)
+    return Preset(name=Path(name).stem if name.endswith(".toml") else name, **data)
 
 
 def parse_pairs(text: str) -> str | list[list[int]]:
@@ -202,7 +201,7 @@ def parse_pairs(text: str) -> str | list[list[int]]:
     return pairs
 
 
-def build_grid(config: RunConfig) -> list[Cell]:
+def build_grid(config: Preset) -> list[Cell]:
     """Validate ``config`` and expand it into its cells."""
     if not config.methods:
         raise BenchError("no methods to run; pass --methods, e.g. --methods imbalanced,smote")
@@ -220,7 +219,7 @@ def build_grid(config: RunConfig) -> list[Cell]:
     if config.protocol not in PROTOCOLS:
         raise BenchError(f"unknown protocol '{config.protocol}'; valid protocols: {', '.join(PROTOCOLS)}")
     tests = config.test_sets()
-    config.metrics = parse_quality(config.metrics)
+    config = dataclasses.replace(config, metrics=parse_quality(config.metrics))
     if config.precision not in PRECISIONS:
         raise BenchError(f"unknown precision '{config.precision}'; valid: {', '.join(PRECISIONS)}")
     if config.compile is not None and config.compile not in COMPILE_MODES:
@@ -260,9 +259,10 @@ def build_grid(config: RunConfig) -> list[Cell]:
             raise BenchError(f"epochs must be at least 1; got {epochs} for dataset '{dataset}'")
         # Multi-class protocols keep every class (no pairs); gamo's counts fix its ratio.
         pairs = [()] if config.protocol in MULTICLASS else _pairs_for(config.pairs, info)
-        # The level of a cell: the imbalance ratio, gamo's implied ratio, or the subset protocol's size.
-        if config.protocol == "gamo":
-            dataset_ratios = [gamo_ratio(dataset)]
+        # The level of a cell: the imbalance ratio, the protocol's own (gamo's counts), or the subset's size.
+        fixed = fixed_ratio(config.protocol, dataset)
+        if fixed is not None:
+            dataset_ratios = [fixed]
         elif config.protocol == "subset":
             dataset_ratios = [float(validate_size(n, len(info.class_names))) for n in config.sizes]
         else:

@@ -9,10 +9,10 @@ protocol). Per class:
   named ``fid-proxy`` on a classifier's features (``bench/fid.py``); each value names its variant. Beside
   it, ``real_vs_real``: the same FID between the class's training images (the same reference) and its
   real test images, the floor a generator is measured against (the paper's Table 2 "real" row).
-Per cell, for ``capsan`` and ``capsan-conv`` only:
-- ``battle``: the cell also trains the other of the two (same task, seed, parameters and budget) and
-  stores Im et al.'s battle ratios (``bench/battle.py``), this cell's model as model 1, on the task's test
-  images and as many samples of the generated classes as there are test images.
+Per cell, for a method that names a ``battle_twin`` (CapsAN and its Conv-GAN twin):
+- ``battle``: the cell also trains the twin (same task, seed, parameters and budget) and stores Im et al.'s
+  battle ratios (``bench/battle.py``), this cell's model as model 1, on the task's test images and as many
+  samples of the generated classes as there are test images.
 Stored as ``metrics["quality"] = {"<class name>": {"ssim": {...}, "fid": {...}}, "n_real": ..., ...}``.
 A failure here is recorded as ``metrics["quality_error"]``: the cell's classification results stand.
 """
@@ -25,7 +25,6 @@ from bench.datasets.base import ImageSet
 from bench.errors import BenchError
 
 QUALITY_METRICS = ("ssim", "fid", "battle")
-BATTLE_TWINS = {"capsan": "capsan-conv", "capsan-conv": "capsan"}  # the paper's battle: CapsAN vs Conv-GAN
 
 
 class FidSettings:
@@ -123,18 +122,19 @@ def _class_images(images: ImageSet | None, name: str) -> np.ndarray:
     return images.images[images.labels == images.class_names.index(name)]
 
 
-def battle_against_twin(method, name: str, overrides: dict, task, ctx) -> dict:
-    """Fit ``name``'s twin on the same task and context, then battle: this cell's model is model 1."""
-    from bench.battle import battle, capsan_discriminator_real, capsan_sampler
-    from bench.methods import get_method
+def battle_against_twin(method, overrides: dict, task, ctx) -> dict:
+    """Fit ``method``'s ``battle_twin`` on the same task and context, then battle: this cell's model is
+    model 1."""
+    from bench.battle import battle, class_samples
+    from bench.methods import get_method, method_names
 
-    if name not in BATTLE_TWINS:
-        raise BenchError(f"the battle metric pits capsan against capsan-conv; '{name}' has no twin")
-    twin = get_method(BATTLE_TWINS[name])(**overrides)
+    if method.battle_twin is None:
+        twins = ", ".join(n for n in method_names() if get_method(n).battle_twin) or "none"
+        raise BenchError(f"method '{method.name}' has no battle twin; --metrics battle runs with {twins}")
+    twin = get_method(method.battle_twin)(**overrides)
     twin.fit(task.train, ctx)
     classes = generated_classes(method, task.train) or [task.train.n_classes - 1]
     n = len(task.test)
-    result = battle(capsan_discriminator_real(method), capsan_discriminator_real(twin),
-                    capsan_sampler(method, n, classes, seed=ctx.seed), capsan_sampler(twin, n, classes, seed=ctx.seed),
-                    task.test.images)
-    return {**result, "model1": name, "model2": BATTLE_TWINS[name]}
+    result = battle(method.discriminate, twin.discriminate, class_samples(method, n, classes, seed=ctx.seed),
+                    class_samples(twin, n, classes, seed=ctx.seed), task.test.images)
+    return {**result, "model1": method.name, "model2": twin.name}

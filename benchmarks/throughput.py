@@ -29,16 +29,16 @@ from pathlib import Path
 
 import torch
 
+from bench.cell import dataset_loader, describe_device, resolve_device, run_cell
 from bench.executors import Job, LocalExecutor
-from bench.grid import RunConfig, build_grid
+from bench.grid import Preset, build_grid
 from bench.methods import get_method
-from bench.runner import dataset_loader, describe_device, resolve_device, run_cell
 
 
 def cells_for(method: str, dataset: str, epochs: int, seeds: int, batch: int | None = None,
               precision: str = "fp32", compile_mode: str | None = None):
     params = {method: {"batch_size": batch}} if batch is not None else {}
-    config = RunConfig(name="bench", methods=[method], datasets=[dataset], ratios=[0.1], seeds=seeds,
+    config = Preset(name="bench", methods=[method], datasets=[dataset], ratios=[0.1], seeds=seeds,
                        pairs="default", epochs=epochs, method_params=params, precision=precision,
                        compile=compile_mode)
     cells = build_grid(config)

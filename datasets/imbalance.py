@@ -98,6 +98,21 @@ def all_pairs(n_classes: int) -> list[tuple[int, int]]:
     return list(itertools.permutations(range(n_classes), 2))
 
 
+def fixed_ratio(protocol: str, dataset: str) -> float | None:
+    """The one imbalance level a protocol's own counts fix for ``dataset`` (``gamo``), else None: the run's
+    ratios (or the subset protocol's sizes) give the levels."""
+    return gamo_ratio(dataset) if protocol == "gamo" else None
+
+
+def protocol_key_options(protocol: str, dataset: str, test: str) -> dict:
+    """What a protocol adds to a cell's key beyond its name: ``gamo``'s fixed test counts (DeepSMOTE's,
+    ``GAMO_TEST_COUNTS``) replaced a proportional rule; the new key keeps cells stored under the old rule
+    from being mixed in."""
+    if protocol == "gamo" and (test == "train" or (test == "balanced" and dataset == "celeba")):
+        return {"test_counts": "deepsmote"}
+    return {}
+
+
 def gamo_ratio(dataset: str) -> float:
     """The imbalance ratio the ``gamo`` protocol implies for ``dataset`` (smallest / largest count)."""
     counts = _gamo_counts(dataset)

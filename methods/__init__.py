@@ -2,10 +2,18 @@
 
 Importing this package registers the built-in methods; ``method_names()`` and ``get_method()`` also
 find methods declared by installed packages under the entry-point group ``capsan_bench.methods``.
+It also exports the public extension API (below and README, "Your own method").
 """
 
+from bench.datasets.base import ImageSet
 from bench.methods import acgan, adasyn, bagan, capsan, crl, dagan, gamo, gan, imbalanced, smote  # noqa: F401  (registers the built-in methods)
 from bench.methods.base import FitContext, Method
+from bench.methods.generative import GenerativeOversampling
 from bench.methods.registry import get_method, load_method_file, method_names, register
+from bench.methods.resampling import ResamplingMethod
 
-__all__ = ["FitContext", "Method", "get_method", "load_method_file", "method_names", "register"]
+# The public extension API (README, "Your own method"): ``Method`` for anything; ``ResamplingMethod`` for a
+# resampler (``resample``) or a loss (``batch_loss``) on the common classifier; ``GenerativeOversampling``
+# for a generator (``train_generator``, ``generate``) with the shared top-up and classifier phases.
+__all__ = ["FitContext", "GenerativeOversampling", "ImageSet", "Method", "ResamplingMethod", "get_method",
+           "load_method_file", "method_names", "register"]

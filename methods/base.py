@@ -89,7 +89,9 @@ class Method(abc.ABC):
     ``defaults`` (every parameter with its documented default); ``Method(**overrides)`` validates the
     overrides against ``defaults``. ``fit`` trains on an imbalanced training set; ``predict_proba``
     returns class probabilities (N, n_classes) for uint8 images (N, C, H, W). Generative methods also
-    implement ``sample(n, label)`` returning uint8 images.
+    implement ``sample(n, label)`` returning uint8 images. A GAN that can be battled (``--metrics battle``,
+    Im et al.; ``bench/battle.py``) names its opponent in ``battle_twin`` and implements
+    ``discriminate(images)``: the "is real" decision of its fitted discriminator, bool (N,).
 
     The budget contract (``budget.py``; README "Training budget"), which every built-in method follows and
     a new one should: for E = ``ctx.epochs``, the predicting network makes exactly
@@ -106,6 +108,7 @@ class Method(abc.ABC):
     citation: ClassVar[str] = ""
     defaults: ClassVar[dict] = {}
     version: ClassVar[int] = 1  # bump when a change alters results: it is part of the cell key
+    battle_twin: ClassVar[str | None] = None  # the registered method this one is battled against, if any
 
     def __init__(self, **params):
         unknown = sorted(set(params) - set(self.defaults))
@@ -125,3 +128,15 @@ class Method(abc.ABC):
     @abc.abstractmethod
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities, float (N, n_classes), rows summing to 1."""
+
+    def skip(self, task) -> str | None:
+        """Why this method declines ``task`` (benchopt's idea), or None to run it. ``task`` has ``train``
+        and ``test`` (``ImageSet``), ``positive`` (the minority label of a binary task, else None) and
+        ``counts``. A reason is recorded as a refused cell (exit 0), the method never fitted: say what the
+        method cannot do, e.g. "needs at least 6 images of every class"."""
+        return None
+
+    def discriminate(self, images: np.ndarray) -> np.ndarray:
+        """The fitted discriminator's "is real" decision per uint8 image, bool (N,) (or P(real) in [0, 1]):
+        what the battle metric asks of a method with a ``battle_twin``."""
+        raise NotImplementedError(f"method '{self.name}' has no discriminator to battle with")

@@ -86,6 +86,7 @@ import torch
 from torchvision.utils import save_image
 
 from bench.datasets.base import ImageSet
+from bench.errors import BenchError
 from bench.methods.base import FitContext, Method, check_finite
 from bench.methods.budget import Budget, Ledger
 from bench.methods.capsan_nets import CapsuleDiscriminator, ClassLatent, ConvDiscriminator, Generator
@@ -115,6 +116,7 @@ class CapsanPlan:
 @register
 class CapsAN(Method):
     name = "capsan"
+    battle_twin = "capsan-conv"  # the paper's battle: CapsAN against its Conv-GAN
     summary = "capsule adversarial network: capsule discriminator, CBN generator, minority augmentation"
     citation = CITATION
     discriminator = CapsuleDiscriminator
@@ -340,6 +342,25 @@ class CapsAN(Method):
         return self._generate(n, label).cpu().numpy()
 
     @torch.no_grad()
+    def discriminate(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """The battle's "is real" decision (``bench/battle.py``): real when the last ("fake") of D's c + 1
+        scores is not the argmax (torch's argmax takes the first of tied maxima, so a tie with "fake" is
+        real); D as ``fit`` left it, evaluated in eval mode and put back in its previous mode."""
+        if getattr(self, "D", None) is None:
+            raise BenchError(f"{self.name} has no fitted discriminator: fit it before battling")
+        was_training = self.D.training
+        self.D.eval()
+        out = []
+        try:
+            for start in range(0, len(images), batch_size):
+                with self._autocast():
+                    scores = self.D(to_input(images[start:start + batch_size], self.device)).scores.float()
+                out.append((scores.argmax(dim=1) != self.n_classes).cpu())
+        finally:
+            self.D.train(was_training)
+        return torch.cat(out).numpy() if out else np.zeros(0, dtype=bool)
+
+    @torch.no_grad()
     def predict_proba(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
         self.D.eval()
         out = []
@@ -365,6 +386,7 @@ class CapsAN(Method):
 @register
 class CapsANConv(CapsAN):
     name = "capsan-conv"
+    battle_twin = "capsan"
     summary = "CapsAN with a convolutional discriminator and c+1 softmax head (the paper's Conv-GAN)"
     citation = CITATION + " (Conv-GAN comparison)"
     discriminator = ConvDiscriminator

@@ -14,7 +14,9 @@ The whole training set lives on the device as one tensor and batches are indexed
 read back once per epoch (a host synchronisation per step would stall a GPU). ``--precision bf16`` runs
 the forward pass and loss under bf16 autocast (training and prediction); ``--compile`` compiles
 ``batch_loss`` (the network and its loss, one graph, so subclasses' extra terms are compiled too).
-Methods that add a loss term (e.g. ``crl``) subclass ``Classifier`` and override ``batch_loss``.
+A method that trains with its own loss (``crl``; a loss-based long-tail method) hands it over as
+``Classifier(loss=...)``: ``loss(model, x, y) -> scalar``, called in place of cross-entropy
+(``ResamplingMethod.batch_loss`` is the public hook).
 """
 
 from __future__ import annotations
@@ -83,8 +85,9 @@ def to_input(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.T
 class Classifier:
     """Train ``CommonCNN`` on an image set, then predict class probabilities."""
 
-    def __init__(self, spec: dict = CLASSIFIER_SPEC):
+    def __init__(self, spec: dict = CLASSIFIER_SPEC, loss=None):
         self.spec = dict(spec)
+        self.loss = loss  # (model, x, y) -> the batch's loss; None: cross-entropy
         self.model: CommonCNN | None = None
         self.device = torch.device("cpu")
         self.autocast = contextlib.nullcontext
@@ -132,7 +135,9 @@ class Classifier:
         return history
 
     def batch_loss(self, model: CommonCNN, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The training loss of one batch (a hook for methods that add a term): cross-entropy here."""
+        """The training loss of one batch: the method's ``loss`` when it gave one, else cross-entropy."""
+        if self.loss is not None:
+            return self.loss(model, x, y)
         return nn.functional.cross_entropy(model(x), y)
 
     @torch.no_grad()

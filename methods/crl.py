@@ -37,8 +37,8 @@ What a training step does (everything per batch, on the device, without host syn
    distribution uniform, in [0, 100 (K-1)/K), so alpha < 1 for eta = 0.01. For the binary tasks:
    Omega_imb = 100 x (0.5 - p_minority), e.g. 40.9 at ratio 0.1 (alpha = 0.409) and 45.2 at ratio 0.05.
    An eta that makes alpha > 1 is refused.
-The training loop is the common classifier's (``CRLClassifier`` only overrides the ``Classifier.batch_loss``
-hook): same budget (the contract's U = E x ceil(C x n_max / 64) updates, ``budget.py``: more passes over
+The training loop is the common classifier's (CRL overrides only ``ResamplingMethod.batch_loss``, the public
+loss hook): same budget (the contract's U = E x ceil(C x n_max / 64) updates, ``budget.py``: more passes over
 the imbalanced set than its size alone would give), seeded shuffles, one loss read-back per epoch (the combined L, in
 ``classifier_losses.json``; NaN/Inf -> "diverged at epoch k"). ``crl.json`` records Omega_imb, alpha and m.
 With eta = 0 the weights are bit-identical to the plain classifier's (tested).
@@ -80,8 +80,7 @@ from torch import nn
 
 from bench.datasets.base import ImageSet
 from bench.methods.base import FitContext
-from bench.methods.budget import Budget
-from bench.methods.classifier import Classifier, CommonCNN
+from bench.methods.classifier import CommonCNN
 from bench.methods.registry import register
 from bench.methods.resampling import ResamplingMethod
 
@@ -182,22 +181,13 @@ def class_rectification_loss(scores: torch.Tensor, features: torch.Tensor | None
     raise ValueError(f"unknown comparison {comparison!r}; valid: {', '.join(COMPARISONS)}")
 
 
-class CRLClassifier(Classifier):
-    """The common classifier whose batch loss is alpha x L_crl + (1 - alpha) x cross-entropy."""
-
-    def __init__(self, alpha: float, level: str, comparison: str, kappa: int, margin: float, rho: float,
-                 bins: int):
-        super().__init__()
-        self.alpha = float(alpha)
-        self.crl = dict(level=level, comparison=comparison, kappa=int(kappa), margin=float(margin),
-                        rho=float(rho), bins=int(bins))
-
-    def batch_loss(self, model: CommonCNN, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        features = model.embed(x)
-        logits = model.head[2:](features)  # exactly model(x)
-        ce = nn.functional.cross_entropy(logits, y)
-        crl = class_rectification_loss(torch.softmax(logits, dim=1), features, y, **self.crl)
-        return self.alpha * crl + (1 - self.alpha) * ce
+def crl_batch_loss(model: CommonCNN, x: torch.Tensor, y: torch.Tensor, alpha: float, **crl) -> torch.Tensor:
+    """alpha x L_crl + (1 - alpha) x cross-entropy of one batch on the common CNN; ``crl``: level,
+    comparison, kappa, margin, rho, bins (``class_rectification_loss``)."""
+    features = model.embed(x)
+    logits = model.head[2:](features)  # exactly model(x)
+    ce = nn.functional.cross_entropy(logits, y)
+    return alpha * class_rectification_loss(torch.softmax(logits, dim=1), features, y, **crl) + (1 - alpha) * ce
 
 
 @register
@@ -229,10 +219,11 @@ class CRL(ResamplingMethod):
             raise ValueError(f"crl: alpha = eta x Omega_imb = {self.alpha:.3g} > 1 (cross-entropy weight < 0)")
         self.margin = 2 * math.pi / train.n_classes if p["margin"] is None else float(p["margin"])
         ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
-        (ctx.artifact_dir / "training_counts.json").write_text(
-            json.dumps({"before": counts.tolist(), "after": counts.tolist()}))
         (ctx.artifact_dir / "crl.json").write_text(
             json.dumps({"omega_imb": omega, "alpha": self.alpha, "margin": self.margin}))
-        self.classifier = CRLClassifier(self.alpha, p["level"], p["comparison"], p["kappa"], self.margin,
-                                        p["rho"], p["histogram_bins"])
-        self.classifier.fit(train, ctx, Budget.of(counts, ctx.epochs))
+        self.crl = dict(level=p["level"], comparison=p["comparison"], kappa=int(p["kappa"]), margin=self.margin,
+                        rho=float(p["rho"]), bins=int(p["histogram_bins"]))
+        super().fit(train, ctx)  # no resampling: the common classifier on the imbalanced set, with batch_loss
+
+    def batch_loss(self, model: CommonCNN, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return crl_batch_loss(model, x, y, self.alpha, **self.crl)

@@ -75,9 +75,16 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 class GenerativeOversampling(Method):
-    """Subclasses implement ``train_generator`` and ``generate``; ``fit`` does the rest."""
+    """Subclasses implement ``train_generator`` and ``generate``; ``fit`` does the rest (the top-up and the
+    common classifier, the same for every generative method). A public extension point (README, "Your own
+    method"); a subclass's ``defaults`` gain the shared ``COMMON_DEFAULTS`` it does not set itself."""
 
     version = 2  # 2: the budget contract (the classifier's U updates) and the ledger
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if COMMON_DEFAULTS.keys() - cls.defaults.keys():  # the built-in methods list them all: left as written
+            cls.defaults = {**COMMON_DEFAULTS, **cls.defaults}
 
     autocast = contextlib.nullcontext  # fit sets the cell's (ctx.autocast); fp32 until then
     paper_schedule: ClassVar[dict] = {}  # what schedule="paper" overrides; empty: the paper prescribes none

@@ -1,4 +1,6 @@
-"""Shared by the methods that change the training set and then train the common classifier.
+"""Shared by the methods that train the common classifier: change the training set (``resample``), or the
+loss (``batch_loss``), or neither (``imbalanced``). A public extension point (README, "Your own method"):
+a new resampler or loss is compared on exactly the baselines' classifier and budget.
 
 Budget (``budget.py``): the classifier gets U = E x ceil(C x n_max / 64) updates, computed from the
 imbalanced training set before resampling; a resampler that balances fully (SMOTE) hands over a set of
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 
 from bench.datasets.base import ImageSet
 from bench.errors import CellRefused
@@ -20,7 +23,18 @@ from bench.methods.classifier import CLASSIFIER_SPEC, Classifier
 
 
 class ResamplingMethod(Method):
-    """``resample`` the training set (identity by default), then train the common classifier on it."""
+    """``resample`` the training set (identity by default), then train the common classifier on it with
+    ``batch_loss`` (cross-entropy by default).
+
+    Override one of them (with ``name``, ``summary``, ``citation`` and ``defaults``):
+    - ``resample(train, ctx) -> ImageSet``: the set the classifier trains on (imbalanced-learn's
+      ``fit_resample`` idea; ``ctx.seed`` seeds any randomness);
+    - ``batch_loss(model, x, y) -> scalar tensor``: the loss of one batch (``model(x)`` gives the logits,
+      ``x`` in [-1, 1]); ``self.train_counts``, the imbalanced training set's class counts, is set before
+      the classifier trains (what class-balanced and margin losses need).
+    The classifier gets the budget contract's U updates, counted from the imbalanced set whatever
+    ``resample`` returns.
+    """
 
     version = 2  # 2: the budget contract (the classifier's U updates, from the imbalanced set)
 
@@ -28,16 +42,24 @@ class ResamplingMethod(Method):
         return {**self.params, "classifier": CLASSIFIER_SPEC}
 
     def resample(self, train: ImageSet, ctx: FitContext) -> ImageSet:
+        """The training set the classifier sees: ``train`` itself here."""
         return train
 
+    def batch_loss(self, model, x, y):
+        """One batch's training loss: cross-entropy on the common CNN's logits here."""
+        return torch.nn.functional.cross_entropy(model(x), y)
+
     def fit(self, train: ImageSet, ctx: FitContext) -> None:
-        budget = Budget.of(train.counts(), ctx.epochs)  # U comes from the imbalanced set, not the resampled one
+        self.train_counts = train.counts()
+        budget = Budget.of(self.train_counts, ctx.epochs)  # U comes from the imbalanced set, not the resampled one
         resampled = self.resample(train, ctx)
+        if not isinstance(resampled, ImageSet):
+            raise TypeError(f"{self.name}.resample must return an ImageSet; got {type(resampled).__name__}")
         ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
         (ctx.artifact_dir / "training_counts.json").write_text(
             json.dumps({"before": train.counts().tolist(), "after": resampled.counts().tolist()})
         )
-        self.classifier = Classifier()
+        self.classifier = Classifier(loss=self.batch_loss)
         self.classifier.fit(resampled, ctx, budget)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:

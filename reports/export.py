@@ -27,7 +27,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 
-from .table3 import pair_label
+from .aggregate import pair_label
 
 FORMATS = ("csv", "parquet")
 FIXED_COLUMNS = [

@@ -61,8 +61,8 @@ import seaborn as sns  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator, NullLocator  # noqa: E402
-from scipy import stats  # noqa: E402
 
+from .aggregate import ci_bounds, pair_label, summarize  # noqa: E402
 from .colors import method_looks as palette  # noqa: E402  (one look per method name)
 
 log = logging.getLogger(__name__)
@@ -95,12 +95,6 @@ def base_method(label) -> str:
     return str(label).split("[", 1)[0]
 
 
-def pair_label(pair) -> str:
-    if pair is None or (isinstance(pair, float) and math.isnan(pair)):
-        return "-"
-    return " vs ".join(str(p) for p in pair)
-
-
 def slug(*parts) -> str:
     text = "_".join(str(p) for p in parts if p is not None and str(p) != "")
     return re.sub(r"[^a-z0-9._-]+", "-", text.lower())
@@ -108,19 +102,6 @@ def slug(*parts) -> str:
 
 def ratio_tag(ratio: float) -> str:
     return f"r{float(ratio):g}"
-
-
-def mean_ci(values: Iterable[float], level: float = 0.95) -> tuple[float, float, float, int]:
-    """Mean and Student-t interval of the finite values: ``(mean, lo, hi, n)``; lo = hi = mean for n == 1."""
-    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
-    n = arr.size
-    if n == 0:
-        return (math.nan, math.nan, math.nan, 0)
-    mean = float(arr.mean())
-    if n == 1:
-        return (mean, mean, mean, 1)
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * arr.std(ddof=1) / math.sqrt(n))
-    return (mean, mean - half, mean + half, n)
 
 
 def method_order(methods: Iterable[str]) -> list[str]:
@@ -142,25 +123,6 @@ def _num(value) -> float:
     except (TypeError, ValueError):
         return math.nan
     return out if math.isfinite(out) else math.nan
-
-
-def summarize(frame: pd.DataFrame, keys: Sequence[str], value: str) -> pd.DataFrame:
-    """Two-stage mean: per (keys, seed) the mean over pairs, then mean / 95 % band / n over seeds.
-
-    ``frame`` has the columns ``keys``, ``seed``, ``pair`` and ``value``; NaN values are ignored.
-    Returns ``keys + [mean, lo, hi, n_seeds]``.
-    """
-    keys = list(keys)
-    columns = keys + ["mean", "lo", "hi", "n_seeds"]
-    data = frame[frame[value].notna()] if len(frame) else frame
-    if len(data) == 0:
-        return pd.DataFrame(columns=columns)
-    per_seed = data.groupby(keys + ["seed"], sort=True)[value].mean().reset_index()
-    rows = []
-    for key, group in per_seed.groupby(keys, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        rows.append((*key, *mean_ci(group[value])))
-    return pd.DataFrame(rows, columns=columns)
 
 
 def _x_label(protocol: str) -> str:
@@ -573,9 +535,11 @@ def mean_roc(curves: Iterable[tuple[Sequence[float], Sequence[float]]], grid: np
     if n == 0:
         raise ValueError("no ROC curve to average")
     mean = stack.mean(axis=0)
-    half = np.zeros_like(mean) if n == 1 else stats.t.ppf(0.5 + level / 2, n - 1) * stack.std(0, ddof=1) / n**0.5
-    return pd.DataFrame({"fpr": grid, "tpr": mean, "lo": np.clip(mean - half, 0, 1),
-                         "hi": np.clip(mean + half, 0, 1), "n": n})
+    if n == 1:  # one curve: a line, no band
+        low, high = mean, mean
+    else:  # the same Student-t interval as every table, point by point on the grid
+        low, high = ci_bounds(mean, stack.std(0, ddof=1), np.full(mean.shape, n), level)
+    return pd.DataFrame({"fpr": grid, "tpr": mean, "lo": np.clip(low, 0, 1), "hi": np.clip(high, 0, 1), "n": n})
 
 
 def _roc_points(curves):
@@ -650,22 +614,31 @@ def _check_formats(formats) -> tuple[str, ...]:
     return formats
 
 
-def _run(number: int, cells, out_dir, formats, **kwargs) -> list[Path] | str:
-    """The files written, or why the figure was skipped (logged)."""
+class Skipped(str):
+    """Why a figure was not drawn: the store lacks its data (no FID, no phi sweep, ...). Not an error."""
+
+
+class Failed(str):
+    """Why a figure could not be drawn although its data is there: it raised (a bug). ``bench report``
+    exits non-zero on one."""
+
+
+def _run(number: int, cells, out_dir, formats, **kwargs) -> list[Path] | Skipped | Failed:
+    """The files written, why the figure was skipped, or why it failed (each logged)."""
     formats = _check_formats(formats)
     if number in COMPARISON_FIGURES:
         cells = comparison_cells(cells)
     try:
         paths = _BUILDERS[number](cells, Path(out_dir), formats, **kwargs)
     except FigureSkipped as skip:
-        reason = str(skip)
+        reason = Skipped(skip)
     except Exception as error:  # one figure must not stop the others; the reason is kept and logged
         log.exception("figure %d failed", number)
-        reason = f"error: {type(error).__name__}: {error}"
+        return Failed(f"{type(error).__name__}: {error}".splitlines()[0])
     else:
         if paths:
             return paths
-        reason = "nothing to draw"
+        reason = Skipped("nothing to draw")
     log.info("figure %d skipped: %s", number, reason)  # returned too: bench report says it once, as a note
     return reason
 
@@ -709,13 +682,14 @@ def figure_9(cells, out_dir, formats=FORMATS) -> list[Path]:
     return _paths(_run(9, cells, out_dir, formats))
 
 
-def write_figures(cells, out_dir, which=FIGURES, formats=FORMATS, results_dir=None) -> dict[int, list[Path] | str]:
-    """Write the figures in ``which``: ``{number: files written | reason it was skipped}``."""
+def write_figures(cells, out_dir, which=FIGURES, formats=FORMATS,
+                  results_dir=None) -> dict[int, list[Path] | Skipped | Failed]:
+    """Write the figures in ``which``: ``{number: files written | why it was skipped | why it failed}``."""
     formats = _check_formats(formats)
     out: dict[int, list[Path] | str] = {}
     for number in which:
         if number not in _BUILDERS:
-            out[number] = f"no figure {number}: choose from {list(FIGURES)}"
+            out[number] = Skipped(f"no figure {number}: choose from {list(FIGURES)}")
             continue
         kwargs = {"results_dir": results_dir} if number == 8 else {}
         out[number] = _run(number, cells, out_dir, formats, **kwargs)

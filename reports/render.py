@@ -14,10 +14,11 @@ from tabulate import tabulate
 from bench.errors import BenchError
 from bench.store import Store
 
+from .aggregate import NO_PAIR
 from .budget import budget_note
 from .paper import PAPER_CITATION, PAPER_SHORT, REFERENCE_METRICS
 from .stats import ci_text, paired_wilcoxon, wilcoxon_note
-from .table3 import METRICS, NO_PAIR, failed_cells, table3
+from .table3 import METRICS, failed_cells, table3
 from .tasks import DEFAULT_TEST, task_label, test_set_note, with_test
 
 FILES = {"csv": "table3.csv", "latex": "table3.tex", "md": "table3.md"}

@@ -54,7 +54,9 @@ def parse_numbers(text: str | None, valid: tuple[int, ...], what: str) -> tuple[
 
 def write_all(results_dir, out_dir, formats: Iterable[str] = ("csv", "latex", "md"), tables=TABLES,
               figures=FIGURES, by_pair: bool = False, validation: bool = False) -> tuple[list[Path], list[str]]:
-    """Write what the store supports; return (files written, notes on what was skipped and why).
+    """Write what the store supports; return (files written, notes on what was skipped and why). A figure
+    that failed (raised although its data is there) is a note too, of type ``figures.Failed``
+    (``failures(notes)``): the others are still written, and ``bench report`` exits non-zero.
 
     ``results_dir``: one results folder, or several, read as one (``bench.store.read_cells``)."""
     formats = list(dict.fromkeys(formats))
@@ -191,8 +193,15 @@ def _figures(results_dir, out: Path, cells, figures, formats, notes) -> list[Pat
     result = write_figures(cells, out, which=tuple(figures), formats=tuple(formats), results_dir=first)
     paths = []
     for number, value in result.items():
-        if isinstance(value, str):
-            notes.append(f"figure {number}: {value}")
+        if isinstance(value, str):  # Skipped or Failed: the note keeps the kind
+            notes.append(type(value)(f"figure {number}: {value}"))
         else:
             paths += list(value)
     return paths
+
+
+def failures(notes: Iterable[str]) -> list[str]:
+    """The notes that say an output failed (not merely skipped for want of data)."""
+    from .figures import Failed
+
+    return [note for note in notes if isinstance(note, Failed)]

@@ -12,7 +12,7 @@ Choices, in order of use:
 * **Unit.** A unit is one (dataset, protocol, ratio, pair, seed); protocols without pairs use the pair label
   ``"-"``. Cells of one method that share a unit but differ in what the unit does not name (params, epochs)
   are averaged first, so each method has at most one value per unit.
-* **Confidence interval** (:func:`confidence_interval`): the two-sided Student-t interval of the mean,
+* **Confidence interval** (``aggregate.confidence_interval``): the two-sided Student-t interval of the mean,
   ``mean ± t_{(1+level)/2, n-1} · s / sqrt(n)`` with the sample standard deviation ``s`` (ddof=1), over the
   finite values given (NaNs are dropped). Fewer than two values give ``(nan, nan)``: no spread to estimate.
 * **Paired Wilcoxon** (:func:`paired_wilcoxon`): for each method other than the reference, its values are
@@ -25,7 +25,7 @@ Choices, in order of use:
   n = 5), so the p-value is NaN with a reason; likewise when every difference is zero (nothing to rank), or
   when fewer than ``MIN_PAIRS`` differences are non-zero. Holm's step-down adjustment over the methods
   tested is given as ``p_holm`` (the family is one call's comparisons), since one reference is compared
-  with many methods.
+  with many methods: statsmodels' ``multipletests(method="holm")`` on the p-values that exist.
 * **Friedman ranking** (:func:`friedman_ranking`), after Demšar (2006), "Statistical comparisons of
   classifiers over multiple data sets", JMLR 7:1-30. Blocks are the (dataset, protocol, ratio) cells; a
   method's value in a block is the mean over seeds of its per-seed mean over pairs (the two-stage mean of
@@ -40,12 +40,16 @@ Choices, in order of use:
   exactly these values (2.343 for k = 3, 2.569 for k = 4, ...), being the studentized range statistic for
   infinite degrees of freedom divided by sqrt(2). Two methods whose average ranks differ by at least CD
   differ significantly; the test is only meaningful when Friedman rejects, which the caller should check.
-* **CD diagram** (:func:`cd_diagram`): the rank axis runs from 1 (best, on the left) to k; each method hangs
-  from its average rank, the better half labelled on the left and the rest on the right; a bar of length
-  CD is drawn above the axis; thick bars join the maximal runs of methods (in rank order) whose average
-  ranks differ by less than CD (runs contained in another are not drawn). It uses ``matplotlib.figure.Figure``
-  with the Agg canvas (no pyplot state); the file type follows the path's suffix (.png, .pdf or .svg). A
-  ranking that could not be computed still gives a figure, showing the reason.
+  scikit-posthocs gives the same test pair by pair (``posthoc_nemenyi_friedman``: ``nemenyi_p``, the p-value
+  of every pair of methods); it has no CD value, so the CD is computed here from scipy's studentized range
+  (``tests/test_stats.py`` checks on Demšar's worked example, four C4.5 variants over 14 data sets, that the
+  pairs beyond the CD are the pairs scikit-posthocs finds significant, at alpha 0.05 and 0.10).
+* **CD diagram** (:func:`cd_diagram`): scikit-posthocs' ``critical_difference_diagram`` draws it from the
+  average ranks and ``nemenyi_p`` (each method hangs from its average rank, the better half labelled on the
+  left; crossbars join the maximal groups of methods no pair of which differs significantly, the same groups
+  as :func:`cliques` of the CD); the title and the CD are written above it. It draws on a
+  ``matplotlib.figure.Figure`` with the Agg canvas (no pyplot state); the file type follows the path's suffix
+  (.png, .pdf or .svg). A ranking that could not be computed still gives a figure, showing the reason.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .aggregate import over_seeds, pair_label, seed_means
 from .tasks import with_test
 
 # ``test``: the cell's test set (``tasks.with_test``); two test sets are two units, never one.
@@ -91,31 +96,6 @@ WILCOXON_COLUMNS = [
 
 
 # --------------------------------------------------------------------------- confidence interval
-
-
-def confidence_interval(values, level: float = 0.95) -> tuple[float, float]:
-    """Student-t confidence interval of the mean of ``values`` (NaNs dropped); ``(nan, nan)`` for n < 2."""
-    if not 0.0 < float(level) < 1.0:
-        raise ValueError(f"level must lie strictly between 0 and 1, not {level!r}")
-    array = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=float).ravel()
-    array = array[np.isfinite(array)]
-    n = array.size
-    if n < 2:
-        return (math.nan, math.nan)
-    mean = float(array.mean())
-    half = float(stats.t.ppf((1.0 + level) / 2.0, n - 1)) * float(array.std(ddof=1)) / math.sqrt(n)
-    return (mean - half, mean + half)
-
-
-def ci_bounds(mean, std, count, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`confidence_interval` from summaries, element-wise: mean, sample std (ddof=1) and the number of
-    values; NaN where count < 2. The tables use it on their per-seed aggregates."""
-    mean, std, count = (np.asarray(a, dtype=float) for a in (mean, std, count))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = stats.t.ppf((1.0 + level) / 2.0, np.where(count >= 2, count - 1, np.nan))
-        half = t * std / np.sqrt(count)
-    half = np.where(count >= 2, half, np.nan)
-    return mean - half, mean + half
 
 
 def ci_text(low, high, decimals: int = 3) -> str:
@@ -163,8 +143,6 @@ def unit_values(cells: pd.DataFrame | None, metric: str = "g_mean") -> pd.DataFr
     if missing:
         raise ValueError(f"cells lack the columns {sorted(missing)}")
     frame = cells.loc[cells["status"] == "done", ["method", *UNIT_KEYS, "metrics"]].copy()
-    from .table3 import pair_label  # table3 imports this module for its intervals: imported here, not on top
-
     frame["pair"] = frame["pair"].map(pair_label)
     frame["ratio"] = frame["ratio"].astype(float).round(RATIO_DECIMALS)
     frame["value"] = [_metric_value(m, metric) for m in frame["metrics"]]
@@ -178,15 +156,14 @@ def unit_values(cells: pd.DataFrame | None, metric: str = "g_mean") -> pd.DataFr
 
 
 def holm(p_values) -> np.ndarray:
-    """Holm's step-down adjusted p-values; NaNs stay NaN and do not count in the family."""
+    """Holm's step-down adjusted p-values (statsmodels); NaNs stay NaN and do not count in the family."""
+    from statsmodels.stats.multitest import multipletests
+
     p = np.asarray(p_values, dtype=float)
     adjusted = np.full(p.shape, np.nan)
-    finite = np.flatnonzero(np.isfinite(p))
-    m = finite.size
-    running = 0.0
-    for rank, index in enumerate(finite[np.argsort(p[finite], kind="stable")]):
-        running = max(running, min(1.0, (m - rank) * p[index]))
-        adjusted[index] = running
+    finite = np.isfinite(p)
+    if finite.any():
+        adjusted[finite] = multipletests(p[finite], method="holm")[1]
     return adjusted
 
 
@@ -302,13 +279,27 @@ def critical_difference(k: int, n_blocks: int, alpha: float = ALPHA) -> float:
     return nemenyi_q(k, alpha) * math.sqrt(k * (k + 1) / (6.0 * n_blocks))
 
 
+def nemenyi_pairs(values: pd.DataFrame) -> pd.DataFrame:
+    """The Nemenyi test's p-value of every pair of methods (scikit-posthocs' ``posthoc_nemenyi_friedman``)
+    on blocks x methods ``values`` (higher is better; rank-based, so the sign does not matter)."""
+    import scikit_posthocs
+
+    if values.shape[1] < 2 or values.empty:
+        return pd.DataFrame()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # all-tied blocks: scikit-posthocs warns, the p-values stand
+        out = scikit_posthocs.posthoc_nemenyi_friedman(values.to_numpy(dtype=float))
+    out.index = out.columns = list(values.columns)
+    return out
+
+
 def block_values(cells: pd.DataFrame | None, metric: str = "g_mean") -> pd.DataFrame:
     """Blocks (dataset, protocol, ratio) by methods: mean over seeds of the per-seed mean over pairs."""
     values = unit_values(cells, metric)
     if values.empty:
         return pd.DataFrame()
-    per_seed = values.groupby(["method"] + BLOCK_KEYS + ["seed"])["value"].mean()
-    per_block = per_seed.groupby(["method"] + BLOCK_KEYS).mean()
+    keys = ["method"] + BLOCK_KEYS
+    per_block = over_seeds(seed_means(values, keys, ["value"]), keys, ["value"])["value_mean"]
     return per_block.unstack("method").sort_index()
 
 
@@ -329,6 +320,7 @@ def _empty_ranking(metric: str, alpha: float, reason: str, **known) -> dict:
         "iman_davenport_p": math.nan,
         "q_alpha": math.nan,
         "cd": math.nan,
+        "nemenyi_p": pd.DataFrame(),
         "excluded": {},
         "reason": reason,
     }
@@ -388,6 +380,7 @@ def friedman_ranking(cells: pd.DataFrame | None, metric: str = "g_mean", alpha: 
         average_ranks=average,
         q_alpha=nemenyi_q(k, alpha),
         cd=critical_difference(k, n, alpha),
+        nemenyi_p=nemenyi_pairs(values),
         excluded=excluded,
     )
     if k < MIN_METHODS:
@@ -435,6 +428,7 @@ def cliques(average_ranks: pd.Series, cd: float) -> list[list[str]]:
 
 def cd_diagram(ranking: dict, path: str | Path, title: str | None = None) -> Path:
     """Draw the critical-difference diagram of :func:`friedman_ranking`'s result to ``path``; returns it."""
+    import scikit_posthocs
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -445,65 +439,28 @@ def cd_diagram(ranking: dict, path: str | Path, title: str | None = None) -> Pat
     average = pd.Series(dtype=float) if average is None else pd.Series(average, dtype=float).sort_values()
     k = len(average)
     cd = float(ranking.get("cd", math.nan))
-    height = 2.0 + 0.3 * max(1, (k + 1) // 2)
-    figure = Figure(figsize=(7.0, height))
-    FigureCanvasAgg(figure)
-    axes = figure.add_axes((0.0, 0.0, 1.0, 1.0))
-    axes.set_axis_off()
+    alpha = ranking.get("alpha", ALPHA)
     if title is None:
-        title = (
-            f"{ranking.get('metric', '')}: critical difference (Nemenyi, alpha={ranking.get('alpha', ALPHA)})"
-        )
-    if k < 2:
+        title = f"{ranking.get('metric', '')}: critical difference (Nemenyi, alpha={alpha})"
+    p_value = ranking.get("p_value", math.nan)
+    note = title if not (p_value == p_value) else f"{title}; Friedman p = {p_value:.3g}"
+    if math.isfinite(cd):
+        note += f"; CD = {cd:.2f}"
+    figure = Figure(figsize=(7.0, 1.6 + 0.3 * max(1, (k + 1) // 2)))
+    FigureCanvasAgg(figure)
+    pairs = ranking.get("nemenyi_p")
+    if k < 2 or pairs is None or len(pairs) != k:
+        axes = figure.add_axes((0.0, 0.0, 1.0, 1.0))
+        axes.set_axis_off()
         reason = ranking.get("reason") or "fewer than 2 methods to rank"
         axes.text(0.5, 0.6, title, ha="center", va="center", fontsize=10)
         axes.text(0.5, 0.4, f"no diagram: {reason}", ha="center", va="center", fontsize=9)
         figure.savefig(path)
         return path
-    low, high = 1, max(k, int(math.ceil(average.max())))
-    left, right, axis_y = 0.25, 0.75, 0.66
-
-    def x_of(rank: float) -> float:
-        return left + (rank - low) / max(high - low, 1) * (right - left)
-
-    axes.set_xlim(0, 1)
-    axes.set_ylim(0, 1)
-    axes.plot([x_of(low), x_of(high)], [axis_y, axis_y], color="black", lw=1)
-    for tick in range(low, high + 1):
-        axes.plot([x_of(tick)] * 2, [axis_y, axis_y + 0.03], color="black", lw=1)
-        axes.text(x_of(tick), axis_y + 0.05, str(tick), ha="center", va="bottom", fontsize=8)
-    if math.isfinite(cd):
-        y = axis_y + 0.14
-        axes.plot([x_of(low), x_of(min(low + cd, high))], [y, y], color="black", lw=1.5)
-        axes.text(x_of(low), y + 0.02, f"CD = {cd:.2f}", ha="left", va="bottom", fontsize=8)
-    p_value = ranking.get("p_value", math.nan)
-    note = title if not (p_value == p_value) else f"{title}; Friedman p = {p_value:.3g}"
-    axes.text(0.5, 0.98, note, ha="center", va="top", fontsize=9)
-    step = (axis_y - 0.1) / max(1, (k + 1) // 2)
-    half = (k + 1) // 2
-    for i, (name, rank) in enumerate(average.items()):
-        on_left = i < half
-        level = axis_y - step * ((i if on_left else k - 1 - i) + 1)
-        x = x_of(rank)
-        edge = left - 0.02 if on_left else right + 0.02
-        axes.plot([x, x, edge], [axis_y, level, level], color="black", lw=0.8)
-        label = f"{name} ({rank:.2f})"
-        axes.text(
-            edge - 0.01 if on_left else edge + 0.01,
-            level,
-            label,
-            ha="right" if on_left else "left",
-            va="center",
-            fontsize=8,
-        )
-    for j, group in enumerate(cliques(average, cd)):
-        y = axis_y - 0.04 - 0.03 * j
-        axes.plot(
-            [x_of(average[group[0]]) - 0.005, x_of(average[group[-1]]) + 0.005],
-            [y, y],
-            color="black",
-            lw=3,
-            solid_capstyle="butt",
-        )
+    axes = figure.add_axes((0.22, 0.05, 0.56, 0.7))
+    scikit_posthocs.critical_difference_diagram(average, pairs.loc[average.index, average.index], alpha=alpha,
+                                                ax=axes, label_fmt_left="{label} ({rank:.2f})",
+                                                label_fmt_right="({rank:.2f}) {label}")
+    figure.suptitle(note, fontsize=9)
     figure.savefig(path)
     return path

@@ -18,25 +18,23 @@ Failed cells carry no metrics: they are counted in ``n_failed`` and the first on
 ``epochs_max`` bound their training lengths: above one configuration, the row pools runs that differ in
 what it does not show, and the rendered tables say so.
 ``<metric>_ci_low`` / ``_ci_high``: the 95 % Student-t confidence interval of the mean over the seed means
-(``stats.ci_bounds``; NaN below two seeds).
+(``aggregate.over_seeds``; NaN below two seeds). The two stages and the completeness rule are ``aggregate.py``'s, shared by every table.
 """
 
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
 
+from .aggregate import Grid, over_seeds, pair_label, seed_means
 from .paper import PAPER_METRICS, PAPER_PROTOCOL, REFERENCE_METRICS, paper_table3, reference_gamo
-from .stats import ci_bounds
 from .tasks import with_test
 
 METRICS = PAPER_METRICS  # shown in the Markdown, LaTeX and terminal tables, in this order
 CSV_METRICS = METRICS + ("balanced_accuracy", "roc_auc")
 BASELINE = "imbalanced"  # listed first in every group
-NO_PAIR = "-"  # pair label of cells from protocols without pairs
 RATIO_DECIMALS = 10  # ratios are grouped after rounding, so 0.1 and 0.1000000000001 are one row
 TIE_TOL = 1e-12  # means this close to the best are ties
 PAPER_TOL = 1e-9  # ratio tolerance when looking up the paper's value
@@ -56,13 +54,6 @@ def table_columns(by_pair: bool = False) -> list[str]:
         if metric in REFERENCE_METRICS:
             columns.append(f"{metric}_ref")
     return columns + ["ref_source"]
-
-
-def pair_label(pair) -> str:
-    """``[3, 5]`` -> ``'3 vs 5'`` (majority vs minority); no pair -> ``'-'``."""
-    if pair is None or (isinstance(pair, float) and math.isnan(pair)):
-        return NO_PAIR
-    return " vs ".join(str(label) for label in pair)
 
 
 def _metric(metrics, name: str) -> float:
@@ -117,22 +108,11 @@ def failed_cells(cells: pd.DataFrame) -> pd.DataFrame:
 def _aggregate(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     metrics = list(CSV_METRICS)
     done = frame[frame["status"] == "done"]
-    pair_keys = keys + ["seed"] + ([] if "pair" in keys else ["pair"])
-    per_pair = done.groupby(pair_keys)[metrics].mean().reset_index()
-    per_seed = per_pair.groupby(keys + ["seed"]).agg(
-        **{m: (m, "mean") for m in metrics}, seed_pairs=("pair", "nunique")
-    )
-    by_row = per_seed.groupby(keys)
-    stats = by_row[metrics].agg(["mean", "std", "count"])
-    for metric in metrics:
-        low, high = ci_bounds(stats[(metric, "mean")], stats[(metric, "std")], stats[(metric, "count")])
-        stats[(metric, "ci_low")], stats[(metric, "ci_high")] = low, high
-    stats = stats.drop(columns=[(metric, "count") for metric in metrics])
-    stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
-    n_pairs = per_pair.groupby(keys)["pair"].nunique().rename("n_pairs")
-    group_keys = [k for k in keys if k not in ("method", "pair")] + (["pair"] if "pair" in keys else [])
-    grid_pairs = frame.groupby(group_keys)["pair"].nunique().rename("n_grid_pairs")  # the grid's, all methods
-    grid_seeds = frame.groupby(group_keys)["seed"].nunique().rename("n_grid_seeds")
+    per_seed = seed_means(done, keys, metrics).set_index(keys + ["seed"])
+    stats = over_seeds(per_seed, keys, metrics)
+    n_seeds = stats.pop("n_seeds")
+    n_pairs = done.groupby(keys)["pair"].nunique().rename("n_pairs")
+    grid = Grid.of(frame, keys)
     failed = (
         frame[frame["status"] != "done"]
         .groupby(keys)
@@ -141,26 +121,15 @@ def _aggregate(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     if per_seed.empty:  # every cell failed: rows of dashes (pandas cannot join or align empty Arrow keys)
         table = failed.reset_index().assign(**{c: np.nan for c in stats.columns}, n_seeds=0, n_pairs=0,
                                             n_partial_seeds=0, n_configs=0, epochs_min=np.nan, epochs_max=np.nan)
-        return _completeness(table.astype({c: float for c in stats.columns}), grid_pairs, grid_seeds, group_keys)
-    row_pairs = per_seed.join(grid_pairs, on=group_keys)
-    partial = (row_pairs["seed_pairs"] < row_pairs["n_grid_pairs"]).groupby(keys).sum().rename("n_partial_seeds")
+        return grid.complete(table.astype({c: float for c in stats.columns}))
+    partial = grid.partial_seeds(per_seed, keys)
     configs = done.groupby(keys).agg(n_configs=("config", "nunique"), epochs_min=("epochs", "min"),
                                      epochs_max=("epochs", "max"))
-    parts = [stats, by_row.size().rename("n_seeds"), n_pairs, partial, failed, configs]
+    parts = [stats, n_seeds, n_pairs, partial, failed, configs]
     table = pd.concat(parts, axis=1).reset_index()
     for count in ("n_seeds", "n_pairs", "n_partial_seeds", "n_failed", "n_configs"):
         table[count] = table[count].fillna(0).astype(int)
-    return _completeness(table, grid_pairs, grid_seeds, group_keys)
-
-
-def _completeness(table: pd.DataFrame, grid_pairs: pd.Series, grid_seeds: pd.Series,
-                  group_keys: list[str]) -> pd.DataFrame:
-    """The grid's pairs and seeds beside each row, and whether the row has all of them done."""
-    table = table.join(grid_pairs, on=group_keys).join(grid_seeds, on=group_keys)
-    for count in ("n_grid_pairs", "n_grid_seeds"):
-        table[count] = table[count].fillna(0).astype(int)
-    table["complete"] = (table["n_partial_seeds"] == 0) & (table["n_seeds"] >= table["n_grid_seeds"])
-    return table
+    return grid.complete(table)
 
 
 def _mark_best(table: pd.DataFrame, by_pair: bool) -> None:

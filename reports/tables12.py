@@ -48,8 +48,9 @@ import pandas as pd
 
 from bench.errors import BenchError
 
+from .aggregate import over_seeds, seed_means
 from .paper import PAPER_CITATION
-from .stats import ci_bounds, ci_text, paired_wilcoxon, wilcoxon_note
+from .stats import ci_text, paired_wilcoxon, wilcoxon_note
 
 TABLE1_METHODS = {"capsan": "capsule", "capsan-conv": "convolutional"}
 TABLE1_PROTOCOL = "subset"
@@ -160,9 +161,7 @@ def table1(cells: pd.DataFrame) -> pd.DataFrame:
     frame["discriminator"] = frame["method"].map(TABLE1_METHODS)
     keys = ["dataset", "n", "discriminator", "method"]
     done = frame[frame["done"] & frame["error"].notna()]
-    per_seed = done.groupby(keys + ["seed"])["error"].mean().reset_index()
-    stats = per_seed.groupby(keys)["error"].agg(error_mean="mean", error_std="std", n_seeds="size")
-    stats["error_ci_low"], stats["error_ci_high"] = ci_bounds(stats["error_mean"], stats["error_std"], stats["n_seeds"])
+    stats = over_seeds(seed_means(done, keys, ["error"]), keys, ["error"])
     failed = frame[~frame["done"]].groupby(keys).size().rename("n_failed")
     # every (dataset, n) we have gets both discriminators, so a missing one is a visible dash
     grid = frame[["dataset", "n"]].drop_duplicates()
@@ -268,9 +267,7 @@ def table2(cells: pd.DataFrame) -> dict[str, pd.DataFrame]:
         return {}
     frame = pd.DataFrame(rows)
     keys = ["variant", "method", "dataset"]
-    per_seed = frame.groupby(keys + ["seed"])["fid"].mean().reset_index()
-    stats = per_seed.groupby(keys)["fid"].agg(fid_mean="mean", fid_std="std", n_seeds="size")
-    stats["fid_ci_low"], stats["fid_ci_high"] = ci_bounds(stats["fid_mean"], stats["fid_std"], stats["n_seeds"])
+    stats = over_seeds(seed_means(frame, keys, ["fid"]), keys, ["fid"])
     extra = frame.groupby(keys).agg(
         n_cells=("fid", "size"),
         protocols=("protocol", lambda p: ", ".join(sorted(set(p)))),

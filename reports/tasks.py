@@ -1,6 +1,6 @@
 """The task a cell's numbers belong to, beyond dataset, protocol and level: its test set.
 
-A cell's test set is in its options (``bench.grid.RunConfig.data_options``): absent for the test split as the
+A cell's test set is in its options (``bench.grid.Preset.data_options``): absent for the test split as the
 dataset gives it (``balanced``), ``"train"`` for a test set that follows the training distribution (for the
 ``gamo`` protocol, DeepSMOTE's Table II test set). The reports keep the two apart everywhere: a row, a
 statistic or a figure never averages cells of two test sets.

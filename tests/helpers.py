@@ -58,11 +58,11 @@ def digits_cell(method: str, seed: int = 0, epochs: int = 2, **params):
     (and so its artifact folder) is the seed's own."""
     import dataclasses
 
-    from bench.grid import RunConfig, build_grid
+    from bench.grid import Preset, build_grid
 
-    config = RunConfig(name="t", methods=[method], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
+    config = Preset(name="t", methods=[method], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
                        epochs=epochs, method_params={method: params} if params else {})
-    return dataclasses.replace(build_grid(config)[0], seed=seed, key="")
+    return dataclasses.replace(build_grid(config)[0], seed=seed)
 
 
 class FileHandler(http.server.BaseHTTPRequestHandler):

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from helpers import digits_cell, repeatable
 
 import bench.methods.acgan  # noqa: F401  (registers "acgan")
+from bench.cell import run_cell
 from bench.methods import FitContext, get_method
 from bench.methods.acgan import ConditionalGenerator, class_loss, d_loss_fn, g_loss_fn, split_outputs
 from bench.methods.dcgan_nets import DCGANDiscriminator
-from bench.runner import run_cell
 
 CPU = torch.device("cpu")
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]

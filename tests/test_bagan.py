@@ -8,6 +8,7 @@ import torch
 from helpers import digits_cell, repeatable
 
 import bench.methods.bagan as bagan  # noqa: F401  (registers "bagan")
+from bench.cell import run_cell
 from bench.methods import FitContext, get_method
 from bench.methods.bagan import (
     class_ratios,
@@ -18,7 +19,6 @@ from bench.methods.bagan import (
     sample_labels,
 )
 from bench.methods.classifier import to_input
-from bench.runner import run_cell
 
 CPU = torch.device("cpu")
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]

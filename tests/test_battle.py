@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.battle import battle, capsan_discriminator_real, capsan_sampler, ratio, real_decisions, winner
+from bench.battle import battle, class_samples, ratio, real_decisions, winner
 from bench.errors import BenchError
-from bench.methods import FitContext, get_method
+from bench.methods import FitContext, get_method, method_names
 
 
 def _images(*value_counts):
@@ -108,25 +108,31 @@ class _FixedScores(torch.nn.Module):
         return SimpleNamespace(scores=self.rows[: len(x)])
 
 
-def test_capsan_adapter_calls_real_unless_the_fake_output_wins():
+def test_capsan_discriminates_real_unless_the_fake_output_wins():
     rows = [[0.9, 0.1, 0.2], [0.1, 0.2, 0.8], [0.5, 0.1, 0.5], [0.1, 0.3, 0.2]]
-    method = SimpleNamespace(D=_FixedScores(rows), n_classes=2, device=torch.device("cpu"),
-                             _autocast=nullcontext)
-    is_real = capsan_discriminator_real(method)
-    assert is_real(_images((0, 4))).tolist() == [True, False, True, True]  # a tie with "fake" is real
+    method = get_method("capsan")()
+    method.D, method.n_classes, method.device, method._autocast = _FixedScores(rows), 2, torch.device("cpu"), nullcontext
+    assert method.discriminate(_images((0, 4))).tolist() == [True, False, True, True]  # a tie with "fake" is real
     assert method.D.training  # put back in training mode
     with pytest.raises(BenchError, match="fit"):
-        capsan_discriminator_real(SimpleNamespace())
+        get_method("capsan")().discriminate(_images((0, 4)))
+
+
+def test_only_methods_with_a_twin_battle_and_each_names_the_other():
+    twins = {name: get_method(name).battle_twin for name in method_names() if get_method(name).battle_twin}
+    assert twins == {"capsan": "capsan-conv", "capsan-conv": "capsan"}  # the paper's battle
+    with pytest.raises(NotImplementedError, match="no discriminator"):
+        get_method("gan")().discriminate(_images((0, 4)))
 
 
 def test_sampler_splits_n_over_the_classes_in_order():
     calls = []
     method = SimpleNamespace(sample=lambda n, c: calls.append((n, c)) or np.full((n, 1, 8, 8), c, np.uint8))
-    images = capsan_sampler(method, 7, [2, 0, 1])
+    images = class_samples(method, 7, [2, 0, 1])
     assert calls == [(3, 2), (2, 0), (2, 1)] and images[:, 0, 0, 0].tolist() == [2, 2, 2, 0, 0, 1, 1]
-    assert capsan_sampler(method, 2, 1).shape == (2, 1, 8, 8)
+    assert class_samples(method, 2, 1).shape == (2, 1, 8, 8)
     with pytest.raises(BenchError, match="n >= 1"):
-        capsan_sampler(method, 0, [0])
+        class_samples(method, 0, [0])
 
 
 TINY = dict(gan_epochs=1, finetune_epochs=1, g_channels=32, d_width=16, primary_types=8, z_dim=16)
@@ -155,9 +161,9 @@ def test_capsan_battle_end_to_end(fitted, digits):
             method.D.train()
         assert scores.shape == (len(test), method.n_classes + 1)  # the last column is "fake"
         expected = (scores.argmax(1) != method.n_classes).numpy()
-        assert np.array_equal(capsan_discriminator_real(method)(test), expected)
-    g1, g2 = capsan_sampler(capsan, 30, [0, 1]), capsan_sampler(conv, 30, [0, 1])
-    r = battle(capsan_discriminator_real(capsan), capsan_discriminator_real(conv), g1, g2, test)
+        assert np.array_equal(method.discriminate(test), expected)
+    g1, g2 = class_samples(capsan, 30, [0, 1]), class_samples(conv, 30, [0, 1])
+    r = battle(capsan.discriminate, conv.discriminate, g1, g2, test)
     assert (r["n_test"], r["n_g1"], r["n_g2"]) == (len(test), 30, 30)
     for key in ("d1_test_accuracy", "d2_test_accuracy", "d1_on_g2_accuracy", "d2_on_g1_accuracy"):
         assert 0.0 <= r[key] <= 1.0
@@ -165,12 +171,12 @@ def test_capsan_battle_end_to_end(fitted, digits):
     assert r["winner"] in {"model1", "model2", "tie", "undecided"}
 
 
-def test_capsan_sampler_is_seeded_and_leaves_the_callers_rng_alone(fitted):
+def test_class_samples_is_seeded_and_leaves_the_callers_rng_alone(fitted):
     capsan = fitted[0]
     torch.manual_seed(123)
     state = torch.get_rng_state()
-    a = capsan_sampler(capsan, 6, [0, 1], seed=5)
+    a = class_samples(capsan, 6, [0, 1], seed=5)
     assert torch.equal(torch.get_rng_state(), state)
-    assert np.array_equal(a, capsan_sampler(capsan, 6, [0, 1], seed=5))
-    assert not np.array_equal(a, capsan_sampler(capsan, 6, [0, 1], seed=6))
+    assert np.array_equal(a, class_samples(capsan, 6, [0, 1], seed=5))
+    assert not np.array_equal(a, class_samples(capsan, 6, [0, 1], seed=6))
     assert a.dtype == np.uint8 and a.shape == (6, 1, 8, 8)

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from bench.cell import run_cell
 from bench.datasets import load_dataset
 from bench.datasets.base import LoadOptions
-from bench.grid import RunConfig, build_grid
+from bench.grid import Preset, build_grid
 from bench.methods import get_method, method_names
 from bench.methods.budget import Budget, Ledger
 from bench.methods.classifier import shuffled_batches
-from bench.runner import run_cell
 
 CPU = torch.device("cpu")
 EPOCHS = 2
@@ -30,7 +30,7 @@ def data(request):
 
 
 def _cell(method: str, size: int):
-    config = RunConfig(name="t", methods=[method], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
+    config = Preset(name="t", methods=[method], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
                        epochs=EPOCHS, image_size=None if size == 8 else size)
     return build_grid(config)[0]
 
@@ -109,7 +109,7 @@ def test_shuffled_batches_run_on_over_passes():
 @pytest.mark.parametrize("method,params", [("capsan", {"epoch_scale": 3.0}), ("gamo", {"epoch_scale": 3.0})])
 def test_a_generator_budget_above_the_classifiers_is_refused(method, params, tmp_path):
     train, test = load_dataset("digits", split="train"), load_dataset("digits", split="test")
-    config = RunConfig(name="t", methods=[method], datasets=["digits"], ratios=[0.5], seeds=1, pairs=[[3, 5]],
+    config = Preset(name="t", methods=[method], datasets=["digits"], ratios=[0.5], seeds=1, pairs=[[3, 5]],
                        epochs=EPOCHS, method_params={method: params})
     row = run_cell(build_grid(config)[0], train, test, CPU, tmp_path)
     assert row["status"] == "failed" and "more than" in row["error"] and "lower epoch_scale" in row["error"]
@@ -127,7 +127,7 @@ def test_presets_do_not_special_case_a_method():
 
 def test_gamo_paper_schedule_is_its_own_label_and_shows_off_contract(tmp_path):
     train, test = load_dataset("digits", split="train"), load_dataset("digits", split="test")
-    config = RunConfig(name="t", methods=["gamo"], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
+    config = Preset(name="t", methods=["gamo"], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
                        epochs=1, method_params={"gamo": {"schedule": "paper"}})
     cell = build_grid(config)[0]
     assert cell.variant == "gamo[schedule=paper]"
@@ -176,7 +176,7 @@ def test_gan_iterations_round_to_whole_epochs():
 def test_paper_schedule_is_its_own_label_and_its_ledger_shows_the_papers_batch(method, tmp_path):
     train, test = load_dataset("digits", split="train"), load_dataset("digits", split="test")
     short = {"dagan": {"gan_epochs": 1}, "acgan": {"gan_iterations": 5}}[method]  # the paper's batch, fewer steps
-    config = RunConfig(name="t", methods=[method], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
+    config = Preset(name="t", methods=[method], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
                        epochs=1, method_params={method: {"schedule": "paper", **short}})
     cell = build_grid(config)[0]
     assert cell.variant == f"{method}[schedule=paper]"

@@ -1,5 +1,7 @@
+
 """CapsAN and capsan-conv: shapes at every supported size, calibration, determinism, end-to-end cells."""
 
+import dataclasses
 import json
 import math
 
@@ -8,9 +10,9 @@ import pytest
 import torch
 from helpers import digits_cell, repeatable
 
+from bench.cell import run_cell
 from bench.methods import FitContext, get_method
 from bench.methods.capsan_nets import CapsuleDiscriminator, ConvDiscriminator, Generator, upsampling_plan
-from bench.runner import run_cell
 
 CPU = torch.device("cpu")
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
@@ -116,8 +118,7 @@ def test_zero_gan_epochs_trains_the_discriminator_as_a_plain_classifier(digits, 
 
 
 def test_epoch_scale_sets_the_adversarial_phase_and_dc_keeps_its_budget(digits, tmp_path):
-    cell = digits_cell("capsan", epoch_scale=0.5)
-    cell.epochs = 4
+    cell = dataclasses.replace(digits_cell("capsan", epoch_scale=0.5), epochs=4)
     row = run_cell(cell, *digits, CPU, tmp_path)
     losses = json.loads((tmp_path / row["artifacts"] / "losses.json").read_text())
     n_major, n_minor = row["counts"]["train"]

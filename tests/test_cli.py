@@ -211,6 +211,55 @@ def test_report_without_results_is_a_clear_error(capsys, tmp_path):
     assert code == 2 and "no results store" in err
 
 
+def test_a_figure_that_fails_makes_bench_report_exit_non_zero_after_writing_the_rest(capsys, tmp_path, monkeypatch):
+    from bench.reports import figures
+
+    code, _, err = _bench_main(capsys, "run", "--preset", "smoke", "--epochs", "1", "--results", tmp_path / "r",
+                               "--quiet")
+    assert code == 0, err
+
+    def broken(cells, out_dir, formats):
+        raise ZeroDivisionError("a bug in the figure")
+
+    monkeypatch.setitem(figures._BUILDERS, 3, broken)
+    code, out, err = _bench_main(capsys, "report", "--results", tmp_path / "r", "--out", tmp_path / "out",
+                                 "--format", "md,png")
+    assert code == 1
+    assert "failed figure 3: ZeroDivisionError: a bug in the figure" in out
+    assert [line for line in err.splitlines() if line.startswith("Error:")] == [
+        f"Error: 1 output(s) failed (above, with the traceback); every other table and figure is written in "
+        f"{tmp_path / 'out'}: report the failure with the store that caused it"]
+    assert (tmp_path / "out" / "table3.md").exists() and list((tmp_path / "out").glob("figure9*.png"))
+
+
+DECLINES = """
+from bench.methods import ResamplingMethod
+
+
+class FiveOnly(ResamplingMethod):
+    name = "five-only"
+    defaults = {}
+
+    def skip(self, task):
+        return None if task.positive == 5 else f"runs with minority 5 only, not {task.positive}"
+
+    def resample(self, train, ctx):
+        raise AssertionError("a declined task is never fitted")
+"""
+
+
+def test_a_method_that_declines_a_task_is_refused_not_failed(tmp_path):
+    (tmp_path / "declines.py").write_text(DECLINES)
+    run = run_bench("run", "--methods", "imbalanced", "--method-file", tmp_path / "declines.py", "--datasets",
+                    "digits", "--pairs", "4:9", "--ratios", "0.1", "--seeds", "1", "--epochs", "1",
+                    "--results", tmp_path / "r", "--quiet", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr  # a refusal is the cell's answer, not an error
+    assert "2 cells: 1 run, 1 failed (1 refused by the method or protocol)" in run.stdout
+    with Store(tmp_path / "r", create=False) as store:
+        row = store.cells().set_index("method").loc["five-only"]
+    assert row["status"] == "failed" and row["error"] == "five-only declines this task: runs with minority 5 only, not 1"
+
+
 def test_the_readme_method_example_runs_beside_the_baselines(tmp_path):
     readme = (os.path.dirname(os.path.dirname(__file__)) + "/README.md")
     text = open(readme).read()

@@ -8,17 +8,17 @@ import torch
 from helpers import digits_cell, repeatable
 
 import bench.methods.crl  # noqa: F401  (registers "crl")
+from bench.cell import run_cell
 from bench.datasets.imbalance import make_imbalanced
 from bench.methods import FitContext
 from bench.methods.classifier import CLASSIFIER_SPEC, Classifier, CommonCNN
 from bench.methods.crl import (
     CRL,
-    CRLClassifier,
     class_rectification_loss,
+    crl_batch_loss,
     imbalance_measure,
     minority_classes,
 )
-from bench.runner import run_cell
 
 CPU = torch.device("cpu")
 
@@ -149,8 +149,8 @@ def test_every_variant_gives_finite_gradients_at_every_size(shape):
     for level in ("class", "instance"):
         for comparison in comparisons:
             model.zero_grad()
-            clf = CRLClassifier(0.5, level, comparison, kappa=3, margin=0.5, rho=0.5, bins=101)
-            loss = clf.batch_loss(model, x, y)
+            loss = crl_batch_loss(model, x, y, 0.5, level=level, comparison=comparison, kappa=3, margin=0.5,
+                                  rho=0.5, bins=101)
             loss.backward()
             assert torch.isfinite(loss)
             assert all(torch.isfinite(p.grad).all() for p in model.parameters()), (level, comparison)

@@ -9,9 +9,10 @@ import pytest
 import torch
 from helpers import copy_shared, repeatable, run_bench
 
+from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.executors import Job, LocalExecutor, SequentialExecutor, plan_devices
-from bench.grid import RunConfig, build_grid
+from bench.grid import Preset, build_grid
 from bench.runner import run_grid
 from bench.store import Store
 
@@ -45,7 +46,7 @@ class AlwaysDies(Imbalanced):
 
 
 def grid(methods=("imbalanced", "smote"), seeds=2):
-    config = RunConfig(name="t", methods=list(methods), datasets=["digits"], ratios=[0.1], seeds=seeds,
+    config = Preset(name="t", methods=list(methods), datasets=["digits"], ratios=[0.1], seeds=seeds,
                        pairs=[[3, 5], [4, 9]], epochs=2)
     return build_grid(config)
 
@@ -66,7 +67,7 @@ def test_plan_devices_packs_workers_per_gpu_and_refuses_what_cannot_be():
 
 
 def test_two_local_workers_give_the_sequential_numbers(tmp_path, digits):
-    from bench.runner import run_cell
+    from bench.cell import run_cell
 
     cells = grid()
     threads = torch.get_num_threads()
@@ -87,12 +88,12 @@ def test_two_local_workers_give_the_sequential_numbers(tmp_path, digits):
 
 def test_run_grid_with_jobs_stores_every_cell_from_the_driver(tmp_path):
     cells = grid()
-    summary = run_grid(cells, tmp_path, jobs=2, quiet=True)
+    summary = run_grid(RunConfig.for_cells(cells, tmp_path, jobs=2, quiet=True))
     assert (summary.done, summary.failed) == (len(cells), 0)
     with Store(tmp_path, create=False) as store:
         rows = store.attempts()
     assert sorted(rows["key"]) == sorted(c.key for c in cells) and set(rows["status"]) == {"done"}
-    again = run_grid(cells, tmp_path, jobs=2, quiet=True)  # resume: nothing left to run
+    again = run_grid(RunConfig.for_cells(cells, tmp_path, jobs=2, quiet=True))  # resume: nothing left to run
     assert (again.skipped, again.done) == (len(cells), 0)
 
 
@@ -138,11 +139,11 @@ def test_bad_jobs_are_one_line_errors(tmp_path):
 
 
 def test_dry_run_counts_done_failed_and_pending_against_a_known_store(tmp_path, digits):
-    from bench.runner import run_cell
+    from bench.cell import run_cell
 
     args = ["--methods", "imbalanced,smote,crl", "--datasets", "digits", "--ratios", "0.1", "--seeds", "2",
             "--pairs", "3:5", "--epochs", "1"]
-    config = RunConfig(name="t", methods=["imbalanced", "smote", "crl"], datasets=["digits"], ratios=[0.1],
+    config = Preset(name="t", methods=["imbalanced", "smote", "crl"], datasets=["digits"], ratios=[0.1],
                        seeds=2, pairs=[[3, 5]], epochs=1)
     cells = {(c.method, c.seed): c for c in build_grid(config)}
     results = tmp_path / "results"
@@ -170,11 +171,11 @@ def test_dry_run_counts_done_failed_and_pending_against_a_known_store(tmp_path, 
 def test_stored_durations_count_only_cells_of_the_same_device_kind_and_speed_settings(tmp_path, digits, monkeypatch):
     """A GPU store's times, or an eager run's, are no estimate for a CPU run, or a compiled one: calibrate."""
     from bench import dryrun
-    from bench.runner import run_cell
+    from bench.cell import run_cell
 
     monkeypatch.setattr(dryrun, "calibration",
                         lambda cell, train, test, device: dryrun.Speed(1.0, 0.0, 0.0, 0.0, "calibrated: fake"))
-    config = RunConfig(name="t", methods=["imbalanced"], datasets=["digits"], ratios=[0.1], seeds=2,
+    config = Preset(name="t", methods=["imbalanced"], datasets=["digits"], ratios=[0.1], seeds=2,
                        pairs=[[3, 5]], epochs=1)
     first, second = build_grid(config)
     results = tmp_path / "results"
@@ -188,7 +189,7 @@ def test_stored_durations_count_only_cells_of_the_same_device_kind_and_speed_set
         store.add({**run_cell(first, *digits, cpu, results), "duration_s": 7.0})
     table, _ = dryrun.dry_run([first, second], results, lambda cell: digits, cpu)
     assert table.loc[0, "estimate"].startswith("store") and table.loc[0, "to_run_s"] == 7.0
-    compiled = build_grid(RunConfig(**{**config.__dict__, "compile": "default"}))
+    compiled = build_grid(Preset(**{**config.__dict__, "compile": "default"}))
     table, _ = dryrun.dry_run(compiled, results, lambda cell: digits, cpu)
     assert table.loc[0, "estimate"] == "calibrated: fake"  # the stored cell ran eager
 
@@ -201,7 +202,7 @@ def test_calibrated_estimate_scales_with_each_cells_task_size_and_epochs(tmp_pat
 
     monkeypatch.setattr(dryrun, "calibration",
                         lambda cell, train, test, device: dryrun.Speed(2.0, 0.01, 0.01, 0.01, "calibrated: fake"))
-    config = RunConfig(name="t", methods=["imbalanced"], datasets=["digits"], ratios=[0.5, 0.05], seeds=2,
+    config = Preset(name="t", methods=["imbalanced"], datasets=["digits"], ratios=[0.5, 0.05], seeds=2,
                        pairs=[[3, 5]], epochs=3)
     cells = build_grid(config)
     table, line = dryrun.dry_run(cells, tmp_path / "none", lambda cell: digits, torch.device("cpu"))
@@ -223,7 +224,7 @@ def test_the_calibration_spread_is_shown_and_one_calibration_serves_one_image_sh
     monkeypatch.setattr(dryrun, "_timed_fit", lambda cell, train, test, device, epochs: calls.append(epochs)
                         or (times[epochs], 0.0))
     monkeypatch.setattr(dryrun, "_WARM", [True])
-    config = RunConfig(name="t", methods=["imbalanced"], datasets=["digits", "mnist"], ratios=[0.1], seeds=1,
+    config = Preset(name="t", methods=["imbalanced"], datasets=["digits", "mnist"], ratios=[0.1], seeds=1,
                        pairs=[[3, 5]], epochs=2)
     cells = build_grid(config)
     table, line = dryrun.dry_run(cells, "/nonexistent/results", lambda cell: digits, torch.device("cpu"))
@@ -247,7 +248,7 @@ def test_the_prediction_is_estimated_per_test_image_not_as_a_fixed_cost(digits, 
     predict = {1: 2.0, 2: 3.0, 3: 2.5}  # seconds to predict the calibration's test images; median 2.5
     monkeypatch.setattr(dryrun, "_timed_fit", lambda cell, train, test, device, epochs: (10.0 + epochs, predict[epochs]))
     monkeypatch.setattr(dryrun, "_WARM", [True])
-    config = RunConfig(name="t", methods=["imbalanced"], datasets=["digits"], ratios=[0.5], seeds=1,
+    config = Preset(name="t", methods=["imbalanced"], datasets=["digits"], ratios=[0.5], seeds=1,
                        pairs=[[3, 5]], epochs=1, test_distribution=["balanced", "holdout"])
     cells = build_grid(config)
     task = dryrun._task(cells[0], *digits)
@@ -290,7 +291,7 @@ def test_a_calibration_that_fails_is_an_unknown_estimate_with_its_reason(digits)
 
     from bench.dryrun import calibrate
 
-    config = RunConfig(name="t", methods=["smote"], datasets=["digits"], ratios=[0.025], seeds=1, pairs=[[3, 5]],
+    config = Preset(name="t", methods=["smote"], datasets=["digits"], ratios=[0.025], seeds=1, pairs=[[3, 5]],
                        epochs=1)
     (cell,) = build_grid(config)  # 3 minority images: too few for SMOTE's 5 neighbours
     seconds, reason = calibrate(cell, *digits, torch.device("cpu"))

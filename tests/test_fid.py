@@ -256,15 +256,28 @@ def test_inception_input_is_resized_rgb_in_minus_one_to_one(random_inception):
 def test_fid_inception_features_and_reference_cache(random_inception, tmp_path, monkeypatch):
     sha = "ab" * 32
     monkeypatch.setattr(fid, "load_inception", lambda *a, **kw: (random_inception, sha))
-    # Distances in 2048 dimensions cost a 2048x2048 matrix root: checked above on small cases.
-    monkeypatch.setattr(fid, "frechet_distance", lambda *a: 1.5)
+    # Distances in 2048 dimensions cost a 2048x2048 matrix root (checked above on small cases): a spy
+    # instead, so the test checks what the distance is given (the real set's statistics, then the fake's).
+    calls = []
+
+    def spy(mu1, sigma1, mu2, sigma2):
+        calls.append((mu1, sigma1, mu2, sigma2))
+        return -float(len(calls))
+
+    monkeypatch.setattr(fid, "frechet_distance", spy)
     batches = []
     handle = random_inception.blocks[0].register_forward_pre_hook(lambda m, a: batches.append(len(a[0])))
     try:
         real, fake = _images(3, channels=1, seed=8), _images(2, channels=3, seed=9)
         first = fid.fid_inception(real, fake, cache_dir=tmp_path, batch_size=2, reference="train class 1")
         assert batches == [2, 1, 2]  # real in batches of 2 (with a remainder), then fake
-        assert first["metric"] == "fid-inception" and first["value"] == 1.5
+        real_mu, real_sigma = fid.feature_stats(fid.inception_features(random_inception, real, "cpu", batch_size=2))
+        fake_mu, fake_sigma = fid.feature_stats(fid.inception_features(random_inception, fake, "cpu", batch_size=2))
+        assert not np.array_equal(real_mu, fake_mu)  # the two sets' statistics tell them apart
+        (mu1, sigma1, mu2, sigma2), = calls
+        assert np.array_equal(mu1, real_mu) and np.array_equal(sigma1, real_sigma)
+        assert np.array_equal(mu2, fake_mu) and np.array_equal(sigma2, fake_sigma)
+        assert first["metric"] == "fid-inception" and first["value"] == -1.0  # what the distance returned
         assert first["feature_extractor"] == "pytorch-fid InceptionV3 pool3 2048"
         assert first["resize"] == "bilinear 299" and first["weights_sha256"] == sha
         assert (first["n_real"], first["n_fake"], first["reference"]) == (3, 2, "train class 1")

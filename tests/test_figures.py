@@ -90,8 +90,8 @@ def test_missing_data_is_skipped_with_reason(tmp_path, caplog):
     caplog.set_level("INFO", logger="bench.reports.figures")
     cells = frame([dict(method="gan", seed=s, pair=p) for s in (0, 1) for p in PAIRS])  # no quality, no phi
     out = F.write_figures(cells, tmp_path, results_dir=None)
-    for number in (4, 5, 6, 7, 8):
-        assert isinstance(out[number], str) and out[number], number
+    for number in (4, 5, 6, 7, 8):  # skipped for want of data, not failed: a figure that raised is Failed
+        assert type(out[number]) is F.Skipped and out[number], (number, out[number])
     assert "SSIM" in out[4] and "FID" in out[5] and "results_dir" in out[8]
     assert isinstance(out[3], list) and isinstance(out[9], list)
     assert F.figure_4(cells, tmp_path) == []
@@ -106,10 +106,21 @@ def test_failed_partial_and_empty_cells_do_not_crash(tmp_path):
     cells.loc[1, "metrics"] = None  # a done row whose metrics were lost
     out = F.write_figures(cells, tmp_path)
     assert isinstance(out[3], list) and out[3]
-    assert all(isinstance(out[n], str) for n in (4, 5, 6, 7, 8))
+    assert all(type(out[n]) is F.Skipped for n in (4, 5, 6, 7, 8)), out
     assert isinstance(out[9], list)  # the one cell with a good ROC curve
-    assert all(isinstance(v, str) for v in F.write_figures(pd.DataFrame(), tmp_path).values())
-    assert all(isinstance(v, str) for v in F.write_figures(frame([dict(status="failed")]), tmp_path).values())
+    assert all(type(v) is F.Skipped for v in F.write_figures(pd.DataFrame(), tmp_path).values())
+    assert all(type(v) is F.Skipped for v in F.write_figures(frame([dict(status="failed")]), tmp_path).values())
+
+
+def test_a_figure_that_raises_is_failed_not_skipped(tmp_path, monkeypatch):
+    def broken(cells, out_dir, formats):
+        raise KeyError("a bug")
+
+    monkeypatch.setitem(F._BUILDERS, 4, broken)
+    cells = frame([dict(method="gan", seed=s, pair=p) for s in (0, 1) for p in PAIRS])
+    out = F.write_figures(cells, tmp_path)
+    assert type(out[4]) is F.Failed and out[4] == "KeyError: 'a bug'"
+    assert isinstance(out[3], list) and out[3]  # the others are still drawn
 
 
 def test_two_stage_mean_and_band():

@@ -1,5 +1,7 @@
+
 """GAMO: convex generation, the adversarial signs, GAMO2pix, determinism and an end-to-end cell."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,11 +12,11 @@ from helpers import digits_cell, repeatable
 from PIL import Image
 
 import bench.methods.gamo  # noqa: F401  (registers the method)
+from bench.cell import run_cell
 from bench.datasets.base import ImageSet
 from bench.methods import FitContext, get_method
 from bench.methods.gamo import classifier_loss
 from bench.methods.gamo_nets import ConditionalDiscriminator, ConvexGenerator, FeatureVAE
-from bench.runner import run_cell
 
 CPU = torch.device("cpu")
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
@@ -209,8 +211,7 @@ def test_same_seed_same_numbers_on_the_cpu(digits, tmp_path):
 
 
 def test_epoch_knobs_set_the_phases(digits, tmp_path):
-    cell = _cell(epoch_scale=0.5)
-    cell.epochs = 4
+    cell = dataclasses.replace(_cell(epoch_scale=0.5), epochs=4)
     row = run_cell(cell, *digits, CPU, tmp_path)
     losses = json.loads((tmp_path / row["artifacts"] / "losses.json").read_text())
     assert len(losses["g_m"]) == 2 and len(losses["pix_loss"]) == 2  # pix_epochs follows gamo_epochs

@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 from helpers import digits_cell, repeatable
 
+from bench.cell import run_cell
 from bench.methods import FitContext, get_method
 from bench.methods.dcgan_nets import DCGANDiscriminator, DCGANGenerator, DCGANTrunk
 from bench.methods.gan import d_loss_fn, g_loss_fn
 from bench.methods.generative import to_uint8, top_up_counts
-from bench.runner import run_cell
 
 CPU = torch.device("cpu")
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]

@@ -5,14 +5,14 @@ import dataclasses
 import pytest
 
 from bench.errors import BenchError
-from bench.grid import RunConfig, build_grid, load_preset, parse_pairs, preset_names
+from bench.grid import Preset, build_grid, load_preset, parse_pairs, preset_names
 
 
 def _config(**kw):
     base = dict(name="t", methods=["imbalanced", "smote"], datasets=["digits"], ratios=[0.1, 0.05], seeds=2,
                 pairs="default", epochs=2)
     base.update(kw)
-    return RunConfig(**base)
+    return Preset(**base)
 
 
 def test_presets_are_shipped_and_load():
@@ -92,7 +92,7 @@ def test_preset_from_a_file_with_per_dataset_epochs(tmp_path):
 
 
 def test_a_sweep_makes_one_labelled_variant_per_combination():
-    config = RunConfig(name="t", methods=["imbalanced", "capsan"], datasets=["digits"], ratios=[0.1], seeds=1,
+    config = Preset(name="t", methods=["imbalanced", "capsan"], datasets=["digits"], ratios=[0.1], seeds=1,
                        pairs=[[3, 5]], epochs=1, method_params={"capsan": {"pi": 0.3}},
                        sweep={"capsan": {"phi": [0.5, 1.0], "pt_weight": [0.0, 0.1]}})
     cells = build_grid(config)
@@ -110,7 +110,7 @@ def test_a_sweep_makes_one_labelled_variant_per_combination():
 
 
 def test_a_list_of_sweeps_is_their_union_and_a_shared_point_runs_once():
-    config = RunConfig(name="t", methods=["capsan"], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
+    config = Preset(name="t", methods=["capsan"], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
                        epochs=1, sweep={"capsan": [{"g_conv_layers": [4, 5]}, {"d_pool_layers": [0, 1]}]})
     cells = build_grid(config)
     # 5 conv layers and 0 pools are both the defaults: that point is one cell, under the first label
@@ -143,9 +143,9 @@ def test_the_paper_fig7_preset_sweeps_phi():
 def test_a_variant_is_stored_under_its_label(digits, tmp_path):
     import torch
 
-    from bench.runner import run_cell
+    from bench.cell import run_cell
 
-    config = RunConfig(name="t", methods=["smote"], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
+    config = Preset(name="t", methods=["smote"], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
                        epochs=1, sweep={"smote": {"k_neighbors": [3]}})
     (cell,) = build_grid(config)
     row = run_cell(cell, *digits, torch.device("cpu"), tmp_path)

@@ -11,13 +11,13 @@ import pytest
 import torch
 from helpers import repeatable
 
+from bench.cell import run_cell
 from bench.datasets import load_dataset
 from bench.datasets.imbalance import make_imbalanced
 from bench.errors import BenchError, CellFailure
-from bench.grid import RunConfig, build_grid
+from bench.grid import Preset, build_grid
 from bench.methods import FitContext, get_method, load_method_file, method_names
 from bench.methods.classifier import CLASSIFIER_SPEC, Classifier, CommonCNN
-from bench.runner import run_cell
 
 CPU = torch.device("cpu")
 
@@ -28,7 +28,7 @@ def digits():
 
 
 def _cell(method, ratio=0.1, seed=0, epochs=2, pair="default", **params):
-    config = RunConfig(name="t", methods=[method], datasets=["digits"], ratios=[ratio], seeds=seed + 1,
+    config = Preset(name="t", methods=[method], datasets=["digits"], ratios=[ratio], seeds=seed + 1,
                        pairs=[list(pair)] if pair != "default" else "default", epochs=epochs,
                        method_params={method: params} if params else {})
     return [c for c in build_grid(config) if c.seed == seed][0]

@@ -6,7 +6,6 @@ is counted whether or not a GPU would have to wait for it.
 """
 
 import contextlib
-import json
 import sys
 
 import numpy as np
@@ -14,14 +13,14 @@ import pytest
 import torch
 from helpers import repeatable, run_bench
 
+from bench.cell import run_cell
 from bench.datasets import load_dataset
 from bench.datasets.base import ImageSet
 from bench.datasets.imbalance import make_imbalanced
 from bench.errors import BenchError
-from bench.grid import RunConfig, build_grid
+from bench.grid import Preset, build_grid
 from bench.methods import FitContext, get_method
 from bench.methods.dagan import rotate_pairs
-from bench.runner import run_cell
 from bench.store import Store
 
 CPU = torch.device("cpu")
@@ -174,7 +173,7 @@ def test_rotate_pairs_matches_masked_rotation():
 
 
 def _cells(**settings):
-    config = RunConfig(name="t", methods=["imbalanced", "capsan"], datasets=["digits"], ratios=[0.1], seeds=1,
+    config = Preset(name="t", methods=["imbalanced", "capsan"], datasets=["digits"], ratios=[0.1], seeds=1,
                        pairs=[[3, 5]], epochs=1, **settings)
     return build_grid(config)
 
@@ -232,8 +231,11 @@ def test_an_old_store_gains_the_options_column_when_written_not_when_read(tmp_pa
 
     folder = tmp_path / "old"
     folder.mkdir()
-    with Store(folder):
-        pass
+    row = {"key": "k", "method": "m", "params": {}, "dataset": "d", "protocol": "binary", "ratio": 0.1, "seed": 0,
+           "epochs": 1, "status": "done", "started_at": "t", "finished_at": "t", "duration_s": 0.0, "device": "cpu",
+           "versions": {}}
+    with Store(folder) as store:
+        store.add({**row, "key": "old"})  # a cell stored before the options column existed
     with sqlite3.connect(folder / "bench.sqlite") as conn:  # make it a schema-1 store: no options column
         columns = [row[1] for row in conn.execute("PRAGMA table_info(results)") if row[1] != "options"]
         conn.execute(f"CREATE TABLE old AS SELECT {', '.join(columns)} FROM results")
@@ -242,13 +244,13 @@ def test_an_old_store_gains_the_options_column_when_written_not_when_read(tmp_pa
         conn.execute("UPDATE meta SET value = '1' WHERE name = 'schema_version'")
     before = (folder / "bench.sqlite").read_bytes()
     with Store(folder, create=False) as store:
-        assert "options" in store.cells().columns or store.cells().empty
+        old_cells = store.cells()
+    assert old_cells["key"].tolist() == ["old"] and old_cells.loc[0, "options"] is None  # read as "no options"
     assert (folder / "bench.sqlite").read_bytes() == before  # reading migrates nothing
     with Store(folder) as store:
-        store.add({"key": "k", "method": "m", "params": {}, "dataset": "d", "protocol": "binary", "ratio": 0.1,
-                   "seed": 0, "epochs": 1, "status": "done", "started_at": "t", "finished_at": "t",
-                   "duration_s": 0.0, "device": "cpu", "versions": {}, "options": {"precision": "bf16"}})
-        assert store.cells().loc[0, "options"] == {"precision": "bf16"}
+        store.add({**row, "options": {"precision": "bf16"}})
+        cells = store.cells().set_index("key")
+    assert cells.loc["k", "options"] == {"precision": "bf16"} and cells.loc["old", "options"] is None
     with sqlite3.connect(folder / "bench.sqlite") as conn:
         assert conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone() == ("2",)
 
@@ -261,4 +263,5 @@ def test_bench_run_bf16_end_to_end(tmp_path):
     with Store(tmp_path / "r", create=False) as store:
         cells = store.cells()
     assert list(cells["status"]) == ["done"] and cells.loc[0, "options"] == {"precision": "bf16"}
-    assert json.dumps(cells.loc[0, "metrics"]["g_mean"])  # a number was stored
+    g_mean = cells.loc[0, "metrics"]["g_mean"]
+    assert isinstance(g_mean, float) and 0.0 <= g_mean <= 1.0  # a G-mean was stored, not a missing value

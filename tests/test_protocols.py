@@ -8,7 +8,7 @@ from bench.datasets import load_dataset
 from bench.datasets.base import ImageSet
 from bench.datasets.imbalance import GAMO_COUNTS, gamo_ratio, make_imbalanced, target_counts
 from bench.errors import BenchError, CellFailure
-from bench.grid import RunConfig, build_grid
+from bench.grid import Preset, build_grid
 
 
 def _dataset(counts, offset=0):
@@ -104,7 +104,7 @@ def test_gamo_protocol_on_the_real_mnist(tmp_path):
 def _config(**overrides):
     base = dict(name="t", methods=["imbalanced", "smote"], datasets=["mnist"], ratios=[0.1, 0.05], seeds=2,
                 epochs=1)
-    return RunConfig(**{**base, **overrides})
+    return Preset(**{**base, **overrides})
 
 
 def test_multiclass_grids_have_no_pairs_and_gamo_fixes_the_ratio():

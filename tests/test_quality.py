@@ -7,16 +7,16 @@ import torch
 from helpers import digits_cell
 
 from bench import diversity
+from bench.cell import run_cell
 from bench.errors import BenchError
-from bench.grid import RunConfig, build_grid
+from bench.grid import Preset, build_grid
 from bench.quality import parse_quality
-from bench.runner import run_cell
 
 CPU = torch.device("cpu")
 
 
 def _with_quality(cell, which=("ssim",)):
-    return dataclasses.replace(cell, options={**cell.options, "quality": list(which)}, key="")
+    return dataclasses.replace(cell, options={**cell.options, "quality": list(which)})
 
 
 def test_parse_quality_accepts_known_names_in_a_fixed_order_and_refuses_others():
@@ -28,8 +28,8 @@ def test_parse_quality_accepts_known_names_in_a_fixed_order_and_refuses_others()
 
 def test_metrics_are_part_of_the_cell_key():
     config = dict(name="t", methods=["gan"], datasets=["digits"], ratios=[0.1], seeds=1, epochs=1)
-    plain = build_grid(RunConfig(**config))[0]
-    with_ssim = build_grid(RunConfig(**config, metrics=["ssim"]))[0]
+    plain = build_grid(Preset(**config))[0]
+    with_ssim = build_grid(Preset(**config, metrics=["ssim"]))[0]
     assert with_ssim.options == {"quality": ["ssim"]} and with_ssim.key != plain.key
 
 
@@ -63,6 +63,7 @@ def test_a_failing_quality_metric_is_recorded_and_the_cell_stands(digits, tmp_pa
 
 def test_without_inception_weights_a_run_says_so_once_and_stores_the_named_proxy(tmp_path, monkeypatch, capsys):
     from bench import fid
+    from bench.config import RunConfig
     from bench.runner import run_grid
     from bench.store import Store
 
@@ -70,9 +71,9 @@ def test_without_inception_weights_a_run_says_so_once_and_stores_the_named_proxy
         raise fid.InceptionWeightsMissing("FID Inception weights not found (test); pass --fid-weights PATH")
 
     monkeypatch.setattr(fid, "inception_weights_path", missing)
-    config = RunConfig(name="t", methods=["gan"], datasets=["digits"], ratios=[0.1], seeds=2, pairs=[[3, 5]],
+    config = Preset(name="t", methods=["gan"], datasets=["digits"], ratios=[0.1], seeds=2, pairs=[[3, 5]],
                        epochs=1, metrics=["fid"])
-    summary = run_grid(build_grid(config), tmp_path, quiet=True)
+    summary = run_grid(RunConfig.for_cells(build_grid(config), tmp_path, quiet=True))
     assert summary.done == 2
     assert capsys.readouterr().out.count("FID Inception weights not found") == 1  # once per run, not per cell
     n_test_minority = cells_counts(tmp_path)["test"][1]  # the pair's minority class (5) in the balanced test

@@ -11,13 +11,12 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from bench.reports.aggregate import ci_bounds, confidence_interval
 from bench.reports.render import render_markdown, table_tests
 from bench.reports.stats import (
     cd_diagram,
-    ci_bounds,
     ci_text,
     cliques,
-    confidence_interval,
     critical_difference,
     friedman_ranking,
     holm,
@@ -206,6 +205,49 @@ def test_friedman_ranks_by_hand_and_scipy():
     assert ranking["statistic"] == pytest.approx(expected.statistic)
     assert ranking["p_value"] == pytest.approx(expected.pvalue, rel=1e-12)
     assert ranking["cd"] == pytest.approx(critical_difference(3, 5))
+
+
+# Demšar (2006), section 3.2.4: four C4.5 variants over N = 14 data sets, average ranks 3.143 (C4.5), 2.000
+# (C4.5+m), 2.893 (C4.5+cf) and 1.964 (C4.5+m+cf); CD = 1.25 at alpha 0.05 and 1.12 at 0.10; at 0.10 C4.5 is
+# significantly worse than C4.5+m and C4.5+m+cf, at 0.05 no pair differs. The blocks below are ranks built to
+# give exactly those average ranks (his table's AUC values are not needed: the tests are rank-based).
+DEMSAR = ["C4.5", "C4.5+m", "C4.5+cf", "C4.5+m+cf"]
+DEMSAR_RANKS = [(2, 3, 4, 1), (4, 1, 3, 2), (4, 1, 2, 3), (4, 2, 1, 3), (2, 4, 3, 1), (4, 1, 3, 2), (4, 3, 1, 2),
+                (3, 4, 2, 1), (2, 1, 4, 3), (1, 3, 4, 2), (4, 1, 3, 2), (3, 1, 4, 2), (3, 2, 4, 1), (4, 1, 2.5, 2.5)]
+
+
+def _maximal_groups(pairs, alpha):
+    """Brute force: the maximal sets of methods no pair of which differs at ``alpha`` (scikit-posthocs' p)."""
+    import itertools
+
+    names = list(pairs.index)
+    groups = [set(g) for n in range(len(names), 1, -1) for g in itertools.combinations(names, n)
+              if all(pairs.loc[a, b] >= alpha for a, b in itertools.combinations(g, 2))]
+    return sorted(sorted(g) for g in groups if not any(g < h for h in groups))
+
+
+@pytest.mark.parametrize("alpha, cd, significant", [(0.05, 1.25, set()),
+                                                    (0.10, 1.12, {("C4.5", "C4.5+m"), ("C4.5", "C4.5+m+cf")})])
+def test_nemenyi_on_demsars_worked_example_matches_scikit_posthocs(alpha, cd, significant):
+    import itertools
+
+    from bench.reports.stats import nemenyi_pairs
+
+    values = pd.DataFrame(-np.array(DEMSAR_RANKS, dtype=float), columns=DEMSAR)  # rank 1 = the highest value
+    ranks = values.rank(axis=1, ascending=False).mean()
+    assert ranks.round(3).tolist() == [3.143, 2.000, 2.893, 1.964]
+    assert critical_difference(4, 14, alpha) == pytest.approx(cd, abs=0.005)
+    pairs = nemenyi_pairs(values)  # scikit-posthocs
+    beyond_cd = {(a, b) for a, b in itertools.combinations(DEMSAR, 2)
+                 if abs(ranks[a] - ranks[b]) >= critical_difference(4, 14, alpha)}
+    found = {(a, b) for a, b in itertools.combinations(DEMSAR, 2) if pairs.loc[a, b] < alpha}
+    assert beyond_cd == found == significant
+    assert sorted(sorted(g) for g in cliques(ranks, critical_difference(4, 14, alpha))) == _maximal_groups(pairs, alpha)
+
+
+def test_holm_is_statsmodels_and_step_down():
+    adjusted = holm([0.01, 0.04, 0.03, 0.005])
+    assert adjusted.tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])  # 4 x .005, 3 x .01, max(2 x .03, .04)
 
 
 def test_nemenyi_cd_by_hand():

@@ -13,7 +13,7 @@ from helpers import SHARED_DATA, bench_command, require_shared
 from bench.datasets.base import ImageSet
 from bench.datasets.imbalance import GAMO_BALANCED_TEST, GAMO_COUNTS, GAMO_TEST_COUNTS, make_imbalanced
 from bench.errors import BenchError
-from bench.grid import RunConfig, build_grid, load_preset
+from bench.grid import Preset, build_grid, load_preset
 from bench.reports import reference_gamo, table3
 from bench.reports.render import render_markdown, table3_text
 from bench.reports.table3 import failed_cells
@@ -90,7 +90,7 @@ def test_other_protocols_keep_the_proportional_test_rule():
 def _config(**overrides):
     base = dict(name="t", methods=["imbalanced", "smote"], datasets=["mnist"], protocol="gamo", ratios=[0.01],
                 seeds=2, epochs=1)
-    return RunConfig(**{**base, **overrides})
+    return Preset(**{**base, **overrides})
 
 
 def test_two_test_sets_run_every_cell_once_per_test_set_under_its_own_key():

@@ -1,0 +1,275 @@
+"""One cell, start to finish: build its imbalanced task, fit, predict, score, and return the row to store.
+
+``run_cell`` never raises for a failure inside the cell: a method's refusal, a divergence, an exception or
+an out-of-memory error become a ``failed`` row with the reason (an out-of-memory fit is retried once at
+half the batch size, the same seed). Everything a worker process needs to run a cell lives here (the
+device, the seeding, the dataset loader), so the planner (``runner``) and the executors (``executors``)
+both import this module and never each other's privates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import platform
+import random
+import re
+import time
+import traceback
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+# Deterministic cuBLAS needs this before CUDA initialises (same seed, same device, same numbers).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench.datasets import load_dataset  # noqa: E402
+from bench.datasets.base import LoadOptions  # noqa: E402
+from bench.datasets.imbalance import make_imbalanced  # noqa: E402
+from bench.errors import BenchError, CellFailure, CellRefused  # noqa: E402
+from bench.grid import Cell  # noqa: E402
+from bench.methods import FitContext, get_method  # noqa: E402
+from bench.methods.budget import Ledger  # noqa: E402
+from bench.metrics import classification_metrics, roc_points  # noqa: E402
+from bench.quality import battle_against_twin, generative_quality  # noqa: E402
+
+_PACKAGES = ("capsan-bench", "torch", "numpy", "scikit-learn", "imbalanced-learn", "pandas")
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` (the GPU when there is one), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise BenchError(f"--device {spec}: no CUDA GPU is available here; use --device cpu or auto")
+        index = spec.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise BenchError(f"--device {spec}: this machine has {torch.cuda.device_count()} GPU(s), cuda:0 ... ")
+        return torch.device(spec)
+    raise BenchError(f"unknown device '{spec}'; valid: auto, cpu, cuda, cuda:N")
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def package_versions() -> dict:
+    found = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def seed_everything(seed: int, device: torch.device) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def cell_row(cell: Cell, started: str, device: str, artifacts: str | None) -> dict:
+    """What a stored row says of its cell before any result: identity, device, versions."""
+    return {
+        "key": cell.key, "method": cell.variant or cell.method, "params": cell.params, "dataset": cell.dataset,
+        "protocol": cell.protocol, "pair": list(cell.pair) or None, "ratio": cell.ratio, "seed": cell.seed,
+        "epochs": cell.epochs, "started_at": started, "device": device, "versions": package_versions(),
+        "artifacts": artifacts, "counts": None, "metrics": None, "curves": None, "error": None,
+        "options": cell.options or None,
+    }
+
+
+def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, progress=None,
+             fid_settings=None) -> dict:
+    """Run one cell on the dataset's full ``train`` and ``test`` sets; return the row to store."""
+    started, clock = _now(), time.perf_counter()
+    # A folder:PATH dataset name holds slashes and a colon: one safe folder name instead.
+    artifacts = Path("artifacts") / re.sub(r"[^A-Za-z0-9._-]+", "_", cell.dataset) / cell.method / cell.key
+    row = cell_row(cell, started, describe_device(device), str(artifacts))
+    try:
+        seed_everything(cell.seed, device)
+        task = make_imbalanced(train, test, cell.protocol, pair=cell.pair, ratio=cell.ratio, seed=cell.seed,
+                               dataset=cell.dataset, test_distribution=cell.options.get("test", "balanced"))
+        row["counts"] = task.counts
+        ctx = FitContext(device=device, seed=cell.seed, epochs=cell.epochs, artifact_dir=results_dir / artifacts,
+                         **fit_settings(cell.options), **({"progress": progress} if progress else {}))
+        method, proba, retry, budget = _fit_predict(cell, task, ctx)
+        row["metrics"] = classification_metrics(task.test.labels, proba, task.positive)
+        row["metrics"]["budget"] = budget
+        row["metrics"]["threads"] = torch.get_num_threads()  # also in the device string; --threads N repeats it
+        if retry:
+            row["metrics"]["oom_retry"] = retry
+        row["curves"] = {"roc": roc_points(task.test.labels, proba, task.positive)} if task.positive is not None else {}
+        which = cell.options.get("quality", [])
+        if which:
+            _add_quality(row, method, task, train, cell, fid_settings, ctx)
+        row["status"] = "done"
+    except CellFailure as exc:
+        row.update(status="failed", error=str(exc))
+        row["refused"] = isinstance(exc, CellRefused)  # not store columns (this and disk_full): the run reads them
+    except Exception as exc:  # a bug in one method must not stop the grid; the traceback is kept
+        if _is_oom(exc):
+            fix = ("a smaller batch_size, fewer --jobs-per-gpu, or --device cpu" if device.type == "cuda"
+                   else "a smaller batch_size or fewer --jobs")
+            row.update(status="failed", error=f"out of memory on {device}{_memory_figure(device)}: "
+                                              f"{_first_line(exc)}; use {fix}")
+        else:
+            row.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+            row["disk_full"] = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            if _keep_traceback(results_dir / artifacts):
+                row["error"] += f" (traceback in {artifacts / 'error.txt'})"
+    row["finished_at"] = _now()
+    row["duration_s"] = round(time.perf_counter() - clock, 3)
+    return row
+
+
+def _keep_traceback(folder: Path) -> bool:
+    """The failed cell's traceback in its artifacts folder; False when it cannot be written (a full disk)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "error.txt").write_text(traceback.format_exc())
+    except OSError:
+        return False
+    return True
+
+
+def fit_settings(options: dict | None) -> dict:
+    """The run-wide training settings in a cell's (or a stored row's) options: FitContext's precision and
+    compile mode, with their defaults."""
+    options = options if isinstance(options, dict) else {}
+    return {"precision": options.get("precision", "fp32"), "compile": options.get("compile")}
+
+
+def _fit_predict(cell: Cell, task, ctx):
+    """Fit and predict; an out-of-memory error is retried once at half the batch size (the same seed).
+    Returns the method, its probabilities, the retry for the row (None when the first try went through) and
+    the budget ledger of the fit that counted (``metrics["budget"]``)."""
+    overrides = dict(cell.overrides)
+    try:
+        method, proba, budget = _fit_once(cell.method, overrides, task, ctx)
+        return method, proba, None, budget
+    except Exception as exc:
+        batch = cell.params.get("batch_size")
+        if not _is_oom(exc) or not isinstance(batch, int) or batch < 2:
+            raise
+        first = f"at batch_size {batch}{_memory_figure(ctx.device)}: {_first_line(exc)}"
+    _free_device_memory(ctx.device)
+    seed_everything(cell.seed, ctx.device)
+    overrides["batch_size"] = batch // 2
+    try:
+        method, proba, budget = _fit_once(cell.method, overrides, task, ctx)
+    except Exception as exc:
+        if not _is_oom(exc):
+            raise
+        raise torch.cuda.OutOfMemoryError(f"{first}; again at batch_size {batch // 2}: {_first_line(exc)}") from exc
+    return method, proba, {"batch_size": batch // 2, "first_error": first}, budget
+
+
+def _fit_once(name: str, overrides: dict, task, ctx):
+    """One fit with a fresh ledger, then the test set's probabilities; the ledger's record with the contract
+    the method was given and the whole fit's seconds."""
+    ctx = dataclasses.replace(ctx, ledger=Ledger())
+    method = get_method(name)(**overrides)
+    reason = method.skip(task)
+    if reason:
+        raise CellRefused(f"{name} declines this task: {reason}")
+    clock = time.perf_counter()
+    method.fit(task.train, ctx)
+    fit_seconds = time.perf_counter() - clock
+    budget = {"roles": ctx.ledger.record(), "contract": dict(ctx.ledger.contract),
+              "fit_seconds": round(fit_seconds, 3)}
+    return method, method.predict_proba(task.test.images), budget
+
+
+def _is_oom(exc: BaseException) -> bool:
+    """An out-of-memory error on any device: CUDA's, Python's ``MemoryError``, or torch's CPU allocator."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _memory_figure(device) -> str:
+    """`` (peak 71.2 GiB of 79.1 GiB)`` on a GPU; empty elsewhere."""
+    if getattr(device, "type", None) != "cuda" or not torch.cuda.is_available():
+        return ""
+    peak = torch.cuda.max_memory_allocated(device) / 2**30
+    total = torch.cuda.get_device_properties(device).total_memory / 2**30
+    return f" (peak {peak:.1f} GiB of {total:.1f} GiB)"
+
+
+def _free_device_memory(device) -> None:
+    import gc
+
+    gc.collect()
+    if getattr(device, "type", None) == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _add_quality(row: dict, method, task, train, cell: Cell, fid_settings, ctx) -> None:
+    """Generative quality after the classification metrics; its failure is recorded, the cell stands."""
+    which = cell.options["quality"]
+    try:
+        fid_fn = fid_settings.fid_fn(cell.dataset, train, cell.seed) if "fid" in which and fid_settings else None
+        row["metrics"]["quality"] = generative_quality(method, task.train, train, which, cell.seed, fid_fn,
+                                                       test=task.test)
+        if "battle" in which and method.battle_twin is not None:
+            twin_ctx = dataclasses.replace(ctx, artifact_dir=ctx.artifact_dir / "battle-twin")
+            row["metrics"]["quality"]["battle"] = battle_against_twin(method, cell.overrides, task,
+                                                                      twin_ctx)
+    except Exception as exc:  # noqa: BLE001 (any failure here must not lose the classification results)
+        row["metrics"]["quality_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def dataset_loader(data_dir=None, download: bool = False):
+    """``load(cell) -> (train, test)``, each dataset read once however many cells share it."""
+    loaded = {}
+
+    def load(cell: Cell):
+        source = data_source(cell)
+        if source not in loaded:
+            options = _load_options(cell)
+            loaded[source] = (load_dataset(cell.dataset, data_dir, "train", download, options),
+                              load_dataset(cell.dataset, data_dir, "test", download, options))
+        return loaded[source]
+
+    return load
+
+
+def _load_options(cell: Cell) -> LoadOptions:
+    options = {k: cell.options[k] for k in ("image_size", "celeba_attr") if k in cell.options}
+    return LoadOptions(**options)
+
+
+def data_source(cell: Cell) -> tuple:
+    """Cells that read the same images share one load."""
+    return cell.dataset, cell.options.get("image_size"), cell.options.get("celeba_attr")
+
+
+def failed_row(cell: Cell, error: str, device: str) -> dict:
+    """The row of a cell that never returned one (its worker died, or Ray gave up on it)."""
+    row = cell_row(cell, _now(), device, None)
+    return {**row, "status": "failed", "error": error, "finished_at": row["started_at"], "duration_s": 0.0}
