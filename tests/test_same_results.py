@@ -1,8 +1,8 @@
 """The structure change keeps every result: the smoke preset gives the same cell keys and the same metrics
 as the code before it (``tests/data/smoke_before.json``, written from a smoke run of commit 9279026 with
 ``python tests/test_same_results.py RESULTS > tests/data/smoke_before.json``). The quick preset (180 cells,
-about 100 minutes on 2 cores: too long for a test) is checked by hand the same way against
-``tests/data/quick_before.json``: ``bench run --preset quick --threads 1 --results R``, then
+19 minutes with ``--jobs 2`` on 2 cores: too long for a test) is checked by hand the same way against
+``tests/data/quick_before.json``: ``bench run --preset quick --threads 1 --jobs 2 --results R``, then
 ``python tests/test_same_results.py R --against tests/data/quick_before.json`` (prints each difference,
 exits 1 on any).
 
