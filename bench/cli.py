@@ -185,7 +185,7 @@ def _dry_run(config) -> None:
 def report(results, out, formats, tables, figures, by_pair, validation):
     """Write the paper's tables, statistics and figures from stored results, and print Table 3."""
     from bench.reports import table3_text
-    from bench.reports.report import FIGURES, TABLES, failures, parse_numbers, write_all
+    from bench.reports.report import FIGURES, TABLES, failures, is_failure, parse_numbers, write_all
     from bench.store import read_cells
 
     written, notes = write_all(results, out, formats=_split(formats), tables=parse_numbers(tables, TABLES, "tables"),
@@ -196,7 +196,7 @@ def report(results, out, formats, tables, figures, by_pair, validation):
         click.echo(f"wrote {path}")
     failed = failures(notes)
     for note in notes:
-        click.echo(f"{'failed' if any(note is f for f in failed) else 'skipped'} {note}")
+        click.echo(f"{'failed' if is_failure(note) else 'skipped'} {note}")
     if failed:
         click.echo(f"Error: {len(failed)} output(s) failed (above, with the traceback); every other table and "
                    f"figure is written in {out}: report the failure with the store that caused it", err=True)

@@ -14,16 +14,17 @@ validated when built, so a bad value is one ``BenchError`` before anything runs.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from bench.cell import resolve_device
 from bench.errors import BenchError
+from bench.executors import check_workers
 from bench.grid import Cell, Preset, build_grid
+from bench.threads import fixed_threads
 
 EXECUTORS = ("local", "ray")
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclass(frozen=True)
@@ -61,16 +62,12 @@ class RunConfig:
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value).expanduser())
         object.__setattr__(self, "method_files", tuple(map(str, self.method_files)))
-        if not _DEVICE.fullmatch(self.device):
-            raise BenchError(f"unknown device '{self.device}'; valid: auto, cpu, cuda, cuda:N")
+        # each setting checked by the module that owns it (the GPU share by the Ray executor, when it starts)
         if self.executor not in EXECUTORS:
             raise BenchError(f"unknown executor '{self.executor}'; valid: {', '.join(EXECUTORS)}")
-        for name in ("jobs", "jobs_per_gpu", "threads"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise BenchError(f"--{name.replace('_', '-')} must be at least 1; got {value}")
-        if self.ray.gpus_per_cell < 0:
-            raise BenchError(f"--gpus-per-cell must be >= 0; got {self.ray.gpus_per_cell}")
+        resolve_device(self.device)
+        check_workers(self.jobs, self.jobs_per_gpu)
+        fixed_threads(self.threads)
 
     @cached_property
     def cells(self) -> list[Cell]:

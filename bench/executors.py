@@ -91,13 +91,18 @@ def execute(cell: Cell, job: Job, device: str = "auto") -> dict:
 # --------------------------------------------------------------------------- local worker processes
 
 
-def plan_devices(jobs: int | None, jobs_per_gpu: int | None, device: str, n_gpus: int) -> list[str]:
-    """One device per worker. ``--jobs-per-gpu K`` puts K workers on each of the ``n_gpus`` GPUs (cuda or
-    auto); ``--jobs N`` alone spreads N workers over the GPUs round-robin, or runs them all on the CPU."""
+def check_workers(jobs: int | None, jobs_per_gpu: int | None) -> None:
+    """``--jobs`` and ``--jobs-per-gpu``, when given, are at least 1."""
     if jobs is not None and jobs < 1:
         raise BenchError(f"--jobs must be at least 1; got {jobs}")
     if jobs_per_gpu is not None and jobs_per_gpu < 1:
         raise BenchError(f"--jobs-per-gpu must be at least 1; got {jobs_per_gpu}")
+
+
+def plan_devices(jobs: int | None, jobs_per_gpu: int | None, device: str, n_gpus: int) -> list[str]:
+    """One device per worker. ``--jobs-per-gpu K`` puts K workers on each of the ``n_gpus`` GPUs (cuda or
+    auto); ``--jobs N`` alone spreads N workers over the GPUs round-robin, or runs them all on the CPU."""
+    check_workers(jobs, jobs_per_gpu)
     wants_gpu = device == "auto" and n_gpus > 0 or device == "cuda"
     if device.startswith("cuda:"):
         gpus = [device]

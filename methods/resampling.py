@@ -57,7 +57,7 @@ class ResamplingMethod(Method):
             raise TypeError(f"{self.name}.resample must return an ImageSet; got {type(resampled).__name__}")
         ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
         (ctx.artifact_dir / "training_counts.json").write_text(
-            json.dumps({"before": train.counts().tolist(), "after": resampled.counts().tolist()})
+            json.dumps({"before": self.train_counts.tolist(), "after": resampled.counts().tolist()})
         )
         self.classifier = Classifier(loss=self.batch_loss)
         self.classifier.fit(resampled, ctx, budget)

@@ -200,8 +200,13 @@ def _figures(results_dir, out: Path, cells, figures, formats, notes) -> list[Pat
     return paths
 
 
-def failures(notes: Iterable[str]) -> list[str]:
-    """The notes that say an output failed (not merely skipped for want of data)."""
+def is_failure(note: str) -> bool:
+    """Whether a note says an output failed (not merely skipped for want of data)."""
     from .figures import Failed
 
-    return [note for note in notes if isinstance(note, Failed)]
+    return isinstance(note, Failed)
+
+
+def failures(notes: Iterable[str]) -> list[str]:
+    """The notes that say an output failed."""
+    return [note for note in notes if is_failure(note)]
