@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from bench.cell import dataset_loader, failed_row, resolve_device, run_cell
+from bench.cell import CellEnv, dataset_loader, failed_row, resolve_device, run_cell
 from bench.errors import BenchError
 from bench.grid import Cell
 
@@ -85,7 +85,7 @@ def execute(cell: Cell, job: Job, device: str = "auto") -> dict:
     if "fid" in cell.options.get("quality", []) and _STATE.fid_settings is None:
         _STATE.fid_settings = FidSettings(job.fid_weights, job.download, _STATE.device,
                                           Path(job.results_dir) / "fid-cache")
-    return run_cell(cell, *_STATE.load(cell), _STATE.device, Path(job.results_dir), fid_settings=_STATE.fid_settings)
+    return run_cell(cell, *_STATE.load(cell), CellEnv(_STATE.device, Path(job.results_dir), _STATE.fid_settings))
 
 
 # --------------------------------------------------------------------------- local worker processes

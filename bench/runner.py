@@ -8,6 +8,7 @@ writes a results folder (``bench/lock.py``). A kill or Ctrl-C loses at most the 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bench import executors
-from bench.cell import data_source, dataset_loader, resolve_device, run_cell
+from bench.cell import CellEnv, data_source, dataset_loader, resolve_device, run_cell
 from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.grid import Cell
@@ -69,14 +70,13 @@ def run_grid(config: RunConfig) -> RunSummary:
             pool = executors.LocalExecutor(job, devices)
         else:
             policy = ThreadPolicy(config.threads)  # torch's CPU threads, set before each cell (bench/threads.py)
-            pool = executors.SequentialExecutor(
-                lambda cell: _run_with_bars(cell, data, torch_device, results_dir, fid_settings, config.quiet,
-                                            policy))
+            env = CellEnv(torch_device, results_dir, fid_settings)
+            pool = executors.SequentialExecutor(lambda cell: _run_with_bars(cell, data, env, config.quiet, policy))
         if not isinstance(pool, executors.SequentialExecutor):
             data.clear()  # loaded only to fail fast: the workers read their own copies
         with Store(results_dir) as store:
-            return _store_rows(pool.run(pending), store, len(cells), len(cells) - len(pending), results_dir,
-                               config.quiet)
+            summary = RunSummary(total=len(cells), skipped=len(cells) - len(pending), done=0, failed=0)
+            return _store_rows(pool.run(pending), store, summary, config.quiet)
 
 
 def _done_keys(results_dir: Path) -> set[str]:
@@ -86,10 +86,10 @@ def _done_keys(results_dir: Path) -> set[str]:
         return store.done_keys()
 
 
-def _store_rows(rows, store: Store, total: int, skipped: int, results_dir: Path, quiet: bool) -> RunSummary:
-    """Store each (cell, row) as it arrives, with the cells bar; a full disk stops the run with one line."""
-    summary = RunSummary(total=total, skipped=skipped, done=0, failed=0)
-    with tqdm(total=total - skipped, desc="cells", unit="cell", disable=quiet, dynamic_ncols=True) as bar:
+def _store_rows(rows, store: Store, summary: RunSummary, quiet: bool) -> RunSummary:
+    """Store each (cell, row) as it arrives, counting into ``summary``, with the cells bar; a full disk stops
+    the run with one line."""
+    with tqdm(total=summary.total - summary.skipped, desc="cells", unit="cell", disable=quiet, dynamic_ncols=True) as bar:
         for cell, row in rows:
             store.add(row)  # a full disk raises BenchError here; every row before it is committed
             if row["status"] == "done":
@@ -100,15 +100,14 @@ def _store_rows(rows, store: Store, total: int, skipped: int, results_dir: Path,
                 if not quiet:
                     tqdm.write(f"failed: {cell.label()}: {row['error']}")
                 if row.get("disk_full"):  # every later cell would fail the same way
-                    raise BenchError(f"the disk under {results_dir} is full ({row['error']}); every finished "
+                    raise BenchError(f"the disk under {store.results_dir} is full ({row['error']}); every finished "
                                      "cell is stored: free space and run the same command again to finish the rest")
             bar.update(1)
             bar.set_postfix(done=summary.done, failed=summary.failed, skipped=summary.skipped)
     return summary
 
 
-def _run_with_bars(cell: Cell, data: dict, device, results_dir: Path, fid_settings, quiet: bool,
-                   policy: ThreadPolicy | None = None) -> dict:
+def _run_with_bars(cell: Cell, data: dict, env: CellEnv, quiet: bool, policy: ThreadPolicy | None = None) -> dict:
     """The sequential path: this process's datasets, an epochs bar under the cells bar; ``policy`` sets
     torch's CPU threads before the cell."""
     if policy is not None:
@@ -120,4 +119,4 @@ def _run_with_bars(cell: Cell, data: dict, device, results_dir: Path, fid_settin
             _bar.update(epoch - _bar.n)
             _bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
 
-        return run_cell(cell, *data[data_source(cell)], device, results_dir, progress, fid_settings)
+        return run_cell(cell, *data[data_source(cell)], dataclasses.replace(env, progress=progress))

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from bench.cell import dataset_loader, describe_device, resolve_device, run_cell
+from bench.cell import CellEnv, dataset_loader, describe_device, resolve_device, run_cell
 from bench.executors import Job, LocalExecutor
 from bench.grid import Preset, build_grid
 from bench.methods import get_method
@@ -59,7 +59,7 @@ def per_method(args, device, load) -> None:
                 torch.cuda.reset_peak_memory_stats(device)
             with tempfile.TemporaryDirectory() as folder:
                 clock = time.perf_counter()
-                row = run_cell(cell, train, test, device, Path(folder))
+                row = run_cell(cell, train, test, CellEnv(device, Path(folder)))
                 seconds = time.perf_counter() - clock
             n_train = sum(row["counts"]["train"]) if row.get("counts") else float("nan")
             peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")

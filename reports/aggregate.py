@@ -4,6 +4,10 @@ Every table and figure aggregates in two stages: first the done cells of one see
 class pairs, then the seed means give the mean, the sample standard deviation (ddof = 1) and the two-sided
 Student-t 95 % interval of the mean. The seed, not the pair, is the unit of replication: pairs of one seed
 share a training run's randomness and are not independent draws.
+
+``Grid`` decides, once, what a complete row is (every pair the grid ran at the row's task in every seed it
+ran, counted over all stored cells, done or failed): Table 3 marks best only complete rows, Figure 3 labels a
+line with an incomplete point, and the Friedman ranking leaves out a method whose row is incomplete in a block.
 """
 
 from __future__ import annotations
@@ -115,18 +119,32 @@ class Grid:
         return table
 
 
-def summarize(frame: pd.DataFrame, keys: Sequence[str], value: str) -> pd.DataFrame:
-    """The figures' summary of :func:`seed_means` then :func:`over_seeds`: ``keys + [mean, lo, hi, n_seeds]``,
-    the band collapsed onto the mean for a single seed (a line, no band). NaN values are ignored."""
+    def mark(self, stats: pd.DataFrame, per_seed: pd.DataFrame, row_keys: Sequence[str]) -> pd.DataFrame:
+        """``stats`` (:func:`over_seeds` of ``per_seed``, indexed by ``row_keys``) with ``n_partial_seeds``,
+        the grid's counts and ``complete``: the one completeness rule, for tables, figures and statistics."""
+        row_keys = list(row_keys)
+        partial = self.partial_seeds(per_seed.set_index(row_keys + ["seed"]), row_keys)
+        table = stats.join(partial).reset_index()
+        table["n_partial_seeds"] = table["n_partial_seeds"].fillna(0).astype(int)
+        return self.complete(table)
+
+
+def summarize(frame: pd.DataFrame, keys: Sequence[str], value: str, grid: Grid | None = None) -> pd.DataFrame:
+    """The figures' summary of :func:`seed_means` then :func:`over_seeds`: ``keys + [mean, lo, hi, n_seeds,
+    complete]``, the band collapsed onto the mean for a single seed (a line, no band). NaN values are ignored.
+    ``grid`` (:meth:`Grid.of` the run's cells, done and failed, over ``keys``) decides ``complete`` as the
+    tables do; without it every summarized row counts as complete."""
     keys = list(keys)
-    columns = keys + ["mean", "lo", "hi", "n_seeds"]
+    columns = keys + ["mean", "lo", "hi", "n_seeds", "complete"]
     data = frame[frame[value].notna()] if len(frame) else frame
     if len(data) == 0:
         return pd.DataFrame(columns=columns)
-    stats = over_seeds(seed_means(data, keys, [value]), keys, [value]).reset_index()
+    per_seed = seed_means(data, keys, [value])
+    stats = over_seeds(per_seed, keys, [value])
+    stats = grid.mark(stats, per_seed, keys) if grid is not None else stats.reset_index().assign(complete=True)
     single = stats["n_seeds"] == 1
     out = stats[keys].assign(mean=stats[f"{value}_mean"],
                              lo=stats[f"{value}_ci_low"].mask(single, stats[f"{value}_mean"]),
                              hi=stats[f"{value}_ci_high"].mask(single, stats[f"{value}_mean"]),
-                             n_seeds=stats["n_seeds"])
+                             n_seeds=stats["n_seeds"], complete=stats["complete"].astype(bool))
     return out.sort_values(keys, kind="stable").reset_index(drop=True)[columns]

@@ -62,7 +62,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator, NullLocator  # noqa: E402
 
-from .aggregate import ci_bounds, pair_label, summarize  # noqa: E402
+from .aggregate import Grid, ci_bounds, pair_label, summarize  # noqa: E402
 from .colors import method_looks as palette  # noqa: E402  (one look per method name)
 
 log = logging.getLogger(__name__)
@@ -108,13 +108,21 @@ def method_order(methods: Iterable[str]) -> list[str]:
     return sorted(set(map(str, methods)), key=lambda m: ("0" if m == BASELINE else "1") + m)
 
 
-def _done(cells: pd.DataFrame | None) -> pd.DataFrame:
+def _cells(cells: pd.DataFrame | None) -> pd.DataFrame:
+    """Every stored cell, done or failed, with rounded ratios and pair labels: the grid a row is complete against."""
     if cells is None or len(cells) == 0 or "status" not in cells:
         return pd.DataFrame(columns=list(cells.columns) if cells is not None else [])
-    done = cells[(cells["status"] == "done") & cells["metrics"].map(lambda m: isinstance(m, dict))].copy()
-    done["ratio"] = pd.to_numeric(done["ratio"], errors="coerce").round(RATIO_DECIMALS)
-    done["pair"] = done["pair"].map(pair_label)
-    return done[done["ratio"].notna()]
+    cells = cells.copy()
+    cells["ratio"] = pd.to_numeric(cells["ratio"], errors="coerce").round(RATIO_DECIMALS)
+    cells["pair"] = cells["pair"].map(pair_label)
+    return cells[cells["ratio"].notna()]
+
+
+def _done(cells: pd.DataFrame | None) -> pd.DataFrame:
+    cells = _cells(cells)
+    if len(cells) == 0:
+        return cells
+    return cells[(cells["status"] == "done") & cells["metrics"].map(lambda m: isinstance(m, dict))].copy()
 
 
 def _num(value) -> float:
@@ -149,17 +157,19 @@ def _new_figure(n_panels: int, width: float = 4.8, height: float = 3.6):
 
 def _draw_lines(ax, summary: pd.DataFrame, x: str, colours: dict, hue: str = "method", style: str = "-",
                 bounds: tuple[float, float] = (-math.inf, math.inf)):
-    """One line per hue value with its band; summary has x, hue, mean, lo, hi. The band is drawn inside the
-    metric's ``bounds`` (a t interval of a bounded metric can pass them; its values cannot)."""
+    """One line per hue value with its band; summary has x, hue, mean, lo, hi (and ``complete``: a line with
+    an incomplete point says so in its label, as the tables never mark such a row best). The band is drawn
+    inside the metric's ``bounds`` (a t interval of a bounded metric can pass them; its values cannot)."""
     for name in method_order(summary[hue]) if hue == "method" else sorted(summary[hue].unique()):
         part = summary[summary[hue] == name].sort_values(x)
+        label = str(name) if part.get("complete", pd.Series(True)).all() else f"{name} (incomplete)"
         part = part.assign(lo=part["lo"].clip(*bounds), hi=part["hi"].clip(*bounds))
         given = colours.get(name)
         # a method's look ({color, linestyle, marker}); a plain colour for the other lines (real images, knobs)
         found = given if isinstance(given, dict) else {"color": given, "linestyle": style, "marker": "o"}
         colour = found["color"]
         sns.lineplot(x=part[x].to_numpy(), y=part["mean"].to_numpy(), ax=ax, color=colour, marker=found["marker"],
-                     linestyle=found["linestyle"], label=str(name), errorbar=None, sort=False)
+                     linestyle=found["linestyle"], label=label, errorbar=None, sort=False)
         if (part["hi"] > part["lo"]).any():
             if len(part) > 1:
                 ax.fill_between(part[x], part["lo"], part["hi"], color=colour, alpha=0.2, linewidth=0)
@@ -201,10 +211,13 @@ def _groups(frame: pd.DataFrame, keys: Sequence[str]):
 
 
 def accuracy_data(cells: pd.DataFrame, metric: str = "balanced_accuracy") -> pd.DataFrame:
-    """Per (dataset, protocol, method, ratio): seed mean, 95 % band and n of ``metric``."""
+    """Per (dataset, protocol, method, ratio): seed mean, 95 % band, n and ``complete`` (Table 3's rule:
+    every grid pair in every grid seed) of ``metric``."""
+    keys = ["dataset", "protocol", "method", "ratio"]
     done = _done(cells)
     done[metric] = [_num(m.get(metric)) for m in done["metrics"]] if len(done) else []
-    return summarize(done, ["dataset", "protocol", "method", "ratio"], metric)
+    grid = Grid.of(_cells(cells), keys) if len(done) else None
+    return summarize(done, keys, metric, grid)
 
 
 def _figure_3(cells, out_dir, formats):

@@ -169,7 +169,7 @@ def friedman_markdown(ranking: dict) -> str:
     from .stats import readable, readable_p
 
     head = (f"# Friedman test on {ranking['metric']}\n\n{ranking['n_blocks']} blocks (dataset x protocol x "
-            f"ratio), {ranking['k']} methods with a value in every block.")
+            f"ratio), {ranking['k']} methods with a complete row in every block.")
     if ranking.get("reason"):
         result = f"Not tested: {ranking['reason']}. The average ranks below are descriptive only."
     else:
@@ -180,7 +180,7 @@ def friedman_markdown(ranking: dict) -> str:
     ranks = "\n".join(f"| {m} | {r:.2f} |" for m, r in ranking["average_ranks"].items())
     table = f"\n\n| method | average rank |\n|---|---|\n{ranks}" if ranks else ""
     left = ranking.get("excluded") or {}
-    left_out = ("\n\nLeft out (a rank needs a value in every block): "
+    left_out = ("\n\nLeft out (a rank needs a complete row in every block): "
                 + "; ".join(f"{m}: {why}" for m, why in sorted(left.items())) + ".") if left else ""
     return f"{head}\n\n{result}{table}{left_out}\n"
 

@@ -29,8 +29,9 @@ Choices, in order of use:
 * **Friedman ranking** (:func:`friedman_ranking`), after Demšar (2006), "Statistical comparisons of
   classifiers over multiple data sets", JMLR 7:1-30. Blocks are the (dataset, protocol, ratio) cells; a
   method's value in a block is the mean over seeds of its per-seed mean over pairs (the two-stage mean of
-  Table 3). Treatments are the methods with a value in every block; the others are listed in ``excluded``
-  with a reason (the block cannot be kept for them: Friedman needs complete blocks). Ranks are taken per
+  Table 3), kept only where Table 3 calls the row complete (``aggregate.Grid``: every grid pair in every grid
+  seed, so no method is ranked on the pairs it happened to finish). Treatments are the methods with a
+  complete value in every block; the others are listed in ``excluded`` with a reason (the block cannot be kept for them: Friedman needs complete blocks). Ranks are taken per
   block with the highest metric ranked 1 and ties given their average rank (``scipy.stats.rankdata``).
   ``scipy.stats.friedmanchisquare`` gives the chi-square statistic and p-value (it needs at least 3 methods;
   we also ask for at least 2 blocks). The Iman-Davenport F correction that Demšar recommends is added as
@@ -62,7 +63,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .aggregate import over_seeds, pair_label, seed_means
+from .aggregate import Grid, over_seeds, pair_label, seed_means
 from .tasks import with_test
 
 # ``test``: the cell's test set (``tasks.with_test``); two test sets are two units, never one.
@@ -294,13 +295,26 @@ def nemenyi_pairs(values: pd.DataFrame) -> pd.DataFrame:
 
 
 def block_values(cells: pd.DataFrame | None, metric: str = "g_mean") -> pd.DataFrame:
-    """Blocks (dataset, protocol, ratio) by methods: mean over seeds of the per-seed mean over pairs."""
+    """Blocks (dataset, protocol, ratio) by methods: mean over seeds of the per-seed mean over pairs; NaN
+    where the method's row is incomplete (``aggregate.Grid``, Table 3's rule: a seed missing one of the
+    grid's pairs, or a grid seed missing), so no method is ranked on easier pairs or luckier seeds."""
     values = unit_values(cells, metric)
     if values.empty:
         return pd.DataFrame()
     keys = ["method"] + BLOCK_KEYS
-    per_block = over_seeds(seed_means(values, keys, ["value"]), keys, ["value"])["value_mean"]
+    per_seed = seed_means(values, keys, ["value"])
+    grid = Grid.of(_grid_cells(cells), keys)
+    table = grid.mark(over_seeds(per_seed, keys, ["value"]), per_seed, keys).set_index(keys)
+    per_block = table["value_mean"].where(table["complete"])
     return per_block.unstack("method").sort_index()
+
+
+def _grid_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """Every cell, done or failed, by unit: what the grid asked of each block."""
+    frame = with_test(cells)[["method", *UNIT_KEYS]].copy()
+    frame["pair"] = frame["pair"].map(pair_label)
+    frame["ratio"] = frame["ratio"].astype(float).round(RATIO_DECIMALS)
+    return frame
 
 
 def _empty_ranking(metric: str, alpha: float, reason: str, **known) -> dict:
@@ -342,7 +356,8 @@ def friedman_ranking(cells: pd.DataFrame | None, metric: str = "g_mean", alpha: 
         return _empty_ranking(metric, alpha, f"no done cells with {metric}")
     complete = [m for m in table.columns if table[m].notna().all()]
     excluded = {
-        m: f"no {metric} in {int(table[m].isna().sum())} of {len(table)} blocks"
+        m: f"no complete {metric} row (every grid pair in every grid seed) in {int(table[m].isna().sum())} of "
+           f"{len(table)} blocks"
         for m in table.columns
         if m not in complete
     }

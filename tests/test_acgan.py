@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from helpers import digits_cell, repeatable
 
 import bench.methods.acgan  # noqa: F401  (registers "acgan")
-from bench.cell import run_cell
+from bench.cell import CellEnv, run_cell
 from bench.methods import FitContext, get_method
 from bench.methods.acgan import ConditionalGenerator, class_loss, d_loss_fn, g_loss_fn, split_outputs
 from bench.methods.dcgan_nets import DCGANDiscriminator
@@ -110,7 +110,7 @@ def test_generated_labels_follow_the_data_or_a_uniform_prior():
 
 
 def test_acgan_cell_balances_with_samples_and_stores_its_losses(digits, tmp_path):
-    row = run_cell(digits_cell("acgan", epoch_scale=1.5), *digits, CPU, tmp_path)
+    row = run_cell(digits_cell("acgan", epoch_scale=1.5), *digits, CellEnv(CPU, tmp_path))
     assert row["status"] == "done", row["error"]
     assert 0 <= row["metrics"]["g_mean"] <= 1
     folder = tmp_path / row["artifacts"]
@@ -145,9 +145,9 @@ def test_one_generator_for_all_classes_samples_any_class(digits, tmp_path):
 
 
 def test_acgan_same_seed_same_numbers_and_another_seed_differs(digits, tmp_path):
-    a = run_cell(digits_cell("acgan", seed=1, epochs=1), *digits, CPU, tmp_path)
-    b = run_cell(digits_cell("acgan", seed=1, epochs=1), *digits, CPU, tmp_path)
-    c = run_cell(digits_cell("acgan", seed=2, epochs=1), *digits, CPU, tmp_path)
+    a = run_cell(digits_cell("acgan", seed=1, epochs=1), *digits, CellEnv(CPU, tmp_path))
+    b = run_cell(digits_cell("acgan", seed=1, epochs=1), *digits, CellEnv(CPU, tmp_path))
+    c = run_cell(digits_cell("acgan", seed=2, epochs=1), *digits, CellEnv(CPU, tmp_path))
     assert a["status"] == b["status"] == c["status"] == "done"
     assert repeatable(a["metrics"]) == repeatable(b["metrics"])
     losses = [json.loads((tmp_path / r["artifacts"] / "losses.json").read_text())["d_loss"] for r in (a, b, c)]
@@ -155,6 +155,6 @@ def test_acgan_same_seed_same_numbers_and_another_seed_differs(digits, tmp_path)
 
 
 def test_a_diverging_acgan_is_a_failed_cell_naming_the_epoch(digits, tmp_path):
-    row = run_cell(digits_cell("acgan", epochs=1, lr=1e30), *digits, CPU, tmp_path)
+    row = run_cell(digits_cell("acgan", epochs=1, lr=1e30), *digits, CellEnv(CPU, tmp_path))
     assert row["status"] == "failed"
     assert "diverged at epoch" in row["error"]

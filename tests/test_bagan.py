@@ -8,7 +8,7 @@ import torch
 from helpers import digits_cell, repeatable
 
 import bench.methods.bagan as bagan  # noqa: F401  (registers "bagan")
-from bench.cell import run_cell
+from bench.cell import CellEnv, run_cell
 from bench.methods import FitContext, get_method
 from bench.methods.bagan import (
     class_ratios,
@@ -183,7 +183,7 @@ def _cell(seed=0, epochs=2, **params):
 
 
 def test_cell_end_to_end_with_the_epoch_split(digits, tmp_path):
-    row = run_cell(_cell(epochs=2, ae_epochs=3), *digits, CPU, tmp_path)
+    row = run_cell(_cell(epochs=2, ae_epochs=3), *digits, CellEnv(CPU, tmp_path))
     assert row["status"] == "done", row["error"]
     assert 0 <= row["metrics"]["g_mean"] <= 1
     folder = tmp_path / row["artifacts"]
@@ -203,9 +203,9 @@ def test_ae_epochs_default_to_the_adversarial_epochs():
 
 
 def test_same_seed_same_numbers_and_another_seed_differs(digits, tmp_path):
-    a = run_cell(_cell(seed=1), *digits, CPU, tmp_path)
-    b = run_cell(_cell(seed=1), *digits, CPU, tmp_path)
-    c = run_cell(_cell(seed=2), *digits, CPU, tmp_path)
+    a = run_cell(_cell(seed=1), *digits, CellEnv(CPU, tmp_path))
+    b = run_cell(_cell(seed=1), *digits, CellEnv(CPU, tmp_path))
+    c = run_cell(_cell(seed=2), *digits, CellEnv(CPU, tmp_path))
     assert a["status"] == b["status"] == c["status"] == "done"
     assert repeatable(a["metrics"]) == repeatable(b["metrics"])
     losses = [json.loads((tmp_path / r["artifacts"] / "losses.json").read_text()) for r in (a, b, c)]
@@ -214,7 +214,7 @@ def test_same_seed_same_numbers_and_another_seed_differs(digits, tmp_path):
 
 
 def test_a_diverging_bagan_is_a_failed_cell(digits, tmp_path):
-    row = run_cell(_cell(lr=1e30), *digits, CPU, tmp_path)
+    row = run_cell(_cell(lr=1e30), *digits, CellEnv(CPU, tmp_path))
     assert row["status"] == "failed"
     assert "diverged at epoch" in row["error"]
 

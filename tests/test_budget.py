@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.cell import run_cell
+from bench.cell import CellEnv, run_cell
 from bench.datasets import load_dataset
 from bench.datasets.base import LoadOptions
 from bench.grid import Preset, build_grid
@@ -43,7 +43,7 @@ def test_every_registered_method_is_checked():
 def test_every_method_spends_exactly_the_contract(method, data, tmp_path):
     size, train, test = data
     cell = _cell(method, size)
-    row = run_cell(cell, train, test, CPU, tmp_path)
+    row = run_cell(cell, train, test, CellEnv(CPU, tmp_path))
     assert row["status"] == "done", row["error"]
     counts = np.asarray(row["counts"]["train"])
     n_max, n_train = int(counts.max()), int(counts.sum())
@@ -111,7 +111,7 @@ def test_a_generator_budget_above_the_classifiers_is_refused(method, params, tmp
     train, test = load_dataset("digits", split="train"), load_dataset("digits", split="test")
     config = Preset(name="t", methods=[method], datasets=["digits"], ratios=[0.5], seeds=1, pairs=[[3, 5]],
                        epochs=EPOCHS, method_params={method: params})
-    row = run_cell(build_grid(config)[0], train, test, CPU, tmp_path)
+    row = run_cell(build_grid(config)[0], train, test, CellEnv(CPU, tmp_path))
     assert row["status"] == "failed" and "more than" in row["error"] and "lower epoch_scale" in row["error"]
 
 
@@ -131,7 +131,7 @@ def test_gamo_paper_schedule_is_its_own_label_and_shows_off_contract(tmp_path):
                        epochs=1, method_params={"gamo": {"schedule": "paper"}})
     cell = build_grid(config)[0]
     assert cell.variant == "gamo[schedule=paper]"
-    row = run_cell(cell, train, test, CPU, tmp_path)
+    row = run_cell(cell, train, test, CellEnv(CPU, tmp_path))
     assert row["status"] == "done" and row["method"] == "gamo[schedule=paper]"
     g = math.ceil(sum(row["counts"]["train"]) / 64)
     assert row["metrics"]["budget"]["roles"]["classifier"]["updates"] == 3 * g  # F pass + two M updates a step
@@ -180,7 +180,7 @@ def test_paper_schedule_is_its_own_label_and_its_ledger_shows_the_papers_batch(m
                        epochs=1, method_params={method: {"schedule": "paper", **short}})
     cell = build_grid(config)[0]
     assert cell.variant == f"{method}[schedule=paper]"
-    row = run_cell(cell, train, test, CPU, tmp_path)
+    row = run_cell(cell, train, test, CellEnv(CPU, tmp_path))
     assert row["status"] == "done" and row["method"] == f"{method}[schedule=paper]", row["error"]
     n_train = sum(row["counts"]["train"])
     batch = PAPER[method]["batch_size"]

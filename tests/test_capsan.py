@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import digits_cell, repeatable
 
-from bench.cell import run_cell
+from bench.cell import CellEnv, run_cell
 from bench.methods import FitContext, get_method
 from bench.methods.capsan_nets import CapsuleDiscriminator, ConvDiscriminator, Generator, upsampling_plan
 
@@ -66,7 +66,7 @@ def test_ablation_knobs_change_the_networks():
 
 @pytest.mark.parametrize("name", ["capsan", "capsan-conv"])
 def test_end_to_end_cell_stores_metrics_samples_and_losses(digits, tmp_path, name):
-    row = run_cell(digits_cell(name), *digits, CPU, tmp_path)
+    row = run_cell(digits_cell(name), *digits, CellEnv(CPU, tmp_path))
     assert row["status"] == "done", row["error"]
     assert 0 <= row["metrics"]["g_mean"] <= 1
     folder = tmp_path / row["artifacts"]
@@ -95,21 +95,21 @@ def test_sample_returns_uint8_images_of_the_requested_class(digits, tmp_path):
 
 
 def test_same_seed_same_numbers_on_the_cpu(digits, tmp_path):
-    a = run_cell(digits_cell("capsan", seed=3), *digits, CPU, tmp_path)
-    b = run_cell(digits_cell("capsan", seed=3), *digits, CPU, tmp_path)
+    a = run_cell(digits_cell("capsan", seed=3), *digits, CellEnv(CPU, tmp_path))
+    b = run_cell(digits_cell("capsan", seed=3), *digits, CellEnv(CPU, tmp_path))
     assert a["status"] == b["status"] == "done"
     assert repeatable(a["metrics"]) == repeatable(b["metrics"])
 
 
 def test_phi_sets_how_many_images_are_generated(digits, tmp_path):
-    row = run_cell(digits_cell("capsan", phi=0.5, gan_epochs=1, finetune_epochs=1), *digits, CPU, tmp_path)
+    row = run_cell(digits_cell("capsan", phi=0.5, gan_epochs=1, finetune_epochs=1), *digits, CellEnv(CPU, tmp_path))
     n_major, n_minor = row["counts"]["train"]
     losses = json.loads((tmp_path / row["artifacts"] / "losses.json").read_text())
     assert losses["generated_counts"] == [0, int((n_major - n_minor) * 0.5)]
 
 
 def test_zero_gan_epochs_trains_the_discriminator_as_a_plain_classifier(digits, tmp_path):
-    row = run_cell(digits_cell("capsan", gan_epochs=0, finetune_epochs=3), *digits, CPU, tmp_path)
+    row = run_cell(digits_cell("capsan", gan_epochs=0, finetune_epochs=3), *digits, CellEnv(CPU, tmp_path))
     assert row["status"] == "done", row["error"]
     losses = json.loads((tmp_path / row["artifacts"] / "losses.json").read_text())
     assert losses["d_loss"] == [] and len(losses["classifier_loss"]) == 3
@@ -119,7 +119,7 @@ def test_zero_gan_epochs_trains_the_discriminator_as_a_plain_classifier(digits, 
 
 def test_epoch_scale_sets_the_adversarial_phase_and_dc_keeps_its_budget(digits, tmp_path):
     cell = dataclasses.replace(digits_cell("capsan", epoch_scale=0.5), epochs=4)
-    row = run_cell(cell, *digits, CPU, tmp_path)
+    row = run_cell(cell, *digits, CellEnv(CPU, tmp_path))
     losses = json.loads((tmp_path / row["artifacts"] / "losses.json").read_text())
     n_major, n_minor = row["counts"]["train"]
     assert len(losses["d_loss"]) == 2  # round(0.5 x 4) adversarial epochs

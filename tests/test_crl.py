@@ -8,7 +8,7 @@ import torch
 from helpers import digits_cell, repeatable
 
 import bench.methods.crl  # noqa: F401  (registers "crl")
-from bench.cell import run_cell
+from bench.cell import CellEnv, run_cell
 from bench.datasets.imbalance import make_imbalanced
 from bench.methods import FitContext
 from bench.methods.classifier import CLASSIFIER_SPEC, Classifier, CommonCNN
@@ -170,13 +170,13 @@ def _cell(seed=0, **params):
 
 
 def test_end_to_end_cell_and_same_seed_same_numbers(digits, tmp_path):
-    a = run_cell(_cell(seed=2), *digits, CPU, tmp_path)
+    a = run_cell(_cell(seed=2), *digits, CellEnv(CPU, tmp_path))
     assert a["status"] == "done", a.get("error")
     assert 0 <= a["metrics"]["g_mean"] <= 1
     assert a["params"]["classifier"] == CLASSIFIER_SPEC and a["params"]["level"] == "class"
     logged = json.loads((tmp_path / a["artifacts"] / "crl.json").read_text())
     assert 0 < logged["alpha"] < 1
-    b = run_cell(_cell(seed=2), *digits, CPU, tmp_path)
+    b = run_cell(_cell(seed=2), *digits, CellEnv(CPU, tmp_path))
     assert repeatable(a["metrics"]) == repeatable(b["metrics"]) and a["curves"] == b["curves"]
 
 

@@ -11,7 +11,7 @@ import torch
 from helpers import digits_cell, repeatable
 
 import bench.methods.dagan  # noqa: F401  (registers the method)
-from bench.cell import run_cell
+from bench.cell import CellEnv, run_cell
 from bench.methods import FitContext, get_method
 from bench.methods.dagan import PairSampler, critic_loss_fn, generator_loss_fn, gradient_penalty, rotate_pairs
 from bench.methods.dagan_nets import DAGANCritic, DAGANGenerator, level_sizes
@@ -126,7 +126,7 @@ def test_rotation_turns_both_images_of_a_pair_alike():
 
 
 def test_end_to_end_cell_stores_metrics_samples_and_losses(digits, tmp_path):
-    row = run_cell(digits_cell("dagan"), *digits, CPU, tmp_path)
+    row = run_cell(digits_cell("dagan"), *digits, CellEnv(CPU, tmp_path))
     assert row["status"] == "done", row["error"]
     assert 0 <= row["metrics"]["g_mean"] <= 1
     folder = tmp_path / row["artifacts"]
@@ -167,7 +167,7 @@ def test_same_seed_same_numbers_on_the_cpu(digits, tmp_path):
     rows = []
     for run in ("a", "b"):
         cell = dataclasses.replace(digits_cell("dagan", seed=3), epochs=6)
-        rows.append(run_cell(cell, *digits, CPU, tmp_path / run))
+        rows.append(run_cell(cell, *digits, CellEnv(CPU, tmp_path / run)))
     a, b = rows
     assert a["status"] == b["status"] == "done"
     assert repeatable(a["metrics"]) == repeatable(b["metrics"])

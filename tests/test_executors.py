@@ -67,14 +67,14 @@ def test_plan_devices_packs_workers_per_gpu_and_refuses_what_cannot_be():
 
 
 def test_two_local_workers_give_the_sequential_numbers(tmp_path, digits):
-    from bench.cell import run_cell
+    from bench.cell import CellEnv, run_cell
 
     cells = grid()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the workers below run one thread each: the same arithmetic
     try:
         sequential = {cell.key: row for cell, row in SequentialExecutor(
-            lambda cell: run_cell(cell, *digits, torch.device("cpu"), tmp_path / "seq")).run(cells)}
+            lambda cell: run_cell(cell, *digits, CellEnv(torch.device("cpu"), tmp_path / "seq"))).run(cells)}
     finally:
         torch.set_num_threads(threads)
     job = Job(str(tmp_path / "par"), threads=1)
@@ -139,7 +139,7 @@ def test_bad_jobs_are_one_line_errors(tmp_path):
 
 
 def test_dry_run_counts_done_failed_and_pending_against_a_known_store(tmp_path, digits):
-    from bench.cell import run_cell
+    from bench.cell import CellEnv, run_cell
 
     args = ["--methods", "imbalanced,smote,crl", "--datasets", "digits", "--ratios", "0.1", "--seeds", "2",
             "--pairs", "3:5", "--epochs", "1"]
@@ -149,8 +149,8 @@ def test_dry_run_counts_done_failed_and_pending_against_a_known_store(tmp_path, 
     results = tmp_path / "results"
     with Store(results) as store:  # imbalanced: both seeds done; smote: seed 0 done, seed 1 failed; crl: none
         for key in (("imbalanced", 0), ("imbalanced", 1), ("smote", 0)):
-            store.add(run_cell(cells[key], *digits, torch.device("cpu"), results))
-        failed = run_cell(cells[("smote", 1)], *digits, torch.device("cpu"), results)
+            store.add(run_cell(cells[key], *digits, CellEnv(torch.device("cpu"), results)))
+        failed = run_cell(cells[("smote", 1)], *digits, CellEnv(torch.device("cpu"), results))
         store.add({**failed, "status": "failed", "metrics": None, "error": "boom"})
     before = (results / "bench.sqlite").read_bytes()
     run = run_bench("run", *args, "--results", results, "--dry-run", cwd=tmp_path)
@@ -171,7 +171,7 @@ def test_dry_run_counts_done_failed_and_pending_against_a_known_store(tmp_path, 
 def test_stored_durations_count_only_cells_of_the_same_device_kind_and_speed_settings(tmp_path, digits, monkeypatch):
     """A GPU store's times, or an eager run's, are no estimate for a CPU run, or a compiled one: calibrate."""
     from bench import dryrun
-    from bench.cell import run_cell
+    from bench.cell import CellEnv, run_cell
 
     monkeypatch.setattr(dryrun, "calibration",
                         lambda cell, train, test, device: dryrun.Speed(1.0, 0.0, 0.0, 0.0, "calibrated: fake"))
@@ -180,13 +180,13 @@ def test_stored_durations_count_only_cells_of_the_same_device_kind_and_speed_set
     first, second = build_grid(config)
     results = tmp_path / "results"
     with Store(results) as store:
-        store.add({**run_cell(first, *digits, torch.device("cpu"), results), "device": "cuda (NVIDIA H100)",
+        store.add({**run_cell(first, *digits, CellEnv(torch.device("cpu"), results)), "device": "cuda (NVIDIA H100)",
                    "duration_s": 123.0})
     cpu = torch.device("cpu")
     table, _ = dryrun.dry_run([first, second], results, lambda cell: digits, cpu)
     assert table.loc[0, "estimate"] == "calibrated: fake" and table.loc[0, "to_run_s"] == 1.0
     with Store(results) as store:
-        store.add({**run_cell(first, *digits, cpu, results), "duration_s": 7.0})
+        store.add({**run_cell(first, *digits, CellEnv(cpu, results)), "duration_s": 7.0})
     table, _ = dryrun.dry_run([first, second], results, lambda cell: digits, cpu)
     assert table.loc[0, "estimate"].startswith("store") and table.loc[0, "to_run_s"] == 7.0
     compiled = build_grid(Preset(**{**config.__dict__, "compile": "default"}))

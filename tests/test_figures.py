@@ -133,6 +133,26 @@ def test_two_stage_mean_and_band():
     assert row["n_seeds"] == 2
 
 
+def test_figure3_marks_incomplete_rows_as_table3_does():
+    """smote lost pair 1 vs 7 of seed 1 (failed): its point is incomplete in the figure's data and legend,
+    and in Table 3; gan ran every pair of every seed."""
+    from matplotlib.figure import Figure
+
+    from bench.reports.figures import _draw_lines
+    from bench.reports.table3 import table3
+
+    rows = [dict(method=m, seed=s, pair=pair) for m in ("gan", "smote") for s in (0, 1) for pair in PAIRS]
+    rows[-1]["status"] = "failed"
+    cells = frame(rows)
+    data = F.accuracy_data(cells).set_index("method")
+    assert bool(data.loc["gan", "complete"]) and not bool(data.loc["smote", "complete"])
+    table = table3(cells).set_index("method")
+    assert bool(table.loc["gan", "complete"]) and not bool(table.loc["smote", "complete"])
+    ax = Figure().subplots()
+    _draw_lines(ax, data.reset_index(), "ratio", {"gan": (0.1, 0.2, 0.3), "smote": (0.3, 0.2, 0.1)})
+    assert [t.get_text() for t in ax.legend().get_texts()] == ["gan", "smote (incomplete)"]
+
+
 def test_roc_vertical_average():
     a = ([0.0, 1.0], [0.0, 1.0])  # the diagonal: tpr(0.5) = 0.5
     b = ([0.0, 0.0, 1.0], [0.0, 1.0, 1.0])  # perfect: the vertical step counts at its top, tpr(0) = 1

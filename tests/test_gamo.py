@@ -12,7 +12,7 @@ from helpers import digits_cell, repeatable
 from PIL import Image
 
 import bench.methods.gamo  # noqa: F401  (registers the method)
-from bench.cell import run_cell
+from bench.cell import CellEnv, run_cell
 from bench.datasets.base import ImageSet
 from bench.methods import FitContext, get_method
 from bench.methods.gamo import classifier_loss
@@ -184,7 +184,7 @@ def _cell(seed=0, epochs=2, **params):
 
 
 def test_end_to_end_cell_stores_metrics_samples_and_losses(digits, tmp_path):
-    row = run_cell(_cell(pix_epochs=1), *digits, CPU, tmp_path)
+    row = run_cell(_cell(pix_epochs=1), *digits, CellEnv(CPU, tmp_path))
     assert row["status"] == "done", row["error"]
     assert 0 <= row["metrics"]["g_mean"] <= 1
     folder = tmp_path / row["artifacts"]
@@ -198,21 +198,21 @@ def test_end_to_end_cell_stores_metrics_samples_and_losses(digits, tmp_path):
 
 
 def test_same_seed_same_numbers_on_the_cpu(digits, tmp_path):
-    a = run_cell(_cell(seed=3, epochs=1), *digits, CPU, tmp_path / "a")
-    b = run_cell(_cell(seed=3, epochs=1), *digits, CPU, tmp_path / "b")
+    a = run_cell(_cell(seed=3, epochs=1), *digits, CellEnv(CPU, tmp_path / "a"))
+    b = run_cell(_cell(seed=3, epochs=1), *digits, CellEnv(CPU, tmp_path / "b"))
     assert a["status"] == b["status"] == "done"
     assert repeatable(a["metrics"]) == repeatable(b["metrics"])
     la = json.loads((tmp_path / "a" / a["artifacts"] / "losses.json").read_text())
     lb = json.loads((tmp_path / "b" / b["artifacts"] / "losses.json").read_text())
     assert la == lb
-    c = run_cell(_cell(seed=4, epochs=1), *digits, CPU, tmp_path / "c")
+    c = run_cell(_cell(seed=4, epochs=1), *digits, CellEnv(CPU, tmp_path / "c"))
     lc = json.loads((tmp_path / "c" / c["artifacts"] / "losses.json").read_text())
     assert lc["g_m"] != la["g_m"]  # the seed matters
 
 
 def test_epoch_knobs_set_the_phases(digits, tmp_path):
     cell = dataclasses.replace(_cell(epoch_scale=0.5), epochs=4)
-    row = run_cell(cell, *digits, CPU, tmp_path)
+    row = run_cell(cell, *digits, CellEnv(CPU, tmp_path))
     losses = json.loads((tmp_path / row["artifacts"] / "losses.json").read_text())
     assert len(losses["g_m"]) == 2 and len(losses["pix_loss"]) == 2  # pix_epochs follows gamo_epochs
 
@@ -220,5 +220,5 @@ def test_epoch_knobs_set_the_phases(digits, tmp_path):
 def test_nan_losses_become_a_divergence_failure(digits, tmp_path, monkeypatch):
     real_loss = bench.methods.gamo.discriminator_loss
     monkeypatch.setattr(bench.methods.gamo, "discriminator_loss", lambda lg, t: real_loss(lg, t) * float("nan"))
-    row = run_cell(_cell(), *digits, CPU, tmp_path)
+    row = run_cell(_cell(), *digits, CellEnv(CPU, tmp_path))
     assert row["status"] == "failed" and row["error"].startswith("diverged at epoch 1")

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from helpers import digits_cell, repeatable
 
-from bench.cell import run_cell
+from bench.cell import CellEnv, run_cell
 from bench.methods import FitContext, get_method
 from bench.methods.dcgan_nets import DCGANDiscriminator, DCGANGenerator, DCGANTrunk
 from bench.methods.gan import d_loss_fn, g_loss_fn
@@ -64,7 +64,7 @@ def test_gan_losses_equal_the_hand_computed_log_likelihoods():
 
 
 def test_gan_cell_balances_with_samples_and_stores_its_losses(digits, tmp_path):
-    row = run_cell(digits_cell("gan", epoch_scale=1.5), *digits, CPU, tmp_path)
+    row = run_cell(digits_cell("gan", epoch_scale=1.5), *digits, CellEnv(CPU, tmp_path))
     assert row["status"] == "done", row["error"]
     assert 0 <= row["metrics"]["g_mean"] <= 1
     folder = tmp_path / row["artifacts"]
@@ -95,9 +95,9 @@ def test_gan_trains_one_generator_per_class_that_is_topped_up(digits, tmp_path):
 
 
 def test_gan_same_seed_same_numbers_and_another_seed_differs(digits, tmp_path):
-    a = run_cell(digits_cell("gan", seed=1), *digits, CPU, tmp_path)
-    b = run_cell(digits_cell("gan", seed=1), *digits, CPU, tmp_path)
-    c = run_cell(digits_cell("gan", seed=2), *digits, CPU, tmp_path)
+    a = run_cell(digits_cell("gan", seed=1), *digits, CellEnv(CPU, tmp_path))
+    b = run_cell(digits_cell("gan", seed=1), *digits, CellEnv(CPU, tmp_path))
+    c = run_cell(digits_cell("gan", seed=2), *digits, CellEnv(CPU, tmp_path))
     assert a["status"] == b["status"] == c["status"] == "done"
     assert repeatable(a["metrics"]) == repeatable(b["metrics"])
     losses = [json.loads((tmp_path / r["artifacts"] / "losses.json").read_text())["d_loss"] for r in (a, b, c)]
@@ -105,6 +105,6 @@ def test_gan_same_seed_same_numbers_and_another_seed_differs(digits, tmp_path):
 
 
 def test_a_diverging_gan_is_a_failed_cell_naming_the_epoch(digits, tmp_path):
-    row = run_cell(digits_cell("gan", lr=1e30), *digits, CPU, tmp_path)
+    row = run_cell(digits_cell("gan", lr=1e30), *digits, CellEnv(CPU, tmp_path))
     assert row["status"] == "failed"
     assert "diverged at epoch" in row["error"]

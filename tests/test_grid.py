@@ -143,12 +143,12 @@ def test_the_paper_fig7_preset_sweeps_phi():
 def test_a_variant_is_stored_under_its_label(digits, tmp_path):
     import torch
 
-    from bench.cell import run_cell
+    from bench.cell import CellEnv, run_cell
 
     config = Preset(name="t", methods=["smote"], datasets=["digits"], ratios=[0.1], seeds=1, pairs=[[3, 5]],
                        epochs=1, sweep={"smote": {"k_neighbors": [3]}})
     (cell,) = build_grid(config)
-    row = run_cell(cell, *digits, torch.device("cpu"), tmp_path)
+    row = run_cell(cell, *digits, CellEnv(torch.device("cpu"), tmp_path))
     assert row["status"] == "done" and row["method"] == "smote[k_neighbors=3]"
     assert row["params"]["k_neighbors"] == 3
 

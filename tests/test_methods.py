@@ -11,7 +11,7 @@ import pytest
 import torch
 from helpers import repeatable
 
-from bench.cell import run_cell
+from bench.cell import CellEnv, run_cell
 from bench.datasets import load_dataset
 from bench.datasets.imbalance import make_imbalanced
 from bench.errors import BenchError, CellFailure
@@ -64,7 +64,7 @@ def test_resampling_balances_the_training_set(digits, tmp_path):
 
 def test_run_cell_stores_metrics_counts_and_artifacts(digits, tmp_path):
     cell = _cell("smote")
-    row = run_cell(cell, *digits, CPU, tmp_path)
+    row = run_cell(cell, *digits, CellEnv(CPU, tmp_path))
     assert row["status"] == "done", row.get("error")
     assert 0 <= row["metrics"]["g_mean"] <= 1 and len(row["metrics"]["confusion_matrix"]) == 2
     n_major = int((digits[0].labels == cell.pair[0]).sum())
@@ -76,8 +76,8 @@ def test_run_cell_stores_metrics_counts_and_artifacts(digits, tmp_path):
 
 
 def test_same_seed_same_numbers_and_other_seed_differs(digits, tmp_path):
-    a = run_cell(_cell("imbalanced", seed=1), *digits, CPU, tmp_path)
-    b = run_cell(_cell("imbalanced", seed=1), *digits, CPU, tmp_path)
+    a = run_cell(_cell("imbalanced", seed=1), *digits, CellEnv(CPU, tmp_path))
+    b = run_cell(_cell("imbalanced", seed=1), *digits, CellEnv(CPU, tmp_path))
     assert repeatable(a["metrics"]) == repeatable(b["metrics"])
     assert a["curves"] == b["curves"]
     # Another seed trains another network: its probabilities differ (metrics alone may tie).
@@ -93,7 +93,7 @@ def test_same_seed_same_numbers_and_other_seed_differs(digits, tmp_path):
 
 @pytest.mark.parametrize("method, library", [("smote", "SMOTE"), ("adasyn", "ADASYN")])
 def test_library_refusal_is_a_failed_cell_with_the_library_message(digits, tmp_path, method, library):
-    row = run_cell(_cell(method, ratio=0.025), *digits, CPU, tmp_path)  # 3 minority images, 5 neighbours asked
+    row = run_cell(_cell(method, ratio=0.025), *digits, CellEnv(CPU, tmp_path))  # 3 minority images, 5 neighbours asked
     assert row["status"] == "failed"
     assert row["error"].startswith(f"{library} refused: Expected n_neighbors <= n_samples_fit")
     assert row["metrics"] is None and row["counts"]["train"][1] == 3
@@ -135,7 +135,7 @@ def test_an_exception_inside_a_method_is_a_failed_cell_with_its_traceback(digits
     path = tmp_path / "broken.py"
     path.write_text(USER_METHOD)
     assert load_method_file(path) == ["broken-test-method"]
-    row = run_cell(_cell("broken-test-method"), *digits, CPU, tmp_path)
+    row = run_cell(_cell("broken-test-method"), *digits, CellEnv(CPU, tmp_path))
     where = Path(row["artifacts"]) / "error.txt"
     assert row["status"] == "failed" and row["error"] == f"ZeroDivisionError: on purpose (traceback in {where})"
     assert "on purpose" in (tmp_path / where).read_text()

@@ -13,7 +13,7 @@ import pytest
 import torch
 from helpers import repeatable, run_bench
 
-from bench.cell import run_cell
+from bench.cell import CellEnv, run_cell
 from bench.datasets import load_dataset
 from bench.datasets.base import ImageSet
 from bench.datasets.imbalance import make_imbalanced
@@ -213,14 +213,14 @@ def test_compiled_cell_is_deterministic_and_stored_with_its_options(name, tmp_pa
     eager = [c for c in _cells(method_params={"capsan": SMALL["capsan"]}) if c.method == name]
     train, test = load_dataset("digits", split="train"), load_dataset("digits", split="test")
     counters.clear()
-    rows = [run_cell(compiled[0], train, test, CPU, tmp_path / f"r{i}") for i in range(2)]
+    rows = [run_cell(compiled[0], train, test, CellEnv(CPU, tmp_path / f"r{i}")) for i in range(2)]
     assert counters["stats"]["unique_graphs"] >= 1  # dynamo captured and compiled the training step
     assert [r["status"] for r in rows] == ["done", "done"], [r["error"] for r in rows]
     assert repeatable(rows[0]["metrics"]) == repeatable(rows[1]["metrics"])
     assert rows[0]["options"] == {"compile": "default"}
     with Store(tmp_path / "store") as store:
         store.add(rows[0])
-        store.add(run_cell(eager[0], train, test, CPU, tmp_path / "eager"))
+        store.add(run_cell(eager[0], train, test, CellEnv(CPU, tmp_path / "eager")))
         stored = store.cells()
     assert stored.loc[0, "options"] == {"compile": "default"} and stored.loc[1, "options"] is None
     assert table3(stored)["n_configs"].tolist() == [2]

@@ -7,7 +7,7 @@ import torch
 from helpers import digits_cell
 
 from bench import diversity
-from bench.cell import run_cell
+from bench.cell import CellEnv, run_cell
 from bench.errors import BenchError
 from bench.grid import Preset, build_grid
 from bench.quality import parse_quality
@@ -34,7 +34,7 @@ def test_metrics_are_part_of_the_cell_key():
 
 
 def test_a_generative_cell_stores_ssim_for_the_class_it_generated(digits, tmp_path):
-    row = run_cell(_with_quality(digits_cell("gan", epochs=1)), *digits, CPU, tmp_path)
+    row = run_cell(_with_quality(digits_cell("gan", epochs=1)), *digits, CellEnv(CPU, tmp_path))
     assert row["status"] == "done", row["error"]
     quality = row["metrics"]["quality"]
     minority = row["counts"]["classes"][1]
@@ -47,7 +47,7 @@ def test_a_generative_cell_stores_ssim_for_the_class_it_generated(digits, tmp_pa
 
 
 def test_a_method_that_generates_nothing_stores_no_quality(digits, tmp_path):
-    row = run_cell(_with_quality(digits_cell("smote")), *digits, CPU, tmp_path)
+    row = run_cell(_with_quality(digits_cell("smote")), *digits, CellEnv(CPU, tmp_path))
     assert row["status"] == "done" and row["metrics"]["quality"] == {}
 
 
@@ -56,7 +56,7 @@ def test_a_failing_quality_metric_is_recorded_and_the_cell_stands(digits, tmp_pa
         raise RuntimeError("ssim exploded")
 
     monkeypatch.setattr(diversity, "ssim_report", broken)
-    row = run_cell(_with_quality(digits_cell("gan", epochs=1)), *digits, CPU, tmp_path)
+    row = run_cell(_with_quality(digits_cell("gan", epochs=1)), *digits, CellEnv(CPU, tmp_path))
     assert row["status"] == "done" and 0 <= row["metrics"]["g_mean"] <= 1
     assert row["metrics"]["quality_error"] == "RuntimeError: ssim exploded"
 
@@ -95,7 +95,7 @@ def test_without_inception_weights_a_run_says_so_once_and_stores_the_named_proxy
 def test_battle_trains_the_convolutional_twin_and_stores_the_ratios(digits, tmp_path):
     small = dict(g_channels=32, d_width=16, primary_types=8, z_dim=16)  # keeps the two fits to a second
     cell = _with_quality(digits_cell("capsan", epochs=1, **small), ["battle"])
-    row = run_cell(cell, *digits, CPU, tmp_path)
+    row = run_cell(cell, *digits, CellEnv(CPU, tmp_path))
     assert row["status"] == "done" and "quality_error" not in row["metrics"], row["metrics"].get("quality_error")
     result = row["metrics"]["quality"]["battle"]
     assert (result["model1"], result["model2"]) == ("capsan", "capsan-conv")
@@ -103,7 +103,7 @@ def test_battle_trains_the_convolutional_twin_and_stores_the_ratios(digits, tmp_
     assert result["n_test"] == result["n_g1"] == result["n_g2"] == n_test
     assert result["winner"] in ("model1", "model2", "tie", "undecided")
     assert (tmp_path / row["artifacts"] / "battle-twin" / "losses.json").is_file()  # the twin really trained
-    gan = run_cell(_with_quality(digits_cell("gan", epochs=1), ["battle"]), *digits, CPU, tmp_path)
+    gan = run_cell(_with_quality(digits_cell("gan", epochs=1), ["battle"]), *digits, CellEnv(CPU, tmp_path))
     assert "battle" not in gan["metrics"]["quality"]  # no twin: the paper's battle is CapsAN vs Conv-GAN
 
 

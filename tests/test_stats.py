@@ -260,12 +260,19 @@ def test_nemenyi_cd_by_hand():
 
 def test_friedman_excludes_incomplete_methods_and_partial_data():
     rows = friedman_cells()
-    rows.append(cell("d", 0.99, ratio=0.1))  # present in one block only
+    rows += [cell("d", 0.99, ratio=0.1, pair=pair, seed=seed) for pair in PAIRS for seed in (0, 1)]  # one block
     rows.append(cell("e", None, ratio=0.1, error="diverged"))  # failed everywhere
+    # f is in every block, but lost one pair of one seed at ratio 0.5: Table 3's partial row, not ranked
+    rows += [{**r, "method": "f", "key": "f" + r["key"]} for r in friedman_cells()
+             if r["method"] == "a" and not (r["ratio"] == 0.5 and r["seed"] == 1 and r["pair"] == list(PAIRS[1]))]
     ranking = friedman_ranking(frame(rows))
     assert ranking["methods"] == ["a", "b", "c"]
-    assert set(ranking["excluded"]) == {"d", "e"}
+    assert set(ranking["excluded"]) == {"d", "e", "f"}
     assert "4 of 5 blocks" in ranking["excluded"]["d"]
+    assert "complete g_mean row" in ranking["excluded"]["f"] and "1 of 5 blocks" in ranking["excluded"]["f"]
+    # the table marks that row partial too: one rule
+    f_row = table3(frame(rows)).query("method == 'f' and ratio == 0.5").iloc[0]
+    assert f_row["n_partial_seeds"] == 1 and not f_row["complete"]
 
     two = friedman_ranking(frame([r for r in friedman_cells() if r["method"] != "c"]))
     assert math.isnan(two["p_value"]) and "Friedman needs 3" in two["reason"]
@@ -284,13 +291,15 @@ def test_below_five_blocks_the_test_is_underpowered_and_the_report_says_so_round
     from bench.reports.report import friedman_markdown
 
     two = {r: BLOCKS[r] for r in (0.1, 0.3)}
-    rows = friedman_cells(two) + [cell("d", 0.99, ratio=0.1)]  # d: one block of the two
+    rows = friedman_cells(two) + [cell("d", 0.99, ratio=0.1, pair=pair, seed=seed)  # d: one block of the two
+                                  for pair in PAIRS for seed in (0, 1)]
     ranking = friedman_ranking(frame(rows))
     assert math.isnan(ranking["p_value"]) and ranking["reason"].startswith("underpowered: only 2 block(s)")
     assert len(ranking["average_ranks"]) == 3  # descriptive ranks are still given
     text = friedman_markdown(ranking)
     assert "Not tested: underpowered" in text and "chi2" not in text
-    assert "Left out (a rank needs a value in every block): d: no g_mean in 1 of 2 blocks." in text
+    assert ("Left out (a rank needs a complete row in every block): d: no complete g_mean row (every grid pair "
+            "in every grid seed) in 1 of 2 blocks.") in text
     full = friedman_markdown(friedman_ranking(frame(friedman_cells())))
     chi2 = sps.friedmanchisquare(*[[BLOCKS[r][m] for r in BLOCKS] for m in "abc"]).statistic
     assert f"chi2 = {chi2:.2f}, p = " in full and repr(float(chi2)) not in full
@@ -320,26 +329,28 @@ def test_cd_diagram_partial_and_bad_suffix(tmp_path):
         cd_diagram(friedman_ranking(None), tmp_path / "cd.txt")
 
 
+def _stored(folder, rows):
+    with Store(folder) as store:
+        for n, row in enumerate(rows):
+            store.add(dict(row, key=f"k{n}", started_at="2024-01-01T00:00:00", finished_at="2024-01-01T00:00:01",
+                           duration_s=1.0, device="cpu", versions={}))
+    with Store(folder, create=False) as store:
+        return store.cells()
+
+
 def test_through_the_store(tmp_path):
-    with Store(tmp_path / "results") as store:
-        for n, row in enumerate(wilcoxon_cells() + friedman_cells()):
-            store.add(
-                dict(
-                    row,
-                    key=f"k{n}",
-                    started_at="2024-01-01T00:00:00",
-                    finished_at="2024-01-01T00:00:01",
-                    duration_s=1.0,
-                    device="cpu",
-                    versions={},
-                )
-            )
-    with Store(tmp_path / "results", create=False) as store:
-        cells = store.cells()
+    cells = _stored(tmp_path / "both", wilcoxon_cells() + friedman_cells())
     row = paired_wilcoxon(cells).set_index("method").loc["smote"]
     assert row["p_value"] == pytest.approx(sps.wilcoxon(REF, OTHER).pvalue, rel=1e-12)
-    ranking = friedman_ranking(cells)  # capsan and smote only have the 0.1 block
-    assert set(ranking["excluded"]) == {"capsan", "smote"}
+    # capsan and smote only have the 0.1 block; there they ran seeds 0-3, so the grid's 0.1 block has four
+    # seeds and a, b, c (seeds 0-1) are incomplete in it, as Table 3 says: nobody is ranked
+    ranking = friedman_ranking(cells)
+    assert set(ranking["excluded"]) == {"a", "b", "c", "capsan", "smote"}
+    assert "in 1 of 5 blocks" in ranking["excluded"]["a"]
+    assert not table3(cells).query("method == 'a' and ratio == 0.1").iloc[0]["complete"]
+
+    ranking = friedman_ranking(_stored(tmp_path / "friedman", friedman_cells()))
+    assert ranking["excluded"] == {}
     assert ranking["p_value"] == pytest.approx(
         sps.friedmanchisquare(*[[BLOCKS[r][m] for r in BLOCKS] for m in "abc"]).pvalue
     )
