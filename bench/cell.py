@@ -17,9 +17,12 @@ import random
 import re
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 # Deterministic cuBLAS needs this before CUDA initialises (same seed, same device, same numbers).
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -57,9 +60,23 @@ def resolve_device(spec: str = "auto") -> torch.device:
 
 
 def describe_device(device: torch.device) -> str:
+    """The stored device string, which is also the device kind ``bench compare`` matches: the GPU model, or
+    the CPU model, the instruction set torch dispatches to and the thread count (each can reorder float sums)."""
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"cpu ({_cpu_model()}, {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads)"
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what the platform says (x86_64, arm64)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return " ".join(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def package_versions() -> dict:
@@ -97,9 +114,19 @@ def cell_row(cell: Cell, started: str, device: str, artifacts: str | None) -> di
     }
 
 
-def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, progress=None,
-             fid_settings=None) -> dict:
-    """Run one cell on the dataset's full ``train`` and ``test`` sets; return the row to store."""
+@dataclass(frozen=True)
+class CellEnv:
+    """What every cell of a run (or of one worker) is given besides its data: one object, not four arguments."""
+
+    device: torch.device
+    results_dir: Path  # the run's folder: artifacts go under it
+    fid_settings: Any = None  # bench.quality.FidSettings when a cell asks for FID
+    progress: Callable | None = None  # progress(epoch, total, logs): the sequential path's epochs bar
+
+
+def run_cell(cell: Cell, train, test, env: CellEnv) -> dict:
+    """Run one cell on the dataset's full ``train`` and ``test`` sets in ``env``; return the row to store."""
+    device, results_dir, progress = env.device, Path(env.results_dir), env.progress
     started, clock = _now(), time.perf_counter()
     # A folder:PATH dataset name holds slashes and a colon: one safe folder name instead.
     artifacts = Path("artifacts") / re.sub(r"[^A-Za-z0-9._-]+", "_", cell.dataset) / cell.method / cell.key
@@ -118,9 +145,8 @@ def run_cell(cell: Cell, train, test, device: torch.device, results_dir: Path, p
         if retry:
             row["metrics"]["oom_retry"] = retry
         row["curves"] = {"roc": roc_points(task.test.labels, proba, task.positive)} if task.positive is not None else {}
-        which = cell.options.get("quality", [])
-        if which:
-            _add_quality(row, method, task, train, cell, fid_settings, ctx)
+        if cell.options.get("quality"):
+            row["metrics"].update(_quality(method, task, train, cell, env.fid_settings, ctx))
         row["status"] = "done"
     except CellFailure as exc:
         row.update(status="failed", error=str(exc))
@@ -229,19 +255,19 @@ def _free_device_memory(device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def _add_quality(row: dict, method, task, train, cell: Cell, fid_settings, ctx) -> None:
-    """Generative quality after the classification metrics; its failure is recorded, the cell stands."""
+def _quality(method, task, train, cell: Cell, fid_settings, ctx) -> dict:
+    """Generative quality after the classification metrics (``quality``, or ``quality_error`` when it
+    fails: the cell's classification results stand)."""
     which = cell.options["quality"]
     try:
         fid_fn = fid_settings.fid_fn(cell.dataset, train, cell.seed) if "fid" in which and fid_settings else None
-        row["metrics"]["quality"] = generative_quality(method, task.train, train, which, cell.seed, fid_fn,
-                                                       test=task.test)
+        quality = generative_quality(method, task.train, train, which, cell.seed, fid_fn, test=task.test)
         if "battle" in which and method.battle_twin is not None:
             twin_ctx = dataclasses.replace(ctx, artifact_dir=ctx.artifact_dir / "battle-twin")
-            row["metrics"]["quality"]["battle"] = battle_against_twin(method, cell.overrides, task,
-                                                                      twin_ctx)
+            quality["battle"] = battle_against_twin(method, cell.overrides, task, twin_ctx)
+        return {"quality": quality}
     except Exception as exc:  # noqa: BLE001 (any failure here must not lose the classification results)
-        row["metrics"]["quality_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return {"quality_error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
 
 
 def dataset_loader(data_dir=None, download: bool = False):

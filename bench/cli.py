@@ -1,4 +1,4 @@
-"""The ``bench`` command line: ``bench run``, ``bench report``, ``bench list``."""
+"""The ``bench`` command line: ``bench run``, ``bench report``, ``bench export``, ``bench compare``, ``bench list``."""
 
 from __future__ import annotations
 
@@ -216,6 +216,48 @@ def export(results, out_file, fmt):
 
     path = export_cells(read_cells(results), out_file, fmt)
     click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.option("--results", required=True, type=click.Path(), help="The results folder to check (or to save).")
+@click.option("--against", type=click.Path(), help="The reference: a results folder, or a file written by --save.")
+@click.option("--save", type=click.Path(dir_okay=False),
+              help="Write the reference file of --results here (done cells' keys, metrics, versions, device kinds).")
+@click.option("--metrics", default="g_mean,balanced_accuracy,f_measure,roc_auc", show_default=True,
+              help="Metrics to compare (aliases acsa, gm, f1, auc; a dotted name like per_class_recall.1; or all).")
+@click.option("--tolerance", type=float, help="Largest difference still 'within'. Default: 0 (identical) on the "
+              "reference's device kind with its torch and numpy, else 0.02 (said in one line).")
+@click.option("--time-tolerance", type=float,
+              help="Fail a row whose fit seconds exceed (1 + this) times the reference's, e.g. 0.5. Default: never.")
+@click.option("--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text", show_default=True,
+              help="A terminal table, Markdown for a pull request, or JSON.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Also write the output to this file.")
+def compare(results, against, save, metrics, tolerance, time_tolerance, fmt, out_file):
+    """Compare a run with a reference; exit 1 when a number changed or a cell is missing (CI benchmarks)."""
+    from bench.reports.compare import compare as compare_sides
+    from bench.reports.compare import load_side, save_reference
+    from bench.reports.compare_output import render
+
+    if (against is None) == (save is None):
+        raise BenchError("give --against REFERENCE (compare) or --save FILE (write a reference), one of the two")
+    new = load_side(results)
+    if save:
+        path = save_reference(new, save)
+        click.echo(f"wrote {path}: {len(new.cells)} done cells; device kinds: {', '.join(new.device_kinds)}")
+        return
+    result = compare_sides(load_side(against), new, _split(metrics), tolerance, time_tolerance)
+    text = render(result, fmt, str(results), str(against))
+    click.echo(text, nl=False)
+    if out_file:
+        Path(out_file).write_text(text)
+    if result.failed:
+        counts = result.counts
+        found = ", ".join(f"{counts[v]} {v}" for v in ("changed", "missing", "slower") if counts[v])
+        fix = (f"bench compare --results {results} --save {against}" if Path(against).is_file()
+               else f"use {results} as the reference")
+        click.echo(f"Error: {found} (rows x metrics, above) against {against}; if the change is intended, regenerate "
+                   f"the reference: {fix}", err=True)
+        sys.exit(1)
 
 
 @cli.command(name="list")

@@ -1,0 +1,316 @@
+"""``bench compare``: did a change move the numbers? A results folder against a reference.
+
+A **reference** is a results folder, or a small JSON file that ``bench compare --results DIR --save FILE``
+writes (``FORMAT``): every done cell's key, its task (method, dataset, protocol, test set, pair, ratio,
+seed), its metrics flattened to dotted names (``g_mean``, ``per_class_recall.1``, ``budget.classifier.updates``;
+the machine's own figures, seconds and threads, left out), its fit seconds (the budget ledger's), and the run's
+device kinds and package versions. Sorted and indented: a file to commit beside the code it guards and to
+read in a diff.
+
+**Matching.** Cells are matched by key (a key hashes the method, its parameters, the task, the seed, the
+epochs and the options, never the device). The summary counts the matched cells and names those on one side
+only; a reference cell without a done cell in the new run (it failed, or was not run) is *missing*.
+
+**Rows and verdicts.** One row per (method, dataset, protocol, test set, ratio) and metric: the old and new
+means over the matched cells, their difference, the largest absolute difference of one cell, a paired test
+over the matched cells, and a verdict:
+
+- ``same``: every matched cell's value is bit-identical;
+- ``within``: the largest absolute difference is at most the tolerance;
+- ``changed``: beyond it;
+- ``missing``: a reference cell of the row (or its value of this metric) is absent from the new run;
+- ``new``: the row is in the new run only (reported; it never fails a comparison).
+
+The paired test is Wilcoxon's signed-rank test (``scipy.stats.wilcoxon``, two-sided) when at least
+``stats.MIN_PAIRS`` differences are non-zero, the same rule as the reports' statistics; with fewer, no p-value
+can fall below 0.05 and the largest difference is the evidence. A smoke run (one seed, one pair) has one
+matched cell per row: the test says whether a shift is systematic on larger references only.
+
+**Tolerance.** On one device kind (the same GPU model, or the same CPU model, instruction set and thread
+count) with the same torch and numpy, the suite gives identical numbers for a seed, so by default any
+difference is ``changed``. Across device kinds or versions float sums are reordered and the comparison falls
+back to ``DEFAULT_TOLERANCE`` and says so in one line. A ``tolerance`` given explicitly is used either way.
+
+**Time** is compared per row as the ratio of the matched cells' summed fit seconds (new / old). Machines
+differ, so time never fails a comparison unless ``time_tolerance`` is given: then a row slower than
+``1 + time_tolerance`` times the reference is ``slower`` and fails.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from bench.errors import BenchError
+
+from .aggregate import pair_label
+from .stats import MIN_PAIRS
+from .tasks import test_of
+
+FORMAT = "capsan-bench-reference/1"
+# Two points of a metric: about one flipped prediction on the small test sets of smoke presets (the smoke
+# preset's digits 3 vs 5 task tests on 55 images per class: one flipped minority image moves its recall by
+# 0.018 and its G-mean by about 0.01), so another CPU's reordered sums pass and a real change does not.
+DEFAULT_TOLERANCE = 0.02
+DEFAULT_METRICS = ("g_mean", "balanced_accuracy", "f_measure", "roc_auc")
+ALIASES = {"acsa": "balanced_accuracy", "gm": "g_mean", "f1": "f_measure", "auc": "roc_auc"}
+# The versions whose change reorders float arithmetic (with the device kind): exact numbers need them equal.
+ARITHMETIC_PACKAGES = ("torch", "numpy")
+MACHINE_KEYS = {"threads", "seconds", "fit_seconds"}  # the machine's figures, never compared as metrics
+ROW_KEYS = ["method", "dataset", "protocol", "test", "ratio"]
+VERDICTS = ("same", "within", "changed", "missing", "new")
+FAILING = ("changed", "missing")
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison: its done cells and where they ran."""
+
+    cells: dict  # key -> {"task": {...}, "metrics": {dotted name: number}, "fit_seconds": float | None}
+    device_kinds: tuple = ()
+    versions: dict = field(default_factory=dict)  # package -> version, or a sorted list when cells differ
+    source: str = ""
+
+    def to_json(self) -> str:
+        document = {"format": FORMAT, "device_kinds": list(self.device_kinds), "versions": self.versions,
+                    "cells": dict(sorted(self.cells.items()))}
+        return json.dumps(document, indent=1, sort_keys=True, allow_nan=True) + "\n"
+
+
+def load_side(path) -> Side:
+    """A results folder (read only) or a reference file written by :func:`save_reference`."""
+    path = Path(path)
+    if path.is_file():
+        return _read_reference(path)
+    if not path.exists():
+        raise BenchError(f"{path} does not exist; give a results folder (bench run --results) or a reference "
+                         "file (bench compare --results DIR --save FILE)")
+    from bench.store import read_cells
+
+    return side_of_cells(read_cells([path]), str(path))
+
+
+def save_reference(side: Side, path) -> Path:
+    path = Path(path)
+    if not side.cells:
+        raise BenchError(f"{side.source} has no done cell to save; run the benchmark first (bench run)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(side.to_json())
+    return path
+
+
+def side_of_cells(cells: pd.DataFrame, source: str = "") -> Side:
+    """The done cells of a ``Store.cells()`` frame."""
+    done = cells[cells["status"] == "done"] if len(cells) else cells
+    found, kinds, versions = {}, set(), {}
+    for row in done.itertuples():
+        metrics = row.metrics if isinstance(row.metrics, dict) else {}
+        budget = metrics.get("budget") if isinstance(metrics.get("budget"), dict) else {}
+        found[row.key] = {
+            "task": {"method": row.method, "dataset": row.dataset, "protocol": row.protocol,
+                     "test": test_of(getattr(row, "options", None)), "pair": pair_label(row.pair),
+                     "ratio": float(row.ratio), "seed": int(row.seed)},
+            "metrics": dict(_numbers(metrics)),
+            "fit_seconds": budget.get("fit_seconds"),
+        }
+        kinds.add(str(row.device))
+        for package, value in (row.versions or {}).items():
+            versions.setdefault(package, set()).add(str(value))
+    flat = {p: sorted(v)[0] if len(v) == 1 else sorted(v) for p, v in sorted(versions.items())}
+    return Side(found, tuple(sorted(kinds)), flat, source)
+
+
+def _numbers(value, prefix: str = ""):
+    """Nested metrics as (dotted name, number) pairs, without the machine's figures."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key not in MACHINE_KEYS:
+                yield from _numbers(item, f"{prefix}{key}.")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _numbers(item, f"{prefix}{index}.")
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield prefix.rstrip("."), float(value)
+
+
+def _read_reference(path: Path) -> Side:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BenchError(f"{path} is not a readable reference file ({type(exc).__name__}); write one with "
+                         "bench compare --results DIR --save FILE") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT or not isinstance(document.get("cells"), dict):
+        raise BenchError(f"{path} is not a {FORMAT} file; write one with bench compare --results DIR --save FILE")
+    return Side(document["cells"], tuple(document.get("device_kinds", ())), document.get("versions", {}), str(path))
+
+
+# --------------------------------------------------------------------------- the comparison
+
+
+@dataclass
+class Comparison:
+    rows: pd.DataFrame  # one per (row keys, metric): n, old, new, diff, max_abs_diff, p_value, verdict
+    time: pd.DataFrame  # one per row keys: old_s, new_s, time_ratio (new / old), verdict (slower or -)
+    matched: int
+    only_old: list  # (key, task label) of reference cells missing from the new run
+    only_new: list
+    moved: list  # (key, cell label, metric, old, new) of every matched value beyond the tolerance, largest first
+    tolerance: float
+    setting: str  # one line: exact on one device kind, or the tolerance and why
+
+    @property
+    def counts(self) -> dict:
+        counts = dict.fromkeys(VERDICTS, 0)
+        counts.update(self.rows["verdict"].value_counts().to_dict() if len(self.rows) else {})
+        counts["slower"] = int((self.time["verdict"] == "slower").sum()) if len(self.time) else 0
+        return counts
+
+    @property
+    def failed(self) -> bool:
+        counts = self.counts
+        return bool(counts["changed"] or counts["missing"] or counts["slower"])
+
+
+def compare(old: Side, new: Side, metrics=DEFAULT_METRICS, tolerance: float | None = None,
+            time_tolerance: float | None = None) -> Comparison:
+    """``new`` against the reference ``old`` (see the module docstring for the rules)."""
+    metrics = check_metrics(metrics, old, new)
+    if tolerance is not None and not (tolerance >= 0 and math.isfinite(tolerance)):
+        raise BenchError(f"--tolerance must be a number >= 0; got {tolerance}")
+    if time_tolerance is not None and not (time_tolerance >= 0 and math.isfinite(time_tolerance)):
+        raise BenchError(f"--time-tolerance must be a number >= 0 (0.5: fail when 1.5 times slower); got {time_tolerance}")
+    setting, default = _setting(old, new)
+    tolerance = default if tolerance is None else float(tolerance)
+    if tolerance != default:
+        setting += f"; --tolerance {tolerance:g} given"
+    matched = sorted(old.cells.keys() & new.cells.keys())
+    only_old = sorted(old.cells.keys() - new.cells.keys())
+    only_new = sorted(new.cells.keys() - old.cells.keys())
+    rows, time, moved = [], [], []
+    for row, keys in _rows(old, new).items():
+        olds = [k for k in keys if k in old.cells]
+        pairs = [k for k in olds if k in new.cells]
+        lost = len(olds) - len(pairs)
+        for metric in metrics:
+            rows.append({**dict(zip(ROW_KEYS, row, strict=True)), "metric": metric,
+                         **_metric_row(old, new, keys, pairs, lost, metric, tolerance)})
+            moved += _moved_cells(old, new, pairs, metric, tolerance)
+        time.append({**dict(zip(ROW_KEYS, row, strict=True)), **_time_row(old, new, pairs, time_tolerance)})
+    label = lambda side, k: _label(side.cells[k]["task"])  # noqa: E731
+    return Comparison(pd.DataFrame(rows, columns=ROW_KEYS + ["metric", "n", "old", "new", "diff", "max_abs_diff",
+                                                             "p_value", "verdict"]),
+                      pd.DataFrame(time, columns=ROW_KEYS + ["old_s", "new_s", "time_ratio", "verdict"]),
+                      len(matched), [(k, label(old, k)) for k in only_old], [(k, label(new, k)) for k in only_new],
+                      sorted(moved, key=lambda m: -abs(m[4] - m[3]) if math.isfinite(m[4] - m[3]) else -math.inf),
+                      tolerance, setting)
+
+
+def check_metrics(metrics, old: Side, new: Side) -> list[str]:
+    """Metric names (aliases resolved; ``all``: every metric of the reference) that some cell has."""
+    names = [ALIASES.get(m, m) for m in ([metrics] if isinstance(metrics, str) else list(metrics))]
+    known = sorted({n for side in (old, new) for cell in side.cells.values() for n in cell["metrics"]})
+    if names == ["all"]:
+        return sorted({n for cell in old.cells.values() for n in cell["metrics"]}) or known
+    unknown = [m for m in names if m not in known]
+    if not names or unknown:
+        plain = [n for n in known if "." not in n]
+        raise BenchError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; these cells have "
+                         f"{', '.join(plain)} (or a dotted name like per_class_recall.1, or all)")
+    return list(dict.fromkeys(names))
+
+
+def _setting(old: Side, new: Side) -> tuple[str, float]:
+    """The one line saying how numbers are compared, and the default tolerance it implies."""
+    versions = {p: (old.versions.get(p), new.versions.get(p)) for p in ARITHMETIC_PACKAGES}
+    moved = [f"{p} {a} -> {b}" for p, (a, b) in versions.items() if a != b]
+    if set(old.device_kinds) != set(new.device_kinds):
+        why = (f"device kinds differ (reference: {', '.join(old.device_kinds) or 'none'}; "
+               f"this run: {', '.join(new.device_kinds) or 'none'})")
+    elif moved:
+        why = f"versions differ ({'; '.join(moved)})"
+    else:
+        kinds = ", ".join(old.device_kinds) or "no cells"
+        return f"one device kind ({kinds}), the same torch and numpy: numbers must be identical", 0.0
+    return f"{why}: numbers compared within {DEFAULT_TOLERANCE:g}", DEFAULT_TOLERANCE
+
+
+def _rows(old: Side, new: Side) -> dict:
+    """Row keys -> the cell keys of either side in that row, in a stable order."""
+    rows = {}
+    for side in (old, new):
+        for key, cell in side.cells.items():
+            task = cell["task"]
+            row = tuple(task[k] for k in ROW_KEYS)
+            rows.setdefault(row, set()).add(key)
+    order = sorted(rows, key=lambda r: (str(r[1]), str(r[2]), str(r[3]), -float(r[4]), str(r[0])))
+    return {row: sorted(rows[row]) for row in order}
+
+
+def _metric_row(old: Side, new: Side, keys, pairs, lost: int, metric: str, tolerance: float) -> dict:
+    if not any(k in old.cells for k in keys):
+        values = [new.cells[k]["metrics"].get(metric, math.nan) for k in keys]
+        return {"n": 0, "old": math.nan, "new": _mean(values), "diff": math.nan, "max_abs_diff": math.nan,
+                "p_value": math.nan, "verdict": "new"}
+    a = [old.cells[k]["metrics"].get(metric) for k in pairs]
+    b = [new.cells[k]["metrics"].get(metric) for k in pairs]
+    absent = sum(x is not None and y is None for x, y in zip(a, b, strict=True))
+    kept = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    a, b = np.array([x for x, _ in kept], dtype=float), np.array([y for _, y in kept], dtype=float)
+    both_nan = np.isnan(a) & np.isnan(b)
+    identical = bool(np.all((a == b) | both_nan))
+    diffs = np.where(both_nan, 0.0, b - a)
+    largest = float(np.max(np.abs(diffs))) if diffs.size else math.nan  # NaN on one side only stays NaN
+    if lost or absent:
+        verdict = "missing"
+    elif identical:
+        verdict = "same"
+    else:
+        verdict = "within" if largest <= tolerance else "changed"
+    return {"n": len(kept), "old": _mean(a), "new": _mean(b), "diff": _mean(b) - _mean(a),
+            "max_abs_diff": largest, "p_value": _wilcoxon(diffs), "verdict": verdict}
+
+
+def _moved_cells(old: Side, new: Side, pairs, metric: str, tolerance: float) -> list:
+    """The matched cells whose value of ``metric`` moved beyond ``tolerance`` (NaN on one side only counts)."""
+    found = []
+    for key in pairs:
+        a, b = old.cells[key]["metrics"].get(metric), new.cells[key]["metrics"].get(metric)
+        if a is None or b is None or (math.isnan(a) and math.isnan(b)):
+            continue
+        if math.isnan(a) or math.isnan(b) or abs(b - a) > tolerance:
+            found.append((key, _label(new.cells[key]["task"]), metric, a, b))
+    return found
+
+
+def _wilcoxon(diffs: np.ndarray) -> float:
+    finite = diffs[np.isfinite(diffs)]
+    if np.count_nonzero(finite) < MIN_PAIRS:
+        return math.nan
+    return float(sps.wilcoxon(finite, zero_method="wilcox").pvalue)
+
+
+def _time_row(old: Side, new: Side, pairs, time_tolerance: float | None) -> dict:
+    seconds = [(old.cells[k].get("fit_seconds"), new.cells[k].get("fit_seconds")) for k in pairs]
+    seconds = [(a, b) for a, b in seconds if isinstance(a, int | float) and isinstance(b, int | float)]
+    if not seconds:
+        return {"old_s": math.nan, "new_s": math.nan, "time_ratio": math.nan, "verdict": "-"}
+    old_s, new_s = sum(a for a, _ in seconds), sum(b for _, b in seconds)
+    ratio = new_s / old_s if old_s > 0 else math.nan
+    slower = time_tolerance is not None and math.isfinite(ratio) and ratio > 1.0 + time_tolerance
+    return {"old_s": old_s, "new_s": new_s, "time_ratio": ratio, "verdict": "slower" if slower else "-"}
+
+
+def _mean(values) -> float:
+    values = np.asarray(values, dtype=float)
+    return float(np.mean(values)) if values.size else math.nan
+
+
+def _label(task: dict) -> str:
+    pair = "" if task["pair"] == "-" else f" {task['pair']}"
+    return f"{task['method']} {task['dataset']}/{task['protocol']}{pair} ratio {task['ratio']:g} seed {task['seed']}"
