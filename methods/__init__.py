@@ -6,7 +6,23 @@ It also exports the public extension API (below and README, "Your own method").
 """
 
 from bench.datasets.base import ImageSet
-from bench.methods import acgan, adasyn, bagan, capsan, crl, dagan, gamo, gan, imbalanced, smote  # noqa: F401  (registers the built-in methods)
+from bench.methods import (  # noqa: F401  (registers the built-in methods)
+    acgan,
+    adasyn,
+    bagan,
+    balanced_softmax,
+    capsan,
+    class_balanced,
+    crl,
+    dagan,
+    focal,
+    gamo,
+    gan,
+    imbalanced,
+    ldam_drw,
+    logit_adjust,
+    smote,
+)
 from bench.methods.base import FitContext, Method
 from bench.methods.generative import GenerativeOversampling
 from bench.methods.registry import get_method, load_method_file, method_names, register

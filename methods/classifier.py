@@ -16,7 +16,9 @@ the forward pass and loss under bf16 autocast (training and prediction); ``--com
 ``batch_loss`` (the network and its loss, one graph, so subclasses' extra terms are compiled too).
 A method that trains with its own loss (``crl``; a loss-based long-tail method) hands it over as
 ``Classifier(loss=...)``: ``loss(model, x, y) -> scalar``, called in place of cross-entropy
-(``ResamplingMethod.batch_loss`` is the public hook).
+(``ResamplingMethod.batch_loss`` is the public hook); ``Classifier.epoch`` / ``epochs`` tell a loss with a
+schedule (LDAM-DRW's deferred re-weighting) where training is. ``spec["head"] = "cosine"`` replaces the last
+linear layer with a normalised one (``CosineLinear``: LDAM's margins act on cosines).
 """
 
 from __future__ import annotations
@@ -40,12 +42,30 @@ CLASSIFIER_SPEC = {
     "batch_size": 64,
     "dropout": 0.25,
 }
+# The last layer: "linear" (the default, absent from CLASSIFIER_SPEC so existing keys stay) or "cosine"
+# (``CosineLinear``; a method that needs it sets ``{**CLASSIFIER_SPEC, "head": "cosine"}``, stored in its key).
+HEADS = ("linear", "cosine")
+
+
+class CosineLinear(nn.Module):
+    """A bias-free linear layer on L2-normalised inputs and weights: logits are cosines in [-1, 1] (the
+    normalised last layer that margin losses such as LDAM train; a method scales them in its loss)."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)  # nn.Linear's initialisation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(nn.functional.normalize(x, dim=1), nn.functional.normalize(self.weight, dim=1))
 
 
 class CommonCNN(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], n_classes: int,
-                 dropout: float = CLASSIFIER_SPEC["dropout"]):
+                 dropout: float = CLASSIFIER_SPEC["dropout"], head: str = "linear"):
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
         channels, height, width = image_shape
         self.features = nn.Sequential(
             nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
@@ -54,7 +74,8 @@ class CommonCNN(nn.Module):
         )
         flat = 64 * (height // 4) * (width // 4)
         self.head = nn.Sequential(
-            nn.Linear(flat, 128), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(128, n_classes)
+            nn.Linear(flat, 128), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(128, n_classes) if head == "linear" else CosineLinear(128, n_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,6 +110,7 @@ class Classifier:
         self.spec = dict(spec)
         self.loss = loss  # (model, x, y) -> the batch's loss; None: cross-entropy
         self.model: CommonCNN | None = None
+        self.epoch, self.epochs = 0, 0  # the epoch being trained (1-based) of how many: what schedules read
         self.device = torch.device("cpu")
         self.autocast = contextlib.nullcontext
 
@@ -99,7 +121,8 @@ class Classifier:
         torch.manual_seed(ctx.seed)
         self.device = ctx.device
         self.autocast = ctx.autocast  # prediction runs in the precision of training
-        self.model = CommonCNN(train.image_shape, train.n_classes, self.spec["dropout"]).to(ctx.device)
+        self.model = CommonCNN(train.image_shape, train.n_classes, self.spec["dropout"],
+                               self.spec.get("head", "linear")).to(ctx.device)
         optimizer = torch.optim.Adam(self.model.parameters(), lr=self.spec["lr"])
         x = to_input(train.images, ctx.device)
         y = torch.as_tensor(train.labels, device=ctx.device)
@@ -113,7 +136,9 @@ class Classifier:
         self.model.train()
         batch_loss = ctx.compiled(self.batch_loss)  # --compile: forward and loss as one compiled graph
         with ctx.ledger.phase("classifier"):
+            self.epochs = budget.epochs
             for epoch in range(1, budget.epochs + 1):
+                self.epoch = epoch  # before the epoch's steps: a loss's schedule (DRW) reads it
                 total = torch.zeros((), device=ctx.device)
                 seen = 0
                 for _ in range(steps):

@@ -31,15 +31,28 @@ class ResamplingMethod(Method):
       ``fit_resample`` idea; ``ctx.seed`` seeds any randomness);
     - ``batch_loss(model, x, y) -> scalar tensor``: the loss of one batch (``model(x)`` gives the logits,
       ``x`` in [-1, 1]); ``self.train_counts``, the imbalanced training set's class counts, is set before
-      the classifier trains (what class-balanced and margin losses need).
+      the classifier trains (what class-balanced and margin losses need), and ``self.epoch_fraction`` says
+      where training is (what a schedule such as deferred re-weighting needs);
+    - ``classifier_spec``: the common classifier's settings, stored in the key (a cosine last layer:
+      ``{**CLASSIFIER_SPEC, "head": "cosine"}``).
     The classifier gets the budget contract's U updates, counted from the imbalanced set whatever
     ``resample`` returns.
     """
 
     version = 2  # 2: the budget contract (the classifier's U updates, from the imbalanced set)
+    classifier_spec = CLASSIFIER_SPEC  # a loss may need another head: {**CLASSIFIER_SPEC, "head": "cosine"}
 
     def key_params(self) -> dict:
-        return {**self.params, "classifier": CLASSIFIER_SPEC}
+        return {**self.params, "classifier": self.classifier_spec}
+
+    @property
+    def epoch_fraction(self) -> float:
+        """The share of the classifier's epochs done before the current one (0 in the first epoch,
+        (E - 1) / E in the last): what a loss with a schedule reads inside ``batch_loss``."""
+        classifier = getattr(self, "classifier", None)
+        if classifier is None or not classifier.epochs:
+            return 0.0
+        return (classifier.epoch - 1) / classifier.epochs
 
     def resample(self, train: ImageSet, ctx: FitContext) -> ImageSet:
         """The training set the classifier sees: ``train`` itself here."""
@@ -59,7 +72,7 @@ class ResamplingMethod(Method):
         (ctx.artifact_dir / "training_counts.json").write_text(
             json.dumps({"before": self.train_counts.tolist(), "after": resampled.counts().tolist()})
         )
-        self.classifier = Classifier(loss=self.batch_loss)
+        self.classifier = Classifier(self.classifier_spec, loss=self.batch_loss)
         self.classifier.fit(resampled, ctx, budget)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:

@@ -5,8 +5,8 @@ Figures once coloured the methods present in each figure in turn, so a method ch
 (one ROC figure gave bagan, capsan and crl other methods' colours) and the 11th method took the 1st one's.
 Here a method's look depends on its name, not on what else a figure holds:
 - the built-in methods have fixed slots, in ``KNOWN`` order (new built-ins are appended, never inserted);
-- any other name (your method, a variant such as ``capsan[phi=0.5]``) prefers one of the five colours no
-  built-in has, chosen by a hash of its name, so it keeps its colour wherever it appears unless another such
+- any other name (your method, a variant such as ``capsan[phi=0.5]``) prefers one of the slots no built-in
+  has (``SPARE``: the 15 dashed colours after the 17 built-ins), chosen by a hash of its name, so it keeps its colour wherever it appears unless another such
   name of the same figure has it already;
 - slot s is colour ``COLOURS[s % 16]`` with style ``STYLES[s // 16]``: 16 distinguishable colours (seaborn's
   ``colorblind`` ten, then six of Paul Tol's that differ from them), each with a solid line and round markers
@@ -26,16 +26,19 @@ COLOURS = (
     "#332288", "#882255", "#000000", "#999933", "#44AA99", "#AA4499",
 )
 STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))  # (line style, marker)
-KNOWN = ("imbalanced", "smote", "adasyn", "crl", "gan", "acgan", "dagan", "bagan", "gamo", "capsan", "capsan-conv")
+KNOWN = ("imbalanced", "smote", "adasyn", "crl", "gan", "acgan", "dagan", "bagan", "gamo", "capsan", "capsan-conv",
+         "focal", "cb-ce", "cb-focal", "ldam-drw", "logit-adjust", "balanced-softmax")
 SLOTS = len(COLOURS) * len(STYLES)
+# The slots no built-in has, up to the end of the last line style the built-ins reach: where other names go.
+SPARE = range(len(KNOWN), -(-len(KNOWN) // len(COLOURS)) * len(COLOURS))
 
 
 def slot(name: str) -> int:
-    """The preferred slot of ``name``: its place in ``KNOWN``, else one of the spare colours by a hash of it."""
+    """The preferred slot of ``name``: its place in ``KNOWN``, else one of the spare slots by a hash of it."""
     if name in KNOWN:
         return KNOWN.index(name)
     digest = int(hashlib.sha1(name.encode("utf-8")).hexdigest(), 16)
-    return len(KNOWN) + digest % (len(COLOURS) - len(KNOWN))
+    return SPARE[digest % len(SPARE)]
 
 
 def look(index: int) -> dict:
@@ -45,7 +48,7 @@ def look(index: int) -> dict:
 
 
 # Where a name whose slot is taken looks next: the spare colours, the built-ins' colours, then the other styles.
-FALLBACK = [*range(len(KNOWN), len(COLOURS)), *range(len(KNOWN)), *range(len(COLOURS), SLOTS)]
+FALLBACK = [*SPARE, *range(len(KNOWN)), *range(SPARE.stop, SLOTS)]
 
 
 def method_looks(methods: Iterable[str]) -> dict[str, dict]:

@@ -18,8 +18,9 @@ from bench.methods.classifier import shuffled_batches
 
 CPU = torch.device("cpu")
 EPOCHS = 2
+LOSSES = ["focal", "cb-ce", "cb-focal", "ldam-drw", "logit-adjust", "balanced-softmax"]  # on the imbalanced set
 BUILT_IN = ["imbalanced", "smote", "adasyn", "crl", "gan", "acgan", "dagan", "bagan", "gamo", "capsan",
-            "capsan-conv"]
+            "capsan-conv", *LOSSES]
 
 
 @pytest.fixture(scope="module", params=[8, 28], ids=["digits-8x8", "digits-28x28"])
@@ -54,10 +55,10 @@ def test_every_method_spends_exactly_the_contract(method, data, tmp_path):
     roles = budget["roles"]
     assert roles["classifier"]["updates"] == u, roles
     assert budget["contract"]["classifier"] == u
-    if method in ("imbalanced", "crl"):  # a smaller set than the balanced one: more passes over it
+    if method in ("imbalanced", "crl", *LOSSES):  # a smaller set than the balanced one: more passes over it
         assert roles["classifier"]["images"] > EPOCHS * n_train
     generator = roles.get("generator")
-    if method in ("imbalanced", "smote", "adasyn", "crl"):
+    if method in ("imbalanced", "smote", "adasyn", "crl", *LOSSES):
         assert generator is None and "generator" not in budget["contract"]
     else:
         assert generator["updates"] == generator["optimizers"] * g, roles

@@ -1,0 +1,74 @@
+"""``ldam-drw``: the label-distribution-aware margin loss with deferred re-weighting, on the common classifier.
+
+Paper: K. Cao, C. Wei, A. Gaidon, N. Arechiga and T. Ma, "Learning imbalanced datasets with label-distribution-
+aware margin loss", NeurIPS 2019 (arXiv:1906.07413); official code github.com/kaidic/LDAM-DRW (read for the
+constants below, not copied).
+
+- **LDAM** (Eq. 13): the true class's logit is lowered by a margin Delta_c = C / n_c^(1/4) before a scaled
+  softmax cross-entropy: L = CE(s * (z - Delta_y 1_y), y). C is set so the largest margin (the rarest class's)
+  is ``max_margin`` = 0.5 and the logits are cosines scaled by s = 30 (the official code's constants): the
+  common classifier's last layer is replaced by a normalised one (``classifier.CosineLinear``: cosine of the
+  L2-normalised 128-d features and class weights, no bias), stored in the key as ``classifier.head = cosine``.
+- **DRW** (Algorithm 1): plain LDAM for the first part of training, then the same loss with the class-balanced
+  weights of Cui et al. (beta = 0.9999, normalised to sum to the number of classes; ``class_balanced.py``).
+  The official CIFAR schedule re-weights from epoch 160 of 200: ``drw_fraction`` = 0.8 of the epochs
+  (``epoch_fraction`` >= 0.8; with 1 epoch the whole run is re-weighted, with 2 the second epoch).
+
+Deviations: the common classifier's recipe (CNN, Adam lr 1e-3, batch 64, the budget contract's U updates)
+replaces the paper's ResNet-32 with SGD and its step schedule, as for every method on the common classifier;
+the class counts are the imbalanced training set's (``self.train_counts``). Prediction takes the softmax of the
+unscaled cosines (the same ranking as the scaled ones).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bench.methods.class_balanced import class_balanced_weights
+from bench.methods.classifier import CLASSIFIER_SPEC
+from bench.methods.registry import register
+from bench.methods.resampling import ResamplingMethod
+
+
+def ldam_margins(counts, max_margin: float) -> np.ndarray:
+    """Delta_c proportional to n_c^(-1/4), the largest equal to ``max_margin`` (a class with no sample gets the
+    largest margin: it never appears in a batch)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    margins = np.zeros_like(counts)
+    present = counts > 0
+    margins[present] = counts[present] ** -0.25
+    margins[~present] = margins[present].max() if present.any() else 1.0
+    return margins * (max_margin / margins.max())
+
+
+def ldam_loss(cosines: torch.Tensor, y: torch.Tensor, margins: torch.Tensor, scale: float,
+              weight: torch.Tensor | None = None) -> torch.Tensor:
+    """CE(scale * (cosines - margins[y] on the true class), y), with class weights when given."""
+    shifted = cosines.float() - torch.nn.functional.one_hot(y, cosines.shape[1]) * margins[y][:, None]
+    return torch.nn.functional.cross_entropy(scale * shifted, y, weight=weight)
+
+
+@register
+class LDAMDRW(ResamplingMethod):
+    name = "ldam-drw"
+    summary = "LDAM margin loss on a cosine last layer, class-balanced re-weighting deferred to the last 20 %"
+    citation = "Cao et al., Learning imbalanced datasets with label-distribution-aware margin loss, NeurIPS 2019"
+    defaults = {"max_margin": 0.5, "scale": 30.0, "drw_fraction": 0.8, "beta": 0.9999}
+    classifier_spec = {**CLASSIFIER_SPEC, "head": "cosine"}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        if not 0.0 <= float(self.params["drw_fraction"]) <= 1.0:
+            raise ValueError(f"drw_fraction must lie in [0, 1]; got {self.params['drw_fraction']!r}")
+        class_balanced_weights([1, 2], float(self.params["beta"]))  # beta's range, checked before any cell runs
+
+    def batch_loss(self, model, x, y):
+        cosines = model(x)
+        if getattr(self, "_margins", None) is None or self._margins.device != cosines.device:
+            margins = ldam_margins(self.train_counts, float(self.params["max_margin"]))
+            weights = class_balanced_weights(self.train_counts, float(self.params["beta"]))
+            self._margins = torch.as_tensor(margins, dtype=torch.float32, device=cosines.device)
+            self._weights = torch.as_tensor(weights, dtype=torch.float32, device=cosines.device)
+        deferred = self.epoch_fraction >= float(self.params["drw_fraction"])
+        return ldam_loss(cosines, y, self._margins, float(self.params["scale"]), self._weights if deferred else None)
