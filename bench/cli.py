@@ -267,10 +267,16 @@ def list_(what, data_dir):
     """List the methods, datasets or presets."""
     if what == "methods":
         from bench.methods import get_method, method_names
+        from bench.methods.base import FAMILIES
 
-        for name in method_names():
-            cls = get_method(name)
-            click.echo(f"{name:<14} {cls.summary}\n{'':<14} cite: {cls.citation}")
+        classes = {name: get_method(name) for name in method_names()}
+        families = sorted({c.family for c in classes.values()},
+                          key=lambda f: (FAMILIES.index(f) if f in FAMILIES else len(FAMILIES), f))
+        for family in families:
+            click.echo(f"{family}:")
+            for name, cls in classes.items():
+                if cls.family == family:
+                    click.echo(f"  {name:<17} {cls.summary}\n  {'':<17} cite: {cls.citation}")
     elif what == "datasets":
         from bench.datasets import dataset_folder, dataset_names, get_dataset_info
 

@@ -114,6 +114,7 @@ def g_loss_fn(out_fake, y_fake) -> tuple[torch.Tensor, torch.Tensor]:
 @register
 class ACGAN(GenerativeOversampling):
     name = "acgan"
+    family = "generative oversampling"
     summary = "one class-conditional GAN with an auxiliary classifier in D, trained on all classes"
     citation = "Odena, Olah and Shlens, Conditional image synthesis with auxiliary classifier GANs, ICML 2017"
     defaults = {**COMMON_DEFAULTS, "z_dim": 100, "lr": 2e-4, "beta1": 0.5, "width": 64, "dropout": 0.5,

@@ -17,6 +17,7 @@ from bench.methods.resampling import PixelOversampling
 @register
 class Adasyn(PixelOversampling):
     name = "adasyn"
+    family = "resampling"
     summary = "ADASYN on raw pixels (imbalanced-learn), then the common classifier"
     citation = "He et al., ADASYN: Adaptive Synthetic Sampling Approach for Imbalanced Learning, IJCNN 2008"
     sampler = ADASYN

@@ -176,6 +176,7 @@ def g_loss_fn(logits_fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 @register
 class BAGAN(GenerativeOversampling):
     name = "bagan"
+    family = "generative oversampling"
     summary = ("BAGAN: autoencoder-initialised GAN with per-class Gaussian latents and a c+1-class "
                "discriminator; its class-conditional samples balance")
     citation = ("Mariani, Scheidegger, Istrate, Bekas and Malossi, BAGAN: Data augmentation with balancing "

@@ -24,6 +24,7 @@ from bench.methods.resampling import ResamplingMethod
 @register
 class BalancedSoftmax(ResamplingMethod):
     name = "balanced-softmax"
+    family = "loss-based"
     summary = "balanced softmax cross-entropy: CE(z + log n_c); plain logits at test time"
     citation = "Ren et al., Balanced meta-softmax for long-tailed visual recognition, NeurIPS 2020"
     defaults = {}

@@ -82,6 +82,10 @@ class FitContext:
             torch.compiler.cudagraph_mark_step_begin()
 
 
+# ``bench list methods`` shows the methods by family, in this order; a method of another family comes last.
+FAMILIES = ("the paper's", "baseline", "resampling", "generative oversampling", "loss-based", "your own")
+
+
 class Method(abc.ABC):
     """A learning method under test.
 
@@ -108,6 +112,7 @@ class Method(abc.ABC):
     citation: ClassVar[str] = ""
     defaults: ClassVar[dict] = {}
     version: ClassVar[int] = 1  # bump when a change alters results: it is part of the cell key
+    family: ClassVar[str] = "your own"  # how ``bench list methods`` groups it (``FAMILIES``)
     battle_twin: ClassVar[str | None] = None  # the registered method this one is battled against, if any
 
     def __init__(self, **params):

@@ -116,6 +116,7 @@ class CapsanPlan:
 @register
 class CapsAN(Method):
     name = "capsan"
+    family = "the paper's"
     battle_twin = "capsan-conv"  # the paper's battle: CapsAN against its Conv-GAN
     summary = "capsule adversarial network: capsule discriminator, CBN generator, minority augmentation"
     citation = CITATION
@@ -386,6 +387,7 @@ class CapsAN(Method):
 @register
 class CapsANConv(CapsAN):
     name = "capsan-conv"
+    family = "the paper's"
     battle_twin = "capsan"
     summary = "CapsAN with a convolutional discriminator and c+1 softmax head (the paper's Conv-GAN)"
     citation = CITATION + " (Conv-GAN comparison)"

@@ -62,6 +62,7 @@ class _ClassBalanced(ResamplingMethod):
 @register
 class ClassBalancedCE(_ClassBalanced):
     name = "cb-ce"
+    family = "loss-based"
     summary = "class-balanced softmax cross-entropy (effective number of samples, beta 0.9999)"
     citation = "Cui et al., Class-balanced loss based on effective number of samples, CVPR 2019"
     defaults = {"beta": 0.9999}
@@ -74,6 +75,7 @@ class ClassBalancedCE(_ClassBalanced):
 @register
 class ClassBalancedFocal(_ClassBalanced):
     name = "cb-focal"
+    family = "loss-based"
     summary = "class-balanced sigmoid focal loss (effective number of samples, beta 0.9999, gamma 1)"
     citation = "Cui et al., Class-balanced loss based on effective number of samples, CVPR 2019"
     defaults = {"beta": 0.9999, "gamma": 1.0}

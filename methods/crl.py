@@ -193,6 +193,7 @@ def crl_batch_loss(model: CommonCNN, x: torch.Tensor, y: torch.Tensor, alpha: fl
 @register
 class CRL(ResamplingMethod):
     name = "crl"
+    family = "loss-based"
     summary = "cross-entropy plus the Class Rectification Loss (batch-wise minority hard mining)"
     citation = ("Dong, Gong & Zhu, Class rectification hard mining for imbalanced deep learning, ICCV 2017; "
                 "Imbalanced deep learning by minority class incremental rectification, IEEE TPAMI 41(6), 2019")

@@ -137,6 +137,7 @@ def rotate_pairs(a: torch.Tensor, b: torch.Tensor, generator: torch.Generator) -
 @register
 class DAGAN(GenerativeOversampling):
     name = "dagan"
+    family = "generative oversampling"
     summary = ("one image-conditioned WGAN-GP generator (UResNet) trained on within-class pairs of every "
                "class; minority images are mapped through it to balance")
     citation = ("Antoniou, Storkey and Edwards, Data augmentation generative adversarial networks, "

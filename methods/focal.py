@@ -39,6 +39,7 @@ def focal_loss(logits: torch.Tensor, y: torch.Tensor, gamma: float, weight: torc
 @register
 class Focal(ResamplingMethod):
     name = "focal"
+    family = "loss-based"
     summary = "focal loss on the common classifier (softmax form, gamma 2)"
     citation = "Lin et al., Focal loss for dense object detection, ICCV 2017"
     defaults = {"gamma": 2.0}

@@ -146,6 +146,7 @@ def discriminator_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 @register
 class GAMO(Method):
     name = "gamo"
+    family = "generative oversampling"
     summary = "three-player game: convex generator of minority features vs classifier and discriminator"
     citation = "Mullick, Datta and Das, Generative adversarial minority oversampling, ICCV 2019"
     version = 2  # 2: the budget contract (M's U updates: a joint game update, F's phase takes the rest)

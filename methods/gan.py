@@ -47,6 +47,7 @@ def g_loss_fn(d_fake: torch.Tensor) -> torch.Tensor:
 @register
 class GAN(GenerativeOversampling):
     name = "gan"
+    family = "generative oversampling"
     summary = "one unconditional DCGAN per minority class, trained on that class alone; its samples balance"
     citation = ("Goodfellow et al., Generative adversarial nets, NeurIPS 2014; Radford et al., DCGAN, "
                 "ICLR 2016")

@@ -12,6 +12,7 @@ from bench.methods.resampling import ResamplingMethod
 @register
 class Imbalanced(ResamplingMethod):
     name = "imbalanced"
+    family = "baseline"
     summary = "no resampling: the common classifier on the imbalanced training set"
     citation = "baseline (Shamsolmoali et al., Neurocomputing 2021, Table 3 'Imbalanced')"
     defaults = {}

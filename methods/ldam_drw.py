@@ -52,6 +52,7 @@ def ldam_loss(cosines: torch.Tensor, y: torch.Tensor, margins: torch.Tensor, sca
 @register
 class LDAMDRW(ResamplingMethod):
     name = "ldam-drw"
+    family = "loss-based"
     summary = "LDAM margin loss on a cosine last layer, class-balanced re-weighting deferred to the last 20 %"
     citation = "Cao et al., Learning imbalanced datasets with label-distribution-aware margin loss, NeurIPS 2019"
     defaults = {"max_margin": 0.5, "scale": 30.0, "drw_fraction": 0.8, "beta": 0.9999}

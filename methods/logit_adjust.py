@@ -30,6 +30,7 @@ def log_prior(counts) -> np.ndarray:
 @register
 class LogitAdjust(ResamplingMethod):
     name = "logit-adjust"
+    family = "loss-based"
     summary = "logit-adjusted cross-entropy: CE(z + tau log prior), tau 1; plain logits at test time"
     citation = "Menon et al., Long-tail learning via logit adjustment, ICLR 2021"
     defaults = {"tau": 1.0}

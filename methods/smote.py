@@ -16,6 +16,7 @@ from bench.methods.resampling import PixelOversampling
 @register
 class Smote(PixelOversampling):
     name = "smote"
+    family = "resampling"
     summary = "SMOTE on raw pixels (imbalanced-learn), then the common classifier"
     citation = "Chawla et al., SMOTE: Synthetic Minority Over-sampling Technique, JAIR 2002"
     sampler = SMOTE

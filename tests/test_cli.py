@@ -27,6 +27,12 @@ def test_version_and_lists(capsys):
     assert code == 0 and "capsan-bench" in out and "0.1.0" in out
     code, out, _ = _bench_main(capsys, "list", "methods")
     assert code == 0 and all(name in out for name in ("imbalanced", "smote", "adasyn", "Chawla"))
+    # grouped by family, the paper's first; each method under its own family's heading
+    headings = [line for line in out.splitlines() if not line.startswith(" ")]
+    assert headings == ["the paper's:", "baseline:", "resampling:", "generative oversampling:", "loss-based:"]
+    section = out.split("loss-based:")[1]
+    assert all(f"  {name} " in section for name in ("crl", "focal", "cb-focal", "ldam-drw", "balanced-softmax"))
+    assert "  smote " not in section and "  capsan " in out.split("baseline:")[0]
     code, out, _ = _bench_main(capsys, "list", "presets")
     assert code == 0 and all(name in out for name in ("smoke", "quick", "paper-table3"))
     code, out, _ = _bench_main(capsys, "list", "datasets", "--data-dir", "/nonexistent")
