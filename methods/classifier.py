@@ -1,5 +1,9 @@
 """The common classifier: one small CNN, trained the same way, used unchanged by every resampling method.
 
+(``classifier = "resnet32"`` and ``classifier_schedule = "longtail-sgd"``, parameters of every method on the
+common classifier, swap in He et al.'s CIFAR ResNet-32 and the long-tail papers' SGD recipe: ``BACKBONES``,
+``SCHEDULES``. What follows is the default, ``cnn`` with ``adam``.)
+
 Architecture (a plain two-layer CNN; any input size from 8x8 up, 1 or 3 channels):
   conv3x3(32) - ReLU - maxpool2 -> conv3x3(64) - ReLU - maxpool2 -> flatten -> linear(128) - ReLU
   -> dropout(0.25) -> linear(n_classes).
@@ -43,8 +47,41 @@ CLASSIFIER_SPEC = {
     "dropout": 0.25,
 }
 # The last layer: "linear" (the default, absent from CLASSIFIER_SPEC so existing keys stay) or "cosine"
-# (``CosineLinear``; a method that needs it sets ``{**CLASSIFIER_SPEC, "head": "cosine"}``, stored in its key).
+# (``CosineLinear``; a method that needs it sets ``classifier_head = "cosine"``, stored in its key).
 HEADS = ("linear", "cosine")
+
+# The two choices every method on the common classifier takes as parameters (``CLASSIFIER_DEFAULTS``): the
+# backbone and the training recipe. Their defaults give exactly CLASSIFIER_SPEC (the keys of every stored cell).
+BACKBONES = {
+    "cnn": {"arch": CLASSIFIER_SPEC["arch"], "dropout": CLASSIFIER_SPEC["dropout"]},
+    "resnet32": {"arch": "resnet32"},  # methods/resnet.py: He et al.'s CIFAR ResNet-32, batch-normalised
+}
+SCHEDULES = {
+    "adam": {"optimizer": "adam", "lr": 1e-3, "batch_size": 64},  # the suite's recipe (above)
+    # The long-tail papers' CIFAR recipe (LDAM-DRW, Cao et al. 2019; logit adjustment and balanced softmax train
+    # the same way): SGD, momentum 0.9, weight decay 2e-4, batch 128, lr 0.1 reached by a linear warm-up over
+    # the first 5 of 200 epochs, times 0.01 from epoch 160 and 0.0001 from epoch 180; random 4-pixel-padded
+    # crops and horizontal flips. Here the fractions apply to the cell's U updates, whatever E is.
+    "longtail-sgd": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 2e-4, "batch_size": 128,
+                     "warmup": 0.025, "decay_at": [0.8, 0.9], "decay": [0.01, 0.0001], "augment": "crop4-flip"},
+}
+CLASSIFIER_DEFAULTS = {"classifier": "cnn", "classifier_schedule": "adam"}
+
+
+def classifier_spec(backbone: str = "cnn", schedule: str = "adam", head: str = "linear") -> dict:
+    """The full, keyed description of the common classifier for a backbone, a schedule and a last layer."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"classifier must be one of {', '.join(BACKBONES)}; got {backbone!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"classifier_schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
+    return {**BACKBONES[backbone], **SCHEDULES[schedule], **({"head": head} if head != "linear" else {})}
+
+
+def keyed_params(params: dict, spec: dict) -> dict:
+    """A method's key parameters: its own, with the two classifier choices replaced by the spec they give."""
+    return {**{k: v for k, v in params.items() if k not in CLASSIFIER_DEFAULTS}, "classifier": spec}
 
 
 class CosineLinear(nn.Module):
@@ -82,9 +119,12 @@ class CommonCNN(nn.Module):
         return self.head(self.features(x))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """The 128-d penultimate features (after the ReLU, before dropout); ``self.head[2:]`` maps them to
-        the logits, so ``head[2:](embed(x))`` computes exactly what ``forward(x)`` does."""
+        """The 128-d penultimate features (after the ReLU, before dropout); ``classify(embed(x))`` computes
+        exactly what ``forward(x)`` does."""
         return self.head[:2](self.features(x))
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head[2:](features)
 
 
 def shuffled_batches(n: int, batch: int, generator: torch.Generator, device):
@@ -103,8 +143,51 @@ def to_input(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.T
     return tensor.float().div_(127.5).sub_(1.0)
 
 
+def build_network(spec: dict, image_shape, n_classes: int) -> nn.Module:
+    head = spec.get("head", "linear")
+    if spec["arch"] == "resnet32":
+        from bench.methods.resnet import ResNet32
+
+        last = nn.Linear(64, n_classes) if head == "linear" else CosineLinear(64, n_classes)
+        return ResNet32(image_shape, n_classes, last)
+    return CommonCNN(image_shape, n_classes, spec["dropout"], head)
+
+
+def build_optimizer(spec: dict, model: nn.Module, updates: int):
+    """The spec's optimiser and its per-update learning-rate factor (None: constant)."""
+    if spec["optimizer"] == "adam":
+        return torch.optim.Adam(model.parameters(), lr=spec["lr"]), None
+    optimizer = torch.optim.SGD(model.parameters(), lr=spec["lr"], momentum=spec["momentum"],
+                                weight_decay=spec["weight_decay"])
+    warm = max(1, round(spec["warmup"] * updates))
+    steps = [round(f * updates) for f in spec["decay_at"]]
+
+    def factor(update: int) -> float:  # update: 0-based index of the next optimiser step
+        if update < warm:
+            return (update + 1) / warm
+        passed = [d for at, d in zip(steps, spec["decay"], strict=True) if update >= at]
+        return passed[-1] if passed else 1.0
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random ``pad``-pixel-padded crops (the padding black: -1) and horizontal flips, one draw per image from
+    ``generator`` (CPU, seeded), computed on ``x``'s device."""
+    n, channels, height, width = x.shape
+    offsets = torch.randint(0, 2 * pad + 1, (2, n), generator=generator).to(x.device)
+    flips = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    padded = nn.functional.pad(x, (pad, pad, pad, pad), value=-1.0)
+    rows = (offsets[0][:, None] + torch.arange(height, device=x.device))[:, None, :, None]
+    cols = (offsets[1][:, None] + torch.arange(width, device=x.device))[:, None, None, :]
+    crops = padded[torch.arange(n, device=x.device)[:, None, None, None],
+                   torch.arange(channels, device=x.device)[None, :, None, None], rows, cols]
+    return torch.where(flips[:, None, None, None], crops.flip(-1), crops)
+
+
 class Classifier:
-    """Train ``CommonCNN`` on an image set, then predict class probabilities."""
+    """Train the common classifier (``spec``: ``CommonCNN`` or ResNet-32, its recipe) on an image set, then
+    predict class probabilities."""
 
     def __init__(self, spec: dict = CLASSIFIER_SPEC, loss=None):
         self.spec = dict(spec)
@@ -121,9 +204,7 @@ class Classifier:
         torch.manual_seed(ctx.seed)
         self.device = ctx.device
         self.autocast = ctx.autocast  # prediction runs in the precision of training
-        self.model = CommonCNN(train.image_shape, train.n_classes, self.spec["dropout"],
-                               self.spec.get("head", "linear")).to(ctx.device)
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.spec["lr"])
+        self.model = build_network(self.spec, train.image_shape, train.n_classes).to(ctx.device)
         x = to_input(train.images, ctx.device)
         y = torch.as_tensor(train.labels, device=ctx.device)
         generator = torch.Generator(device="cpu").manual_seed(ctx.seed)
@@ -131,6 +212,8 @@ class Classifier:
         budget = budget or Budget.of(train.counts(), ctx.epochs)
         steps = budget.classifier_steps(batch)
         ctx.ledger.contract["classifier"] = budget.classifier_updates(batch)
+        optimizer, schedule = build_optimizer(self.spec, self.model, budget.classifier_updates(batch))
+        augment = torch.Generator(device="cpu").manual_seed(ctx.seed + 1) if self.spec.get("augment") else None
         batches = shuffled_batches(len(train), batch, generator, ctx.device)
         history = []
         self.model.train()
@@ -144,11 +227,14 @@ class Classifier:
                 for _ in range(steps):
                     index = next(batches)
                     ctx.step_begin()
+                    inputs = x[index] if augment is None else crop_flip(x[index], augment)
                     with ctx.autocast():
-                        loss = batch_loss(self.model, x[index], y[index]).float()
+                        loss = batch_loss(self.model, inputs, y[index]).float()
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     ctx.ledger.step("classifier", optimizer, len(index))
+                    if schedule is not None:
+                        schedule.step()
                     total += loss.detach() * len(index)
                     seen += len(index)
                 mean_loss = (total / seen).item()  # one host sync per epoch

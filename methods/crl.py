@@ -15,7 +15,7 @@ What a training step does (everything per batch, on the device, without host syn
    - class level (default): hardness from the predicted probability of c, p(y=c|x): the ``kappa`` hard
      positives are the class-c samples with the LOWEST p_c, the ``kappa`` hard negatives the other-class
      samples with the HIGHEST p_c (the anchor itself is never its own positive);
-   - instance level: distances between the 128-d penultimate features (``CommonCNN.embed``): hard positives
+   - instance level: distances between the penultimate features (``model.embed``: 128-d on the CNN): hard positives
      are the class-c samples FARTHEST from the anchor, hard negatives the other-class samples NEAREST to it.
    Fewer than ``kappa`` candidates in the batch: all of them are used.
 3. Comparison of anchor, hard positives and hard negatives (``comparison``):
@@ -185,7 +185,7 @@ def crl_batch_loss(model: CommonCNN, x: torch.Tensor, y: torch.Tensor, alpha: fl
     """alpha x L_crl + (1 - alpha) x cross-entropy of one batch on the common CNN; ``crl``: level,
     comparison, kappa, margin, rho, bins (``class_rectification_loss``)."""
     features = model.embed(x)
-    logits = model.head[2:](features)  # exactly model(x)
+    logits = model.classify(features)  # exactly model(x)
     ce = nn.functional.cross_entropy(logits, y)
     return alpha * class_rectification_loss(torch.softmax(logits, dim=1), features, y, **crl) + (1 - alpha) * ce
 

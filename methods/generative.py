@@ -47,7 +47,7 @@ from torchvision.utils import save_image
 from bench.datasets.base import ImageSet
 from bench.methods.base import FitContext, Method, check_finite
 from bench.methods.budget import Budget, check_schedule
-from bench.methods.classifier import CLASSIFIER_SPEC, Classifier, to_input
+from bench.methods.classifier import CLASSIFIER_DEFAULTS, Classifier, classifier_spec, keyed_params, to_input
 
 # Defaults every generative baseline shares; a method adds its own over these.
 COMMON_DEFAULTS = {
@@ -57,6 +57,7 @@ COMMON_DEFAULTS = {
     "gan_iterations": None,  # generator updates asked for, in whole epochs (a paper that counts iterations)
     "phi": 1.0,  # balance level: 1.0 tops every class up to the largest one
     "schedule": "contract",  # or "paper": the method's ``paper_schedule`` overrides, off the contract
+    **CLASSIFIER_DEFAULTS,  # the common classifier's backbone and recipe (classifier.py), keyed as its spec
 }
 # Parameters added after the cells of version 2 were first stored, whose defaults train exactly as before:
 # left out of the cell key at these values, so that those stores still resume.
@@ -93,6 +94,7 @@ class GenerativeOversampling(Method):
         super().__init__(**params)
         schedule = self.params["schedule"]
         check_schedule(self.name, schedule)
+        self.classifier_spec = classifier_spec(self.params["classifier"], self.params["classifier_schedule"])
         # the batch the contract's G is counted at: the user's, else the default (not the paper's)
         self.contract_batch = self.params["batch_size"]
         if schedule == "paper":
@@ -103,7 +105,7 @@ class GenerativeOversampling(Method):
 
     def key_params(self) -> dict:
         params = {k: v for k, v in self.params.items() if k not in UNKEYED_DEFAULTS or v != UNKEYED_DEFAULTS[k]}
-        return {**params, "classifier": CLASSIFIER_SPEC}
+        return keyed_params(params, self.classifier_spec)
 
     @abc.abstractmethod
     def train_generator(self, x: torch.Tensor, y: torch.Tensor, counts: np.ndarray, epochs: int,
@@ -161,7 +163,7 @@ class GenerativeOversampling(Method):
 
         shifted = dataclasses.replace(
             ctx, progress=lambda epoch, total, logs: ctx.progress(gan_epochs + epoch, self._total_epochs, logs))
-        self.classifier = Classifier()
+        self.classifier = Classifier(self.classifier_spec)
         self.classifier.fit(balanced, shifted, budget)
 
     @torch.no_grad()

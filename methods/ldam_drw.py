@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from bench.methods.class_balanced import class_balanced_weights
-from bench.methods.classifier import CLASSIFIER_SPEC
 from bench.methods.registry import register
 from bench.methods.resampling import ResamplingMethod
 
@@ -56,7 +55,7 @@ class LDAMDRW(ResamplingMethod):
     summary = "LDAM margin loss on a cosine last layer, class-balanced re-weighting deferred to the last 20 %"
     citation = "Cao et al., Learning imbalanced datasets with label-distribution-aware margin loss, NeurIPS 2019"
     defaults = {"max_margin": 0.5, "scale": 30.0, "drw_fraction": 0.8, "beta": 0.9999}
-    classifier_spec = {**CLASSIFIER_SPEC, "head": "cosine"}
+    classifier_head = "cosine"
 
     def __init__(self, **params):
         super().__init__(**params)

@@ -19,7 +19,7 @@ from bench.datasets.base import ImageSet
 from bench.errors import CellRefused
 from bench.methods.base import FitContext, Method
 from bench.methods.budget import Budget
-from bench.methods.classifier import CLASSIFIER_SPEC, Classifier
+from bench.methods.classifier import CLASSIFIER_DEFAULTS, Classifier, classifier_spec, keyed_params
 
 
 class ResamplingMethod(Method):
@@ -40,10 +40,19 @@ class ResamplingMethod(Method):
     """
 
     version = 2  # 2: the budget contract (the classifier's U updates, from the imbalanced set)
-    classifier_spec = CLASSIFIER_SPEC  # a loss may need another head: {**CLASSIFIER_SPEC, "head": "cosine"}
+    classifier_head = "linear"  # "cosine": a normalised last layer (a margin loss's)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.defaults = {**CLASSIFIER_DEFAULTS, **cls.defaults}  # every method on the common classifier takes them
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.classifier_spec = classifier_spec(self.params["classifier"], self.params["classifier_schedule"],
+                                               self.classifier_head)
 
     def key_params(self) -> dict:
-        return {**self.params, "classifier": self.classifier_spec}
+        return keyed_params(self.params, self.classifier_spec)
 
     @property
     def epoch_fraction(self) -> float:
@@ -86,7 +95,8 @@ class PixelOversampling(ResamplingMethod):
     sampler: type
 
     def resample(self, train: ImageSet, ctx: FitContext) -> ImageSet:
-        return resample_pixels(self.sampler(random_state=ctx.seed, **self.params), train)
+        sampler_params = {k: v for k, v in self.params.items() if k not in CLASSIFIER_DEFAULTS}
+        return resample_pixels(self.sampler(random_state=ctx.seed, **sampler_params), train)
 
 
 def resample_pixels(sampler, train: ImageSet) -> ImageSet:

@@ -53,7 +53,8 @@ def test_all_pairs_and_explicit_pairs():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"methods": ["nope"]}, "unknown method 'nope'; valid names: acgan, adasyn, bagan, capsan, capsan-conv, crl, dagan, gamo, gan, imbalanced, smote"),
+    ({"methods": ["nope"]}, "unknown method 'nope'; valid names: acgan, adasyn, bagan, balanced-softmax, capsan, capsan-conv, cb-ce, cb-focal, "
+     "crl, dagan, focal, gamo, gan, imbalanced, ldam-drw, logit-adjust, smote"),
     ({"datasets": ["nope"]}, "unknown dataset 'nope'; valid names:"),
     ({"methods": ["smote", "smote"]}, "listed twice"),
     ({"ratios": [0.1, 1.5]}, r"outside \(0, 1\]"),
@@ -65,7 +66,7 @@ def test_all_pairs_and_explicit_pairs():
     ({"pairs": [[3, 12]]}, "does not exist"),
     ({"pairs": [[3, 5], [3, 5]]}, "listed twice"),
     ({"protocol": "nope"}, "unknown protocol"),
-    ({"method_params": {"smote": {"k": 3}}}, "has no parameter k; valid parameters: k_neighbors"),
+    ({"method_params": {"smote": {"k": 3}}}, "has no parameter k; valid parameters: classifier, classifier_schedule, k_neighbors"),
 ])
 def test_bad_configurations_are_one_line_errors(overrides, message):
     with pytest.raises(BenchError, match=message) as info:

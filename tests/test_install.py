@@ -12,7 +12,7 @@ def test_tox_builds_one_heavy_environment_and_passes_pip_settings_through():
     envs = [e.strip() for e in tox["tox"]["env_list"].split(",")]
     installing = [e for e in envs if tox.get(f"testenv:{e}", "skip_install", fallback="false").strip() != "true"]
     assert installing == ["py"]  # lint and smoke install nothing: smoke runs py's bench
-    assert "{work_dir}{/}py{/}bin{/}bench run --preset smoke" in tox["testenv:smoke"]["commands"]
+    assert "{work_dir}{/}py{/}bin{/}bench run --preset smoke --threads 1" in tox["testenv:smoke"]["commands"]
     # the smoke numbers are guarded: compared with the committed reference, which exists
     assert "bench compare --results {env_tmp_dir}{/}results --against {tox_root}{/}benchmarks{/}reference{/}smoke.json" \
         in tox["testenv:smoke"]["commands"]

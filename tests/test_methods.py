@@ -108,9 +108,9 @@ def test_a_nan_loss_fails_the_cell_as_diverged(digits, tmp_path):
 
 def test_unknown_method_and_unknown_parameter():
     with pytest.raises(BenchError, match="unknown method 'capsan2'; valid names: acgan, adasyn, .*, capsan, capsan-conv, "
-                                         "crl, .*imbalanced, smote"):
+                                         "cb-ce, cb-focal, crl, .*imbalanced, ldam-drw, logit-adjust, smote"):
         get_method("capsan2")
-    with pytest.raises(ValueError, match="method 'smote' has no parameter k; valid parameters: k_neighbors"):
+    with pytest.raises(ValueError, match="method 'smote' has no parameter k; valid parameters: classifier, classifier_schedule, k_neighbors"):
         get_method("smote")(k=3)
 
 
