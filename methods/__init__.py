@@ -15,6 +15,7 @@ from bench.methods import (  # noqa: F401  (registers the built-in methods)
     class_balanced,
     crl,
     dagan,
+    deepsmote,
     focal,
     gamo,
     gan,

@@ -6,7 +6,7 @@ Figures once coloured the methods present in each figure in turn, so a method ch
 Here a method's look depends on its name, not on what else a figure holds:
 - the built-in methods have fixed slots, in ``KNOWN`` order (new built-ins are appended, never inserted);
 - any other name (your method, a variant such as ``capsan[phi=0.5]``) prefers one of the slots no built-in
-  has (``SPARE``: the 15 dashed colours after the 17 built-ins), chosen by a hash of its name, so it keeps its colour wherever it appears unless another such
+  has (``SPARE``: the 14 dashed colours after the 18 built-ins), chosen by a hash of its name, so it keeps its colour wherever it appears unless another such
   name of the same figure has it already;
 - slot s is colour ``COLOURS[s % 16]`` with style ``STYLES[s // 16]``: 16 distinguishable colours (seaborn's
   ``colorblind`` ten, then six of Paul Tol's that differ from them), each with a solid line and round markers
@@ -27,7 +27,7 @@ COLOURS = (
 )
 STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))  # (line style, marker)
 KNOWN = ("imbalanced", "smote", "adasyn", "crl", "gan", "acgan", "dagan", "bagan", "gamo", "capsan", "capsan-conv",
-         "focal", "cb-ce", "cb-focal", "ldam-drw", "logit-adjust", "balanced-softmax")
+         "focal", "cb-ce", "cb-focal", "ldam-drw", "logit-adjust", "balanced-softmax", "deepsmote")
 SLOTS = len(COLOURS) * len(STYLES)
 # The slots no built-in has, up to the end of the last line style the built-ins reach: where other names go.
 SPARE = range(len(KNOWN), -(-len(KNOWN) // len(COLOURS)) * len(COLOURS))

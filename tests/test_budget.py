@@ -20,7 +20,7 @@ CPU = torch.device("cpu")
 EPOCHS = 2
 LOSSES = ["focal", "cb-ce", "cb-focal", "ldam-drw", "logit-adjust", "balanced-softmax"]  # on the imbalanced set
 BUILT_IN = ["imbalanced", "smote", "adasyn", "crl", "gan", "acgan", "dagan", "bagan", "gamo", "capsan",
-            "capsan-conv", *LOSSES]
+            "capsan-conv", "deepsmote", *LOSSES]
 
 
 @pytest.fixture(scope="module", params=[8, 28], ids=["digits-8x8", "digits-28x28"])

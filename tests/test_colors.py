@@ -27,7 +27,7 @@ def test_every_registered_method_has_a_fixed_slot_and_sixteen_get_sixteen_colour
     assert set(method_names()) <= set(KNOWN) | {"pixel-logreg"}  # a new built-in must be added to KNOWN
     colours = [look["color"] for look in method_looks(BUILT_IN[:16]).values()]
     assert len(set(colours)) == 16  # imbalanced and smote once shared one
-    looks = method_looks(BUILT_IN).values()  # the 17th built-in: a colour again, in another line style
+    looks = method_looks(BUILT_IN).values()  # the 17th built-in on: a colour again, in another line style
     assert len({(v["color"], v["linestyle"]) for v in looks}) == len(BUILT_IN)
     user = method_looks(["my-method"])["my-method"]  # another name prefers a slot no built-in has
     assert (user["color"], user["linestyle"]) not in {(v["color"], v["linestyle"]) for v in looks}

@@ -54,7 +54,7 @@ def test_all_pairs_and_explicit_pairs():
 
 @pytest.mark.parametrize("overrides, message", [
     ({"methods": ["nope"]}, "unknown method 'nope'; valid names: acgan, adasyn, bagan, balanced-softmax, capsan, capsan-conv, cb-ce, cb-focal, "
-     "crl, dagan, focal, gamo, gan, imbalanced, ldam-drw, logit-adjust, smote"),
+     "crl, dagan, deepsmote, focal, gamo, gan, imbalanced, ldam-drw, logit-adjust, smote"),
     ({"datasets": ["nope"]}, "unknown dataset 'nope'; valid names:"),
     ({"methods": ["smote", "smote"]}, "listed twice"),
     ({"ratios": [0.1, 1.5]}, r"outside \(0, 1\]"),

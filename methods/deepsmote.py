@@ -1,0 +1,130 @@
+"""``deepsmote``: an encoder/decoder trained for reconstruction, SMOTE in its latent space, decoded images.
+
+Paper: D. Dablain, B. Krawczyk and N. V. Chawla, "DeepSMOTE: Fusing deep learning and SMOTE for imbalanced
+data", IEEE TNNLS 34(9), 2023 (arXiv:2105.02340); official code github.com/dd1github/DeepSMOTE
+(``DeepSMOTE_MNIST.py`` and ``GenerateSamples.py``, read for the details below, not copied).
+
+1. **Training** (the generator phase of ``generative.py``): an encoder (image -> ``latent_dim`` values) and a
+   decoder (back to an image in [-1, 1]) trained together with Adam (lr 2e-4, the code's betas 0.9/0.999) on
+   the whole imbalanced training set. Each step's loss is the sum of two mean squared errors:
+   - the reconstruction of the batch, MSE(decoder(encoder(x)), x);
+   - the paper's penalty term: one class is drawn uniformly among the classes present, up to 100 of its
+     images without replacement; they are encoded WITHOUT gradient (the code detaches the latents), and their
+     decoding is compared with the images, MSE(decoder(z), x_class). The code shifts the latents and the images
+     by the same cyclic permutation before comparing them, which leaves every latent paired with its own
+     image; we compute the same loss without the shift (a no-op). The encoding runs in training mode, so the
+     class sample also updates the encoder's batch-norm statistics, as in the code.
+2. **Generation**: every training image is encoded (evaluation mode); a class topped up with n images gets n
+   latents from SMOTE on that class's latents (imbalanced-learn's ``SMOTE``, k = 5 nearest neighbours within
+   the class: a latent plus a uniform fraction of the way to one of its neighbours, the code's ``G_SM``),
+   decoded. Top-up and classifier follow ``generative.py`` (phi = 1: every class to n_max; the common classifier
+   on real + generated images under the budget contract).
+
+Networks: the suite's DCGAN blocks (``dcgan_nets.py``), which the official networks follow (4x4 stride-2
+convolutions with LeakyReLU 0.2 and batch normalisation on all but the first; a linear layer to the latent;
+the decoder a linear layer then 4x4 transposed convolutions with batch normalisation and ReLU, tanh out),
+sized for any square image. Deviations: width 64 at the decoder's first map (the code's MNIST decoder starts
+from 512 channels at 7x7, ours from 128); batch 64 and the contract's G updates per optimiser (the code: batch
+100, 200 epochs, the ``paper_schedule``); ``latent_dim`` None takes the code's sizes, 300 for grey images
+(MNIST) and 600 for colour (CIFAR-10).
+The budget: the encoder and the decoder are the generator role (two optimisers, G updates each).
+A class that must be topped up with fewer than ``k_neighbors + 1`` images is refused (``skip``), as ``smote``
+refuses it: SMOTE needs k neighbours within the class.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from imblearn.over_sampling import SMOTE
+from torch import nn
+
+from bench.methods.base import FitContext
+from bench.methods.classifier import shuffled_batches
+from bench.methods.dcgan_nets import DCGANGenerator, DCGANTrunk
+from bench.methods.generative import COMMON_DEFAULTS, GenerativeOversampling, top_up_counts
+from bench.methods.registry import register
+
+PENALTY_SAMPLE = 100  # images of the drawn class in the penalty term (the code's nsamp)
+
+
+class Encoder(nn.Module):
+    def __init__(self, image_shape, latent_dim: int, width: int):
+        super().__init__()
+        self.trunk = DCGANTrunk(image_shape, width)
+        self.fc = nn.Linear(self.trunk.out_features, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.trunk(x))
+
+
+@register
+class DeepSMOTE(GenerativeOversampling):
+    name = "deepsmote"
+    family = "generative oversampling"
+    summary = "encoder/decoder with the permutation penalty; SMOTE on the latents of each class, decoded"
+    citation = "Dablain, Krawczyk and Chawla, DeepSMOTE: Fusing deep learning and SMOTE for imbalanced data, TNNLS 2023"
+    defaults = {**COMMON_DEFAULTS, "latent_dim": None, "lr": 2e-4, "width": 64, "k_neighbors": 5}
+    paper_schedule = {"gan_epochs": 200, "batch_size": 100}  # DeepSMOTE_MNIST.py
+
+    def skip(self, task) -> str | None:
+        counts = task.train.counts()
+        short = [c for c, n in enumerate(top_up_counts(counts, self.params["phi"]))
+                 if n > 0 and counts[c] <= self.params["k_neighbors"]]
+        if short:
+            return (f"SMOTE in the latent space needs at least {self.params['k_neighbors'] + 1} images of every "
+                    f"class it tops up; class {short[0]} has {int(counts[short[0]])}")
+        return None
+
+    def train_generator(self, x, y, counts: np.ndarray, epochs: int, steps: int, ctx: FitContext) -> None:
+        p = self.params
+        latent = p["latent_dim"] or (300 if x.shape[1] == 1 else 600)
+        self.encoder = Encoder(x.shape[1:], latent, p["width"]).to(ctx.device)
+        self.decoder = DCGANGenerator(x.shape[1:], latent, p["width"]).to(ctx.device)
+        enc_opt = torch.optim.Adam(self.encoder.parameters(), p["lr"])
+        dec_opt = torch.optim.Adam(self.decoder.parameters(), p["lr"])
+        encoder, decoder = ctx.compiled(self.encoder), ctx.compiled(self.decoder)
+        members = [torch.nonzero(y == c).flatten() for c in range(len(counts)) if counts[c] > 0]
+        batches = shuffled_batches(len(x), p["batch_size"], self.rng, ctx.device)
+        with ctx.ledger.phase("generator"):
+            for epoch in range(1, epochs + 1):
+                running = torch.zeros(2, device=ctx.device)
+                for _ in range(steps):
+                    ctx.step_begin()
+                    batch = x[next(batches)]
+                    drawn = members[int(torch.randint(len(members), (1,), device=x.device, generator=self.rng))]
+                    chosen = drawn[torch.randperm(len(drawn), device=x.device, generator=self.rng)[:PENALTY_SAMPLE]]
+                    with ctx.autocast():
+                        reconstruction = nn.functional.mse_loss(decoder(encoder(batch)).float(), batch)
+                        with torch.no_grad():
+                            z_class = encoder(x[chosen])  # detached, as in the code
+                        penalty = nn.functional.mse_loss(decoder(z_class).float(), x[chosen])
+                        loss = reconstruction + penalty
+                    enc_opt.zero_grad(set_to_none=True)
+                    dec_opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    ctx.ledger.step("generator", enc_opt, len(batch))
+                    ctx.ledger.step("generator", dec_opt, len(batch) + len(chosen))
+                    running += torch.stack([reconstruction.detach(), penalty.detach()])
+                mse, pen = (running / steps).tolist()  # one host sync per epoch
+                self.end_epoch(epoch, {"reconstruction": mse, "penalty": pen}, ctx)
+        self._encode_training_set(x, y)
+
+    @torch.no_grad()
+    def _encode_training_set(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> None:
+        self.encoder.eval()
+        with self.autocast():
+            z = torch.cat([self.encoder(x[i:i + chunk]).float() for i in range(0, len(x), chunk)])
+        self.latents, self.latent_labels = z.cpu().numpy(), y.cpu().numpy()
+
+    @torch.no_grad()
+    def generate(self, n: int, label: int, generator=None) -> torch.Tensor:
+        have = int((self.latent_labels == label).sum())
+        seed = int(torch.randint(2 ** 31 - 1, (1,), device=self.device, generator=generator))
+        smote = SMOTE(sampling_strategy={label: have + n}, k_neighbors=self.params["k_neighbors"], random_state=seed)
+        resampled, _ = smote.fit_resample(self.latents, self.latent_labels)
+        new = torch.as_tensor(resampled[len(self.latents):], dtype=torch.float32, device=self.device)
+        self.decoder.eval()
+        images = self.decoder(new)
+        self.decoder.train()
+        return images
