@@ -10,6 +10,7 @@ from bench.methods import (  # noqa: F401  (registers the built-in methods)
     acgan,
     adasyn,
     bagan,
+    bagan_gp,
     balanced_softmax,
     capsan,
     class_balanced,

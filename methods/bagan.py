@@ -173,8 +173,31 @@ def g_loss_fn(logits_fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits_fake, labels)
 
 
+class AutoencoderFirst:
+    """The generator phase of an autoencoder-initialised GAN (BAGAN, BAGAN-GP): ``ae_epochs`` autoencoder
+    epochs (None: as many as the adversarial ones), then the contract's adversarial epochs, each of ceil(N /
+    batch) steps over a seeded shuffle."""
+
+    def adversarial_epochs(self, epochs: int, steps: int) -> int:
+        return super().gan_epochs(epochs, steps)
+
+    def autoencoder_epochs(self, epochs: int, steps: int) -> int:
+        ae = self.params["ae_epochs"]
+        return self.adversarial_epochs(epochs, steps) if ae is None else int(ae)
+
+    def gan_epochs(self, epochs: int, steps: int) -> int:
+        """The whole generator phase, as the base class counts it: autoencoder + adversarial epochs."""
+        return self.autoencoder_epochs(epochs, steps) + self.adversarial_epochs(epochs, steps)
+
+    def _batches(self, n: int, steps: int, device):
+        batch = self.params["batch_size"]
+        order = torch.randperm(n, device=device, generator=self.rng)
+        for step in range(steps):
+            yield order[step * batch:(step + 1) * batch]
+
+
 @register
-class BAGAN(GenerativeOversampling):
+class BAGAN(AutoencoderFirst, GenerativeOversampling):
     name = "bagan"
     family = "generative oversampling"
     summary = ("BAGAN: autoencoder-initialised GAN with per-class Gaussian latents and a c+1-class "
@@ -192,18 +215,6 @@ class BAGAN(GenerativeOversampling):
             if self.params[key] not in SAMPLING_MODES:
                 raise ValueError(f"{key} must be one of {SAMPLING_MODES}; got {self.params[key]!r}")
 
-    # -- the epoch split ----------------------------------------------------------------------------------
-    def adversarial_epochs(self, epochs: int, steps: int) -> int:
-        return super().gan_epochs(epochs, steps)
-
-    def autoencoder_epochs(self, epochs: int, steps: int) -> int:
-        ae = self.params["ae_epochs"]
-        return self.adversarial_epochs(epochs, steps) if ae is None else int(ae)
-
-    def gan_epochs(self, epochs: int, steps: int) -> int:
-        """The whole generator phase, as the base class counts it: autoencoder + adversarial epochs."""
-        return self.autoencoder_epochs(epochs, steps) + self.adversarial_epochs(epochs, steps)
-
     # -- the three phases ---------------------------------------------------------------------------------
     def build(self, image_shape, n_classes: int, device: torch.device) -> None:
         p = self.params
@@ -214,12 +225,6 @@ class BAGAN(GenerativeOversampling):
 
     def _adam(self, params):
         return torch.optim.Adam(params, self.params["lr"], betas=(self.params["beta1"], 0.999))
-
-    def _batches(self, n: int, steps: int, device):
-        batch = self.params["batch_size"]
-        order = torch.randperm(n, device=device, generator=self.rng)
-        for step in range(steps):
-            yield order[step * batch:(step + 1) * batch]
 
     def pretrain_autoencoder(self, x: torch.Tensor, epochs: int, steps: int, ctx: FitContext) -> None:
         opt = self._adam(list(self.encoder.parameters()) + list(self.decoder.parameters()))

@@ -6,14 +6,15 @@ Figures once coloured the methods present in each figure in turn, so a method ch
 Here a method's look depends on its name, not on what else a figure holds:
 - the built-in methods have fixed slots, in ``KNOWN`` order (new built-ins are appended, never inserted);
 - any other name (your method, a variant such as ``capsan[phi=0.5]``) prefers one of the slots no built-in
-  has (``SPARE``: the 14 dashed colours after the 18 built-ins), chosen by a hash of its name, so it keeps its colour wherever it appears unless another such
+  has (``SPARE``: the 13 dashed colours after the 19 built-ins), chosen by a hash of its name, so it keeps its colour wherever it appears unless another such
   name of the same figure has it already;
 - slot s is colour ``COLOURS[s % 16]`` with style ``STYLES[s // 16]``: 16 distinguishable colours (seaborn's
   ``colorblind`` ten, then six of Paul Tol's that differ from them), each with a solid line and round markers
   first, then dashed / squares, dotted / triangles and dash-dot / diamonds: 64 looks;
-- in one figure no two names share a look, and up to 16 names no two share a colour: a name whose slot is
-  taken moves to the first free colour (the spare ones first), then to the next line style. Names are
-  placed built-ins first, then in sorted order, so the same names get the same looks in every figure.
+- in one figure no two names share a look, and up to 16 names no two share a colour: a built-in always keeps
+  its slot (past the 16th built-in, a colour comes back in a dashed line); another name whose slot is taken
+  moves to the first free colour (the spare ones first), then to the next line style. Names are placed
+  built-ins first, then in sorted order, so the same names get the same looks in every figure.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ COLOURS = (
 )
 STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))  # (line style, marker)
 KNOWN = ("imbalanced", "smote", "adasyn", "crl", "gan", "acgan", "dagan", "bagan", "gamo", "capsan", "capsan-conv",
-         "focal", "cb-ce", "cb-focal", "ldam-drw", "logit-adjust", "balanced-softmax", "deepsmote")
+         "focal", "cb-ce", "cb-focal", "ldam-drw", "logit-adjust", "balanced-softmax", "deepsmote", "bagan-gp")
 SLOTS = len(COLOURS) * len(STYLES)
 # The slots no built-in has, up to the end of the last line style the built-ins reach: where other names go.
 SPARE = range(len(KNOWN), -(-len(KNOWN) // len(COLOURS)) * len(COLOURS))
@@ -54,9 +55,15 @@ FALLBACK = [*SPARE, *range(len(KNOWN)), *range(SPARE.stop, SLOTS)]
 def method_looks(methods: Iterable[str]) -> dict[str, dict]:
     """{name: {color, linestyle, marker}} for the names of one figure: no two alike (up to 64 names), and no
     two of the same colour up to 16 names."""
-    names = sorted(set(map(str, methods)), key=lambda m: (m not in KNOWN, m))
+    names = sorted(set(map(str, methods)), key=lambda m: (m not in KNOWN, KNOWN.index(m) if m in KNOWN else 0, m))
     taken, colours, looks = set(), set(), {}
     for name in names:
+        if name in KNOWN:  # a built-in always has its own slot, whatever else the figure holds
+            index = KNOWN.index(name)
+            taken.add(index)
+            colours.add(COLOURS[index % len(COLOURS)])
+            looks[name] = look(index)
+            continue
         order = [slot(name), *FALLBACK]
         free = [i for i in order if i not in taken]
         fresh = [i for i in free if COLOURS[i % len(COLOURS)] not in colours]

@@ -20,7 +20,7 @@ CPU = torch.device("cpu")
 EPOCHS = 2
 LOSSES = ["focal", "cb-ce", "cb-focal", "ldam-drw", "logit-adjust", "balanced-softmax"]  # on the imbalanced set
 BUILT_IN = ["imbalanced", "smote", "adasyn", "crl", "gan", "acgan", "dagan", "bagan", "gamo", "capsan",
-            "capsan-conv", "deepsmote", *LOSSES]
+            "capsan-conv", "deepsmote", "bagan-gp", *LOSSES]
 
 
 @pytest.fixture(scope="module", params=[8, 28], ids=["digits-8x8", "digits-28x28"])
@@ -65,8 +65,10 @@ def test_every_method_spends_exactly_the_contract(method, data, tmp_path):
         assert budget["contract"]["generator"] == g
     if method == "dagan":  # n_critic = 5 critic updates per generator update, on top
         assert roles["critic"]["updates"] == 5 * g
-    if method == "bagan":  # the autoencoder's own budget: as many epochs as the GAN
+    if method in ("bagan", "bagan-gp"):  # the autoencoder's own budget: as many epochs as the GAN
         assert roles["autoencoder"]["updates"] == g
+    if method == "bagan-gp":  # n_critic = 5 discriminator updates per generator update, on top
+        assert roles["critic"]["updates"] == 5 * g
     if method == "gamo":  # one gamo2pix decoder per minority class, G updates each
         assert roles["decoder"]["updates"] == roles["decoder"]["optimizers"] * g
     for entry in roles.values():

@@ -159,7 +159,7 @@ def test_a_killed_run_resumes_with_only_the_missing_cells(tmp_path, sig, code):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--methods", "nope"], "unknown method 'nope'; valid names: acgan, adasyn, bagan, balanced-softmax, capsan, capsan-conv, cb-ce, cb-focal, "
+    (["--methods", "nope"], "unknown method 'nope'; valid names: acgan, adasyn, bagan, bagan-gp, balanced-softmax, capsan, capsan-conv, cb-ce, cb-focal, "
      "crl, dagan, deepsmote, focal, gamo, gan, imbalanced, ldam-drw, logit-adjust, smote"),
     (["--datasets", "nope"], "unknown dataset 'nope'; valid names: celeba, cifar10, digits, fashion-mnist, gtsrb, mnist"),
     (["--preset", "nope"], "unknown preset 'nope'; valid names:"),

@@ -53,7 +53,7 @@ def test_all_pairs_and_explicit_pairs():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"methods": ["nope"]}, "unknown method 'nope'; valid names: acgan, adasyn, bagan, balanced-softmax, capsan, capsan-conv, cb-ce, cb-focal, "
+    ({"methods": ["nope"]}, "unknown method 'nope'; valid names: acgan, adasyn, bagan, bagan-gp, balanced-softmax, capsan, capsan-conv, cb-ce, cb-focal, "
      "crl, dagan, deepsmote, focal, gamo, gan, imbalanced, ldam-drw, logit-adjust, smote"),
     ({"datasets": ["nope"]}, "unknown dataset 'nope'; valid names:"),
     ({"methods": ["smote", "smote"]}, "listed twice"),

@@ -1,0 +1,179 @@
+"""``bagan-gp``: BAGAN with a supervised autoencoder and a gradient penalty.
+
+Paper: G. Huang and A. H. Jafari, "Enhanced balancing GAN: minority-class image generation", Neural Computing
+and Applications 35, 2023 (online 2021; doi:10.1007/s00521-021-06163-8); official Keras code
+github.com/GH920/improved-bagan-gp (``codes/improved_bagan_gp.py``, read for the details below, not copied).
+It reuses ``bagan``'s machinery (the autoencoder-then-GAN epoch split, the encoder, the DCGAN blocks).
+
+1. **Supervised autoencoder** on the whole imbalanced training set: encoder (the trunk, a linear layer to the
+   latent code, LeakyReLU 0.2, as the code's), then the *labelled latent* z * e_y (elementwise product with a
+   learned class embedding e_y of the same size), then the decoder; mean absolute reconstruction error (the
+   code's "mae"), Adam. The embedding is what disperses the classes in the latent space (the paper's point
+   against BAGAN's class Gaussians).
+2. **Generator = embedding + decoder**, both starting from the trained autoencoder; its input is z ~ N(0, I)
+   times the class's embedding (the code's ``generator_label``).
+3. **Conditional discriminator** (the code's ``discriminator_cwgan``, the one its training uses): the trunk's
+   features times a projection of a class embedding (Embedding(c, 512) -> linear -> LeakyReLU), a linear
+   layer of 512, one logit. It starts fresh: the code builds, but does not use, an encoder-initialised one.
+4. **Adversarial training**, per real batch: ``n_critic`` = 5 discriminator steps, each on sigmoid
+   cross-entropy terms real-with-its-label -> 1, generated-with-its-label -> 0, real-with-a-random-label -> 0
+   (labels uniform over the classes present; a random label may equal the true one, as in the code), plus
+   ``gp_weight`` = 10 times the gradient penalty (||grad_x D(x_hat, y)|| - 1)^2 at x_hat = x + alpha (x_gen -
+   x) with the real labels; then one generator step, sigmoid cross-entropy of its images, uniform labels, -> 1.
+   Adam lr 2e-4, betas (0.5, 0.9) for all three networks (the code's).
+
+Readings and deviations:
+- alpha ~ U(0, 1) per image, as WGAN-GP (Gulrajani et al. 2017) defines the penalty the paper adopts; the code
+  draws alpha from N(0, 1), which we read as a slip.
+- Networks: the suite's DCGAN blocks (``dcgan_nets.py``, width 64, any square size; the decoder keeps batch
+  normalisation and ReLU where the code's uses LeakyReLU; the trunk has no normalisation, as the code's)
+  instead of the code's fixed 64x64 networks (it resizes every image to 64x64; we keep the task's size).
+- Budget (the contract of ``budget.py``): G updates for the generator, ``n_critic`` x G for the discriminator
+  (role "critic"), and the autoencoder ``ae_epochs`` epochs of the same length (None: as many as the
+  adversarial epochs, as ``bagan``). ``schedule = "paper"``: the code's batch 128, 30 autoencoder epochs and
+  100 adversarial epochs (50 learning steps of 2 epochs).
+- Generation samples in evaluation mode (batch statistics from training), as ``bagan``.
+- ``--compile`` compiles the generator and the encoder only (the penalty's double backward, as ``dagan``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.methods.bagan import AutoencoderFirst, Encoder
+from bench.methods.base import FitContext
+from bench.methods.dcgan_nets import DCGANGenerator, DCGANTrunk, dcgan_init
+from bench.methods.generative import COMMON_DEFAULTS, GenerativeOversampling
+from bench.methods.registry import register
+
+
+class LabeledGenerator(nn.Module):
+    """z * e_y -> the decoder: the autoencoder's second half and the generator."""
+
+    def __init__(self, image_shape, n_classes: int, latent_dim: int, width: int):
+        super().__init__()
+        self.embedding = nn.Embedding(n_classes, latent_dim)
+        self.decoder = DCGANGenerator(image_shape, latent_dim, width)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z * self.embedding(labels))
+
+
+class ConditionalDiscriminator(nn.Module):
+    def __init__(self, image_shape, n_classes: int, width: int, label_dim: int = 512, hidden: int = 512):
+        super().__init__()
+        self.trunk = DCGANTrunk(image_shape, width, norm="none")
+        self.label = nn.Sequential(nn.Embedding(n_classes, label_dim), nn.Linear(label_dim, self.trunk.out_features),
+                                   nn.LeakyReLU(0.2))
+        self.head = nn.Sequential(nn.Linear(self.trunk.out_features, hidden), nn.Linear(hidden, 1))
+        self.apply(dcgan_init)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x) * self.label(labels)).squeeze(1)
+
+
+def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor,
+                     generator: torch.Generator) -> torch.Tensor:
+    """Mean of (||grad D(x_hat, y)||_2 - 1)^2 at x_hat = real + alpha (fake - real), alpha ~ U(0, 1) per image."""
+    alpha = torch.rand(len(real), 1, 1, 1, device=real.device, generator=generator)
+    x_hat = (real + alpha * (fake - real)).requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(x_hat, labels).sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+
+
+@register
+class BAGANGP(AutoencoderFirst, GenerativeOversampling):
+    name = "bagan-gp"
+    family = "generative oversampling"
+    summary = ("BAGAN-GP: supervised autoencoder (labelled latents), conditional discriminator with a "
+               "gradient penalty, 5 D steps per G step")
+    citation = "Huang and Jafari, Enhanced balancing GAN: minority-class image generation, Neural Comput. Appl. 2021"
+    defaults = {**COMMON_DEFAULTS, "ae_epochs": None, "latent_dim": 128, "lr": 2e-4, "beta1": 0.5, "beta2": 0.9,
+                "width": 64, "n_critic": 5, "gp_weight": 10.0}
+    paper_schedule = {"batch_size": 128, "ae_epochs": 30, "gan_epochs": 100}  # improved_bagan_gp.py
+
+    def _adam(self, params):
+        return torch.optim.Adam(params, self.params["lr"], betas=(self.params["beta1"], self.params["beta2"]))
+
+    def _uniform_labels(self, n: int) -> torch.Tensor:
+        return self._present[torch.randint(len(self._present), (n,), device=self._present.device, generator=self.rng)]
+
+    def train_generator(self, x, y, counts: np.ndarray, epochs: int, steps: int, ctx: FitContext) -> None:
+        p = self.params
+        n_classes = len(counts)
+        self._present = torch.as_tensor(np.flatnonzero(counts), device=x.device)
+        self.encoder = nn.Sequential(Encoder(x.shape[1:], p["latent_dim"], p["width"], 0.0),
+                                     nn.LeakyReLU(0.2)).to(x.device)
+        self.G = LabeledGenerator(x.shape[1:], n_classes, p["latent_dim"], p["width"]).to(x.device)
+        ae_epochs = self.autoencoder_epochs(ctx.epochs, steps)
+        self.pretrain_autoencoder(x, y, ae_epochs, steps, ctx)
+        # the generator is the trained decoder and embedding, now trained adversarially
+        self.D = ConditionalDiscriminator(x.shape[1:], n_classes, p["width"]).to(x.device)
+        opt_d, opt_g = self._adam(self.D.parameters()), self._adam(self.G.parameters())
+        # --compile compiles G only: the penalty differentiates through D's gradients (double backward), which
+        # torch.compile does not support (as dagan's critic)
+        G, D = ctx.compiled(self.G), self.D
+        ones = lambda t: torch.ones_like(t)  # noqa: E731
+        with ctx.ledger.phase("generator", "critic"):
+            for epoch in range(ae_epochs + 1, epochs + 1):
+                running = torch.zeros(2, device=x.device)
+                for index in self._batches(len(x), steps, x.device):
+                    real, labels, n = x[index], y[index], len(index)
+                    for _ in range(p["n_critic"]):
+                        ctx.step_begin()
+                        z = torch.randn(n, p["latent_dim"], device=x.device, generator=self.rng)
+                        fake_labels, wrong = self._uniform_labels(n), self._uniform_labels(n)
+                        with ctx.autocast():
+                            with torch.no_grad():
+                                fake = G(z, fake_labels).to(x.dtype)
+                            real_logits, fake_logits, wrong_logits = D(real, labels), D(fake, fake_labels), D(real, wrong)
+                            d_cost = (F.binary_cross_entropy_with_logits(real_logits.float(), ones(real_logits))
+                                      + F.binary_cross_entropy_with_logits(fake_logits.float(), 0 * fake_logits)
+                                      + F.binary_cross_entropy_with_logits(wrong_logits.float(), 0 * wrong_logits))
+                        penalty = gradient_penalty(D, real, fake, labels, self.rng)
+                        d_loss = d_cost + p["gp_weight"] * penalty
+                        opt_d.zero_grad(set_to_none=True)
+                        d_loss.backward()
+                        ctx.ledger.step("critic", opt_d, 3 * n)
+                    z = torch.randn(n, p["latent_dim"], device=x.device, generator=self.rng)
+                    fake_labels = self._uniform_labels(n)
+                    self.D.requires_grad_(False)
+                    with ctx.autocast():
+                        logits = D(G(z, fake_labels), fake_labels).float()
+                        g_loss = F.binary_cross_entropy_with_logits(logits, ones(logits))
+                    opt_g.zero_grad(set_to_none=True)
+                    g_loss.backward()
+                    ctx.ledger.step("generator", opt_g, n)
+                    self.D.requires_grad_(True)
+                    running += torch.stack([d_loss.detach(), g_loss.detach()])
+                d_mean, g_mean = (running / max(1, steps)).tolist()  # one host sync per epoch
+                self.end_epoch(epoch, {"d_loss": d_mean, "g_loss": g_mean}, ctx)
+
+    def pretrain_autoencoder(self, x, y, epochs: int, steps: int, ctx: FitContext) -> None:
+        opt = self._adam(list(self.encoder.parameters()) + list(self.G.parameters()))
+        encoder, G = ctx.compiled(self.encoder), ctx.compiled(self.G)
+        with ctx.ledger.phase("autoencoder"):
+            for epoch in range(1, epochs + 1):
+                running = torch.zeros((), device=x.device)
+                for index in self._batches(len(x), steps, x.device):
+                    ctx.step_begin()
+                    with ctx.autocast():
+                        loss = F.l1_loss(G(encoder(x[index]), y[index]).float(), x[index])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    ctx.ledger.step("autoencoder", opt, len(index))
+                    running += loss.detach()
+                self.end_epoch(epoch, {"ae_loss": (running / max(1, steps)).item()}, ctx)
+
+    @torch.no_grad()
+    def generate(self, n: int, label: int, generator=None) -> torch.Tensor:
+        if label not in self._present.tolist():
+            raise ValueError(f"bagan-gp has no class {label}: absent from the training set")
+        self.G.eval()
+        z = torch.randn(n, self.params["latent_dim"], device=self._present.device, generator=generator)
+        images = self.G(z, torch.full((n,), label, dtype=torch.long, device=self._present.device))
+        self.G.train()
+        return images
