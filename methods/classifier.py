@@ -58,10 +58,11 @@ BACKBONES = {
 }
 SCHEDULES = {
     "adam": {"optimizer": "adam", "lr": 1e-3, "batch_size": 64},  # the suite's recipe (above)
-    # The long-tail papers' CIFAR recipe (LDAM-DRW, Cao et al. 2019; logit adjustment and balanced softmax train
-    # the same way): SGD, momentum 0.9, weight decay 2e-4, batch 128, lr 0.1 reached by a linear warm-up over
-    # the first 5 of 200 epochs, times 0.01 from epoch 160 and 0.0001 from epoch 180; random 4-pixel-padded
-    # crops and horizontal flips. Here the fractions apply to the cell's U updates, whatever E is.
+    # The long-tail papers' CIFAR recipe (LDAM-DRW's cifar_train.py, Cao et al. 2019; logit adjustment and
+    # balanced softmax train the same way): SGD, momentum 0.9, weight decay 2e-4, batch 128, lr 0.1, times 0.01
+    # from epoch 161 and 0.0001 from epoch 181 of 200, random 4-pixel-padded crops and horizontal flips. The
+    # code warms up per epoch (lr x e / 5 in epochs 1-5); ours rises linearly per update over the same 2.5 % of
+    # training. The fractions apply to the cell's U updates, whatever E is.
     "longtail-sgd": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 2e-4, "batch_size": 128,
                      "warmup": 0.025, "decay_at": [0.8, 0.9], "decay": [0.01, 0.0001], "augment": "crop4-flip"},
 }

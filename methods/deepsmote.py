@@ -28,11 +28,15 @@ from 512 channels at 7x7, ours from 128); batch 64 and the contract's G updates 
 100, 200 epochs, the ``paper_schedule``); ``latent_dim`` None takes the code's sizes, 300 for grey images
 (MNIST) and 600 for colour (CIFAR-10).
 The budget: the encoder and the decoder are the generator role (two optimisers, G updates each).
-A class that must be topped up with fewer than ``k_neighbors + 1`` images is refused (``skip``), as ``smote``
-refuses it: SMOTE needs k neighbours within the class.
+A class to top up with at most ``k_neighbors`` images interpolates with its count - 1 neighbours instead
+(``deepsmote.json`` records the k each class used): the code would fail there (as ``smote`` refuses), but the
+latent space has no pixel-level reason to need 5 neighbours, and 3 minority images (digits at ratio 0.025) still
+give segments to sample. A class of one image, with no segment at all, is refused (``skip``).
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import torch
@@ -69,12 +73,15 @@ class DeepSMOTE(GenerativeOversampling):
 
     def skip(self, task) -> str | None:
         counts = task.train.counts()
-        short = [c for c, n in enumerate(top_up_counts(counts, self.params["phi"]))
-                 if n > 0 and counts[c] <= self.params["k_neighbors"]]
+        short = [c for c, n in enumerate(top_up_counts(counts, self.params["phi"])) if n > 0 and counts[c] < 2]
         if short:
-            return (f"SMOTE in the latent space needs at least {self.params['k_neighbors'] + 1} images of every "
-                    f"class it tops up; class {short[0]} has {int(counts[short[0]])}")
+            return (f"SMOTE in the latent space needs at least 2 images of every class it tops up; class "
+                    f"{short[0]} has {int(counts[short[0]])}")
         return None
+
+    def neighbours(self, count: int) -> int:
+        """k for a class of ``count`` images: ``k_neighbors``, or count - 1 when the class is smaller."""
+        return min(int(self.params["k_neighbors"]), count - 1)
 
     def train_generator(self, x, y, counts: np.ndarray, epochs: int, steps: int, ctx: FitContext) -> None:
         p = self.params
@@ -109,6 +116,10 @@ class DeepSMOTE(GenerativeOversampling):
                 mse, pen = (running / steps).tolist()  # one host sync per epoch
                 self.end_epoch(epoch, {"reconstruction": mse, "penalty": pen}, ctx)
         self._encode_training_set(x, y)
+        used = {c: self.neighbours(int(n)) for c, n in enumerate(top_up_counts(counts, p["phi"])) if n > 0}
+        ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
+        (ctx.artifact_dir / "deepsmote.json").write_text(json.dumps({"latent_dim": latent, "smote_k": {
+            str(c): self.neighbours(int(counts[c])) for c in used}}))
 
     @torch.no_grad()
     def _encode_training_set(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> None:
@@ -121,7 +132,7 @@ class DeepSMOTE(GenerativeOversampling):
     def generate(self, n: int, label: int, generator=None) -> torch.Tensor:
         have = int((self.latent_labels == label).sum())
         seed = int(torch.randint(2 ** 31 - 1, (1,), device=self.device, generator=generator))
-        smote = SMOTE(sampling_strategy={label: have + n}, k_neighbors=self.params["k_neighbors"], random_state=seed)
+        smote = SMOTE(sampling_strategy={label: have + n}, k_neighbors=self.neighbours(have), random_state=seed)
         resampled, _ = smote.fit_resample(self.latents, self.latent_labels)
         new = torch.as_tensor(resampled[len(self.latents):], dtype=torch.float32, device=self.device)
         self.decoder.eval()

@@ -65,11 +65,17 @@ def test_smote_runs_within_each_class_latents(colour_task, tmp_path):
         assert found
 
 
-def test_a_class_too_small_for_the_neighbours_is_refused(digits):
+def test_a_small_class_uses_fewer_neighbours_and_a_single_image_is_refused(digits, tmp_path):
     task = make_imbalanced(*digits, pair=(3, 5), ratio=0.025, seed=0)  # 3 images of class 5
-    assert task.train.counts()[1] <= 5
-    assert "needs at least 6 images of every class it tops up" in get_method("deepsmote")().skip(task)
-    assert get_method("deepsmote")().skip(make_imbalanced(*digits, pair=(3, 5), ratio=0.1, seed=0)) is None
+    assert task.train.counts()[1] == 3
+    method = get_method("deepsmote")()
+    assert method.skip(task) is None and method.neighbours(3) == 2 and method.neighbours(50) == 5
+    method.fit(task.train, FitContext(device=CPU, seed=0, epochs=1, artifact_dir=tmp_path))
+    assert json.loads((tmp_path / "deepsmote.json").read_text())["smote_k"] == {"1": 2}
+    assert method.sample(10, 1).shape == (10, *task.train.image_shape)
+    lone = make_imbalanced(*digits, pair=(3, 5), ratio=0.005, seed=0)  # one image of class 5
+    assert lone.train.counts()[1] == 1
+    assert "needs at least 2 images of every class it tops up; class 1 has 1" in method.skip(lone)
 
 
 def test_the_penalty_trains_the_decoder_only(colour_task, tmp_path, monkeypatch):
