@@ -2,8 +2,8 @@
 # One prepared run on a lent GPU machine (see the device tool): the CapsAN step benchmark (with a check that
 # the training step never synchronises with the host) and the CUDA path of `bench run` on MNIST.
 # Expects wheels the machine lacks in .whl/ and MNIST in .devdata/mnist/ (both git-ignored, carried).
-# Usage: bash benchmarks/device_check.sh [all|bench|grid|speed|baselines|quality|scale|budget|validate]
-#   all: what the open issues need measured on a GPU: the step benchmark, then validate (below)
+# Usage: bash benchmarks/device_check.sh [all|bench|grid|speed|baselines|quality|scale|budget|lt|validate]
+#   all: what the open issues need measured on a GPU: the step benchmark, lt, then validate (below)
 #   bench: the step benchmark only; grid: the step benchmark, then imbalanced / capsan / capsan-conv on MNIST; speed: the CapsAN step eager vs --compile reduce-overhead and default
 #   (fp32, and bf16 with SPEED_BF16=1; batch 64 and 256; issue 8's 2.5x target is batch 64 on an H100); baselines: the issue-4 grid (gan, acgan, dagan, gamo, bagan, crl on MNIST);
 #   quality: paper-table1 (one seed, one epoch) and capsan + gan with --metrics fid,ssim on one MNIST pair
@@ -11,6 +11,9 @@
 #          (benchmarks/throughput.py), the paper-table3 dry-run estimate on this GPU, and a --jobs-per-gpu 4 run
 #   budget: issue 16's figures: the paper-table3 MNIST cell (3:5, ratio 0.1, one seed) of every method under the
 #           budget contract, then budget.md (updates per role, fit seconds on this GPU) and the G-means
+#   lt: issue 21's figure: the cifar10-lt recipe (ResNet-32, longtail-sgd) on MNIST-LT (the carried data; CIFAR-10
+#           is too big to carry): imbalanced and ldam-drw at factor 100, 5 epochs, one seed, their seconds per cell
+#           and the preset's dry-run estimate on this GPU, cut at LT_TIMEOUT seconds (default 150)
 #   validate: issue 18's GPU row: `--preset validate-gamo-gpu --datasets mnist` (both test sets, 3 seeds, E = 10),
 #           cut at GRID_TIMEOUT seconds (default 420) so that validation.md of the finished cells still comes back
 #           ($OUT/gpu_validation.md, .sqlite); VALIDATION.md's GPU rows are that file's tables
@@ -52,6 +55,21 @@ if [ "$MODE" = scale ]; then
   timeout "${GRID_TIMEOUT:-240}" bench run --methods imbalanced,gan --datasets mnist --data-dir "$REPO/.devdata" \
     --ratios 0.05 --seeds 2 --jobs-per-gpu 4 --results /tmp/j4 --quiet | head -1; echo "jobs-per-gpu 4: ${SECONDS}s"
   exit 0
+fi
+if [ "$MODE" = lt ] || [ "$MODE" = all ]; then
+  SECONDS=0
+  timeout "${LT_TIMEOUT:-150}" bench run --preset cifar10-lt --datasets mnist --data-dir "$REPO/.devdata" \
+    --methods imbalanced,ldam-drw --ratios 0.01 --seeds 1 --epochs 5 --results /tmp/lt --quiet | head -1
+  echo "cifar10-lt recipe on MNIST-LT: ${SECONDS}s"
+  python3 - <<'PY'
+from bench.store import Store
+for _, r in Store("/tmp/lt", create=False).cells().iterrows():
+    m = r["metrics"] or {}
+    print(r["method"], r["status"], "fit_s", (m.get("budget") or {}).get("fit_seconds"), "acc", m.get("accuracy"),
+          r["device"])
+PY
+  bench run --preset cifar10-lt --datasets mnist --data-dir "$REPO/.devdata" --results /tmp/lt --dry-run | tail -1
+  [ "$MODE" = lt ] && exit 0
 fi
 if [ "$MODE" = all ]; then
   python3 "$REPO/benchmarks/capsan_step.py" --steps 100
