@@ -118,6 +118,7 @@ def side_of_cells(cells: pd.DataFrame, source: str = "") -> Side:
                      "ratio": float(row.ratio), "seed": int(row.seed)},
             "metrics": dict(_numbers(metrics)),
             "fit_seconds": budget.get("fit_seconds"),
+            "params": _flat(row.params if isinstance(row.params, dict) else {}),
         }
         kinds.add(str(row.device))
         for package, value in (row.versions or {}).items():
@@ -137,6 +138,17 @@ def _numbers(value, prefix: str = ""):
             yield from _numbers(item, f"{prefix}{index}.")
     elif isinstance(value, int | float) and not isinstance(value, bool):
         yield prefix.rstrip("."), float(value)
+
+
+def _flat(params: dict, prefix: str = "") -> dict:
+    """Nested parameters (the classifier's spec) as {dotted name: value}."""
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _read_reference(path: Path) -> Side:
@@ -161,6 +173,7 @@ class Comparison:
     only_old: list  # (key, task label) of reference cells missing from the new run
     only_new: list
     moved: list  # (key, cell label, metric, old, new) of every matched value beyond the tolerance, largest first
+    rekeyed: list  # (cell label, parameter changes, metric changes): a missing cell whose task is here under a new key
     tolerance: float
     setting: str  # one line: exact on one device kind, or the tolerance and why
 
@@ -208,7 +221,7 @@ def compare(old: Side, new: Side, metrics=DEFAULT_METRICS, tolerance: float | No
                       pd.DataFrame(time, columns=ROW_KEYS + ["old_s", "new_s", "time_ratio", "verdict"]),
                       len(matched), [(k, label(old, k)) for k in only_old], [(k, label(new, k)) for k in only_new],
                       sorted(moved, key=lambda m: -abs(m[4] - m[3]) if math.isfinite(m[4] - m[3]) else -math.inf),
-                      tolerance, setting)
+                      _rekeyed(old, new, only_old, only_new, metrics), tolerance, setting)
 
 
 def check_metrics(metrics, old: Side, new: Side) -> list[str]:
@@ -274,6 +287,28 @@ def _metric_row(old: Side, new: Side, keys, pairs, lost: int, metric: str, toler
         verdict = "within" if largest <= tolerance else "changed"
     return {"n": len(kept), "old": _mean(a), "new": _mean(b), "diff": _mean(b) - _mean(a),
             "max_abs_diff": largest, "p_value": _wilcoxon(diffs), "verdict": verdict}
+
+
+def _rekeyed(old: Side, new: Side, only_old, only_new, metrics) -> list:
+    """Missing reference cells whose task (method, data, pair, ratio, seed) this run has under another key:
+    what made the key change (the stored parameters that differ) and what that did to the metrics. Matching
+    stays by key (they remain ``missing``); this only says why."""
+    by_task = {}
+    for key in only_new:
+        by_task.setdefault(json.dumps(new.cells[key]["task"], sort_keys=True), []).append(key)
+    found = []
+    for key in only_old:
+        twins = by_task.get(json.dumps(old.cells[key]["task"], sort_keys=True), [])
+        if len(twins) != 1:
+            continue
+        a, b = old.cells[key], new.cells[twins[0]]
+        pa, pb = a.get("params", {}), b.get("params", {})
+        params = [f"{name} {pa.get(name, '(none)')} -> {pb.get(name, '(none)')}"
+                  for name in sorted(pa.keys() | pb.keys()) if pa.get(name) != pb.get(name)]
+        changes = [(m, a["metrics"].get(m), b["metrics"].get(m)) for m in metrics
+                   if a["metrics"].get(m) is not None and b["metrics"].get(m) is not None]
+        found.append((_label(a["task"]), params or ["the key's other parts (version, epochs or options)"], changes))
+    return found
 
 
 def _moved_cells(old: Side, new: Side, pairs, metric: str, tolerance: float) -> list:

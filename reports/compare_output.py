@@ -21,6 +21,14 @@ def render(result: Comparison, fmt: str, results: str, against: str) -> str:
     lines = [f"## {title}" if fmt == "md" else title, "", summary_line(result), result.setting + ".", ""]
     lines += _one_side(result.only_old, "in the reference only (missing here)", fmt)
     lines += _one_side(result.only_new, "in this run only (new)", fmt)
+    if result.rekeyed:
+        bullet = "- " if fmt == "md" else "  "
+        lines.append(f"{len(result.rekeyed)} missing cell(s) are here under a new key (the same task, changed "
+                     "parameters):")
+        for label, params, changes in result.rekeyed[:SHOWN_CELLS]:
+            moved = "; ".join(f"{m} {_value(a)} -> {_value(b)}" for m, a, b in changes)
+            lines.append(f"{bullet}{label}: {', '.join(params)}" + (f"; {moved}" if moved else ""))
+        lines.append("")
     if len(result.rows):
         shown = result.rows.assign(ratio=result.rows["ratio"].map(lambda r: f"{r:g}"),
                                    old=result.rows["old"].map(_value), new=result.rows["new"].map(_value),
@@ -93,5 +101,7 @@ def _json(result: Comparison, results: str, against: str) -> str:
                 "only_results": [{"key": k, "cell": label} for k, label in result.only_new],
                 "moved": [{"key": k, "cell": label, "metric": m, "old": a, "new": b}
                           for k, label, m, a, b in result.moved],
+                "rekeyed": [{"cell": label, "parameters": params, "metrics": {m: [a, b] for m, a, b in changes}}
+                            for label, params, changes in result.rekeyed],
                 "rows": records(result.rows), "time": records(result.time)}
     return json.dumps(document, indent=1) + "\n"

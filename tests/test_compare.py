@@ -20,14 +20,16 @@ VERSIONS = {"capsan-bench": "0.1.0", "torch": "2.14.1", "numpy": "2.1.0"}
 
 
 def row(method, seed, g_mean=0.8, *, ratio=0.1, pair=(3, 5), status="done", device=CPU, versions=VERSIONS,
-        fit_seconds=2.0, extra=None):
+        fit_seconds=2.0, extra=None, params=None):
     metrics = None
     if status == "done":
         metrics = {"g_mean": g_mean, "balanced_accuracy": g_mean + 0.05, "f_measure": g_mean - 0.1,
                    "roc_auc": 0.9, "per_class_recall": [0.9, g_mean], "threads": 1,
                    "budget": {"classifier": {"updates": 100, "seconds": 1.5}, "fit_seconds": fit_seconds},
                    **(extra or {})}
-    return {"key": f"{method}-{ratio}-{list(pair)}-{seed}", "method": method, "params": {}, "dataset": "digits",
+    tag = "".join(f"-{k}{v}" for k, v in (params or {}).items())  # other parameters, another key
+    return {"key": f"{method}-{ratio}-{list(pair)}-{seed}{tag}", "method": method, "params": params or {"k": 5},
+            "dataset": "digits",
             "protocol": "binary", "pair": list(pair), "ratio": ratio, "seed": seed, "epochs": 1, "counts": {},
             "status": status, "metrics": metrics, "curves": None, "error": None if status == "done" else "boom",
             "started_at": "2026-01-01T00:00:00", "finished_at": "2026-01-01T00:00:01", "duration_s": 1.0,
@@ -112,8 +114,20 @@ def test_missing_extra_and_failed_cells(tmp_path, reference):
                                                        "smote digits/binary 3 vs 5 ratio 0.1 seed 0"]
     assert [label for _, label in result.only_new] == ["dagan digits/binary 3 vs 5 ratio 0.1 seed 0"]
     assert result.failed and result.counts["missing"] == 8 and result.counts["new"] == 4
+    assert result.rekeyed == []  # no missing cell's task is here under another key
     only_new = compare(load_side(reference), load_side(stored(tmp_path / "more", grid() + [row("dagan", 0)])))
     assert not only_new.failed  # a new row alone never fails
+
+
+def test_a_changed_default_is_a_missing_cell_whose_new_key_and_parameters_are_named(tmp_path, reference):
+    rows = [row("smote", 0, 0.75, params={"k": 3}) if r["key"] == "smote-0.1-[3, 5]-0" else r for r in grid()]
+    result = compare(load_side(reference), load_side(stored(tmp_path / "new", rows)), ["g_mean"])
+    assert result.failed and result.counts["missing"] == 1  # matching stays by key
+    ((label, params, changes),) = result.rekeyed
+    assert label == "smote digits/binary 3 vs 5 ratio 0.1 seed 0" and params == ["k 5 -> 3"]
+    assert changes == [("g_mean", 0.7, 0.75)]
+    text = render(result, "text", "new", "ref")
+    assert "1 missing cell(s) are here under a new key" in text and "seed 0: k 5 -> 3; g_mean 0.7000 -> 0.7500" in text
 
 
 def test_a_store_from_another_device_kind_falls_back_to_the_tolerance(tmp_path, reference):
