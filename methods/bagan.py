@@ -195,6 +195,23 @@ class AutoencoderFirst:
         for step in range(steps):
             yield order[step * batch:(step + 1) * batch]
 
+    def run_autoencoder(self, parameters, reconstruction_loss, n: int, epochs: int, steps: int, ctx: FitContext):
+        """``epochs`` epochs of ``steps`` autoencoder updates (one Adam, role "autoencoder") on the loss
+        ``reconstruction_loss(index)`` of a batch of training indices; one ``ae_loss`` per epoch."""
+        opt = self._adam(parameters)
+        with ctx.ledger.phase("autoencoder"):
+            for epoch in range(1, epochs + 1):
+                running = torch.zeros((), device=ctx.device)
+                for index in self._batches(n, steps, ctx.device):
+                    ctx.step_begin()
+                    with ctx.autocast():
+                        loss = reconstruction_loss(index).float()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    ctx.ledger.step("autoencoder", opt, len(index))
+                    running += loss.detach()
+                self.end_epoch(epoch, {"ae_loss": (running / max(1, steps)).item()}, ctx)
+
 
 @register
 class BAGAN(AutoencoderFirst, GenerativeOversampling):
@@ -227,23 +244,12 @@ class BAGAN(AutoencoderFirst, GenerativeOversampling):
         return torch.optim.Adam(params, self.params["lr"], betas=(self.params["beta1"], 0.999))
 
     def pretrain_autoencoder(self, x: torch.Tensor, epochs: int, steps: int, ctx: FitContext) -> None:
-        opt = self._adam(list(self.encoder.parameters()) + list(self.decoder.parameters()))
         self.encoder.train()
         self.decoder.train()
         encoder, decoder = ctx.compiled(self.encoder), ctx.compiled(self.decoder)  # --compile
-        with ctx.ledger.phase("autoencoder"):
-            for epoch in range(1, epochs + 1):
-                running = torch.zeros((), device=x.device)
-                for index in self._batches(len(x), steps, x.device):
-                    ctx.step_begin()
-                    real = x[index]
-                    with ctx.autocast():
-                        loss = F.mse_loss(decoder(encoder(real)).float(), real)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    ctx.ledger.step("autoencoder", opt, len(index))
-                    running += loss.detach()
-                self.end_epoch(epoch, {"ae_loss": (running / max(1, steps)).item()}, ctx)
+        self.run_autoencoder(list(self.encoder.parameters()) + list(self.decoder.parameters()),
+                             lambda index: F.mse_loss(decoder(encoder(x[index])).float(), x[index]),
+                             len(x), epochs, steps, ctx)
 
     @torch.no_grad()
     def init_gan(self, x: torch.Tensor, y: torch.Tensor, n_classes: int) -> None:

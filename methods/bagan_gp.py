@@ -153,20 +153,10 @@ class BAGANGP(AutoencoderFirst, GenerativeOversampling):
                 self.end_epoch(epoch, {"d_loss": d_mean, "g_loss": g_mean}, ctx)
 
     def pretrain_autoencoder(self, x, y, epochs: int, steps: int, ctx: FitContext) -> None:
-        opt = self._adam(list(self.encoder.parameters()) + list(self.G.parameters()))
         encoder, G = ctx.compiled(self.encoder), ctx.compiled(self.G)
-        with ctx.ledger.phase("autoencoder"):
-            for epoch in range(1, epochs + 1):
-                running = torch.zeros((), device=x.device)
-                for index in self._batches(len(x), steps, x.device):
-                    ctx.step_begin()
-                    with ctx.autocast():
-                        loss = F.l1_loss(G(encoder(x[index]), y[index]).float(), x[index])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    ctx.ledger.step("autoencoder", opt, len(index))
-                    running += loss.detach()
-                self.end_epoch(epoch, {"ae_loss": (running / max(1, steps)).item()}, ctx)
+        self.run_autoencoder(list(self.encoder.parameters()) + list(self.G.parameters()),
+                             lambda index: F.l1_loss(G(encoder(x[index]), y[index]).float(), x[index]),
+                             len(x), epochs, steps, ctx)
 
     @torch.no_grad()
     def generate(self, n: int, label: int, generator=None) -> torch.Tensor:

@@ -56,3 +56,17 @@ def digits():
     from bench.datasets import load_dataset
 
     return load_dataset("digits", split="train"), load_dataset("digits", split="test")
+
+
+@pytest.fixture(scope="module")
+def colour_task():
+    """A 3x32x32 two-class task at ratio 0.1: class 1's images are brighter in the red channel, plus noise."""
+    from bench.datasets.base import ImageSet
+    from bench.datasets.imbalance import make_imbalanced
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], [200, 200])
+    images = rng.integers(0, 120, size=(400, 3, 32, 32)).astype(np.uint8)
+    images[labels == 1, 0] += 100
+    full = ImageSet(images, labels, ["dark", "red"])
+    return make_imbalanced(full, full, "binary", pair=(0, 1), ratio=0.1, seed=0)

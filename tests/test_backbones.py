@@ -12,8 +12,6 @@ import torch
 from helpers import digits_cell
 
 from bench.cell import CellEnv, run_cell
-from bench.datasets.base import ImageSet
-from bench.datasets.imbalance import make_imbalanced
 from bench.methods import FitContext, get_method
 from bench.methods.classifier import CLASSIFIER_SPEC, build_optimizer, classifier_spec, crop_flip
 from bench.methods.resnet import ResNet32
@@ -77,16 +75,6 @@ def test_crop_flip_takes_padded_windows_and_flips_deterministically():
         assert any(torch.equal(a[i], w) or torch.equal(a[i], w.flip(-1)) for w in windows)
     draws = {tuple(crop_flip(x, torch.Generator().manual_seed(s), pad=2).flatten().tolist()) for s in range(8)}
     assert len(draws) > 1  # the seed decides the crops
-
-
-@pytest.fixture(scope="module")
-def colour_task():
-    rng = np.random.default_rng(0)
-    labels = np.repeat([0, 1], [200, 200])
-    images = rng.integers(0, 120, size=(400, 3, 32, 32)).astype(np.uint8)
-    images[labels == 1, 0] += 100
-    full = ImageSet(images, labels, ["dark", "red"])
-    return make_imbalanced(full, full, "binary", pair=(0, 1), ratio=0.1, seed=0)
 
 
 def test_a_loss_method_trains_resnet32_with_the_longtail_recipe(colour_task, tmp_path):

@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 import torch
 from helpers import digits_cell, repeatable
 from sklearn.neighbors import NearestNeighbors
 
 from bench.cell import CellEnv, run_cell
-from bench.datasets.base import ImageSet
 from bench.datasets.imbalance import make_imbalanced
 from bench.methods import FitContext, get_method
 
@@ -33,16 +31,6 @@ def test_end_to_end_on_digits_deterministic_for_a_seed(digits, tmp_path):
     assert len(losses["reconstruction"]) == len(losses["penalty"]) == 2 and (folder / "samples.png").exists()
     roles = a["metrics"]["budget"]["roles"]
     assert roles["generator"]["optimizers"] == 2  # the encoder and the decoder
-
-
-@pytest.fixture(scope="module")
-def colour_task():
-    rng = np.random.default_rng(0)
-    labels = np.repeat([0, 1], [200, 200])
-    images = rng.integers(0, 120, size=(400, 3, 32, 32)).astype(np.uint8)
-    images[labels == 1, 0] += 100
-    full = ImageSet(images, labels, ["dark", "red"])
-    return make_imbalanced(full, full, "binary", pair=(0, 1), ratio=0.1, seed=0)
 
 
 def test_smote_runs_within_each_class_latents(colour_task, tmp_path):

@@ -14,8 +14,6 @@ import torch
 from helpers import digits_cell, repeatable
 
 from bench.cell import CellEnv, run_cell
-from bench.datasets.base import ImageSet
-from bench.datasets.imbalance import make_imbalanced
 from bench.methods import FitContext, get_method
 from bench.methods.class_balanced import class_balanced_weights
 from bench.methods.classifier import CLASSIFIER_SPEC, CommonCNN
@@ -107,17 +105,6 @@ def test_each_runs_on_digits_same_seed_same_numbers(name, digits, tmp_path):
     assert repeatable(a["metrics"]) == repeatable(b["metrics"]) and a["curves"] == b["curves"]
     assert a["metrics"]["budget"]["roles"]["classifier"]["updates"] == a["metrics"]["budget"]["contract"]["classifier"]
     assert a["metrics"]["g_mean"] > 0.8  # it learned: the smoke preset's 30 epochs on digits 3 vs 5
-
-
-@pytest.fixture(scope="module")
-def colour_task():
-    """A 3x32x32 two-class task: class 1's images are brighter in the red channel, plus noise."""
-    rng = np.random.default_rng(0)
-    labels = np.repeat([0, 1], [200, 200])
-    images = rng.integers(0, 120, size=(400, 3, 32, 32)).astype(np.uint8)
-    images[labels == 1, 0] += 100
-    full = ImageSet(images, labels, ["dark", "red"])
-    return make_imbalanced(full, full, "binary", pair=(0, 1), ratio=0.1, seed=0)
 
 
 @pytest.mark.parametrize("name", LOSSES)
