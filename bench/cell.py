@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import os
 import platform
 import random
@@ -67,6 +68,7 @@ def describe_device(device: torch.device) -> str:
     return f"cpu ({_cpu_model()}, {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads)"
 
 
+@functools.cache
 def _cpu_model() -> str:
     """The CPU's model name (Linux's /proc/cpuinfo), else what the platform says (x86_64, arm64)."""
     try:

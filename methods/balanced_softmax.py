@@ -31,7 +31,6 @@ class BalancedSoftmax(ResamplingMethod):
 
     def batch_loss(self, model, x, y):
         logits = model(x).float()
-        if getattr(self, "_log_counts", None) is None or self._log_counts.device != logits.device:
-            counts = np.maximum(np.asarray(self.train_counts, dtype=np.float64), 1.0)
-            self._log_counts = torch.as_tensor(np.log(counts), dtype=torch.float32, device=logits.device)
-        return torch.nn.functional.cross_entropy(logits + self._log_counts, y)
+        log_counts = self.per_class("log_counts", lambda n: np.log(np.maximum(np.asarray(n, np.float64), 1.0)),
+                                    logits.device)
+        return torch.nn.functional.cross_entropy(logits + log_counts, y)

@@ -53,10 +53,7 @@ class _ClassBalanced(ResamplingMethod):
         class_balanced_weights([1, 2], float(self.params["beta"]))  # beta's range, checked before any cell runs
 
     def class_weights(self, device) -> torch.Tensor:
-        if getattr(self, "_weights", None) is None or self._weights.device != device:
-            weights = class_balanced_weights(self.train_counts, float(self.params["beta"]))
-            self._weights = torch.as_tensor(weights, dtype=torch.float32, device=device)
-        return self._weights
+        return self.per_class("weights", lambda n: class_balanced_weights(n, float(self.params["beta"])), device)
 
 
 @register

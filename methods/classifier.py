@@ -75,8 +75,7 @@ def classifier_spec(backbone: str = "cnn", schedule: str = "adam", head: str = "
         raise ValueError(f"classifier must be one of {', '.join(BACKBONES)}; got {backbone!r}")
     if schedule not in SCHEDULES:
         raise ValueError(f"classifier_schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
+    check_head(head)
     return {**BACKBONES[backbone], **SCHEDULES[schedule], **({"head": head} if head != "linear" else {})}
 
 
@@ -98,12 +97,21 @@ class CosineLinear(nn.Module):
         return nn.functional.linear(nn.functional.normalize(x, dim=1), nn.functional.normalize(self.weight, dim=1))
 
 
+def check_head(head: str) -> None:
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
+
+
+def last_layer(head: str, in_features: int, n_classes: int) -> nn.Module:
+    """The classifier's last layer: ``nn.Linear`` or ``CosineLinear``."""
+    check_head(head)
+    return nn.Linear(in_features, n_classes) if head == "linear" else CosineLinear(in_features, n_classes)
+
+
 class CommonCNN(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], n_classes: int,
                  dropout: float = CLASSIFIER_SPEC["dropout"], head: str = "linear"):
         super().__init__()
-        if head not in HEADS:
-            raise ValueError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
         channels, height, width = image_shape
         self.features = nn.Sequential(
             nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
@@ -113,7 +121,7 @@ class CommonCNN(nn.Module):
         flat = 64 * (height // 4) * (width // 4)
         self.head = nn.Sequential(
             nn.Linear(flat, 128), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(128, n_classes) if head == "linear" else CosineLinear(128, n_classes),
+            last_layer(head, 128, n_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,8 +157,7 @@ def build_network(spec: dict, image_shape, n_classes: int) -> nn.Module:
     if spec["arch"] == "resnet32":
         from bench.methods.resnet import ResNet32
 
-        last = nn.Linear(64, n_classes) if head == "linear" else CosineLinear(64, n_classes)
-        return ResNet32(image_shape, n_classes, last)
+        return ResNet32(image_shape, n_classes, last_layer(head, 64, n_classes))
     return CommonCNN(image_shape, n_classes, spec["dropout"], head)
 
 

@@ -64,11 +64,9 @@ class LDAMDRW(ResamplingMethod):
         class_balanced_weights([1, 2], float(self.params["beta"]))  # beta's range, checked before any cell runs
 
     def batch_loss(self, model, x, y):
-        cosines = model(x)
-        if getattr(self, "_margins", None) is None or self._margins.device != cosines.device:
-            margins = ldam_margins(self.train_counts, float(self.params["max_margin"]))
-            weights = class_balanced_weights(self.train_counts, float(self.params["beta"]))
-            self._margins = torch.as_tensor(margins, dtype=torch.float32, device=cosines.device)
-            self._weights = torch.as_tensor(weights, dtype=torch.float32, device=cosines.device)
-        deferred = self.epoch_fraction >= float(self.params["drw_fraction"])
-        return ldam_loss(cosines, y, self._margins, float(self.params["scale"]), self._weights if deferred else None)
+        cosines, p = model(x), self.params
+        margins = self.per_class("margins", lambda n: ldam_margins(n, float(p["max_margin"])), cosines.device)
+        weights = None
+        if self.epoch_fraction >= float(p["drw_fraction"]):  # deferred re-weighting
+            weights = self.per_class("weights", lambda n: class_balanced_weights(n, float(p["beta"])), cosines.device)
+        return ldam_loss(cosines, y, margins, float(p["scale"]), weights)

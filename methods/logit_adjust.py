@@ -37,7 +37,5 @@ class LogitAdjust(ResamplingMethod):
 
     def batch_loss(self, model, x, y):
         logits = model(x).float()
-        if getattr(self, "_offset", None) is None or self._offset.device != logits.device:
-            offset = float(self.params["tau"]) * log_prior(self.train_counts)
-            self._offset = torch.as_tensor(offset, dtype=torch.float32, device=logits.device)
-        return torch.nn.functional.cross_entropy(logits + self._offset, y)
+        offset = self.per_class("offset", lambda n: float(self.params["tau"]) * log_prior(n), logits.device)
+        return torch.nn.functional.cross_entropy(logits + offset, y)

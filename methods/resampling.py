@@ -32,9 +32,12 @@ class ResamplingMethod(Method):
     - ``batch_loss(model, x, y) -> scalar tensor``: the loss of one batch (``model(x)`` gives the logits,
       ``x`` in [-1, 1]); ``self.train_counts``, the imbalanced training set's class counts, is set before
       the classifier trains (what class-balanced and margin losses need), and ``self.epoch_fraction`` says
-      where training is (what a schedule such as deferred re-weighting needs);
-    - ``classifier_spec``: the common classifier's settings, stored in the key (a cosine last layer:
-      ``{**CLASSIFIER_SPEC, "head": "cosine"}``).
+      where training is (what a schedule such as deferred re-weighting needs); ``self.per_class`` turns the
+      counts into a per-class tensor once per fit (class weights, margins, log-priors);
+    - ``classifier_head = "cosine"``: a normalised last layer (``classifier.CosineLinear``) for a margin loss.
+    Every subclass takes the parameters ``classifier`` ("cnn", the default, or "resnet32") and
+    ``classifier_schedule`` ("adam", the default, or "longtail-sgd": the long-tail papers' SGD recipe); the
+    classifier they give is stored in the key (``classifier.classifier_spec``).
     The classifier gets the budget contract's U updates, counted from the imbalanced set whatever
     ``resample`` returns.
     """
@@ -63,6 +66,15 @@ class ResamplingMethod(Method):
             return 0.0
         return (classifier.epoch - 1) / classifier.epochs
 
+    def per_class(self, name: str, values, device) -> torch.Tensor:
+        """``values(self.train_counts)`` (one number per class) as a float32 tensor on ``device``, computed once
+        per fit and kept under ``name``: what class-weighted, margin and prior-adjusted losses need."""
+        cache = self.__dict__.setdefault("_per_class", {})
+        tensor = cache.get(name)
+        if tensor is None or tensor.device != device:
+            tensor = cache[name] = torch.as_tensor(values(self.train_counts), dtype=torch.float32, device=device)
+        return tensor
+
     def resample(self, train: ImageSet, ctx: FitContext) -> ImageSet:
         """The training set the classifier sees: ``train`` itself here."""
         return train
@@ -73,6 +85,7 @@ class ResamplingMethod(Method):
 
     def fit(self, train: ImageSet, ctx: FitContext) -> None:
         self.train_counts = train.counts()
+        self._per_class = {}  # per_class tensors belong to these counts
         budget = Budget.of(self.train_counts, ctx.epochs)  # U comes from the imbalanced set, not the resampled one
         resampled = self.resample(train, ctx)
         if not isinstance(resampled, ImageSet):

@@ -116,9 +116,10 @@ def side_of_cells(cells: pd.DataFrame, source: str = "") -> Side:
             "task": {"method": row.method, "dataset": row.dataset, "protocol": row.protocol,
                      "test": test_of(getattr(row, "options", None)), "pair": pair_label(row.pair),
                      "ratio": float(row.ratio), "seed": int(row.seed)},
-            "metrics": dict(_numbers(metrics)),
+            "metrics": {name: float(v) for name, v in _leaves(metrics, MACHINE_KEYS)
+                        if isinstance(v, int | float) and not isinstance(v, bool)},
             "fit_seconds": budget.get("fit_seconds"),
-            "params": _flat(row.params if isinstance(row.params, dict) else {}),
+            "params": dict(_leaves(row.params if isinstance(row.params, dict) else {})),
         }
         kinds.add(str(row.device))
         for package, value in (row.versions or {}).items():
@@ -127,28 +128,17 @@ def side_of_cells(cells: pd.DataFrame, source: str = "") -> Side:
     return Side(found, tuple(sorted(kinds)), flat, source)
 
 
-def _numbers(value, prefix: str = ""):
-    """Nested metrics as (dotted name, number) pairs, without the machine's figures."""
+def _leaves(value, skip=frozenset(), prefix: str = ""):
+    """Nested dicts and lists (metrics, parameters) as (dotted name, leaf) pairs, leaving out the keys ``skip``."""
     if isinstance(value, dict):
         for key, item in value.items():
-            if key not in MACHINE_KEYS:
-                yield from _numbers(item, f"{prefix}{key}.")
+            if key not in skip:
+                yield from _leaves(item, skip, f"{prefix}{key}.")
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _numbers(item, f"{prefix}{index}.")
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        yield prefix.rstrip("."), float(value)
-
-
-def _flat(params: dict, prefix: str = "") -> dict:
-    """Nested parameters (the classifier's spec) as {dotted name: value}."""
-    out = {}
-    for key, value in params.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+            yield from _leaves(item, skip, f"{prefix}{index}.")
+    else:
+        yield prefix.rstrip("."), value
 
 
 def _read_reference(path: Path) -> Side:

@@ -138,14 +138,12 @@ def unit_values(cells: pd.DataFrame | None, metric: str = "g_mean") -> pd.DataFr
     columns = ["method"] + UNIT_KEYS + ["value"]
     if cells is None or len(cells) == 0:
         return pd.DataFrame(columns=columns)
-    cells = with_test(cells)
-    needed = {"method", "status", "metrics"} | set(UNIT_KEYS)
+    needed = ({"method", "status", "metrics"} | set(UNIT_KEYS)) - {"test"}  # the test set comes from options
     missing = needed - set(cells.columns)
     if missing:
         raise ValueError(f"cells lack the columns {sorted(missing)}")
-    frame = cells.loc[cells["status"] == "done", ["method", *UNIT_KEYS, "metrics"]].copy()
-    frame["pair"] = frame["pair"].map(pair_label)
-    frame["ratio"] = frame["ratio"].astype(float).round(RATIO_DECIMALS)
+    frame = _by_unit(cells, ["status", "metrics"])
+    frame = frame[frame["status"] == "done"].drop(columns="status")
     frame["value"] = [_metric_value(m, metric) for m in frame["metrics"]]
     frame = frame.dropna(subset=["value"]).drop(columns="metrics")
     if frame.empty:
@@ -303,15 +301,16 @@ def block_values(cells: pd.DataFrame | None, metric: str = "g_mean") -> pd.DataF
         return pd.DataFrame()
     keys = ["method"] + BLOCK_KEYS
     per_seed = seed_means(values, keys, ["value"])
-    grid = Grid.of(_grid_cells(cells), keys)
+    grid = Grid.of(_by_unit(cells), keys)
     table = grid.mark(over_seeds(per_seed, keys, ["value"]), per_seed, keys).set_index(keys)
     per_block = table["value_mean"].where(table["complete"])
     return per_block.unstack("method").sort_index()
 
 
-def _grid_cells(cells: pd.DataFrame) -> pd.DataFrame:
-    """Every cell, done or failed, by unit: what the grid asked of each block."""
-    frame = with_test(cells)[["method", *UNIT_KEYS]].copy()
+def _by_unit(cells: pd.DataFrame, extra=()) -> pd.DataFrame:
+    """Every cell, done or failed, with its unit (pair labels, rounded ratios, the test set) and ``extra``
+    columns: what the grid asked of each block, and what ``unit_values`` reads."""
+    frame = with_test(cells)[["method", *UNIT_KEYS, *extra]].copy()
     frame["pair"] = frame["pair"].map(pair_label)
     frame["ratio"] = frame["ratio"].astype(float).round(RATIO_DECIMALS)
     return frame
