@@ -19,6 +19,7 @@ PAPER_METRICS = ("precision", "recall", "accuracy", "f_measure", "g_mean")
 
 _TABLE3 = "table3_resampling.csv"
 _GAMO = "deepsmote_gamo_protocol.csv"
+_LONGTAIL = "longtail_cifar10.csv"
 
 # Other papers' numbers on one of the suite's protocols (``reference_gamo``): their metric names -> ours.
 REFERENCE_METRICS = ("balanced_accuracy", "g_mean", "f_measure")
@@ -28,6 +29,12 @@ _REFERENCE_TESTS = {"imbalanced": "train", "balanced": "balanced"}
 # Their dataset names -> the suite's: CelebA's 5 hair colours are the gamo protocol's celeba task.
 _REFERENCE_DATASETS = {"celeba-hair": "celeba"}
 REFERENCE_SHORT = "DeepSMOTE (Dablain et al., IEEE TNNLS 2022)"
+# The long-tail papers print a top-1 error, a balanced error or a top-1 accuracy, in percent, on CIFAR-10's
+# balanced test split, where top-1 accuracy is the mean per-class recall: the suite's balanced_accuracy.
+_LONGTAIL_MEASURES = {"top1_error": lambda v: 1.0 - v / 100.0, "balanced_error": lambda v: 1.0 - v / 100.0,
+                      "top1_accuracy": lambda v: v / 100.0}
+# All three papers trained ResNet-32 with SGD: their numbers are shown only beside cells trained that way.
+_LONGTAIL_CLASSIFIER = {"classifier.arch": "resnet32", "classifier.optimizer": "sgd"}
 
 
 def paper_table3() -> pd.DataFrame:
@@ -62,3 +69,50 @@ def reference_gamo() -> pd.DataFrame:
     frame["method"] = frame["method"].str.lower()
     frame["protocol"] = "gamo"
     return frame[["source", "table", "protocol", "dataset", "test", "method", *REFERENCE_METRICS]]
+
+
+def _requires(text) -> dict:
+    """``"beta=0.9999;gamma=1.0"`` -> {"beta": 0.9999, "gamma": 1.0} (numbers where they parse)."""
+    out = {}
+    for part in str(text).split(";") if isinstance(text, str) and text.strip() else ():
+        name, _, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            out[name.strip()] = value.strip()
+    return out
+
+
+def reference_longtail() -> pd.DataFrame:
+    """The long-tail papers' published CIFAR-10-LT numbers (``longtail_cifar10.csv``), in the suite's terms.
+
+    One row per (source, paper row, imbalance factor): ``protocol`` = ``longtail``, ``test`` = ``balanced``,
+    ``ratio`` = 1 / factor, ``method`` the suite's method, ``requires`` the parameters a cell must have for the
+    number to apply ({"classifier.arch": "resnet32", "classifier.optimizer": "sgd", ...}: ResNet-32 with SGD,
+    plus e.g. ``drw_fraction`` = 1.0 for LDAM without DRW), ``primary`` (the number a report shows first:
+    the method's own paper, else LDAM-DRW's Table 2, whose recipe the ``cifar10-lt`` preset follows),
+    ``balanced_accuracy`` as a fraction (100 - the printed error, or the printed accuracy), ``spread`` (the
+    printed standard error, a fraction; NaN where none is printed), ``paper_row`` the paper's own row name.
+    """
+    source = resources.files("bench.reports").joinpath("reference", _LONGTAIL)
+    with source.open("r", encoding="utf-8") as handle:
+        frame = pd.read_csv(handle)
+    frame["balanced_accuracy"] = [_LONGTAIL_MEASURES[m](v) for m, v in zip(frame["measure"], frame["value"],
+                                                                          strict=True)]
+    frame["spread"] = frame["spread"] / 100.0
+    frame["requires"] = [{**_LONGTAIL_CLASSIFIER, **_requires(r)} for r in frame["requires"]]
+    frame["ratio"] = 1.0 / frame["factor"]
+    frame["primary"] = frame["primary"].astype(bool)
+    frame = frame.assign(protocol="longtail", test="balanced", g_mean=float("nan"), f_measure=float("nan"))
+    return frame[["source", "table", "paper_row", "protocol", "dataset", "test", "ratio", "method", "requires",
+                  "primary", *REFERENCE_METRICS, "spread"]]
+
+
+def published() -> pd.DataFrame:
+    """Every other paper's number the reports show, one frame: :func:`reference_gamo` (any ratio: the gamo
+    protocol fixes it; no parameter required; primary) and :func:`reference_longtail`."""
+    gamo = reference_gamo().assign(paper_row=lambda f: f["method"], ratio=float("nan"), primary=True,
+                                   spread=float("nan"))
+    gamo["requires"] = [{} for _ in range(len(gamo))]
+    frames = [gamo, reference_longtail()]
+    return pd.concat([f[frames[1].columns] for f in frames], ignore_index=True)

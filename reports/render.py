@@ -41,6 +41,9 @@ SHORT_HEADERS = {
 # Multi-class protocols: macro averages, with the mean per-class recall (ACSA = balanced accuracy) first.
 MULTICLASS_METRICS = ("balanced_accuracy", "g_mean", "f_measure", "precision", "recall")
 NONE = "-"
+LONGTAIL_NOTE = (" Their top-1 accuracy on the balanced test split is the mean per-class recall, shown as balanced "
+                 "accuracy (100 minus the error where a paper prints an error), only beside rows trained as they "
+                 "trained (ResNet-32 with SGD; reports/reference/README.md).")
 CITED = ("paper", "published")  # sub-columns of cited values beside ours
 EMPTY = "No results in the store yet."
 REFERENCE = "capsan"  # the method the tables' Wilcoxon notes test against every other
@@ -127,7 +130,7 @@ def _display(group: pd.DataFrame, pm: str, paper: bool, short: bool = False, ci:
     metrics = _metrics(group)
     paper = paper and metrics == METRICS
     published = _has_reference(group)
-    cited = {m for m in REFERENCE_METRICS if published} if not paper else set()
+    cited = {m for m in REFERENCE_METRICS if published and group[f"{m}_ref"].notna().any()} if not paper else set()
     for metric in metrics:
         columns.append((metric, "ours"))
         if paper:
@@ -261,7 +264,8 @@ def _extra_notes(group: pd.DataFrame, paper: bool, tests: dict | None, budgets: 
     notes = [f"paper: the values reported in {PAPER_CITATION}, Table 3.", POSITIVE_NOTE] if paper else []
     if not paper and _has_reference(group):
         notes.append(f"published: the values reported in {'; '.join(_sources(group))} (the same protocol, test set "
-                     "and method; their classifier and training budget are theirs, not the suite's: VALIDATION.md).")
+                     "and method; their classifier and training budget are theirs, not the suite's: VALIDATION.md)."
+                     + (LONGTAIL_NOTE if key[1] == "longtail" else ""))
     notes += [n for n in ((tests or {}).get(key), (budgets or {}).get(key)) if n]
     notes += [f"Partial seeds: {note}." for note in _notes(group)]
     notes += [f"Missing: {note}." for note in _missing(group)]

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import Grid, over_seeds, pair_label, seed_means
-from .paper import PAPER_METRICS, PAPER_PROTOCOL, REFERENCE_METRICS, paper_table3, reference_gamo
+from .paper import PAPER_METRICS, PAPER_PROTOCOL, REFERENCE_METRICS, paper_table3, published
 from .tasks import with_test
 
 METRICS = PAPER_METRICS  # shown in the Markdown, LaTeX and terminal tables, in this order
@@ -78,6 +78,7 @@ def _prepare(cells: pd.DataFrame) -> pd.DataFrame:
     options = cells["options"] if "options" in cells else pd.Series([None] * len(cells), index=cells.index)
     training = [{k: o[k] for k in TRAINING_OPTIONS if k in o} if isinstance(o, dict) else {} for o in options]
     frame["epochs"] = epochs
+    frame["params"] = params  # which published numbers apply (``published_matches``)
     frame["config"] = [json.dumps([e, p, t], sort_keys=True, default=str)
                        for e, p, t in zip(epochs, params, training, strict=True)]
     for metric in CSV_METRICS:
@@ -159,24 +160,79 @@ def _add_paper(table: pd.DataFrame) -> None:
                 table.loc[index, f"{metric}_paper"] = float(match[metric].iloc[0])
 
 
-def _add_reference(table: pd.DataFrame) -> None:
-    """Other papers' published numbers (``paper.reference_gamo``) where dataset, protocol, test set and method
-    match: ``<metric>_ref`` and ``ref_source`` (the citation and table; NaN where nothing matches)."""
-    reference = reference_gamo()
-    for metric in REFERENCE_METRICS:
-        table[f"{metric}_ref"] = np.nan
-    sources = []
+def _param(params, dotted: str):
+    """``params["classifier"]["arch"]`` for ``"classifier.arch"``; None where a level is missing."""
+    value = params
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _satisfies(params, requires: dict) -> bool:
+    for name, want in requires.items():
+        have = _param(params, name)
+        if isinstance(want, float):
+            try:
+                if abs(float(have) - want) > PAPER_TOL:
+                    return False
+            except (TypeError, ValueError):
+                return False
+        elif str(have) != str(want):
+            return False
+    return True
+
+
+def published_matches(table: pd.DataFrame, frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Every published number (``paper.published``) that applies to a row of ``table``: one line per (row,
+    number), ``row`` the table's index, then the reference's columns, the row's primary number first.
+
+    A number applies where the protocol, dataset, test set and method match (a variant such as
+    ``focal[gamma=2]``: its method's numbers), the ratio matches (the gamo protocol's numbers fix none), and
+    every done cell of the row has the parameters the number requires (the long-tail papers' ResNet-32 with
+    SGD, LDAM without DRW's ``drw_fraction`` = 1, ...): a row trained otherwise gets no published value."""
+    reference = published()
+    done = frame[frame["status"] == "done"]
+    params = {key if isinstance(key, tuple) else (key,): list(group["params"])
+              for key, group in done.groupby(keys, sort=False)} if not done.empty else {}
+    lines = []
     for index, row in table.iterrows():
+        method = str(row["method"]).lower().split("[")[0]
         match = reference[
             (reference["protocol"] == row["protocol"])
             & (reference["dataset"] == str(row["dataset"]).lower())
             & (reference["test"] == row["test"])
-            & (reference["method"] == str(row["method"]).lower().split("[")[0])  # a variant: its method's row
+            & (reference["method"] == method)
+            & (reference["ratio"].isna() | ((reference["ratio"] - float(row["ratio"])).abs() <= PAPER_TOL))
         ]
-        sources.append(np.nan if match.empty else f"{match['source'].iloc[0]}, Table {match['table'].iloc[0]}")
-        for metric in REFERENCE_METRICS if not match.empty else ():
-            table.loc[index, f"{metric}_ref"] = float(match[metric].iloc[0])
-    table["ref_source"] = sources
+        cells = params.get(tuple(row[k] for k in keys), [])
+        match = match.loc[np.array([all(_satisfies(p, r) for p in cells) for r in match["requires"]], dtype=bool)]
+        lines.append(match.sort_values("primary", ascending=False, kind="stable").assign(row=index))
+    if not lines:
+        return reference.iloc[:0].assign(row=pd.Series(dtype=int))
+    return pd.concat(lines, ignore_index=True)
+
+
+def _add_reference(table: pd.DataFrame, matches: pd.DataFrame) -> None:
+    """The first (primary) published number of each row: ``<metric>_ref`` and ``ref_source`` (the citation and
+    table; NaN where nothing applies)."""
+    first = matches.drop_duplicates("row").set_index("row")
+    for metric in REFERENCE_METRICS:
+        table[f"{metric}_ref"] = first[metric].reindex(table.index).astype(float)
+    source = first["source"] + ", Table " + first["table"].astype(str)
+    table["ref_source"] = source.reindex(table.index)
+
+
+def _build(cells: pd.DataFrame, by_pair: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    keys = row_keys(by_pair)
+    frame = _prepare(cells)
+    table = _aggregate(frame, keys)
+    _mark_best(table, by_pair)
+    _add_paper(table)
+    matches = published_matches(table, frame, keys)
+    _add_reference(table, matches)
+    return table, matches
 
 
 def table3(cells: pd.DataFrame, by_pair: bool = False) -> pd.DataFrame:
@@ -189,9 +245,23 @@ def table3(cells: pd.DataFrame, by_pair: bool = False) -> pd.DataFrame:
     columns = table_columns(by_pair)
     if cells is None or cells.empty:
         return pd.DataFrame(columns=columns)
-    keys = row_keys(by_pair)
-    table = _aggregate(_prepare(cells), keys)
-    _mark_best(table, by_pair)
-    _add_paper(table)
-    _add_reference(table)
-    return _sort(table, keys)[columns]
+    table, _ = _build(cells, by_pair)
+    return _sort(table, row_keys(by_pair))[columns]
+
+
+def published_beside(cells: pd.DataFrame) -> pd.DataFrame:
+    """Every published number beside the row of ours it applies to (not only the first, which
+    :func:`table3` shows): one line per (row, number), the row's keys, ``n_seeds``, ``complete`` and
+    ``<metric>_mean`` / ``_std``, then the number's ``source``, ``table``, ``paper_row``, ``primary``,
+    ``spread`` and ``<metric>_ref``; rows in :func:`table3`'s order, each row's primary number first."""
+    if cells is None or cells.empty:
+        return pd.DataFrame()
+    table, matches = _build(cells, False)
+    keys = row_keys(False)
+    ours = table[keys + ["n_seeds", "complete"] + [f"{m}_{s}" for m in REFERENCE_METRICS for s in ("mean", "std")]]
+    theirs = matches[["row", "source", "table", "paper_row", "primary", "spread", *REFERENCE_METRICS]]
+    theirs = theirs.rename(columns={m: f"{m}_ref" for m in REFERENCE_METRICS})
+    merged = ours.join(theirs.set_index("row"), how="inner")
+    order = _sort(ours.assign(_row=ours.index), keys)["_row"].tolist()
+    merged["_rank"] = merged.index.map({row: i for i, row in enumerate(order)})
+    return merged.sort_values("_rank", kind="stable").drop(columns="_rank").reset_index(drop=True)

@@ -5,6 +5,9 @@ as one) it writes whichever of these the store has cells for:
 
 - **GAMO protocol vs DeepSMOTE** (``validate-gamo``): per dataset and test set, each method's ACSA, GM and macro
   F1 as mean ± std over seeds (percent), DeepSMOTE's published value and ours minus theirs, in points.
+- **Long tail vs the long-tail papers** (``cifar10-lt``): per dataset and ratio, each method's balanced
+  accuracy (mean ± std, percent) beside every published number that applies to it (LDAM-DRW's Table 2, logit
+  adjustment's Table 3, balanced softmax's Tables 2 and 5; ``published_beside``), the report's own first.
 - **CapsAN paper, Table 3** (``validate-table3``): binary MNIST tasks on the balanced test split; G-mean,
   F-measure and accuracy, ours beside the paper's, differences in points.
 - **CapsAN paper, Table 1** (``validate-table1``): the discriminators' error rate at n training images.
@@ -22,7 +25,7 @@ import pandas as pd
 
 from .budget import budget_table
 from .paper import PAPER_CITATION, REFERENCE_METRICS
-from .table3 import table3
+from .table3 import published_beside, table3
 from .tasks import test_label, test_set_note, with_test
 
 GAP_POINTS = 2.0  # |ours - published| above this many points (of a percentage) is investigated
@@ -83,6 +86,36 @@ def gamo_section(table: pd.DataFrame, cells: pd.DataFrame) -> list[str]:
                      & (cells["status"] == "done")]
         note = test_set_note(used)
         lines += [note, ""] if note else []
+    lines += [f"{gaps} difference(s) above {GAP_POINTS:g} points.", ""]
+    return lines
+
+
+def longtail_section(cells: pd.DataFrame) -> list[str]:
+    """Markdown lines: one table per (dataset, test set) of the longtail protocol with published numbers, every
+    number that applies to a row beside it (the row's primary one first)."""
+    beside = published_beside(cells)
+    beside = beside[beside["protocol"] == "longtail"] if not beside.empty else beside
+    if beside.empty:
+        return []
+    lines = ["## Long tail: ours beside the long-tail papers' published numbers", "",
+             "Balanced accuracy (the top-1 accuracy of a balanced test split), percent; ours: mean ± std over the "
+             "seeds (n); published: the paper's value (100 minus the error where it prints an error; ± its "
+             "standard error where it prints one); diff: ours minus published, in points (`gap`: more than "
+             f"{GAP_POINTS:g}). A row's first number is the one the report shows.", ""]
+    headers = ["ratio", "method", "n", "ours", "published", "diff", "paper's row", "source"]
+    gaps = 0
+    for (dataset, test), group in beside.groupby(["dataset", "test"], sort=False):
+        body = []
+        for _, row in group.iterrows():
+            diff, gap = _diff(row["balanced_accuracy_mean"], row["balanced_accuracy_ref"])
+            gaps += gap
+            spread = "" if pd.isna(row["spread"]) else f" ± {100 * row['spread']:.1f}"
+            body.append([f"{row['ratio']:g}", str(row["method"]), str(row["n_seeds"]),
+                         _ours(row["balanced_accuracy_mean"], row["balanced_accuracy_std"]),
+                         _pct(row["balanced_accuracy_ref"]) + spread, diff, str(row["paper_row"]),
+                         f"{str(row['source']).split(' (')[0]}, Table {row['table']}"])
+        lines += [f"### {dataset}, {test_label(test)}", "", _markdown(body, headers), ""]
+        lines += [f"sources: {'; '.join(dict.fromkeys(group['source']))}.", ""]
     lines += [f"{gaps} difference(s) above {GAP_POINTS:g} points.", ""]
     return lines
 
@@ -170,8 +203,8 @@ def render_validation(cells: pd.DataFrame) -> str:
         return "# Validation\n\nNo results in the store yet.\n"
     cells = with_test(cells)
     table = table3(cells)
-    parts = gamo_section(table, cells) + table3_section(table) + table1_section(cells)
+    parts = gamo_section(table, cells) + longtail_section(cells) + table3_section(table) + table1_section(cells)
     if not parts:
-        parts = ["No cell in the store matches a published number (run --preset validate-gamo, validate-table3 "
-                 "or validate-table1).", ""]
+        parts = ["No cell in the store matches a published number (run --preset validate-gamo, cifar10-lt, "
+                 "validate-table3 or validate-table1).", ""]
     return "\n".join(["# Validation", ""] + parts + run_section(cells))

@@ -20,10 +20,10 @@ SUBSET = SHARED_DATA / "cifar10" / "cifar10_train_first4000.npz"
 def test_the_preset_runs_resnet32_with_the_longtail_recipe():
     preset = load_preset("cifar10-lt")
     assert (preset.protocol, sorted(preset.ratios), preset.datasets) == ("longtail", [0.01, 0.1], ["cifar10"])
-    assert {"imbalanced", "focal", "cb-focal", "ldam-drw", "logit-adjust", "balanced-softmax", "smote", "deepsmote",
+    assert {"imbalanced", "focal", "cb-ce", "cb-focal", "ldam-drw", "logit-adjust", "balanced-softmax", "smote", "deepsmote",
             "gamo", "capsan"} == set(preset.methods)
     cells = build_grid(preset)
-    assert len(cells) == 10 * 2 * 3
+    assert len(cells) == 11 * 2 * 3
     for cell in cells:
         if cell.method in ("gamo", "capsan"):  # their own classifiers
             continue
@@ -60,9 +60,15 @@ def test_the_smoke_version_runs_offline_on_the_real_subset(subset_folder, tmp_pa
     spec = cells.iloc[0]["params"]["classifier"]
     assert (spec["arch"], spec["optimizer"], spec["head"]) == ("resnet32", "sgd", "cosine")
     with pytest.raises(SystemExit) as report:
-        main(["report", "--results", str(results), "--out", str(tmp_path / "report"), "--format", "md"])
+        main(["report", "--results", str(results), "--out", str(tmp_path / "report"), "--format", "md",
+              "--validation"])
         raise SystemExit(0)
     assert report.value.code == 0 and "ldam-drw" in capsys.readouterr().out
+    # the published column beside ours: LDAM-DRW's own Table 2 number (top-1 error 22.97 at factor 100)
+    table = (tmp_path / "report" / "table3.md").read_text()
+    assert "published" in table and f"{1 - 0.2297:.3f}" in table and "LDAM-DRW (Cao" in table
+    validation = (tmp_path / "report" / "validation.md").read_text()
+    assert "LDAM-DRW, Table 2" in validation and "77.03" in validation
 
 
 def test_the_full_preset_says_which_file_is_missing(tmp_path, capsys):
@@ -73,4 +79,4 @@ def test_the_full_preset_says_which_file_is_missing(tmp_path, capsys):
     assert exit_code.value.code == 0  # a dry run plans; the missing file is in its table
     out = capsys.readouterr().out
     assert "missing cifar-10-batches-py/data_batch_1" in out and "cifar-10-python.tar.gz" in out
-    assert "--download" in out and "60 pending" in out
+    assert "--download" in out and "66 pending" in out
