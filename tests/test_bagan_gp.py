@@ -29,6 +29,20 @@ def test_end_to_end_on_digits_deterministic_for_a_seed(digits, tmp_path):
     assert (tmp_path / "a" / a["artifacts"] / "samples.png").exists()
 
 
+def test_it_trains_on_a_3x32x32_task_and_the_seed_matters(colour_task, tmp_path):
+    from bench.methods import FitContext
+
+    probas, ledgers = {}, {}
+    for run, seed in (("a", 0), ("b", 0), ("c", 1)):
+        method = get_method("bagan-gp")(gan_epochs=1, width=16, latent_dim=16)
+        ctx = FitContext(device=CPU, seed=seed, epochs=1, artifact_dir=tmp_path / run)
+        method.fit(colour_task.train, ctx)
+        probas[run], ledgers[run] = method.predict_proba(colour_task.test.images), ctx.ledger.record()
+    assert method.sample(3, 1).shape == (3, 3, 32, 32)
+    assert np.array_equal(probas["a"], probas["b"]) and not np.allclose(probas["a"], probas["c"])
+    assert ledgers["a"]["classifier"]["updates"] > 0 and ledgers["a"]["generator"]["updates"] > 0  # the ledger is filled
+
+
 def test_the_gradient_penalty_by_hand():
     """D linear in the image, w . x: its gradient is w everywhere, so the penalty is (||w|| - 1)^2 whatever
     alpha is; D(x) = 0.5 * ||x||^2 has gradient x_hat, whose norm the interpolation decides."""
