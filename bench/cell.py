@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import re
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -91,11 +92,25 @@ def package_versions() -> dict:
     return found
 
 
+def deterministic_algorithms() -> None:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` without importing inductor's configuration.
+
+    The public call imports ``torch._inductor.config`` to set the flag compiled code reads: about 1.5 s on a
+    CPU machine, once per bench process and worker, for every run, compiled or not. Eager code reads only the
+    flag set here; ``Method.compiled`` passes it on to inductor under ``--compile``. Where torch lacks the
+    setter, or inductor is already loaded, the public call runs."""
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        setter(True, warn_only=True)
+
+
 def seed_everything(seed: int, device: torch.device) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic_algorithms()
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False

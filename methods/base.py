@@ -73,6 +73,9 @@ class FitContext:
         config = torch._dynamo.config
         name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
         setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
+        if torch.are_deterministic_algorithms_enabled():  # the cell's flag, for inductor's kernels too (the
+            # cell sets it without loading inductor: bench.cell.deterministic_algorithms)
+            torch.use_deterministic_algorithms(True, warn_only=torch.is_deterministic_algorithms_warn_only_enabled())
         return torch.compile(fn, mode=self.compile)
 
     def step_begin(self) -> None:

@@ -83,7 +83,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torchvision.utils import save_image
 
 from bench.datasets.base import ImageSet
 from bench.errors import BenchError
@@ -92,6 +91,7 @@ from bench.methods.budget import Budget, Ledger
 from bench.methods.capsan_nets import CapsuleDiscriminator, ClassLatent, ConvDiscriminator, Generator
 from bench.methods.capsules import feature_matching, pull_away
 from bench.methods.classifier import shuffled_batches, to_input
+from bench.methods.generative import save_samples
 from bench.methods.registry import register
 
 CITATION = ("Shamsolmoali et al., Imbalanced data learning by minority class augmentation using capsule "
@@ -381,7 +381,7 @@ class CapsAN(Method):
             return
         # One row of 8 samples per class (at most 10 classes), minority and majority alike.
         rows = [self._generate(8, c) for c in range(min(self.n_classes, 10))]
-        save_image(torch.cat(rows).float().div(255.0), folder / "samples.png", nrow=8, padding=1)
+        save_samples(rows, folder / "samples.png")
 
 
 @register

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torchvision.ops import sigmoid_focal_loss
 
 from bench.methods.registry import register
 from bench.methods.resampling import ResamplingMethod
@@ -78,6 +77,9 @@ class ClassBalancedFocal(_ClassBalanced):
     defaults = {"beta": 0.9999, "gamma": 1.0}
 
     def batch_loss(self, model, x, y):
+        # torchvision's import is slow (seconds): only a run of this loss pays it
+        from torchvision.ops import sigmoid_focal_loss
+
         logits = model(x).float()
         target = torch.nn.functional.one_hot(y, logits.shape[1]).float()
         terms = sigmoid_focal_loss(logits, target, alpha=-1, gamma=float(self.params["gamma"]), reduction="none")

@@ -105,14 +105,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.utils import save_image
 
 from bench.datasets.base import ImageSet
 from bench.methods.base import FitContext, Method, check_finite
 from bench.methods.budget import Budget, Ledger, check_schedule
 from bench.methods.classifier import CLASSIFIER_SPEC, CommonCNN, shuffled_batches, to_input
 from bench.methods.gamo_nets import ConditionalDiscriminator, ConvexGenerator, FeatureVAE
-from bench.methods.generative import COMMON_DEFAULTS, to_uint8, top_up_counts
+from bench.methods.generative import COMMON_DEFAULTS, save_samples, to_uint8, top_up_counts
 from bench.methods.registry import register
 
 GAME_LOSSES = ("f_loss", "m_loss", "d_real", "d_fake", "g_m", "g_d")
@@ -429,4 +428,4 @@ class GAMO(Method):
         classes = self.minority[:10]
         if classes:
             rows = [torch.from_numpy(self.sample(8, c)) for c in classes]
-            save_image(torch.cat(rows).float().div(255.0), folder / "samples.png", nrow=8, padding=1)
+            save_samples(rows, folder / "samples.png")

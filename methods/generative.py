@@ -42,7 +42,6 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from torchvision.utils import save_image
 
 from bench.datasets.base import ImageSet
 from bench.methods.base import FitContext, Method, check_finite
@@ -73,6 +72,15 @@ def top_up_counts(counts, phi: float) -> list[int]:
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] floats -> uint8 images, on the same device."""
     return ((images.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def save_samples(rows: list[torch.Tensor], path) -> None:
+    """Rows of 8 uint8 samples as one PNG grid (the ``samples.png`` every generative method writes)."""
+    # Imported here: torchvision's package import takes about 3 s on a CPU machine, which every bench process
+    # (and every cell worker) would otherwise pay before its first cell, generative or not.
+    from torchvision.utils import save_image
+
+    save_image(torch.cat(rows).float().div(255.0), path, nrow=8, padding=1)
 
 
 class GenerativeOversampling(Method):
@@ -188,4 +196,4 @@ class GenerativeOversampling(Method):
         classes = [c for c, n in enumerate(self.generated_counts) if n > 0][:10]
         if classes:
             rows = [torch.from_numpy(self.sample(8, c)) for c in classes]
-            save_image(torch.cat(rows).float().div(255.0), folder / "samples.png", nrow=8, padding=1)
+            save_samples(rows, folder / "samples.png")

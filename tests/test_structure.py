@@ -132,3 +132,20 @@ def test_the_method_name_check_sees_a_name(tmp_path):
     source.write_text('"""capsan in a docstring is fine."""\nTWINS = {"capsan": "capsan-conv"}\n')
     assert _string_literals(source) & set(method_names()) == {"capsan", "capsan-conv"}
     assert bench.__name__ == "bench"
+
+
+def test_a_cell_process_loads_neither_torchvision_nor_inductor_before_it_needs_them():
+    """Each costs a bench process seconds at start (1.5 s and more on a CPU): torchvision is imported where
+    a sample grid is saved, inductor where ``--compile`` compiles; determinism is on all the same."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "import bench.runner, bench.methods, bench.reports\n"
+            "from bench.cell import seed_everything\n"
+            "seed_everything(0, torch.device('cpu'))\n"
+            "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),"
+            " 'torchvision' in sys.modules, 'torch._inductor.config' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "False", "False"]
