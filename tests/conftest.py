@@ -51,6 +51,19 @@ def fake_idx():
 
 
 @pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One ``bench run --preset smoke --threads 1`` of the installed command, shared by the tests that check
+    what it printed and stored (test_cli, test_threads, test_same_results): (the finished process, its results
+    folder). Treat the folder as read-only: a test that writes runs its own."""
+    from helpers import run_bench
+
+    folder = tmp_path_factory.mktemp("smoke")
+    run = run_bench("run", "--preset", "smoke", "--threads", "1", "--results", folder / "results", "--quiet",
+                    cwd=folder)
+    return run, folder / "results"
+
+
+@pytest.fixture(scope="session")
 def digits():
     """scikit-learn's bundled digits, (train, test): the data of every end-to-end method test."""
     from bench.datasets import load_dataset

@@ -53,6 +53,19 @@ def run_bench(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedPro
                           env=full_env, timeout=timeout)
 
 
+def cli_exit(args, capsys) -> tuple[int, str]:
+    """``bench ARGS`` through the installed command's entry point, in this process: (exit code, stderr). For
+    refusals of bad input; the installed command's own exit codes are tested once (faults/test_bad_input.py)."""
+    import pytest
+
+    from bench.cli import main
+
+    with pytest.raises(SystemExit) as exit_code:
+        main([*map(str, args)])
+        raise SystemExit(0)
+    return exit_code.value.code, capsys.readouterr().err
+
+
 def digits_cell(method: str, seed: int = 0, epochs: int = 2, **params):
     """One grid cell: ``method`` (with ``params``) on the digits pair 3:5 at ratio 0.1 with ``seed``; its key
     (and so its artifact folder) is the seed's own."""

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import bench_command, copy_shared, run_bench
+from helpers import bench_command, cli_exit, copy_shared, run_bench
 
 from bench.cli import main
 from bench.store import Store
@@ -48,9 +48,9 @@ def test_version_and_lists(capsys):
     assert code == 0 and all(name in " ".join(out.split()) for name in QUALITY_METRICS)
 
 
-def test_smoke_preset_end_to_end_then_report(tmp_path):
-    results, report = tmp_path / "results", tmp_path / "report"
-    run = run_bench("run", "--preset", "smoke", "--results", results, "--quiet", cwd=tmp_path)
+def test_smoke_preset_end_to_end_then_report(smoke_run, tmp_path, capsys):
+    run, results = smoke_run
+    report = tmp_path / "report"
     assert run.returncode == 0, run.stderr
     assert "3 cells: 3 run, 0 failed, 0 already done" in run.stdout
     for name in ("imbalanced", "smote", "adasyn"):
@@ -85,9 +85,9 @@ def test_smoke_preset_end_to_end_then_report(tmp_path):
     import pyarrow.parquet
 
     assert pyarrow.parquet.read_table(tmp_path / "cells.parquet").num_rows == 3  # parquet, not CSV text
-    clash = run_bench("export", "--results", results, "--out", tmp_path / "c.parquet", "--format", "csv", cwd=tmp_path)
-    assert clash.returncode == 2 and "drop --format, or name the file c.csv" in clash.stderr
-    assert len(clash.stderr.strip().splitlines()) == 1
+    code, err = cli_exit(["export", "--results", results, "--out", tmp_path / "c.parquet", "--format", "csv"], capsys)
+    assert code == 2 and "drop --format, or name the file c.csv" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def _done_count(results):

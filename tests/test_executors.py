@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from helpers import copy_shared, repeatable, run_bench
+from helpers import cli_exit, copy_shared, repeatable, run_bench
 
 from bench.config import RunConfig
 from bench.errors import BenchError
@@ -126,12 +126,12 @@ def test_a_killed_worker_is_replaced_its_cell_retried_and_nothing_finished_lost(
     assert "6 cells: 4 run, 2 failed" in run.stdout
 
 
-def test_bad_jobs_are_one_line_errors(tmp_path):
-    run = run_bench("run", "--preset", "smoke", "--jobs", "0", "--results", tmp_path / "r", cwd=tmp_path)
-    assert run.returncode == 2 and "--jobs must be at least 1" in run.stderr
-    gpu = run_bench("run", "--preset", "smoke", "--jobs-per-gpu", "2", "--device", "cpu", "--results",
-                    tmp_path / "r", cwd=tmp_path)
-    assert gpu.returncode == 2 and "--jobs-per-gpu needs a GPU" in gpu.stderr
+def test_bad_jobs_are_one_line_errors(tmp_path, capsys):
+    code, err = cli_exit(["run", "--preset", "smoke", "--jobs", "0", "--results", tmp_path / "r"], capsys)
+    assert code == 2 and "--jobs must be at least 1" in err and len(err.strip().splitlines()) == 1
+    code, err = cli_exit(["run", "--preset", "smoke", "--jobs-per-gpu", "2", "--device", "cpu", "--results",
+                          tmp_path / "r"], capsys)
+    assert code == 2 and "--jobs-per-gpu needs a GPU" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()  # refused before any store was made
 
 

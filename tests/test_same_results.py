@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import torch
-from helpers import run_bench
 
 REFERENCE = Path(__file__).parent / "data" / "smoke_before.json"
 TOLERANCE = 0.02
@@ -83,10 +82,10 @@ def differences(before: dict, after: dict, tolerance: float) -> list[str]:
     return problems
 
 
-def test_the_smoke_preset_gives_the_keys_and_numbers_of_the_code_before(tmp_path):
-    run = run_bench("run", "--preset", "smoke", "--results", tmp_path, "--threads", "1", "--quiet")
+def test_the_smoke_preset_gives_the_keys_and_numbers_of_the_code_before(smoke_run):
+    run, results = smoke_run  # bench run --preset smoke --threads 1
     assert run.returncode == 0, run.stderr
-    before, after = json.loads(REFERENCE.read_text()), snapshot(tmp_path)
+    before, after = json.loads(REFERENCE.read_text()), snapshot(results)
     assert after["cells"].keys() == before["cells"].keys()  # the same cells, under the same keys
     exact = before["cpu"] == after["cpu"]
     assert differences(before["cells"], after["cells"], 0.0 if exact else TOLERANCE) == []

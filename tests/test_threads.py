@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from helpers import run_bench
+from helpers import cli_exit
 
 from bench import threads
 from bench.errors import BenchError
@@ -61,13 +61,12 @@ def test_an_explicit_choice_is_kept(monkeypatch):
         threads.ThreadPolicy(0)
 
 
-def test_every_cell_stores_the_thread_count_it_ran_with(tmp_path):
-    run = run_bench("run", "--preset", "smoke", "--threads", "1", "--results", tmp_path / "r", "--quiet",
-                    cwd=tmp_path)
+def test_every_cell_stores_the_thread_count_it_ran_with(smoke_run, tmp_path, capsys):
+    run, results = smoke_run  # --threads 1
     assert run.returncode == 0, run.stderr
-    with Store(tmp_path / "r", create=False) as store:
+    with Store(results, create=False) as store:
         cells = store.cells()
     assert (cells["metrics"].map(lambda m: m["threads"]) == 1).all()
     assert cells["device"].str.contains(r"\(.*, 1 threads\)").all()
-    bad = run_bench("run", "--preset", "smoke", "--threads", "0", "--results", tmp_path / "bad", cwd=tmp_path)
-    assert bad.returncode == 2 and "--threads must be at least 1" in bad.stderr
+    code, err = cli_exit(["run", "--preset", "smoke", "--threads", "0", "--results", tmp_path / "bad"], capsys)
+    assert code == 2 and "--threads must be at least 1" in err

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import SHARED_DATA, bench_command, require_shared
+from helpers import SHARED_DATA, bench_command, cli_exit, require_shared
 
 from bench.datasets.base import ImageSet
 from bench.datasets.imbalance import GAMO_BALANCED_TEST, GAMO_COUNTS, GAMO_TEST_COUNTS, make_imbalanced
@@ -139,7 +139,7 @@ def test_the_validation_presets_build_the_grids_the_issue_asks_for():
         assert what(cpu) == what(gpu) and min(c.epochs for c in gpu) > max(c.epochs for c in cpu)
 
 
-def test_the_command_line_takes_both_test_sets(tmp_path):
+def test_the_command_line_takes_both_test_sets(tmp_path, capsys):
     out = subprocess.run(bench_command() + ["run", "--methods", "imbalanced", "--datasets", "digits", "--ratios",
                                             "0.1", "--pairs", "3:5", "--epochs", "1", "--seeds", "1",
                                             "--test-set", "balanced,train",
@@ -149,9 +149,8 @@ def test_the_command_line_takes_both_test_sets(tmp_path):
     with Store(tmp_path / "r", create=False) as store:
         cells = store.cells()
     assert sorted(str(o.get("test")) for o in cells["options"].map(lambda o: o or {})) == ["None", "train"]
-    bad = subprocess.run(bench_command() + ["run", "--test-set", "skewed", "--dry-run"], capture_output=True,
-                         text=True, timeout=120)
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "unknown test set" in bad.stderr
+    code, err = cli_exit(["run", "--test-set", "skewed", "--dry-run", "--results", tmp_path / "bad"], capsys)
+    assert code == 2 and err.strip().count("\n") == 0 and "unknown test set" in err
 
 
 # ----------------------------------------------------------------------------------------- the report
