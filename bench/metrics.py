@@ -9,8 +9,10 @@ probability; multi-class: one-vs-rest, macro) and the confusion matrix complete 
 from __future__ import annotations
 
 import numpy as np
-from imblearn.metrics import geometric_mean_score
-from sklearn import metrics as skm
+
+# scikit-learn and imbalanced-learn are imported inside the functions: together about 2.5 s at a process's
+# start, which a bench process that stops before its first metric (a refused option, a missing file, a dry
+# run, bench list) need not pay.
 
 METRIC_NAMES = ("precision", "recall", "f_measure", "accuracy", "balanced_accuracy", "g_mean", "roc_auc")
 
@@ -20,6 +22,9 @@ def classification_metrics(y_true, proba, positive: int | None = 1) -> dict:
 
     ``positive`` is the label of the minority class for a binary task; ``None`` macro-averages.
     """
+    from imblearn.metrics import geometric_mean_score
+    from sklearn import metrics as skm
+
     y_true = np.asarray(y_true)
     proba = np.asarray(proba, dtype=np.float64)
     if proba.ndim != 2 or len(proba) != len(y_true):
@@ -48,6 +53,8 @@ def classification_metrics(y_true, proba, positive: int | None = 1) -> dict:
 
 def roc_points(y_true, proba, positive: int = 1) -> dict:
     """The ROC curve of the positive class (what the report needs to average curves over seeds)."""
+    from sklearn import metrics as skm
+
     y_true = np.asarray(y_true)
     if len(np.unique(y_true)) < 2:
         return {}
@@ -56,6 +63,8 @@ def roc_points(y_true, proba, positive: int = 1) -> dict:
 
 
 def _roc_auc(y_true, proba, positive) -> float:
+    from sklearn import metrics as skm
+
     present = np.unique(y_true)
     if len(present) < 2:  # undefined on a one-class test set
         return float("nan")

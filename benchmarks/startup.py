@@ -1,5 +1,6 @@
 """What a ``bench run`` process spends before and around its first cell: the wall time of a one-cell run (the
-median of ``--repeats`` fresh processes) and the import cost of the heavy packages it loads.
+median of ``--repeats`` fresh processes), the import cost of the heavy packages it loads, and the time of two
+commands that run no cell (``bench list methods``, a run refused for a missing file).
 
     python benchmarks/startup.py [--repeats 5]
 
@@ -24,7 +25,8 @@ PROBE = ("import sys, time, torch\n"
          "t = time.perf_counter(); import bench.runner, bench.methods; imports = time.perf_counter() - t\n"
          "from bench.cell import seed_everything\n"
          "t = time.perf_counter(); seed_everything(0, torch.device('cpu')); seeding = time.perf_counter() - t\n"
-         "print(f'{imports:.2f} {seeding:.3f} {\"torchvision\" in sys.modules} {\"torch._inductor.config\" in sys.modules}')")
+         "print(f'{imports:.2f} {seeding:.3f}', *(n in sys.modules for n in ('torchvision', 'torch._inductor.config',"
+         " 'sklearn', 'imblearn')))")
 
 
 def main() -> None:
@@ -42,7 +44,12 @@ def main() -> None:
     print(f"one-cell bench run: median {statistics.median(times):.2f} s over {args.repeats} processes "
           f"(min {min(times):.2f}, max {max(times):.2f})")
     print(f"import bench.runner + bench.methods (torch already loaded): {probe[0]} s; seed_everything: {probe[1]} s; "
-          f"torchvision loaded: {probe[2]}; inductor config loaded: {probe[3]}")
+          f"loaded by then: torchvision {probe[2]}, inductor config {probe[3]}, scikit-learn {probe[4]}, "
+          f"imbalanced-learn {probe[5]}")
+    for args in (["list", "methods"], ["run", "--datasets", "mnist", "--data-dir", "/nonexistent", "--quiet"]):
+        start = time.perf_counter()
+        subprocess.run([bench, *args], capture_output=True)  # the second is refused: a missing file
+        print(f"bench {' '.join(args)}: {time.perf_counter() - start:.2f} s")
 
 
 if __name__ == "__main__":

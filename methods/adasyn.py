@@ -8,8 +8,6 @@ neighbour, or too few minority images exist, the library refuses and the cell is
 its message.
 """
 
-from imblearn.over_sampling import ADASYN
-
 from bench.methods.registry import register
 from bench.methods.resampling import PixelOversampling
 
@@ -20,6 +18,6 @@ class Adasyn(PixelOversampling):
     family = "resampling"
     summary = "ADASYN on raw pixels (imbalanced-learn), then the common classifier"
     citation = "He et al., ADASYN: Adaptive Synthetic Sampling Approach for Imbalanced Learning, IJCNN 2008"
-    sampler = ADASYN
+    sampler = "ADASYN"
     defaults = {"n_neighbors": 5, "sampling_strategy": "auto"}
 

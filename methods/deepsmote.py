@@ -40,7 +40,6 @@ import json
 
 import numpy as np
 import torch
-from imblearn.over_sampling import SMOTE
 from torch import nn
 
 from bench.methods.base import FitContext
@@ -130,6 +129,8 @@ class DeepSMOTE(GenerativeOversampling):
 
     @torch.no_grad()
     def generate(self, n: int, label: int, generator=None) -> torch.Tensor:
+        from imblearn.over_sampling import SMOTE  # imported when used (PixelOversampling says why)
+
         have = int((self.latent_labels == label).sum())
         seed = int(torch.randint(2 ** 31 - 1, (1,), device=self.device, generator=generator))
         smote = SMOTE(sampling_strategy={label: have + n}, k_neighbors=self.neighbours(have), random_state=seed)

@@ -7,8 +7,6 @@ Deviations: none from the library; pixels are rounded back to uint8 after interp
 ``k_neighbors + 1`` minority images the library refuses and the cell is recorded as failed with its message.
 """
 
-from imblearn.over_sampling import SMOTE
-
 from bench.methods.registry import register
 from bench.methods.resampling import PixelOversampling
 
@@ -19,6 +17,6 @@ class Smote(PixelOversampling):
     family = "resampling"
     summary = "SMOTE on raw pixels (imbalanced-learn), then the common classifier"
     citation = "Chawla et al., SMOTE: Synthetic Minority Over-sampling Technique, JAIR 2002"
-    sampler = SMOTE
+    sampler = "SMOTE"
     defaults = {"k_neighbors": 5, "sampling_strategy": "auto"}
 
