@@ -242,26 +242,23 @@ def table3(cells: pd.DataFrame, by_pair: bool = False) -> pd.DataFrame:
     Columns: see :func:`table_columns`. Never raises on partial or failed runs; empty input gives an
     empty frame with the same columns.
     """
+    return table3_and_published(cells, by_pair)[0]
+
+
+def table3_and_published(cells: pd.DataFrame, by_pair: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`table3` and, from the same aggregation, every published number beside the row of ours it applies
+    to (not only the first, which the table shows): one line per (row, number), the row's keys, ``n_seeds``,
+    ``complete`` and ``<metric>_mean`` / ``_std``, then the number's ``source``, ``table``, ``paper_row``,
+    ``primary``, ``spread`` and ``<metric>_ref``; rows in the table's order, each row's primary number first."""
     columns = table_columns(by_pair)
     if cells is None or cells.empty:
-        return pd.DataFrame(columns=columns)
-    table, _ = _build(cells, by_pair)
-    return _sort(table, row_keys(by_pair))[columns]
-
-
-def published_beside(cells: pd.DataFrame) -> pd.DataFrame:
-    """Every published number beside the row of ours it applies to (not only the first, which
-    :func:`table3` shows): one line per (row, number), the row's keys, ``n_seeds``, ``complete`` and
-    ``<metric>_mean`` / ``_std``, then the number's ``source``, ``table``, ``paper_row``, ``primary``,
-    ``spread`` and ``<metric>_ref``; rows in :func:`table3`'s order, each row's primary number first."""
-    if cells is None or cells.empty:
-        return pd.DataFrame()
-    table, matches = _build(cells, False)
-    keys = row_keys(False)
-    ours = table[keys + ["n_seeds", "complete"] + [f"{m}_{s}" for m in REFERENCE_METRICS for s in ("mean", "std")]]
+        return pd.DataFrame(columns=columns), pd.DataFrame()
+    table, matches = _build(cells, by_pair)
+    keys = row_keys(by_pair)
+    ordered = _sort(table.assign(_row=table.index), keys)
+    ours = ordered[keys + ["_row", "n_seeds", "complete"]
+                   + [f"{m}_{s}" for m in REFERENCE_METRICS for s in ("mean", "std")]]
     theirs = matches[["row", "source", "table", "paper_row", "primary", "spread", *REFERENCE_METRICS]]
     theirs = theirs.rename(columns={m: f"{m}_ref" for m in REFERENCE_METRICS})
-    merged = ours.join(theirs.set_index("row"), how="inner")
-    order = _sort(ours.assign(_row=ours.index), keys)["_row"].tolist()
-    merged["_rank"] = merged.index.map({row: i for i, row in enumerate(order)})
-    return merged.sort_values("_rank", kind="stable").drop(columns="_rank").reset_index(drop=True)
+    beside = ours.merge(theirs, left_on="_row", right_on="row").drop(columns=["_row", "row"])  # ours' order
+    return ordered[columns], beside

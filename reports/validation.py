@@ -7,7 +7,7 @@ as one) it writes whichever of these the store has cells for:
   F1 as mean ± std over seeds (percent), DeepSMOTE's published value and ours minus theirs, in points.
 - **Long tail vs the long-tail papers** (``cifar10-lt``): per dataset and ratio, each method's balanced
   accuracy (mean ± std, percent) beside every published number that applies to it (LDAM-DRW's Table 2, logit
-  adjustment's Table 3, balanced softmax's Tables 2 and 5; ``published_beside``), the report's own first.
+  adjustment's Table 3, balanced softmax's Tables 2 and 5; ``table3_and_published``), the report's own first.
 - **CapsAN paper, Table 3** (``validate-table3``): binary MNIST tasks on the balanced test split; G-mean,
   F-measure and accuracy, ours beside the paper's, differences in points.
 - **CapsAN paper, Table 1** (``validate-table1``): the discriminators' error rate at n training images.
@@ -25,7 +25,7 @@ import pandas as pd
 
 from .budget import budget_table
 from .paper import PAPER_CITATION, REFERENCE_METRICS
-from .table3 import published_beside, table3
+from .table3 import table3_and_published
 from .tasks import test_label, test_set_note, with_test
 
 GAP_POINTS = 2.0  # |ours - published| above this many points (of a percentage) is investigated
@@ -90,10 +90,9 @@ def gamo_section(table: pd.DataFrame, cells: pd.DataFrame) -> list[str]:
     return lines
 
 
-def longtail_section(cells: pd.DataFrame) -> list[str]:
+def longtail_section(beside: pd.DataFrame) -> list[str]:
     """Markdown lines: one table per (dataset, test set) of the longtail protocol with published numbers, every
-    number that applies to a row beside it (the row's primary one first)."""
-    beside = published_beside(cells)
+    number that applies to a row beside it (the row's primary one first; ``table3_and_published``)."""
     beside = beside[beside["protocol"] == "longtail"] if not beside.empty else beside
     if beside.empty:
         return []
@@ -202,8 +201,8 @@ def render_validation(cells: pd.DataFrame) -> str:
     if cells is None or cells.empty:
         return "# Validation\n\nNo results in the store yet.\n"
     cells = with_test(cells)
-    table = table3(cells)
-    parts = gamo_section(table, cells) + longtail_section(cells) + table3_section(table) + table1_section(cells)
+    table, beside = table3_and_published(cells)
+    parts = gamo_section(table, cells) + longtail_section(beside) + table3_section(table) + table1_section(cells)
     if not parts:
         parts = ["No cell in the store matches a published number (run --preset validate-gamo, cifar10-lt, "
                  "validate-table3 or validate-table1).", ""]
