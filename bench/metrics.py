@@ -1,9 +1,23 @@
 """Classification metrics of one cell, from scikit-learn and imbalanced-learn.
 
 Binary tasks report precision, recall and F-measure of the minority (positive) class; multi-class tasks
-macro-average them. Accuracy, balanced accuracy (= ACSA, the mean per-class recall), G-mean
-(imbalanced-learn: the geometric mean of the per-class recalls), ROC AUC (binary: of the positive class'
-probability; multi-class: one-vs-rest, macro) and the confusion matrix complete the set.
+macro-average them. Accuracy, balanced accuracy (= ACSA, the mean per-class recall), two G-means, ROC AUC
+(binary: of the positive class' probability; multi-class: one-vs-rest, macro) and the confusion matrix complete
+the set.
+
+The two G-means are two definitions that papers print under one name:
+- ``g_mean``: the geometric mean of the per-class recalls (imbalanced-learn ``average="multiclass"``). It can
+  never exceed their arithmetic mean, ACSA, and one class with no correct prediction makes it 0. The CapsAN
+  paper's binary G-mean, sqrt(TPR x TNR).
+- ``g_mean_macro``: imbalanced-learn's ``average="macro"``: sqrt(mean sensitivity x mean specificity), each
+  class's sensitivity and specificity taken one-vs-rest, then macro-averaged before the square root, i.e.
+  sqrt(ACSA x mean specificity). With many classes the mean specificity is near 1, so it sits above ACSA:
+  DeepSMOTE's GM (``reports/reference/README.md`` gives the evidence).
+On a binary task they differ: ``g_mean`` is sqrt(TPR x TNR), the binary G-mean papers print (the CapsAN
+paper's), while ``g_mean_macro`` is (TPR + TNR) / 2, the balanced accuracy (each class's sensitivity is the
+other's specificity).
+A cell stored before ``g_mean_macro`` existed gets it from its stored confusion matrix (``derived_metrics``), the
+same number, since both G-means are functions of the confusion matrix.
 """
 
 from __future__ import annotations
@@ -14,7 +28,8 @@ import numpy as np
 # start, which a bench process that stops before its first metric (a refused option, a missing file, a dry
 # run, bench list) need not pay.
 
-METRIC_NAMES = ("precision", "recall", "f_measure", "accuracy", "balanced_accuracy", "g_mean", "roc_auc")
+METRIC_NAMES = ("precision", "recall", "f_measure", "accuracy", "balanced_accuracy", "g_mean", "g_mean_macro",
+                "roc_auc")
 
 
 def classification_metrics(y_true, proba, positive: int | None = 1) -> dict:
@@ -44,11 +59,28 @@ def classification_metrics(y_true, proba, positive: int | None = 1) -> dict:
         "accuracy": skm.accuracy_score(y_true, y_pred),
         "balanced_accuracy": skm.balanced_accuracy_score(y_true, y_pred),
         "g_mean": geometric_mean_score(y_true, y_pred, labels=labels, average="multiclass"),
+        "g_mean_macro": geometric_mean_score(y_true, y_pred, labels=labels, average="macro"),
         "roc_auc": _roc_auc(y_true, proba, positive if binary else None),
         "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "per_class_recall": skm.recall_score(y_true, y_pred, labels=labels, average=None, zero_division=0).tolist(),
     }
     return {k: (float(v) if isinstance(v, np.floating | float) else v) for k, v in result.items()}
+
+
+def derived_metrics(metrics):
+    """``metrics`` (a stored cell's) with the G-mean it predates added: ``g_mean_macro`` from the stored confusion
+    matrix, through imbalanced-learn on the labels the matrix counts (exact: the metric is a function of the
+    matrix). Anything else, or a cell that already has it, is returned as it is."""
+    if not isinstance(metrics, dict) or "g_mean_macro" in metrics or not metrics.get("confusion_matrix"):
+        return metrics
+    from imblearn.metrics import geometric_mean_score
+
+    matrix = np.asarray(metrics["confusion_matrix"], dtype=np.int64)
+    labels = np.arange(len(matrix))
+    y_true = np.repeat(labels, matrix.sum(axis=1))
+    y_pred = np.concatenate([np.repeat(labels, row) for row in matrix])
+    value = geometric_mean_score(y_true, y_pred, labels=labels, average="macro")
+    return {**metrics, "g_mean_macro": float(value)}
 
 
 def roc_points(y_true, proba, positive: int = 1) -> dict:

@@ -6,6 +6,8 @@ key has a ``done`` row; the report reads the newest ``done`` row of each key, or
 cell only ever failed. WAL journaling lets ``bench report`` read while ``bench run`` writes; readers open the
 store read-only, so reading never changes it. A write that fails (a full disk) rolls back whole and is one
 ``BenchError``, as is a store that is damaged or not a bench store.
+Reading adds a metric that a cell predates where its stored confusion matrix gives it exactly
+(``metrics.derived_metrics``: ``g_mean_macro``); the file itself is never rewritten.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.metrics import derived_metrics
 
 STORE_NAME = "bench.sqlite"
 SCHEMA_VERSION = 2  # 2: the options column
@@ -156,6 +159,8 @@ class Store:
             frame["options"] = None
         for column in JSON_COLUMNS:
             frame[column] = frame[column].map(lambda v: json.loads(v) if isinstance(v, str) else None)
+        # a metric added after a cell ran, computed from what the cell stored (never written back)
+        frame["metrics"] = frame["metrics"].map(derived_metrics)
         return frame
 
     def cells(self) -> pd.DataFrame:

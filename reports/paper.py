@@ -21,9 +21,12 @@ _TABLE3 = "table3_resampling.csv"
 _GAMO = "deepsmote_gamo_protocol.csv"
 _LONGTAIL = "longtail_cifar10.csv"
 
-# Other papers' numbers on one of the suite's protocols (``reference_gamo``): their metric names -> ours.
-REFERENCE_METRICS = ("balanced_accuracy", "g_mean", "f_measure")
-_REFERENCE_NAMES = {"acsa": "balanced_accuracy", "gm": "g_mean", "f1": "f_measure"}
+# Other papers' numbers on one of the suite's protocols (``reference_gamo``): their metric names -> ours, each
+# beside the definition its source used (README.md in reference/ gives the evidence): DeepSMOTE's GM is
+# imbalanced-learn's macro G-mean (it exceeds its ACSA in every row, which the G-mean of the per-class recalls
+# never can).
+REFERENCE_METRICS = ("balanced_accuracy", "g_mean_macro", "f_measure")
+_REFERENCE_NAMES = {"acsa": "balanced_accuracy", "gm": "g_mean_macro", "f1": "f_measure"}
 # Their test-set names -> the suite's (--test-set): Table II's imbalanced test follows the training shape.
 _REFERENCE_TESTS = {"imbalanced": "train", "balanced": "balanced"}
 # Their dataset names -> the suite's: CelebA's 5 hair colours are the gamo protocol's celeba task.
@@ -55,8 +58,9 @@ def reference_gamo() -> pd.DataFrame:
 
     One row per (dataset, test, method): ``protocol`` = ``gamo``, ``dataset`` and ``test`` as the suite names
     them (``celeba`` = the hair-colour task, ``train`` = the imbalanced test of DeepSMOTE's Table II),
-    ``balanced_accuracy`` (ACSA), ``g_mean`` (GM) and ``f_measure`` (macro F1) as fractions (the paper prints
-    percent), and ``source`` / ``table`` (the citation and the paper's table number).
+    ``balanced_accuracy`` (ACSA), ``g_mean_macro`` (GM: imbalanced-learn's macro G-mean, see :func:`gamo_definitions`) and
+    ``f_measure`` (macro F1) as fractions (the paper prints percent), and ``source`` / ``table`` (the citation
+    and the paper's table number).
     """
     source = resources.files("bench.reports").joinpath("reference", _GAMO)
     with source.open("r", encoding="utf-8") as handle:
@@ -103,7 +107,7 @@ def reference_longtail() -> pd.DataFrame:
     frame["requires"] = [{**_LONGTAIL_CLASSIFIER, **_requires(r)} for r in frame["requires"]]
     frame["ratio"] = 1.0 / frame["factor"]
     frame["primary"] = frame["primary"].astype(bool)
-    frame = frame.assign(protocol="longtail", test="balanced", g_mean=float("nan"), f_measure=float("nan"))
+    frame = frame.assign(protocol="longtail", test="balanced", g_mean_macro=float("nan"), f_measure=float("nan"))
     return frame[["source", "table", "paper_row", "protocol", "dataset", "test", "ratio", "method", "requires",
                   "primary", *REFERENCE_METRICS, "spread"]]
 
@@ -116,3 +120,39 @@ def published() -> pd.DataFrame:
     gamo["requires"] = [{} for _ in range(len(gamo))]
     frames = [gamo, reference_longtail()]
     return pd.concat([f[frames[1].columns] for f in frames], ignore_index=True)
+
+
+# What a source's numbers are, said under every table that sets them beside ours. Each figure in these notes is
+# computed from the shipped numbers, never typed.
+def gamo_definitions() -> str:
+    """The note on DeepSMOTE's metric definitions, with the evidence its own numbers give."""
+    frame = reference_gamo()
+    above = int((frame["g_mean_macro"] > frame["balanced_accuracy"]).sum())
+    return (f"DeepSMOTE's GM exceeds its ACSA in {above} of its {len(frame)} rows, which the G-mean of the per-class "
+            "recalls (never above their mean, ACSA) cannot: it is imbalanced-learn's macro G-mean, sqrt(mean "
+            "sensitivity x mean specificity) over the classes taken one-vs-rest, set beside ours of that definition "
+            "(G-mean macro); its F1 is the macro F1 and its ACSA the mean per-class recall "
+            "(reports/reference/README.md).")
+
+
+LONGTAIL_DEFINITIONS = (
+    "LDAM-DRW's Table 2 numbers are the best test accuracy over all epochs of a run (its cifar_train.py selects the "
+    "epoch on the test set), ours the last epoch's; logit adjustment and balanced softmax were trained with their "
+    "own recipes (Nesterov SGD and its steps; batch 512, lr 0.05, cosine, 13,000 iterations), ours with the "
+    "longtail-sgd recipe (LDAM-DRW's), as their modules' Deviations say.")
+
+
+def table3_definitions() -> str:
+    """The note on what the CapsAN paper's Table 3 numbers can and cannot be (computed from the shipped table)."""
+    frame = paper_table3()
+    harmonic = 2 * frame["precision"] * frame["recall"] / (frame["precision"] + frame["recall"])
+    off = (frame["f_measure"] - harmonic).abs() > 0.01
+    worst = (frame["f_measure"] - harmonic).abs().idxmax()
+    row = frame.loc[worst]
+    return (f"The paper's F-measure is not the harmonic mean of its own precision and recall in {int(off.sum())} of "
+            f"its {len(frame)} rows (more than 0.01 apart; {row['data_label']} {row['method']}: "
+            f"{row['f_measure']:.3f} printed, {harmonic[worst]:.3f} from its precision and recall), so which "
+            "F-measure it prints is unknown; its G-mean is set beside our binary G-mean, sqrt(TPR x TNR). "
+            "Its `imbalanced` row is, by its caption, a standard GAN, where ours is the common CNN without "
+            "resampling; it repeats each experiment for every two classes, where the suite runs the preset's "
+            "class pairs (3:5, 4:9, 0:6 by default).")

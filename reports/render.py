@@ -16,7 +16,14 @@ from bench.store import Store
 
 from .aggregate import NO_PAIR
 from .budget import budget_note
-from .paper import PAPER_CITATION, PAPER_SHORT, REFERENCE_METRICS
+from .paper import (
+    LONGTAIL_DEFINITIONS,
+    PAPER_CITATION,
+    PAPER_SHORT,
+    REFERENCE_METRICS,
+    gamo_definitions,
+    table3_definitions,
+)
 from .stats import ci_text, paired_wilcoxon, wilcoxon_note
 from .table3 import METRICS, failed_cells, table3
 from .tasks import DEFAULT_TEST, task_label, test_set_note, with_test
@@ -28,6 +35,7 @@ HEADERS = {
     "accuracy": "accuracy",
     "f_measure": "F-measure",
     "g_mean": "G-mean",
+    "g_mean_macro": "G-mean macro",
     "balanced_accuracy": "ACSA",
 }
 SHORT_HEADERS = {
@@ -36,10 +44,12 @@ SHORT_HEADERS = {
     "accuracy": "acc",
     "f_measure": "F",
     "g_mean": "G-mean",
+    "g_mean_macro": "GM-macro",
     "balanced_accuracy": "ACSA",
 }
-# Multi-class protocols: macro averages, with the mean per-class recall (ACSA = balanced accuracy) first.
-MULTICLASS_METRICS = ("balanced_accuracy", "g_mean", "f_measure", "precision", "recall")
+# Multi-class protocols: macro averages, with the mean per-class recall (ACSA = balanced accuracy) first; both
+# G-means (bench/metrics.py): of the per-class recalls, and imbalanced-learn's macro one that DeepSMOTE prints.
+MULTICLASS_METRICS = ("balanced_accuracy", "g_mean", "g_mean_macro", "f_measure", "precision", "recall")
 NONE = "-"
 LONGTAIL_NOTE = (" Their top-1 accuracy on the balanced test split is the mean per-class recall, shown as balanced "
                  "accuracy (100 minus the error where a paper prints an error), only beside rows trained as they "
@@ -221,8 +231,8 @@ def _caption(dataset, protocol, pm: str = " ± ", escape=str, test=DEFAULT_TEST)
     where = task_label(protocol, test, " protocol")
     if protocol != "binary":
         return (
-            f"Table 3 on {escape(dataset)}, {escape(where)}: ACSA (mean per-class recall), G-mean and "
-            f"macro-averaged F-measure, precision and recall, mean{pm}std over the n seeds {escape(CI_NOTE)}. Bold: the "
+            f"Table 3 on {escape(dataset)}, {escape(where)}: ACSA (mean per-class recall), G-mean (of the per-class "
+            f"recalls), G-mean macro (sqrt(mean sensitivity x mean specificity), one-vs-rest) and macro-averaged F-measure, precision and recall, mean{pm}std over the n seeds {escape(CI_NOTE)}. Bold: the "
             "best mean per ratio."
         )
     return (
@@ -261,11 +271,12 @@ def _extra_notes(group: pd.DataFrame, paper: bool, tests: dict | None, budgets: 
     """The notes under one table, in order: the paper's source and positive class, the Wilcoxon tests, the
     budgets, then partial, missing and pooled rows."""
     key = tuple(group[k].iloc[0] for k in GROUP_KEYS)
-    notes = [f"paper: the values reported in {PAPER_CITATION}, Table 3.", POSITIVE_NOTE] if paper else []
+    notes = [f"paper: the values reported in {PAPER_CITATION}, Table 3.", POSITIVE_NOTE, table3_definitions()] if paper else []
     if not paper and _has_reference(group):
         notes.append(f"published: the values reported in {'; '.join(_sources(group))} (the same protocol, test set "
                      "and method; their classifier and training budget are theirs, not the suite's: VALIDATION.md)."
-                     + (LONGTAIL_NOTE if key[1] == "longtail" else ""))
+                     + (f"{LONGTAIL_NOTE} {LONGTAIL_DEFINITIONS}" if key[1] == "longtail" else "")
+                     + (f" {gamo_definitions()}" if key[1] == "gamo" else ""))
     notes += [n for n in ((tests or {}).get(key), (budgets or {}).get(key)) if n]
     notes += [f"Partial seeds: {note}." for note in _notes(group)]
     notes += [f"Missing: {note}." for note in _missing(group)]

@@ -33,7 +33,7 @@ from .paper import PAPER_METRICS, PAPER_PROTOCOL, REFERENCE_METRICS, paper_table
 from .tasks import with_test
 
 METRICS = PAPER_METRICS  # shown in the Markdown, LaTeX and terminal tables, in this order
-CSV_METRICS = METRICS + ("balanced_accuracy", "roc_auc")
+CSV_METRICS = METRICS + ("balanced_accuracy", "g_mean_macro", "roc_auc")
 BASELINE = "imbalanced"  # listed first in every group
 RATIO_DECIMALS = 10  # ratios are grouped after rounding, so 0.1 and 0.1000000000001 are one row
 TIE_TOL = 1e-12  # means this close to the best are ties
@@ -248,7 +248,7 @@ def table3(cells: pd.DataFrame, by_pair: bool = False) -> pd.DataFrame:
 def table3_and_published(cells: pd.DataFrame, by_pair: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`table3` and, from the same aggregation, every published number beside the row of ours it applies
     to (not only the first, which the table shows): one line per (row, number), the row's keys, ``n_seeds``,
-    ``complete`` and ``<metric>_mean`` / ``_std``, then the number's ``source``, ``table``, ``paper_row``,
+    ``complete`` and ``<metric>_mean`` / ``_std`` / ``_ci_low`` / ``_ci_high``, then the number's ``source``, ``table``, ``paper_row``,
     ``primary``, ``spread`` and ``<metric>_ref``; rows in the table's order, each row's primary number first."""
     columns = table_columns(by_pair)
     if cells is None or cells.empty:
@@ -257,7 +257,7 @@ def table3_and_published(cells: pd.DataFrame, by_pair: bool = False) -> tuple[pd
     keys = row_keys(by_pair)
     ordered = _sort(table.assign(_row=table.index), keys)
     ours = ordered[keys + ["_row", "n_seeds", "complete"]
-                   + [f"{m}_{s}" for m in REFERENCE_METRICS for s in ("mean", "std")]]
+                   + [f"{m}_{s}" for m in REFERENCE_METRICS for s in ("mean", "std", "ci_low", "ci_high")]]
     theirs = matches[["row", "source", "table", "paper_row", "primary", "spread", *REFERENCE_METRICS]]
     theirs = theirs.rename(columns={m: f"{m}_ref" for m in REFERENCE_METRICS})
     beside = ours.merge(theirs, left_on="_row", right_on="row").drop(columns=["_row", "row"])  # ours' order

@@ -24,12 +24,18 @@ from __future__ import annotations
 import pandas as pd
 
 from .budget import budget_table
-from .paper import PAPER_CITATION, REFERENCE_METRICS
+from .paper import (
+    LONGTAIL_DEFINITIONS,
+    PAPER_CITATION,
+    REFERENCE_METRICS,
+    gamo_definitions,
+    table3_definitions,
+)
 from .table3 import table3_and_published
 from .tasks import test_label, test_set_note, with_test
 
 GAP_POINTS = 2.0  # |ours - published| above this many points (of a percentage) is investigated
-NAMES = {"balanced_accuracy": "ACSA", "g_mean": "GM", "f_measure": "F1", "accuracy": "accuracy",
+NAMES = {"balanced_accuracy": "ACSA", "g_mean": "GM", "g_mean_macro": "GM (macro)", "f_measure": "F1", "accuracy": "accuracy",
          "precision": "precision", "recall": "recall"}
 TABLE3_METRICS = ("g_mean", "f_measure", "accuracy")
 NONE = "-"
@@ -39,18 +45,37 @@ def _pct(value) -> str:
     return NONE if pd.isna(value) else f"{100 * value:.2f}"
 
 
-def _ours(mean, std) -> str:
+def _ours(row, metric: str) -> str:
+    """``mean ± std [ci_low, ci_high]`` of ``metric`` in ``row``, percent (the interval where there is one)."""
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
     if pd.isna(mean):
         return NONE
-    return f"{100 * mean:.2f}" + ("" if pd.isna(std) else f" ± {100 * std:.2f}")
+    low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+    interval = "" if pd.isna(low) or pd.isna(high) else f" [{100 * low:.2f}, {100 * high:.2f}]"
+    return f"{100 * mean:.2f}" + ("" if pd.isna(std) else f" ± {100 * std:.2f}") + interval
 
 
-def _diff(mean, published) -> tuple[str, bool]:
+def _diff(row, metric: str, published) -> tuple[str, bool]:
+    """Ours minus ``published`` in points, flagged ``gap`` only where the difference is beyond ``GAP_POINTS``
+    AND the published value lies outside our 95 % interval of the mean: a difference the seeds' spread
+    explains is not a finding. A row without an interval (one seed) is never flagged."""
+    mean = row[f"{metric}_mean"]
     if pd.isna(mean) or pd.isna(published):
         return NONE, False
     points = 100 * (mean - published)
-    gap = abs(points) > GAP_POINTS
+    low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+    outside = not (pd.isna(low) or pd.isna(high)) and not low <= published <= high
+    gap = abs(points) > GAP_POINTS and outside
     return f"{points:+.2f}" + (" gap" if gap else ""), gap
+
+
+RULE = (f"`gap`: the published value lies outside our 95 % interval of the mean (Student t over the seeds, in "
+        f"brackets) and more than {GAP_POINTS:g} points away; a difference inside the interval is not flagged, "
+        "however large, and a row of one seed (no interval) never is")
+
+
+def _gap_count(gaps: int) -> str:
+    return f"{gaps} gap(s): published values outside our 95 % interval and more than {GAP_POINTS:g} points away."
 
 
 def _markdown(rows: list[list[str]], headers: list[str]) -> str:
@@ -64,8 +89,8 @@ def gamo_section(table: pd.DataFrame, cells: pd.DataFrame) -> list[str]:
     if rows_with.empty or rows_with[[f"{m}_ref" for m in REFERENCE_METRICS]].isna().all().all():
         return []
     lines = ["## GAMO protocol: ours beside DeepSMOTE's published numbers", "",
-             "Percent; ours: mean ± std over the seeds (n); published: the source's value; diff: ours minus "
-             f"published, in points (`gap`: more than {GAP_POINTS:g} points).", ""]
+             "Percent; ours: mean ± std over the seeds (n) [95 % interval]; published: the source's value; diff: "
+             f"ours minus published, in points ({RULE}).", ""]
     gaps = 0
     for (dataset, test), group in rows_with.groupby(["dataset", "test"], sort=False):
         headers = ["method", "n"]
@@ -75,18 +100,19 @@ def gamo_section(table: pd.DataFrame, cells: pd.DataFrame) -> list[str]:
         for _, row in group.iterrows():
             line = [str(row["method"]), str(row["n_seeds"])]
             for metric in REFERENCE_METRICS:
-                diff, gap = _diff(row[f"{metric}_mean"], row[f"{metric}_ref"])
+                diff, gap = _diff(row, metric, row[f"{metric}_ref"])
                 gaps += gap
-                line += [_ours(row[f"{metric}_mean"], row[f"{metric}_std"]), _pct(row[f"{metric}_ref"]), diff]
+                line += [_ours(row, metric), _pct(row[f"{metric}_ref"]), diff]
             body.append(line)
         sources = [s for s in dict.fromkeys(group["ref_source"]) if isinstance(s, str)]
         lines += [f"### {dataset}, {test_label(test)}", "", _markdown(body, headers), ""]
-        lines += [f"published: {'; '.join(sources) or 'no published row for these methods'}.", ""]
+        lines += [f"published: {'; '.join(sources) or 'no published row for these methods'}. {gamo_definitions()}",
+                  ""]
         used = cells[(cells["protocol"] == "gamo") & (cells["dataset"] == dataset) & (cells["test"] == test)
                      & (cells["status"] == "done")]
         note = test_set_note(used)
         lines += [note, ""] if note else []
-    lines += [f"{gaps} difference(s) above {GAP_POINTS:g} points.", ""]
+    lines += [_gap_count(gaps), ""]
     return lines
 
 
@@ -98,24 +124,24 @@ def longtail_section(beside: pd.DataFrame) -> list[str]:
         return []
     lines = ["## Long tail: ours beside the long-tail papers' published numbers", "",
              "Balanced accuracy (the top-1 accuracy of a balanced test split), percent; ours: mean ± std over the "
-             "seeds (n); published: the paper's value (100 minus the error where it prints an error; ± its "
-             "standard error where it prints one); diff: ours minus published, in points (`gap`: more than "
-             f"{GAP_POINTS:g}). A row's first number is the one the report shows.", ""]
+             "seeds (n) [95 % interval]; published: the paper's value (100 minus the error where it prints an "
+             "error; ± its standard error where it prints one); diff: ours minus published, in points "
+             f"({RULE}). A row's first number is the one the report shows. {LONGTAIL_DEFINITIONS}", ""]
     headers = ["ratio", "method", "n", "ours", "published", "diff", "paper's row", "source"]
     gaps = 0
     for (dataset, test), group in beside.groupby(["dataset", "test"], sort=False):
         body = []
         for _, row in group.iterrows():
-            diff, gap = _diff(row["balanced_accuracy_mean"], row["balanced_accuracy_ref"])
+            diff, gap = _diff(row, "balanced_accuracy", row["balanced_accuracy_ref"])
             gaps += gap
             spread = "" if pd.isna(row["spread"]) else f" ± {100 * row['spread']:.1f}"
             body.append([f"{row['ratio']:g}", str(row["method"]), str(row["n_seeds"]),
-                         _ours(row["balanced_accuracy_mean"], row["balanced_accuracy_std"]),
+                         _ours(row, "balanced_accuracy"),
                          _pct(row["balanced_accuracy_ref"]) + spread, diff, str(row["paper_row"]),
                          f"{str(row['source']).split(' (')[0]}, Table {row['table']}"])
         lines += [f"### {dataset}, {test_label(test)}", "", _markdown(body, headers), ""]
         lines += [f"sources: {'; '.join(dict.fromkeys(group['source']))}.", ""]
-    lines += [f"{gaps} difference(s) above {GAP_POINTS:g} points.", ""]
+    lines += [_gap_count(gaps), ""]
     return lines
 
 
@@ -127,8 +153,8 @@ def table3_section(table: pd.DataFrame) -> list[str]:
         return []
     lines = ["## CapsAN paper, Table 3: ours beside the paper's", "",
              "Binary MNIST tasks (minority-class F-measure; the paper does not state its positive class), the mean "
-             "over the class pairs per seed, then mean ± std over the seeds (n), percent; paper: "
-             f"{PAPER_CITATION}, Table 3; diff in points (`gap`: more than {GAP_POINTS:g}).", ""]
+             "over the class pairs per seed, then mean ± std over the seeds (n) [95 % interval], percent; paper: "
+             f"{PAPER_CITATION}, Table 3; diff in points ({RULE}).", "", table3_definitions(), ""]
     headers = ["ratio", "method", "n", "pairs"]
     for metric in TABLE3_METRICS:
         headers += [f"{NAMES[metric]} ours", "paper", "diff"]
@@ -138,12 +164,12 @@ def table3_section(table: pd.DataFrame) -> list[str]:
         for _, row in group.iterrows():
             cells = [f"{row['ratio']:g}", str(row["method"]), str(row["n_seeds"]), str(row["n_pairs"])]
             for metric in TABLE3_METRICS:
-                diff, gap = _diff(row[f"{metric}_mean"], row[f"{metric}_paper"])
+                diff, gap = _diff(row, metric, row[f"{metric}_paper"])
                 gaps += gap
-                cells += [_ours(row[f"{metric}_mean"], row[f"{metric}_std"]), _pct(row[f"{metric}_paper"]), diff]
+                cells += [_ours(row, metric), _pct(row[f"{metric}_paper"]), diff]
             body.append(cells)
         lines += [f"### {dataset}", "", _markdown(body, headers), ""]
-    lines += [f"{gaps} difference(s) above {GAP_POINTS:g} points.", ""]
+    lines += [_gap_count(gaps), ""]
     return lines
 
 
@@ -156,16 +182,16 @@ def table1_section(cells: pd.DataFrame) -> list[str]:
         return []
     lines = ["## CapsAN paper, Table 1: ours beside the paper's", "",
              "Error rate (1 - accuracy) of each discriminator trained as a classifier on n images, percent, mean ± "
-             f"std over the seeds (n); paper: {PAPER_CITATION}, Table 1; diff in points (`gap`: more than "
-             f"{GAP_POINTS:g}).", ""]
+             f"std over the seeds (n) [95 % interval]; paper: {PAPER_CITATION}, Table 1; diff in points ({RULE}).",
+             ""]
     headers = ["dataset", "n images", "discriminator", "seeds", "error ours", "paper", "diff"]
     body, gaps = [], 0
     for _, row in table.iterrows():
-        diff, gap = _diff(row["error_mean"], row["error_paper"])
+        diff, gap = _diff(row, "error", row["error_paper"])
         gaps += gap
         body.append([str(row["dataset"]), f"{row['n']:g}", str(row["discriminator"]), str(row["n_seeds"]),
-                     _ours(row["error_mean"], row["error_std"]), _pct(row["error_paper"]), diff])
-    return lines + [_markdown(body, headers), "", f"{gaps} difference(s) above {GAP_POINTS:g} points.", ""]
+                     _ours(row, "error"), _pct(row["error_paper"]), diff])
+    return lines + [_markdown(body, headers), "", _gap_count(gaps), ""]
 
 
 def run_section(cells: pd.DataFrame) -> list[str]:

@@ -84,3 +84,50 @@ def test_bad_probabilities_are_rejected():
     proba[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         classification_metrics(y, proba)
+
+
+def _three_classes():
+    # 3 classes, 5 / 4 / 3 test images; class 2 is never predicted right
+    y = np.array([0] * 5 + [1] * 4 + [2] * 3)
+    pred = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 0])
+    return y, np.eye(3)[pred] * 0.7 + 0.1  # rows sum to 1
+
+
+def test_the_two_g_means_by_hand():
+    """g_mean: the geometric mean of the recalls; g_mean_macro: sqrt(mean sensitivity x mean specificity)."""
+    y, proba = _three_classes()
+    m = classification_metrics(y, proba, positive=None)
+    recalls = [4 / 5, 3 / 4, 0 / 3]
+    specificities = [1 - 3 / 7, 1 - 2 / 8, 1 - 0 / 9]  # false positives over the other classes' images
+    assert m["per_class_recall"] == pytest.approx(recalls)
+    assert m["g_mean"] == 0.0  # one class missed zeroes the recalls' G-mean
+    assert m["g_mean_macro"] == pytest.approx(math.sqrt(np.mean(recalls) * np.mean(specificities)))
+    assert m["g_mean_macro"] > m["balanced_accuracy"]  # as in every DeepSMOTE row: never so for g_mean
+    assert m["g_mean_macro"] == pytest.approx(geometric_mean_score(y, proba.argmax(1), average="macro"))
+
+
+def test_on_two_classes_the_g_means_differ_the_macro_one_is_balanced_accuracy():
+    y, proba = _binary_case()
+    m = classification_metrics(y, proba, positive=1)
+    assert m["g_mean"] == pytest.approx(math.sqrt(3 / 4 * 4 / 6))  # the binary G-mean, sqrt(TPR x TNR)
+    assert m["g_mean_macro"] == pytest.approx((3 / 4 + 4 / 6) / 2) == pytest.approx(m["balanced_accuracy"])
+
+
+def test_a_cell_stored_before_g_mean_macro_gets_it_from_its_confusion_matrix(tmp_path):
+    from bench.metrics import derived_metrics
+    from bench.store import Store
+
+    y, proba = _three_classes()
+    fresh = classification_metrics(y, proba, positive=None)
+    old = {k: v for k, v in fresh.items() if k != "g_mean_macro"}
+    assert derived_metrics(old)["g_mean_macro"] == pytest.approx(fresh["g_mean_macro"], abs=1e-15)
+    assert derived_metrics(fresh) is fresh and derived_metrics(None) is None
+    assert "g_mean_macro" not in derived_metrics({"g_mean": 0.5})  # no matrix: nothing invented
+    with Store(tmp_path / "r") as store:  # the store adds it on read and never writes it back
+        store.add({"key": "k", "method": "m", "params": {}, "dataset": "d", "protocol": "gamo", "pair": None,
+                   "ratio": 0.01, "seed": 0, "epochs": 1, "counts": {}, "status": "done", "metrics": old,
+                   "error": None, "started_at": "2026-12-01T00:00:00", "finished_at": "2026-12-01T00:01:00",
+                   "duration_s": 60.0, "device": "cpu", "versions": {}})
+        assert store.cells()["metrics"][0]["g_mean_macro"] == pytest.approx(fresh["g_mean_macro"])
+        raw = store._conn.execute("SELECT metrics FROM results").fetchone()[0]
+    assert "g_mean_macro" not in raw

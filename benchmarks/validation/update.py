@@ -3,10 +3,14 @@
 Every block of VALIDATION.md between ``<!-- validation: FOLDER -->`` and ``<!-- end validation -->`` is
 replaced by what ``bench report --results FOLDER --validation`` writes into ``validation.md``, and every block
 between ``<!-- table3: FOLDER -->`` and ``<!-- end table3 -->`` by what ``bench report --results FOLDER
---tables 3 --format md`` writes into ``table3.md`` (for a store with no published number to set beside it,
+--tables 3 --format md`` writes into ``table3.md``, every block between ``<!-- budget: FOLDER -->`` and
+``<!-- end budget -->`` by the budget study's table (``facts.budget_markdown``: one store per E under FOLDER;
+the figure ``FOLDER.png`` is drawn from the same numbers) (for a store with no published number to set beside it,
 such as the CapsAN study); title lines dropped, headings moved down to sit under VALIDATION.md's own, so the
-file's numbers are the suite's output, never typed by hand. ``tests/test_validation.py``
-fails when a block differs from a fresh rendering.
+file's numbers are the suite's output, never typed by hand. Every figure the prose cites sits between
+``<!-- fact NAME -->`` and ``<!-- /fact -->`` and is rewritten with ``facts.value(NAME)``, computed from a
+committed store (``facts.py`` lists the kinds). ``tests/test_validation.py`` fails when a block or a fact
+differs from a fresh rendering.
 
     python benchmarks/validation/update.py            # rewrite VALIDATION.md in place
     python benchmarks/validation/update.py --check    # exit 1 when a block is stale
@@ -21,13 +25,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = ROOT / "VALIDATION.md"
-BLOCK = re.compile(r"(<!-- (?P<kind>validation|table3): (?P<folder>[^ ]+) -->\n)(?P<body>.*?)(<!-- end (?P=kind) -->)",
+BLOCK = re.compile(r"(<!-- (?P<kind>validation|table3|budget): (?P<folder>[^ ]+) -->\n)(?P<body>.*?)(<!-- end (?P=kind) -->)",
                    re.S)
+FACT = re.compile(r"(<!-- fact (?P<name>[^ ]+) -->)(?P<body>.*?)(<!-- /fact -->)", re.S)
+
+
+def _facts():
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import facts
+
+    return facts
 
 
 def rendered(folder: str, kind: str = "validation") -> str:
     """The tables of one store folder (relative to the repository root), as VALIDATION.md embeds them:
     ``validation.md`` (kind "validation") or ``table3.md`` (kind "table3")."""
+    if kind == "budget":  # the budget study: one store per E under the folder (facts.budget_markdown)
+        return _facts().budget_markdown(Path(folder).relative_to(_facts().STORES).as_posix())
     from bench.store import read_cells
 
     cells = read_cells([ROOT / folder])
@@ -50,7 +64,9 @@ def rendered(folder: str, kind: str = "validation") -> str:
 
 
 def refresh(text: str) -> str:
-    return BLOCK.sub(lambda m: m.group(1) + rendered(m.group("folder"), m.group("kind")) + m.group(5), text)
+    facts = _facts()
+    text = BLOCK.sub(lambda m: m.group(1) + rendered(m.group("folder"), m.group("kind")) + m.group(5), text)
+    return FACT.sub(lambda m: m.group(1) + facts.value(m.group("name")) + m.group(4), text)
 
 
 def main(argv=None) -> int:
@@ -65,6 +81,10 @@ def main(argv=None) -> int:
             return 1
         return 0
     DOCUMENT.write_text(fresh, encoding="utf-8")
+    for match in BLOCK.finditer(fresh):  # the budget study's figure, drawn from the same numbers as its table
+        if match.group("kind") == "budget":
+            folder = Path(match.group("folder"))
+            _facts().budget_figure(folder.relative_to(_facts().STORES).as_posix(), ROOT / f"{folder}.png")
     return 0
 
 
