@@ -25,9 +25,23 @@ It reuses ``bagan``'s machinery (the autoencoder-then-GAN epoch split, the encod
 Readings and deviations:
 - alpha ~ U(0, 1) per image, as WGAN-GP (Gulrajani et al. 2017) defines the penalty the paper adopts; the code
   draws alpha from N(0, 1), which we read as a slip.
-- Networks: the suite's DCGAN blocks (``dcgan_nets.py``, width 64, any square size; the decoder keeps batch
-  normalisation and ReLU where the code's uses LeakyReLU; the trunk has no normalisation, as the code's)
-  instead of the code's fixed 64x64 networks (it resizes every image to 64x64; we keep the task's size).
+- Networks: the suite's DCGAN blocks (``dcgan_nets.py``, width 64, any square size; the trunk has no
+  normalisation, as the code's) instead of the code's fixed 64x64 networks (it resizes every image to 64x64; we
+  keep the task's size). Compared with the code (``codes/improved_bagan_gp.py`` at commit 57a2e3ac):
+  - channels: ours double at each 2x step from 64: 64-128-256 in the encoder and discriminator at 32x32
+    (decoder 256-128-64), 64-128 at 28x28, 64-128-256-512 at 64x64; the code's are 64-128-128-256 (decoder
+    256-128-128-64) at its 64x64.
+  - the decoder: ours is a bias-free linear layer, batch normalisation, ReLU, then bias-free 4x4 transposed
+    convolutions each followed by batch normalisation and ReLU (a bias on the output layer only), tanh; the
+    code's first dense layer has a bias and is followed by LeakyReLU 0.2 without batch normalisation, and all
+    its transposed convolutions have biases (Keras' default) and LeakyReLU 0.2 after their batch normalisation.
+  - initialisation: our class embeddings (the generator's e_y and the discriminator's label embedding) keep
+    PyTorch's N(0, 1); the code's keep Keras' default U(-0.05, 0.05) (standard deviation 0.029), so z * e_y
+    starts about 35 times larger here. Our linear layers are N(0, 0.02) (DCGAN's), the code's dense layers
+    Keras' default Glorot-uniform; convolutions are N(0, 0.02) in both.
+- Data: we train the autoencoder and the GAN on the whole imbalanced training set; the code first splits it
+  70 / 30 (``train_test_split(test_size=0.3, random_state=42)``), trains both on the 70 % and uses the 30 % only
+  as the autoencoder's validation data and for its figures.
 - Budget (the contract of ``budget.py``): G updates for the generator, ``n_critic`` x G for the discriminator
   (role "critic"), and the autoencoder ``ae_epochs`` epochs of the same length (None: as many as the
   adversarial epochs, as ``bagan``). ``schedule = "paper"``: the code's batch 128, 30 autoencoder epochs and

@@ -1,7 +1,7 @@
 """The common classifier: one small CNN, trained the same way, used unchanged by every resampling method.
 
 (``classifier = "resnet32"`` and ``classifier_schedule = "longtail-sgd"``, parameters of every method on the
-common classifier, swap in He et al.'s CIFAR ResNet-32 and the long-tail papers' SGD recipe: ``BACKBONES``,
+common classifier, swap in He et al.'s CIFAR ResNet-32 and LDAM-DRW's SGD recipe: ``BACKBONES``,
 ``SCHEDULES``. What follows is the default, ``cnn`` with ``adam``.)
 
 Architecture (a plain two-layer CNN; any input size from 8x8 up, 1 or 3 channels):
@@ -20,9 +20,10 @@ the forward pass and loss under bf16 autocast (training and prediction); ``--com
 ``batch_loss`` (the network and its loss, one graph, so subclasses' extra terms are compiled too).
 A method that trains with its own loss (``crl``; a loss-based long-tail method) hands it over as
 ``Classifier(loss=...)``: ``loss(model, x, y) -> scalar``, called in place of cross-entropy
-(``ResamplingMethod.batch_loss`` is the public hook); ``Classifier.epoch`` / ``epochs`` tell a loss with a
-schedule (LDAM-DRW's deferred re-weighting) where training is. ``spec["head"] = "cosine"`` replaces the last
-linear layer with a normalised one (``CosineLinear``: LDAM's margins act on cosines).
+(``ResamplingMethod.batch_loss`` is the public hook); ``Classifier.update`` / ``updates`` (the 0-based index of
+the update whose loss is being computed, of U) tell a loss with a schedule (LDAM-DRW's deferred re-weighting)
+where training is. ``spec["head"] = "cosine"`` replaces the last linear layer with a normalised one
+(``CosineLinear``: LDAM's margins act on cosines).
 """
 
 from __future__ import annotations
@@ -58,11 +59,12 @@ BACKBONES = {
 }
 SCHEDULES = {
     "adam": {"optimizer": "adam", "lr": 1e-3, "batch_size": 64},  # the suite's recipe (above)
-    # The long-tail papers' CIFAR recipe (LDAM-DRW's cifar_train.py, Cao et al. 2019; logit adjustment and
-    # balanced softmax train the same way): SGD, momentum 0.9, weight decay 2e-4, batch 128, lr 0.1, times 0.01
-    # from epoch 161 and 0.0001 from epoch 181 of 200, random 4-pixel-padded crops and horizontal flips. The
-    # code warms up per epoch (lr x e / 5 in epochs 1-5); ours rises linearly per update over the same 2.5 % of
-    # training. The fractions apply to the cell's U updates, whatever E is.
+    # LDAM-DRW's CIFAR recipe (its cifar_train.py, Cao et al. 2019), which the suite gives every long-tail method
+    # (logit adjustment's and balanced softmax's official recipes differ: each module's Deviations give theirs):
+    # SGD, momentum 0.9, weight decay 2e-4, batch 128, lr 0.1, times 0.01 from epoch 161 and 0.0001 from epoch
+    # 181 of 200, random 4-pixel-padded crops and horizontal flips. The code warms up per epoch (lr x e / 5 in
+    # epochs 1-5); ours rises linearly per update over the same 2.5 % of training. The fractions apply to the
+    # cell's U updates, whatever E is.
     "longtail-sgd": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 2e-4, "batch_size": 128,
                      "warmup": 0.025, "decay_at": [0.8, 0.9], "decay": [0.01, 0.0001], "augment": "crop4-flip"},
 }
@@ -201,7 +203,8 @@ class Classifier:
         self.spec = dict(spec)
         self.loss = loss  # (model, x, y) -> the batch's loss; None: cross-entropy
         self.model: CommonCNN | None = None
-        self.epoch, self.epochs = 0, 0  # the epoch being trained (1-based) of how many: what schedules read
+        self.epoch, self.epochs = 0, 0  # the epoch being trained (1-based) of how many (informational)
+        self.update, self.updates = 0, 0  # the update being computed (0-based) of U: what a loss's schedule reads
         self.device = torch.device("cpu")
         self.autocast = contextlib.nullcontext
 
@@ -227,12 +230,13 @@ class Classifier:
         self.model.train()
         batch_loss = ctx.compiled(self.batch_loss)  # --compile: forward and loss as one compiled graph
         with ctx.ledger.phase("classifier"):
-            self.epochs = budget.epochs
+            self.epochs, self.updates = budget.epochs, budget.classifier_updates(batch)
             for epoch in range(1, budget.epochs + 1):
-                self.epoch = epoch  # before the epoch's steps: a loss's schedule (DRW) reads it
+                self.epoch = epoch
                 total = torch.zeros((), device=ctx.device)
                 seen = 0
-                for _ in range(steps):
+                for step in range(steps):
+                    self.update = (epoch - 1) * steps + step  # before the step's loss: a schedule (DRW) reads it
                     index = next(batches)
                     ctx.step_begin()
                     inputs = x[index] if augment is None else crop_flip(x[index], augment)

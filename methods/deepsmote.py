@@ -20,13 +20,29 @@ data", IEEE TNNLS 34(9), 2023 (arXiv:2105.02340); official code github.com/dd1gi
    decoded. Top-up and classifier follow ``generative.py`` (phi = 1: every class to n_max; the common classifier
    on real + generated images under the budget contract).
 
-Networks: the suite's DCGAN blocks (``dcgan_nets.py``), which the official networks follow (4x4 stride-2
-convolutions with LeakyReLU 0.2 and batch normalisation on all but the first; a linear layer to the latent;
-the decoder a linear layer then 4x4 transposed convolutions with batch normalisation and ReLU, tanh out),
-sized for any square image. Deviations: width 64 at the decoder's first map (the code's MNIST decoder starts
-from 512 channels at 7x7, ours from 128); batch 64 and the contract's G updates per optimiser (the code: batch
-100, 200 epochs, the ``paper_schedule``); ``latent_dim`` None takes the code's sizes, 300 for grey images
-(MNIST) and 600 for colour (CIFAR-10).
+Networks: the suite's DCGAN blocks (``dcgan_nets.py``), sized for any square image, in the style of the official
+networks (4x4 convolutions with LeakyReLU 0.2 and batch normalisation on all but the first, a linear layer to
+the latent; the decoder a linear layer then 4x4 transposed convolutions with batch normalisation and ReLU, tanh
+out). Deviations:
+- **Not the code's MNIST networks.** Counted for MNIST (1x28x28) with the defaults (``latent_dim`` 300, ``width``
+  64); the code's counts measured by instantiating its ``Encoder`` and ``Decoder`` classes (``DeepSMOTE_MNIST.py``
+  at commit 13b0063) outside the suite:
+  - encoder: the code's is four bias-free 4x4 stride-2 convolutions, 1 -> 64 -> 128 -> 256 -> 512 channels
+    (28 -> 14 -> 7 -> 3 -> 1 pixels) down to 512x1x1, then Linear(512, 300): 2,909,228 parameters. Ours is two,
+    1 -> 64 -> 128 (28 -> 14 -> 7; a bias on the first), then Linear(6,272, 300): 2,014,316 parameters.
+  - decoder: the code's is Linear(300, 512 x 7 x 7) with a bias and ReLU (no batch normalisation), then 4x4
+    transposed convolutions with biases of stride 1, 1 and 2, 512 -> 256 -> 128 -> 1 channels (7 -> 10 -> 13 ->
+    28 pixels), batch normalisation and ReLU between, tanh: 10,176,129 parameters. Ours is Linear(300, 128 x 7
+    x 7) without bias, batch normalisation and ReLU, then two 4x4 stride-2 transposed convolutions 128 -> 64 -> 1
+    (7 -> 14 -> 28; a bias on the last only), tanh: 2,014,081 parameters.
+- **Initialisation**: ours is DCGAN's (weights N(0, 0.02), batch-norm scales N(1, 0.02)); the code calls no
+  initialiser, so its layers keep PyTorch's defaults.
+- **Which weights generate**: the code saves the encoder and decoder after every epoch whose training loss is
+  the lowest so far, and ``GenerateSamples.py`` generates from that lowest-training-loss checkpoint
+  (``bst_enc.pth``, ``bst_dec.pth``); we generate from the weights after the last update.
+- Batch 64 and the contract's G updates per optimiser (the code: batch 100, 200 epochs, the
+  ``paper_schedule``); ``latent_dim`` None takes the code's sizes, 300 for grey images (MNIST) and 600 for
+  colour (CIFAR-10).
 The budget: the encoder and the decoder are the generator role (two optimisers, G updates each).
 A class to top up with at most ``k_neighbors`` images interpolates with its count - 1 neighbours instead
 (``deepsmote.json`` records the k each class used): the code would fail there (as ``smote`` refuses), but the

@@ -15,6 +15,10 @@ Readings and deviations:
   classification tasks is what the class-balanced losses (``cb-focal``, ``cb-ce``) add, so it is left to them.
 - The loss is the batch mean. Everything else is the common classifier's recipe (``classifier.py``: CNN, Adam,
   batch 64, the budget contract's U updates), stored in the key as "classifier".
+- **Model selection.** The published number beside ``focal`` at gamma = 1 is LDAM-DRW's Table 2 "Focal" row;
+  LDAM-DRW's official ``cifar_train.py`` reports the best test accuracy over all epochs (a model chosen on the
+  test set), the suite the classifier after its last update: that number is a best-epoch figure, optimistic
+  against ours.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 The common classifier (``bench.methods.classifier``) trained on the imbalanced training set as it is.
 This is the "Imbalanced" row of the CapsAN paper's Table 3 (Shamsolmoali et al., Neurocomputing 2021).
 Deviations: the paper does not describe its classifier; ours is the suite's documented common CNN.
+On CIFAR-10-LT (the ``cifar10-lt`` preset, ResNet-32 with ``longtail-sgd``) the reports show LDAM-DRW's Table 2
+"ERM" row beside it (Cao et al., NeurIPS 2019). LDAM-DRW's official ``cifar_train.py`` reports the best test
+accuracy over all epochs (a model chosen on the test set); the suite scores the classifier after its last
+update, so that number is a best-epoch figure, optimistic against ours.
 """
 
 from bench.methods.registry import register

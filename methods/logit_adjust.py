@@ -11,6 +11,20 @@ Readings: pi comes from the imbalanced training set's counts (``self.train_count
 ``balanced-softmax`` (log n_c and log pi_c differ by the constant log N, which the softmax ignores): the two are
 registered separately because the papers are, and give the same predictions up to float rounding (tested).
 Everything else is the common classifier's recipe (``classifier.py``), stored in the key as "classifier".
+
+Deviations: the training recipe. On CIFAR-10-LT the suite trains this loss like every long-tail method, with
+``classifier = "resnet32"`` and ``classifier_schedule = "longtail-sgd"`` (the ``cifar10-lt`` preset): LDAM-DRW's
+recipe (He et al.'s ResNet-32, SGD with momentum 0.9, weight decay 2e-4, batch 128, lr 0.1, 2.5 % warm-up, x 0.01
+at 80 % and x 0.0001 at 90 % of the contract's U updates). The paper's official code (github.com/google-research/
+google-research, ``logit_adjustment/``: ``main.py`` and ``utils.py`` read at commit 1d4d2f1a, ``models.py`` at
+5b09c22d) trains its own recipe: SGD with Nesterov momentum 0.9, batch 128 (the last, incomplete batch of each
+epoch dropped), base lr 0.1 with a linear warm-up over the first 20 epochs, then x 0.1 from epoch 604, x 0.01
+from 926 and x 0.001 from 1,128 of 1,241 epochs over its CIFAR-10-LT (12,406 images, 96 updates an epoch: about
+119,000 updates, six times the preset's 19,550), an L2 penalty of 1e-4 (a weight decay of 2e-4) including the
+last layer's bias, random 4-pixel crops and flips, inputs scaled to [-0.5, 0.5], and a Keras ResNet-32 of its
+own (three-convolution 1x1-3x3-1x1 blocks, a 1x1 projection shortcut opening each stage, where He et al.'s has
+two 3x3 convolutions and parameter-free shortcuts). The published number beside this method (the paper's Table 3) comes from that
+recipe, not ours.
 """
 
 from __future__ import annotations

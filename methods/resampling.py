@@ -31,12 +31,13 @@ class ResamplingMethod(Method):
       ``fit_resample`` idea; ``ctx.seed`` seeds any randomness);
     - ``batch_loss(model, x, y) -> scalar tensor``: the loss of one batch (``model(x)`` gives the logits,
       ``x`` in [-1, 1]); ``self.train_counts``, the imbalanced training set's class counts, is set before
-      the classifier trains (what class-balanced and margin losses need), and ``self.epoch_fraction`` says
-      where training is (what a schedule such as deferred re-weighting needs); ``self.per_class`` turns the
-      counts into a per-class tensor once per fit (class weights, margins, log-priors);
+      the classifier trains (what class-balanced and margin losses need), and ``self.training_fraction`` says
+      where training is, per optimiser update (what a schedule such as deferred re-weighting needs);
+      ``self.per_class`` turns the counts into a per-class tensor once per fit (class weights, margins,
+      log-priors);
     - ``classifier_head = "cosine"``: a normalised last layer (``classifier.CosineLinear``) for a margin loss.
     Every subclass takes the parameters ``classifier`` ("cnn", the default, or "resnet32") and
-    ``classifier_schedule`` ("adam", the default, or "longtail-sgd": the long-tail papers' SGD recipe); the
+    ``classifier_schedule`` ("adam", the default, or "longtail-sgd": LDAM-DRW's SGD recipe); the
     classifier they give is stored in the key (``classifier.classifier_spec``).
     The classifier gets the budget contract's U updates, counted from the imbalanced set whatever
     ``resample`` returns.
@@ -58,13 +59,15 @@ class ResamplingMethod(Method):
         return keyed_params(self.params, self.classifier_spec)
 
     @property
-    def epoch_fraction(self) -> float:
-        """The share of the classifier's epochs done before the current one (0 in the first epoch,
-        (E - 1) / E in the last): what a loss with a schedule reads inside ``batch_loss``."""
+    def training_fraction(self) -> float:
+        """The share of the classifier's U updates done before the current one, k / U for its update k
+        (0-based): 0 at the first update, (U - 1) / U at the last, never 1. What a loss with a schedule reads
+        inside ``batch_loss``; a schedule "from fraction f on" (``training_fraction >= f``) so starts at update
+        ceil(f x U) and runs to the end, never for f = 1 and always for f = 0. (0 before training.)"""
         classifier = getattr(self, "classifier", None)
-        if classifier is None or not classifier.epochs:
+        if classifier is None or not classifier.updates:
             return 0.0
-        return (classifier.epoch - 1) / classifier.epochs
+        return classifier.update / classifier.updates
 
     def per_class(self, name: str, values, device) -> torch.Tensor:
         """``values(self.train_counts)`` (one number per class) as a float32 tensor on ``device``, computed once

@@ -1,4 +1,4 @@
-"""ResNet-32 for small images: the CIFAR network of He et al. that the long-tail papers train.
+"""ResNet-32 for small images: the CIFAR network of He et al. that LDAM-DRW's code trains.
 
 Paper: K. He, X. Zhang, S. Ren and J. Sun, "Deep residual learning for image recognition", CVPR 2016, Sec. 4.2:
 6n + 2 layers with n = 5: a 3x3 convolution to 16 channels, three stages of n basic blocks (two 3x3 convolutions

@@ -67,6 +67,7 @@ METRIC_ORDER = (
     "recall",
     "f_measure",
     "g_mean",
+    "g_mean_macro",
     "roc_auc",
 )
 

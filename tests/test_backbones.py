@@ -1,5 +1,5 @@
 """The common classifier's backbone and recipe choices: ``classifier = "resnet32"`` (He et al.'s CIFAR ResNet-32)
-and ``classifier_schedule = "longtail-sgd"`` (the long-tail papers' SGD recipe), on every method that trains the
+and ``classifier_schedule = "longtail-sgd"`` (LDAM-DRW's SGD recipe), on every method that trains the
 common classifier, in the cell key; the defaults keep every stored key."""
 
 from __future__ import annotations

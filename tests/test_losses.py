@@ -6,6 +6,7 @@ deterministic for a seed and different for another. (Their budget is checked wit
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 from helpers import digits_cell, repeatable
 
 from bench.cell import CellEnv, run_cell
+from bench.datasets.base import ImageSet
 from bench.methods import FitContext, get_method
 from bench.methods.class_balanced import class_balanced_weights
 from bench.methods.classifier import CLASSIFIER_SPEC, CommonCNN
@@ -80,12 +82,58 @@ def test_ldam_drw_defers_the_class_balanced_weights_to_the_last_fifth():
     weights = torch.tensor(class_balanced_weights([16, 1], 0.9999), dtype=torch.float32)
     weighted = float(ldam_loss(torch.tensor(cosines), torch.tensor(y), margins, 30.0, weights))
     assert plain != pytest.approx(weighted)
-    for epoch, expected in ((1, plain), (8, plain), (9, weighted), (10, weighted)):  # 10 epochs: from epoch 9
-        method.classifier = SimpleNamespace(epoch=epoch, epochs=10)
-        assert _loss(method, cosines, y) == pytest.approx(expected, rel=1e-6), epoch
+    for update, expected in ((0, plain), (7, plain), (8, weighted), (9, weighted)):  # U = 10: from update 8
+        method.classifier = SimpleNamespace(update=update, updates=10)
+        assert _loss(method, cosines, y) == pytest.approx(expected, rel=1e-6), update
     assert get_method("ldam-drw")().key_params()["classifier"] == {**CLASSIFIER_SPEC, "head": "cosine"}
     with pytest.raises(ValueError, match="drw_fraction"):
         get_method("ldam-drw")(drw_fraction=1.5)
+
+
+def _reweighted_updates(monkeypatch, tmp_path, epochs: int, **params) -> tuple[list[bool], int]:
+    """Fit ldam-drw for ``epochs`` on a tiny 1x8x8 task of 200 + 20 images (S = ceil(2 x 200 / 64) = 7 updates
+    per epoch); return, per optimiser update in order, whether its loss got class weights, and the ledger's U."""
+    import bench.methods.ldam_drw as ldam_drw
+
+    calls = []
+
+    def recording(cosines, y, margins, scale, weight=None):
+        calls.append(weight is not None)
+        return ldam_loss(cosines, y, margins, scale, weight)
+
+    monkeypatch.setattr(ldam_drw, "ldam_loss", recording)
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], [200, 20]).astype(np.int64)
+    images = rng.integers(0, 256, (len(labels), 1, 8, 8), dtype=np.uint8)
+    ctx = FitContext(device=CPU, seed=0, epochs=epochs, artifact_dir=tmp_path / f"e{epochs}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batches: one thread is the fastest (E = 50 is 350 updates)
+    try:
+        get_method("ldam-drw")(**params).fit(ImageSet(images, labels, ("0", "1")), ctx)
+    finally:
+        torch.set_num_threads(threads)
+    return calls, ctx.ledger.contract["classifier"]
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 5, 50])
+def test_ldam_drw_reweights_the_last_fifth_of_the_updates_for_any_epochs(epochs, monkeypatch, tmp_path):
+    """The documented switch: updates ceil(0.8 U) .. U - 1 (0-based) re-weighted, whatever E is; at E a multiple of
+    5 that is the official epoch boundary, the first update of epoch 0.8 E + 1."""
+    calls, updates = _reweighted_updates(monkeypatch, tmp_path, epochs)
+    steps = math.ceil(2 * 200 / 64)
+    assert updates == epochs * steps and len(calls) == updates  # one loss per update of the contract's U
+    first = math.ceil(Fraction(4, 5) * updates)
+    assert calls == [False] * first + [True] * (updates - first)  # off until ``first``, then on to the end
+    assert any(calls)  # E = 1 and 2 re-weight too (the per-epoch switch never did below 5 epochs)
+    if epochs % 5 == 0:
+        assert first == (4 * epochs // 5) * steps  # epochs 0.8 E + 1 .. E, as the official 161-200 of 200
+
+
+@pytest.mark.parametrize(("drw_fraction", "expected"), [(1.0, False), (0.0, True)])
+def test_ldam_drw_fraction_one_never_and_zero_always_reweights(drw_fraction, expected, monkeypatch, tmp_path):
+    for epochs in (1, 5):
+        calls, updates = _reweighted_updates(monkeypatch, tmp_path, epochs, drw_fraction=drw_fraction)
+        assert calls == [expected] * updates
 
 
 def test_logit_adjustment_and_balanced_softmax_by_hand():
