@@ -2,7 +2,7 @@
 # One prepared run on a lent GPU machine (see the device tool): the CapsAN step benchmark (with a check that
 # the training step never synchronises with the host) and the CUDA path of `bench run` on MNIST.
 # Expects wheels the machine lacks in .whl/ and MNIST in .devdata/mnist/ (both git-ignored, carried).
-# Usage: bash benchmarks/device_check.sh [all|bench|grid|speed|baselines|quality|scale|budget|lt|validate]
+# Usage: bash benchmarks/device_check.sh [all|bench|grid|speed|baselines|quality|scale|budget|lt|validate|studies]
 #   all: what the open issues need measured on a GPU: the step benchmark, lt, then validate (below)
 #   bench: the step benchmark only; grid: the step benchmark, then imbalanced / capsan / capsan-conv on MNIST; speed: the CapsAN step eager vs --compile reduce-overhead and default
 #   (fp32, and bf16 with SPEED_BF16=1; batch 64 and 256; issue 8's 2.5x target is batch 64 on an H100); baselines: the issue-4 grid (gan, acgan, dagan, gamo, bagan, crl on MNIST);
@@ -17,6 +17,10 @@
 #   validate: issue 18's GPU row: `--preset validate-gamo-gpu --datasets mnist` (both test sets, 3 seeds, E = 10),
 #           cut at GRID_TIMEOUT seconds (default 420) so that validation.md of the finished cells still comes back
 #           ($OUT/gpu_validation.md, .sqlite); VALIDATION.md's GPU rows are that file's tables
+#   studies: issue 29's budget study beyond the CPU's reach: benchmarks/validation/budget-study.toml (MNIST, gamo
+#           protocol, imbalanced test; smote, bagan, gamo, deepsmote) at E = STUDY_EPOCHS (default 30), cut at
+#           GRID_TIMEOUT (default 420); the store ($OUT/gpu_budget_study.sqlite) and its validation.md come back.
+#           A GPU is another device kind: VALIDATION.md shows such rows apart from the CPU's E = 1, 3, 10
 set -uo pipefail
 MODE=${1:-all}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -83,6 +87,16 @@ if [ "$MODE" = validate ]; then
   bench report --results /tmp/v1 --out /tmp/v1rep --format md --tables 3 --validation >/dev/null
   cat /tmp/v1rep/validation.md
   cp /tmp/v1rep/validation.md "$OUT/gpu_validation.md"; cp /tmp/v1/bench.sqlite "$OUT/gpu_validation.sqlite"
+  exit 0
+fi
+if [ "$MODE" = studies ]; then
+  SECONDS=0
+  timeout "${GRID_TIMEOUT:-420}" bench run --preset "$REPO/benchmarks/validation/budget-study.toml" \
+    --data-dir "$REPO/.devdata" --epochs "${STUDY_EPOCHS:-30}" --results /tmp/s1 --quiet
+  echo "budget study at E = ${STUDY_EPOCHS:-30}: exit $? in ${SECONDS}s"
+  bench report --results /tmp/s1 --out /tmp/s1rep --format md --tables 3 --validation >/dev/null
+  cat /tmp/s1rep/validation.md
+  cp /tmp/s1rep/validation.md "$OUT/gpu_budget_study.md"; cp /tmp/s1/bench.sqlite "$OUT/gpu_budget_study.sqlite"
   exit 0
 fi
 if [ "$MODE" = budget ]; then

@@ -63,10 +63,15 @@ def rendered(folder: str, kind: str = "validation") -> str:
     return re.sub(r"^(#+) ", lambda m: depth + m.group(1) + " ", body, flags=re.M)
 
 
-def refresh(text: str) -> str:
+def refresh_facts(text: str) -> str:
+    """``text`` with every cited figure rewritten from its store."""
     facts = _facts()
-    text = BLOCK.sub(lambda m: m.group(1) + rendered(m.group("folder"), m.group("kind")) + m.group(5), text)
     return FACT.sub(lambda m: m.group(1) + facts.value(m.group("name")) + m.group(4), text)
+
+
+def refresh(text: str) -> str:
+    text = BLOCK.sub(lambda m: m.group(1) + rendered(m.group("folder"), m.group("kind")) + m.group(5), text)
+    return refresh_facts(text)
 
 
 def main(argv=None) -> int:
