@@ -225,8 +225,9 @@ def export(results, out_file, fmt):
               help="Write the reference file of --results here (done cells' keys, metrics, versions, device kinds).")
 @click.option("--metrics", default="g_mean,balanced_accuracy,f_measure,roc_auc", show_default=True,
               help="Metrics to compare (aliases acsa, gm, f1, auc; a dotted name like per_class_recall.1; or all).")
-@click.option("--tolerance", type=float, help="Largest difference still 'within'. Default: 0 (identical) on the "
-              "reference's device kind with its torch and numpy, else 0.02 (said in one line).")
+@click.option("--tolerance", type=float, help="Largest difference still 'within': of one cell on the reference's "
+              "device kind with its torch and numpy (default 0: identical); else of a row's mean difference, which "
+              "must also exceed its cells' spread to be 'changed' (default 0.02; unstable cells are named).")
 @click.option("--time-tolerance", type=float,
               help="Fail a row whose fit seconds exceed (1 + this) times the reference's, e.g. 0.5. Default: never.")
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text", show_default=True,

@@ -33,19 +33,17 @@ def render(result: Comparison, fmt: str, results: str, against: str) -> str:
         shown = result.rows.assign(ratio=result.rows["ratio"].map(lambda r: f"{r:g}"),
                                    old=result.rows["old"].map(_value), new=result.rows["new"].map(_value),
                                    diff=result.rows["diff"].map(_signed), max_abs_diff=result.rows["max_abs_diff"].map(_value),
+                                   spread=result.rows["spread"].map(lambda x: "-" if math.isnan(x) else f"±{x:.4f}"),
                                    p_value=result.rows["p_value"].map(lambda p: "-" if math.isnan(p) else f"{p:.3g}"))
         if fmt == "md":  # what changed first catches the reviewer's eye
             shown = shown.assign(verdict=[f"**{v}**" if v in FAILING else v for v in shown["verdict"]])
-        lines += [tabulate(shown.rename(columns={"max_abs_diff": "max |diff|", "p_value": "p (Wilcoxon)"}),
+        lines += [tabulate(shown.rename(columns={"max_abs_diff": "max |diff|", "spread": "spread (95 %)",
+                                                 "p_value": "p (Wilcoxon)"}),
                            headers="keys", showindex=False, tablefmt=table_format, disable_numparse=True), ""]
-    if result.moved:
-        bullet = "- " if fmt == "md" else "  "
-        lines.append(f"{len(result.moved)} value(s) beyond the tolerance ({result.tolerance:g}), largest first:")
-        lines += [f"{bullet}{label}: {metric} {_value(a)} -> {_value(b)} ({_signed(b - a)}) ({key[:12]})"
-                  for key, label, metric, a, b in result.moved[:SHOWN_CELLS]]
-        if len(result.moved) > SHOWN_CELLS:
-            lines.append(f"{bullet}... and {len(result.moved) - SHOWN_CELLS} more")
-        lines.append("")
+    where = " in changed rows" if result.by_row else ""
+    lines += _cells(result.moved, f"value(s) beyond the tolerance ({result.tolerance:g}){where}, largest first:", fmt)
+    lines += _cells(result.unstable, f"unstable value(s): beyond the tolerance ({result.tolerance:g}) in a row that "
+                    "is not changed (knife-edge cells across device kinds; they do not fail), largest first:", fmt)
     timed = result.time[result.time["time_ratio"].notna()]
     if len(timed):
         seconds = lambda s: f"{s:.2f}"  # noqa: E731
@@ -62,8 +60,22 @@ def summary_line(result: Comparison) -> str:
     counts = result.counts
     verdicts = ", ".join(f"{counts[v]} {v}" for v in ("same", "within", "changed", "missing", "new"))
     slower = f", {counts['slower']} slower" if counts["slower"] else ""
+    unstable = f"; {len(result.unstable)} unstable cell value(s)" if result.unstable else ""
     return (f"{result.matched} cells matched by key, {len(result.only_old)} in the reference only, "
-            f"{len(result.only_new)} in this run only. Rows x metrics: {verdicts}{slower}.")
+            f"{len(result.only_new)} in this run only. Rows x metrics: {verdicts}{slower}{unstable}.")
+
+
+def _cells(cells: list, what: str, fmt: str) -> list[str]:
+    """Cell values (key, label, metric, old, new) under a heading, the first ``SHOWN_CELLS`` named."""
+    if not cells:
+        return []
+    bullet = "- " if fmt == "md" else "  "
+    lines = [f"{len(cells)} {what}"]
+    lines += [f"{bullet}{label}: {metric} {_value(a)} -> {_value(b)} ({_signed(b - a)}) ({key[:12]})"
+              for key, label, metric, a, b in cells[:SHOWN_CELLS]]
+    if len(cells) > SHOWN_CELLS:
+        lines.append(f"{bullet}... and {len(cells) - SHOWN_CELLS} more")
+    return lines + [""]
 
 
 def _one_side(cells: list, what: str, fmt: str) -> list[str]:
@@ -96,11 +108,14 @@ def _json(result: Comparison, results: str, against: str) -> str:
                 for row in frame.to_dict("records")]
 
     document = {"results": results, "against": against, "setting": result.setting, "tolerance": result.tolerance,
+                "rule": "row" if result.by_row else "cell",
                 "matched": result.matched, "counts": result.counts, "failed": result.failed,
                 "only_reference": [{"key": k, "cell": label} for k, label in result.only_old],
                 "only_results": [{"key": k, "cell": label} for k, label in result.only_new],
                 "moved": [{"key": k, "cell": label, "metric": m, "old": a, "new": b}
                           for k, label, m, a, b in result.moved],
+                "unstable": [{"key": k, "cell": label, "metric": m, "old": a, "new": b}
+                             for k, label, m, a, b in result.unstable],
                 "rekeyed": [{"cell": label, "parameters": params, "metrics": {m: [a, b] for m, a, b in changes}}
                             for label, params, changes in result.rekeyed],
                 "rows": records(result.rows), "time": records(result.time)}

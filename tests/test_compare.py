@@ -6,6 +6,7 @@ import json
 import math
 import re
 
+import numpy as np
 import pytest
 from helpers import run_bench
 from scipy import stats as sps
@@ -209,3 +210,98 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, reference, capsys):
         assert message in err and len(err.strip().splitlines()) == 1, err
     with pytest.raises(BenchError, match="no done cell to save"):
         save_reference(load_side(stored(tmp_path / "empty", [row("smote", 0, status="failed")])), tmp_path / "x.json")
+
+
+# --------------------------------------------------------------------------- across device kinds: rows by their mean
+
+GPU = "cuda:0 (NVIDIA H200)"
+
+
+def jitter(seed):
+    """A small move of one cell, within 0.005 either way, different per seed (another CPU's reordered sums)."""
+    return (0.004, -0.003, 0.002, -0.005, 0.001, 0.003, -0.002, 0.0)[seed]
+
+
+def test_one_knife_edge_cell_across_device_kinds_is_named_unstable_and_does_not_fail(tmp_path, reference):
+    # smote at ratio 0.1: seed 3 moves by 0.12 (a few minority test images flip), the others within 0.005
+    moves = {s: 0.12 if s == 3 else jitter(s) for s in range(8)}
+    rows = grid(**{f"smote-0.1-{s}": 0.7 + 0.01 * s + d for s, d in moves.items()})
+    other = stored(tmp_path / "gpu", [{**r, "device": GPU} for r in rows])
+    result = compare(load_side(reference), load_side(other))
+    assert result.by_row and result.tolerance == DEFAULT_TOLERANCE and "row by row" in result.setting
+    g = result.rows.set_index(["method", "ratio", "metric"]).loc[("smote", 0.1, "g_mean")]
+    assert g["verdict"] == "within" and g["max_abs_diff"] == pytest.approx(0.12)
+    assert g["diff"] == pytest.approx(np.mean(list(moves.values())))
+    assert not result.failed and result.moved == []
+    # the cell is named, once per metric that follows g_mean in row(); roc_auc did not move
+    assert {(label, metric) for _, label, metric, _, _ in result.unstable} == {
+        ("smote digits/binary 3 vs 5 ratio 0.1 seed 3", m) for m in ("g_mean", "balanced_accuracy", "f_measure")}
+    md = render(result, "md", "gpu", "ref")
+    assert "3 unstable value(s)" in md and "- smote digits/binary 3 vs 5 ratio 0.1 seed 3: g_mean 0.7300 -> 0.8500" in md
+    document = json.loads(render(result, "json", "gpu", "ref"))
+    assert document["rule"] == "row" and not document["failed"] and document["moved"] == []
+    assert [u["cell"] for u in document["unstable"]] == ["smote digits/binary 3 vs 5 ratio 0.1 seed 3"] * 3
+    run = run_bench("compare", "--results", other, "--against", reference, "--metrics", "gm")
+    assert run.returncode == 0, run.stderr
+    assert "1 unstable cell value(s)" in run.stdout and "unstable value(s)" in run.stdout and "seed 3: g_mean" in run.stdout
+    # the same store on the reference's device kind: that one cell is a real change
+    same_kind = compare(load_side(reference), load_side(stored(tmp_path / "cpu", rows)), ["g_mean"])
+    assert not same_kind.by_row and same_kind.unstable == [] and same_kind.failed
+    assert same_kind.rows.set_index(["method", "ratio"]).loc[("smote", 0.1), "verdict"] == "changed"
+    assert [label for _, label, _, _, _ in same_kind.moved][0] == "smote digits/binary 3 vs 5 ratio 0.1 seed 3"
+
+
+def test_a_knife_edge_cell_that_carries_the_mean_beyond_the_tolerance_is_explained_by_the_spread(tmp_path):
+    # three cells (seeds) in a row: one moves by 0.12, the mean moves by about 0.04, twice the tolerance
+    old_rows = [row("crl", s, 0.78 - 0.01 * s, ratio=0.02) for s in range(3)]
+    moves = [0.12, 0.003, -0.002]
+    new_rows = [{**row("crl", s, 0.78 - 0.01 * s + moves[s], ratio=0.02), "device": GPU} for s in range(3)]
+    result = compare(load_side(stored(tmp_path / "ref", old_rows)), load_side(stored(tmp_path / "new", new_rows)),
+                     ["g_mean"])
+    (g,) = result.rows.to_dict("records")
+    expected = sps.t.ppf(0.975, 2) * np.std(moves, ddof=1) / math.sqrt(3)
+    assert g["diff"] == pytest.approx(np.mean(moves)) and g["diff"] > DEFAULT_TOLERANCE
+    assert g["spread"] == pytest.approx(expected) and g["spread"] > g["diff"]
+    assert g["verdict"] == "within" and not result.failed and len(result.unstable) == 1
+    # the same mean move in every cell alike has no spread to explain it
+    alike = [{**row("crl", s, 0.78 - 0.01 * s + np.mean(moves), ratio=0.02), "device": GPU} for s in range(3)]
+    result = compare(load_side(tmp_path / "ref"), load_side(stored(tmp_path / "alike", alike)), ["g_mean"])
+    assert result.rows["verdict"].tolist() == ["changed"] and result.unstable == [] and len(result.moved) == 3
+
+
+def test_every_cell_of_a_row_moving_005_one_way_across_device_kinds_is_changed(tmp_path, reference):
+    rows = grid(**{f"capsan-0.05-{s}": 0.8 + 0.01 * s + 0.05 + jitter(s) for s in range(8)})
+    other = stored(tmp_path / "gpu", [{**r, "device": GPU} for r in rows])
+    result = compare(load_side(reference), load_side(other), ["g_mean"])
+    by_row = result.rows.set_index(["method", "ratio"])
+    assert by_row.loc[("capsan", 0.05), "verdict"] == "changed"
+    assert by_row.loc[("capsan", 0.05), "diff"] == pytest.approx(0.05 + np.mean([jitter(s) for s in range(8)]))
+    assert by_row.loc[("capsan", 0.05), "spread"] < 0.01  # the cells agree: the move is the row's
+    assert set(by_row.drop(("capsan", 0.05))["verdict"]) == {"same"}
+    assert result.failed and result.unstable == []
+    assert len(result.moved) == 8 and {label.split(" seed ")[0] for _, label, _, _, _ in result.moved} == {
+        "capsan digits/binary 3 vs 5 ratio 0.05"}
+    run = run_bench("compare", "--results", other, "--against", reference, "--format", "json")
+    assert run.returncode == 1
+    (error,) = run.stderr.splitlines()
+    assert error.startswith("Error: 3 changed (rows x metrics, above)")  # g_mean, balanced_accuracy, f_measure
+    document = json.loads(run.stdout)
+    assert document["rule"] == "row" and document["unstable"] == [] and len(document["moved"]) == 24
+
+
+def test_across_versions_the_row_rule_holds_and_a_row_of_one_cell_is_that_cell(tmp_path):
+    # a smoke run: one cell per row; its move beyond the tolerance is the row's, whatever the device kind
+    old = stored(tmp_path / "ref", [row("smote", 0, 0.8), row("capsan", 0, 0.8)])
+    torch_moved = {**VERSIONS, "torch": "2.15.0"}
+    new = stored(tmp_path / "new", [{**row("smote", 0, 0.8 + 0.03), "versions": torch_moved},
+                                    {**row("capsan", 0, 0.8 + 0.015), "versions": torch_moved}])
+    result = compare(load_side(old), load_side(new), ["g_mean"])
+    assert result.by_row and "versions differ" in result.setting
+    verdicts = result.rows.set_index("method")
+    assert verdicts.loc["smote", "verdict"] == "changed" and verdicts.loc["capsan", "verdict"] == "within"
+    assert math.isnan(verdicts.loc["smote", "spread"]) and result.unstable == []
+    # a metric that became undefined (NaN on one side only) is a change under either rule
+    nan = stored(tmp_path / "nan", [{**row("smote", 0, 0.8, extra={"roc_auc": math.nan}), "versions": torch_moved},
+                                    {**row("capsan", 0, 0.8), "versions": torch_moved}])
+    result = compare(load_side(old), load_side(nan), ["roc_auc"])
+    assert result.rows.set_index("method").loc["smote", "verdict"] == "changed" and result.failed

@@ -12,6 +12,9 @@ text differs, so an edited or stale number is caught. NAME is ``KIND:ARGUMENTS``
   of PUBLISHED, in points (``vs:...:g_mean:g_mean_macro``: the G-mean of the recalls set against DeepSMOTE's GM).
 - ``paper:FOLDER:DATASET:TEST:METHOD:METRIC[:RATIO]``: the published value beside a row (the CapsAN paper's,
   else another paper's), percent.
+- ``bgap:FOLDER:METHOD:E:METRIC[:n|lo|hi]``: the budget study (``budget_curve``): ours minus published at one E,
+  in points, for METRIC ``balanced_accuracy``, ``g_mean_macro`` or ``f_measure``; ``lo`` / ``hi`` the ends of our interval minus
+  published; ``n`` the seeds done.
 - ``seeds:FOLDER:DATASET:TEST:METHOD:METRIC[:RATIO]``: the per-seed values (mean over the pairs), as fractions,
   ``a / b / c`` in seed order.
 - ``paired:FOLDER:DATASET:TEST:A:B:METRIC[:RATIO]``: A minus B over their matched (seed, pair) cells: the mean
@@ -24,6 +27,9 @@ text differs, so an edited or stale number is caught. NAME is ``KIND:ARGUMENTS``
   start to the last one's end, the summed cell seconds, and the per-(dataset, test, method) medians times the
   cells, in hours (``1.96 h``).
 - ``count:FOLDER:done`` / ``count:FOLDER:failed``: cells.
+- ``cmp:NEW:OLD:WHAT``: ``bench compare`` of the re-run store NEW against the store OLD (its cells of the same
+  methods): WHAT ``same`` / ``within`` / ``changed`` / ``rows`` (rows x metrics), ``unstable`` (values),
+  ``unstable_cells``, or ``max-METRIC`` (the largest move of a row's mean, points).
 - ``gaps:FOLDER``: the validation report's gap count (published values outside our interval and 2 points away).
 """
 
@@ -114,6 +120,16 @@ def value(name: str) -> str:
         number = row.get(f"{metric}_paper")
         number = row[f"{metric}_ref"] if pd.isna(number) else number
         return f"{100 * number:.2f}"
+    if kind == "bgap":  # the budget study: ours minus published, points, at one E ("n" there: seeds done)
+        folder, method, e, metric, *rest = args
+        label = BUDGET_METRICS[metric]
+        frame = budget_curve(folder)
+        row = frame[(frame["method"] == method) & (frame["E"] == int(e)) & (frame["metric"] == label)].iloc[0]
+        if rest and rest[0] == "n":
+            return str(int(row["n"]))
+        if rest and rest[0] in ("lo", "hi"):
+            return f"{row[rest[0]] - row['published']:+.1f}"
+        return f"{row['gap']:+.1f}"
     if kind == "seeds":
         folder, dataset, test, method, metric, *rest = args
         units = _units(folder, dataset, test, method, metric, rest[0] if rest else None)
@@ -161,6 +177,20 @@ def value(name: str) -> str:
         frame = cells(folder)
         done = int((frame["status"] == "done").sum())
         return str(done if what == "done" else len(frame) - done)
+    if kind == "cmp":  # bench compare of a re-run (NEW) against the store it re-ran part of (OLD)
+        new, old, what = args
+        result = comparison(new, old)
+        if what in ("same", "within", "changed"):
+            return str(int((result.rows["verdict"] == what).sum()))
+        if what == "rows":
+            return str(len(result.rows))
+        if what == "unstable":
+            return str(len(result.unstable))
+        if what == "unstable_cells":
+            return str(len({entry[0] for entry in result.unstable}))
+        metric = what.removeprefix("max-")  # the largest move of a row's mean, points
+        rows = result.rows[result.rows["metric"] == metric]
+        return f"{100 * rows['diff'].abs().max():.2f}"
     if kind == "gaps":
         from bench.reports.validation import render_validation
 
@@ -168,6 +198,16 @@ def value(name: str) -> str:
         line = [t for t in render_validation(cells(folder)).splitlines() if " gap(s): " in t]
         return str(sum(int(t.split()[0]) for t in line))
     raise KeyError(f"unknown fact kind '{kind}' in '{name}'; see benchmarks/validation/facts.py")
+
+
+@functools.cache
+def comparison(new: str, old: str):
+    """``bench compare`` of the store NEW against the store OLD's cells of the methods NEW ran."""
+    from bench.reports.compare import compare, side_of_cells
+
+    after, before = cells(new), cells(old)
+    before = before[before["method"].isin(set(after["method"]))]
+    return compare(side_of_cells(before, old), side_of_cells(after, new))
 
 
 def _medians(folder: str) -> pd.DataFrame:

@@ -5,7 +5,9 @@ replaced by what ``bench report --results FOLDER --validation`` writes into ``va
 between ``<!-- table3: FOLDER -->`` and ``<!-- end table3 -->`` by what ``bench report --results FOLDER
 --tables 3 --format md`` writes into ``table3.md``, every block between ``<!-- budget: FOLDER -->`` and
 ``<!-- end budget -->`` by the budget study's table (``facts.budget_markdown``: one store per E under FOLDER;
-the figure ``FOLDER.png`` is drawn from the same numbers) (for a store with no published number to set beside it,
+the figure ``FOLDER.png`` is drawn from the same numbers), and every block between ``<!-- compare: NEW against
+OLD -->`` and ``<!-- end compare -->`` by ``bench compare --format md`` of the store NEW against the store OLD's
+cells of the same methods (a re-run of part of a store on another machine kind) (for a store with no published number to set beside it,
 such as the CapsAN study); title lines dropped, headings moved down to sit under VALIDATION.md's own, so the
 file's numbers are the suite's output, never typed by hand. Every figure the prose cites sits between
 ``<!-- fact NAME -->`` and ``<!-- /fact -->`` and is rewritten with ``facts.value(NAME)``, computed from a
@@ -27,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = ROOT / "VALIDATION.md"
 BLOCK = re.compile(r"(<!-- (?P<kind>validation|table3|budget): (?P<folder>[^ ]+) -->\n)(?P<body>.*?)(<!-- end (?P=kind) -->)",
                    re.S)
+COMPARE = re.compile(r"(<!-- compare: (?P<new>[^ ]+) against (?P<old>[^ ]+) -->\n)(?P<body>.*?)(<!-- end compare -->)",
+                     re.S)
 FACT = re.compile(r"(<!-- fact (?P<name>[^ ]+) -->)(?P<body>.*?)(<!-- /fact -->)", re.S)
 
 
@@ -63,6 +67,21 @@ def rendered(folder: str, kind: str = "validation") -> str:
     return re.sub(r"^(#+) ", lambda m: depth + m.group(1) + " ", body, flags=re.M)
 
 
+def compared(new: str, old: str) -> str:
+    """``bench compare --format md`` of the store ``new`` against the store ``old`` restricted to the methods
+    that ``new`` ran (a re-run of part of a store on another machine), without the fit-seconds table (the
+    machines' load, not the numbers); headings moved under VALIDATION.md's."""
+    from bench.reports.compare import compare, side_of_cells
+    from bench.reports.compare_output import render
+    from bench.store import read_cells
+
+    after, before = read_cells([ROOT / new]), read_cells([ROOT / old])
+    before = before[before["method"].isin(set(after["method"]))]
+    result = compare(side_of_cells(before, old), side_of_cells(after, new))
+    text = render(result, "md", new, old).split("\nFit seconds")[0].rstrip() + "\n"
+    return re.sub(r"^(#+) ", lambda m: "##" + m.group(1) + " ", text, flags=re.M)
+
+
 def refresh_facts(text: str) -> str:
     """``text`` with every cited figure rewritten from its store."""
     facts = _facts()
@@ -71,6 +90,7 @@ def refresh_facts(text: str) -> str:
 
 def refresh(text: str) -> str:
     text = BLOCK.sub(lambda m: m.group(1) + rendered(m.group("folder"), m.group("kind")) + m.group(5), text)
+    text = COMPARE.sub(lambda m: m.group(1) + compared(m.group("new"), m.group("old")) + m.group(5), text)
     return refresh_facts(text)
 
 
