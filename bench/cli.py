@@ -156,7 +156,9 @@ def _dry_run(config) -> None:
     from bench.cell import dataset_loader, resolve_device
     from bench.dryrun import dry_run
     from bench.executors import plan_devices
+    from bench.threads import ThreadPolicy
 
+    ThreadPolicy(config.threads).apply()  # calibrate (and name the device) with the run's CPU threads
     n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     workers = len(plan_devices(config.jobs, config.jobs_per_gpu, config.device, n_gpus))
     # a dry run writes nothing: no download either (files not found leave their groups without an estimate)

@@ -163,8 +163,9 @@ def test_dry_run_counts_done_failed_and_pending_against_a_known_store(tmp_path, 
     assert "store" in lines["smote"] and "calibrated:" in lines["crl"]  # a measured time, else a calibration
     assert lines["crl"][6] != "?" and float(lines["crl"][6]) >= 0  # an estimate, not "unknown"
     assert (results / "bench.sqlite").read_bytes() == before  # nothing written
-    fresh = run_bench("run", *args, "--results", tmp_path / "new", "--dry-run", cwd=tmp_path)
+    fresh = run_bench("run", *args, "--results", tmp_path / "new", "--dry-run", "--threads", "1", cwd=tmp_path)
     assert fresh.returncode == 0 and "6 cells: 0 done, 0 failed, 6 pending" in fresh.stdout
+    assert fresh.stdout.rstrip().endswith(", 1 threads)")  # calibrated with the run's --threads, and says so
     assert not (tmp_path / "new").exists()  # a dry run creates no store
 
 
