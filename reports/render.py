@@ -21,6 +21,7 @@ from .paper import (
     PAPER_CITATION,
     PAPER_SHORT,
     REFERENCE_METRICS,
+    deviation_notes,
     gamo_definitions,
     table3_definitions,
 )
@@ -276,7 +277,8 @@ def _extra_notes(group: pd.DataFrame, paper: bool, tests: dict | None, budgets: 
         notes.append(f"published: the values reported in {'; '.join(_sources(group))} (the same protocol, test set "
                      "and method; their classifier and training budget are theirs, not the suite's: VALIDATION.md)."
                      + (f"{LONGTAIL_NOTE} {LONGTAIL_DEFINITIONS}" if key[1] == "longtail" else "")
-                     + (f" {gamo_definitions()}" if key[1] == "gamo" else ""))
+                     + (f" {gamo_definitions()}" if key[1] == "gamo" else "")
+                     + "".join(f" {n}" for n in deviation_notes(group.loc[group["ref_source"].notna(), "method"])))
     notes += [n for n in ((tests or {}).get(key), (budgets or {}).get(key)) if n]
     notes += [f"Partial seeds: {note}." for note in _notes(group)]
     notes += [f"Missing: {note}." for note in _missing(group)]

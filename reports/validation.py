@@ -28,6 +28,7 @@ from .paper import (
     LONGTAIL_DEFINITIONS,
     PAPER_CITATION,
     REFERENCE_METRICS,
+    deviation_notes,
     gamo_definitions,
     table3_definitions,
 )
@@ -106,8 +107,8 @@ def gamo_section(table: pd.DataFrame, cells: pd.DataFrame) -> list[str]:
             body.append(line)
         sources = [s for s in dict.fromkeys(group["ref_source"]) if isinstance(s, str)]
         lines += [f"### {dataset}, {test_label(test)}", "", _markdown(body, headers), ""]
-        lines += [f"published: {'; '.join(sources) or 'no published row for these methods'}. {gamo_definitions()}",
-                  ""]
+        notes = " ".join([gamo_definitions(), *deviation_notes(group.loc[group["ref_source"].notna(), "method"])])
+        lines += [f"published: {'; '.join(sources) or 'no published row for these methods'}. {notes}", ""]
         used = cells[(cells["protocol"] == "gamo") & (cells["dataset"] == dataset) & (cells["test"] == test)
                      & (cells["status"] == "done")]
         note = test_set_note(used)
@@ -140,7 +141,8 @@ def longtail_section(beside: pd.DataFrame) -> list[str]:
                          _pct(row["balanced_accuracy_ref"]) + spread, diff, str(row["paper_row"]),
                          f"{str(row['source']).split(' (')[0]}, Table {row['table']}"])
         lines += [f"### {dataset}, {test_label(test)}", "", _markdown(body, headers), ""]
-        lines += [f"sources: {'; '.join(dict.fromkeys(group['source']))}.", ""]
+        notes = " ".join(deviation_notes(group["method"]))
+        lines += [f"sources: {'; '.join(dict.fromkeys(group['source']))}." + (f" {notes}" if notes else ""), ""]
     lines += [_gap_count(gaps), ""]
     return lines
 

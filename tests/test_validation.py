@@ -357,3 +357,15 @@ def test_an_edited_prose_figure_is_caught_and_restored():
     assert edited != text and update.refresh_facts(edited) == update.refresh_facts(text) != edited
     with pytest.raises(KeyError, match="unknown fact kind"):
         update.refresh_facts("<!-- fact typed:42 -->42<!-- /fact -->")
+
+
+def test_a_declared_difference_is_said_under_the_table_that_shows_the_published_number(tmp_path):
+    with Store(tmp_path / "r") as store:
+        for n, method in enumerate(["deepsmote", "smote"]):
+            store.add(_cell(n, method, "train", 0, 0.9))
+        cells = store.cells()
+    text = render_validation(cells)
+    assert "deepsmote: our encoder and decoder" in text and "lowest-loss checkpoint" in text
+    assert "deepsmote: our encoder" in render_markdown(table3(cells), failed_cells(cells))
+    without = render_validation(cells[cells["method"] == "smote"])
+    assert "deepsmote:" not in without and "exceeds its ACSA" in without
