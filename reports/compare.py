@@ -74,7 +74,7 @@ from scipy import stats as sps
 
 from bench.errors import BenchError
 
-from .aggregate import pair_label
+from .aggregate import confidence_interval, pair_label
 from .stats import MIN_PAIRS
 from .tasks import test_of
 
@@ -324,10 +324,10 @@ def _metric_row(old: Side, new: Side, keys, pairs, lost: int, metric: str, toler
 
 def _spread(diffs: np.ndarray) -> float:
     """The 95 % half-width of the mean of paired differences, t(0.975, n - 1) * s / sqrt(n); NaN below two."""
-    n = diffs.size
-    if n < 2 or not np.all(np.isfinite(diffs)):
+    if diffs.size < 2 or not np.all(np.isfinite(diffs)):
         return math.nan
-    return float(sps.t.ppf(0.975, n - 1) * np.std(diffs, ddof=1) / math.sqrt(n))
+    low, high = confidence_interval(diffs)
+    return (high - low) / 2
 
 
 def _rekeyed(old: Side, new: Side, only_old, only_new, metrics) -> list:

@@ -36,7 +36,6 @@ text differs, so an edited or stale number is caught. NAME is ``KIND:ARGUMENTS``
 from __future__ import annotations
 
 import functools
-import math
 from pathlib import Path
 
 import numpy as np
@@ -137,12 +136,11 @@ def value(name: str) -> str:
         return " / ".join(f"{v:.3f}".lstrip("0") for v in per_seed)
     if kind == "paired":
         folder, dataset, test, a, b, metric, *rest = args
-        diff = 100 * _paired(folder, dataset, test, a, b, metric, rest[0] if rest else None)
-        n = len(diff)
-        from scipy import stats
+        from bench.reports.aggregate import confidence_interval
 
-        half = float(stats.t.ppf(0.975, n - 1)) * float(diff.std(ddof=1)) / math.sqrt(n) if n > 1 else float("nan")
-        return f"{diff.mean():+.1f} [{diff.mean() - half:+.1f}, {diff.mean() + half:+.1f}] over {n}"
+        diff = 100 * _paired(folder, dataset, test, a, b, metric, rest[0] if rest else None)
+        low, high = confidence_interval(diff.to_numpy())
+        return f"{diff.mean():+.1f} [{low:+.1f}, {high:+.1f}] over {len(diff)}"
     if kind == "lower":
         folder, dataset, test, a, b, metric, *rest = args
         diff = _paired(folder, dataset, test, a, b, metric, rest[0] if rest else None)
