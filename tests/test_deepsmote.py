@@ -92,3 +92,19 @@ def test_the_paper_schedule_is_the_codes():
     method = get_method("deepsmote")(schedule="paper")
     assert (method.params["gan_epochs"], method.params["batch_size"]) == (200, 100)
     assert method.key_params()["schedule"] == "paper"
+
+
+def test_the_declared_network_sizes_are_ours():
+    """The parameter counts methods/deepsmote.py declares against the official networks (and VALIDATION.md
+    repeats) are what its default networks have on MNIST."""
+    import re
+
+    from bench.methods import deepsmote
+    from bench.methods.dcgan_nets import DCGANGenerator
+
+    width = get_method("deepsmote").defaults["width"]
+    encoder = deepsmote.Encoder((1, 28, 28), 300, width)
+    decoder = DCGANGenerator((1, 28, 28), 300, width)
+    counts = [sum(p.numel() for p in net.parameters()) for net in (encoder, decoder)]
+    declared = re.findall(r"Ours .*?: ([\d,]+) parameters", " ".join(deepsmote.__doc__.split()))
+    assert [int(n.replace(",", "")) for n in declared] == counts

@@ -19,9 +19,12 @@ text differs, so an edited or stale number is caught. NAME is ``KIND:ARGUMENTS``
   ``a / b / c`` in seed order.
 - ``paired:FOLDER:DATASET:TEST:A:B:METRIC[:RATIO]``: A minus B over their matched (seed, pair) cells: the mean
   difference in points, its 95 % interval (Student t over the cells) and the count, ``-4.1 [-9.0, 0.8] over 9``.
+- ``paired_seeds:...``: the same arguments, over the seeds (each seed's mean over its pairs first), ``over 3 seeds``.
 - ``lower:FOLDER:DATASET:TEST:A:B:METRIC[:RATIO]``: in how many of their matched cells A is below B, ``7 of 9``,
   and the two-sided sign test's p (ties dropped).
 - ``median_s:FOLDER:METHOD[:DATASET]``: the median fit seconds of a method's done cells (the ledger's).
+- ``updates:FOLDER:METHOD:ROLE``: the median updates the ledger counted for a role (``classifier``,
+  ``generator``) over a method's done cells.
 - ``share:FOLDER:METHOD``: the method's share of the sum over methods of their median cell times, percent.
 - ``hours:FOLDER:span`` / ``hours:FOLDER:cells`` / ``hours:FOLDER:medians``: the wall span from the first cell's
   start to the last one's end, the summed cell seconds, and the per-(dataset, test, method) medians times the
@@ -141,6 +144,13 @@ def value(name: str) -> str:
         diff = 100 * _paired(folder, dataset, test, a, b, metric, rest[0] if rest else None)
         low, high = confidence_interval(diff.to_numpy())
         return f"{diff.mean():+.1f} [{low:+.1f}, {high:+.1f}] over {len(diff)}"
+    if kind == "paired_seeds":  # the same over the seeds: each seed's mean over its pairs first (Table 3's unit)
+        from bench.reports.aggregate import confidence_interval
+
+        folder, dataset, test, a, b, metric, *rest = args
+        diff = 100 * _paired(folder, dataset, test, a, b, metric, rest[0] if rest else None).groupby(level=0).mean()
+        low, high = confidence_interval(diff.to_numpy())
+        return f"{diff.mean():+.1f} [{low:+.1f}, {high:+.1f}] over {len(diff)} seeds"
     if kind == "lower":
         folder, dataset, test, a, b, metric, *rest = args
         diff = _paired(folder, dataset, test, a, b, metric, rest[0] if rest else None)
@@ -156,6 +166,11 @@ def value(name: str) -> str:
         if rest:
             frame = frame[frame["dataset"] == rest[0]]
         return f"{frame['metrics'].map(lambda m: m['budget']['fit_seconds']).median():.0f} s"
+    if kind == "updates":  # the ledger: the median updates of one role (classifier, generator) of a method's cells
+        folder, method, role = args
+        frame = cells(folder)
+        frame = frame[(frame["method"] == method) & (frame["status"] == "done")]
+        return f"{frame['metrics'].map(lambda m: m['budget']['roles'][role]['updates']).median():,.0f}"
     if kind == "share":
         folder, method = args
         medians = _medians(folder)
