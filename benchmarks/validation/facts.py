@@ -295,21 +295,24 @@ def budget_figure(folder: str, path: Path) -> Path:
     fig, axes = plt.subplots(1, len(BUDGET_METRICS), figsize=(12, 3.6), sharey=True)
     for ax, label in zip(axes, BUDGET_METRICS.values(), strict=True):
         part = frame[frame["metric"] == label]
-        for method, group in part.groupby("method", sort=True):
+        for i, (method, group) in enumerate(part.groupby("method", sort=True)):
             group = group.sort_values("E")
             low = (group["mean"] - group["lo"]).fillna(0).to_numpy()
             high = (group["hi"] - group["mean"]).fillna(0).to_numpy()
-            ax.errorbar(group["E"], group["gap"], yerr=[low, high], marker="o", capsize=3, label=method)
+            shift = 1 + 0.04 * (i - 1.5)  # side by side at each E, so the intervals do not hide each other
+            ax.errorbar(group["E"] * shift, group["gap"], yerr=[low, high], marker="o", capsize=3, label=method)
         ax.axhline(0, color="grey", lw=0.8)
         ax.axhspan(-2, 2, color="grey", alpha=0.15, lw=0)
         ax.set_xscale("log")
         ax.set_xticks(sorted(frame["E"].unique()))
-        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(label)
         ax.set_xlabel("E (budget-contract epochs)")
     axes[0].set_ylabel("ours minus published (points)")
     axes[-1].legend(loc="best", fontsize=8)
-    fig.suptitle("GAMO protocol, MNIST, imbalanced test: the gap to DeepSMOTE's Table II against the budget")
+    fig.suptitle("GAMO protocol, MNIST, imbalanced test: ours minus DeepSMOTE's Table II against the budget "
+                 "(bars: our 95 % interval; band: 2 points)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
