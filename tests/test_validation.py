@@ -332,8 +332,12 @@ def test_validation_md_holds_what_the_committed_stores_render():
     text = (ROOT / "VALIDATION.md").read_text(encoding="utf-8")
     blocks = [(m.group("kind"), m.group("folder")) for m in update.BLOCK.finditer(text)]
     assert {f"benchmarks/validation/{name}" for name in (
-        "validate-gamo", "budget-study", "validate-table3", "validate-table1", "capsule-study/e5", "capsan-study",
-        "validate-table3-1thread")} <= {f for _, f in blocks}
+        "validate-gamo", "budget-study", "validate-table3", "validate-table1", "capsule-study/e5",
+        "capsan-study")} <= {f for _, f in blocks}
+    compared = [(m.group("new"), m.group("old")) for m in update.COMPARE.finditer(text)]
+    assert [new for new, _ in compared] == ["benchmarks/validation/validate-table3-1thread",
+                                            "benchmarks/validation/validate-gamo-1thread"]
+    blocks += [("compare", folder) for pair in compared for folder in pair]
     for kind, folder in blocks:
         stores = list((ROOT / folder).glob("e*/bench.sqlite")) if kind == "budget" else [ROOT / folder / "bench.sqlite"]
         assert stores and all(s.is_file() for s in stores), f"{folder} has no committed store"
