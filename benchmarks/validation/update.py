@@ -71,13 +71,10 @@ def compared(new: str, old: str) -> str:
     """``bench compare --format md`` of the store ``new`` against the store ``old`` restricted to the methods
     that ``new`` ran (a re-run of part of a store on another machine), without the fit-seconds table (the
     machines' load, not the numbers); headings moved under VALIDATION.md's."""
-    from bench.reports.compare import compare, side_of_cells
     from bench.reports.compare_output import render
-    from bench.store import read_cells
 
-    after, before = read_cells([ROOT / new]), read_cells([ROOT / old])
-    before = before[before["method"].isin(set(after["method"]))]
-    result = compare(side_of_cells(before, old), side_of_cells(after, new))
+    facts = _facts()  # the same comparison the section's cited figures read (computed once, cached there)
+    result = facts.comparison(*(Path(f).relative_to(facts.STORES).as_posix() for f in (new, old)))
     text = render(result, "md", new, old).split("\nFit seconds")[0].rstrip() + "\n"
     return re.sub(r"^(#+) ", lambda m: "##" + m.group(1) + " ", text, flags=re.M)
 
