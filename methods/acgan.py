@@ -158,15 +158,11 @@ class ACGAN(GenerativeOversampling):
                         fake = G(z, y_fake)
                         d_source, d_class = d_loss_fn(D(real), y_real, D(fake.detach()), y_fake)
                         d_loss = (d_source + d_class).float()
-                    opt_d.zero_grad(set_to_none=True)
-                    d_loss.backward()
-                    ctx.ledger.step("discriminator", opt_d, 2 * len(idx))
+                    ctx.ledger.update("discriminator", opt_d, d_loss, 2 * len(idx))
                     with ctx.autocast():
                         g_source, g_class = g_loss_fn(D(fake), y_fake)
                         g_loss = (g_source + g_class).float()
-                    opt_g.zero_grad(set_to_none=True)
-                    g_loss.backward()
-                    ctx.ledger.step("generator", opt_g, len(idx))
+                    ctx.ledger.update("generator", opt_g, g_loss, len(idx))
                     running += torch.stack([d_loss, g_loss, d_class, g_class]).detach()
                 d_mean, g_mean, dc_mean, gc_mean = (running / max(1, steps)).tolist()  # one host sync per epoch
                 self.end_epoch(epoch, {"d_loss": d_mean, "g_loss": g_mean, "d_class_loss": dc_mean,

@@ -206,9 +206,7 @@ class AutoencoderFirst:
                     ctx.step_begin()
                     with ctx.autocast():
                         loss = reconstruction_loss(index).float()
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    ctx.ledger.step("autoencoder", opt, len(index))
+                    ctx.ledger.update("autoencoder", opt, loss, len(index))
                     running += loss.detach()
                 self.end_epoch(epoch, {"ae_loss": (running / max(1, steps)).item()}, ctx)
 
@@ -299,17 +297,13 @@ class BAGAN(AutoencoderFirst, GenerativeOversampling):
                             fake = G(self.latents(sample_labels(d_ratios, n_fake, self.rng), self.rng))
                         logits = D(torch.cat([x[index], fake.to(x.dtype)])).float()
                         d_loss = d_loss_fn(logits[:n_real], y[index], logits[n_real:])
-                    opt_d.zero_grad(set_to_none=True)
-                    d_loss.backward()
-                    ctx.ledger.step("discriminator", opt_d, n_real + n_fake)
+                    ctx.ledger.update("discriminator", opt_d, d_loss, n_real + n_fake)
                     # generator: its class-c samples should be classified as class c by the frozen D
                     labels = sample_labels(g_ratios, n_fake + n_real, self.rng)
                     self.D.requires_grad_(False)
                     with ctx.autocast():
                         g_loss = g_loss_fn(D(G(self.latents(labels, self.rng))).float(), labels)
-                    opt_g.zero_grad(set_to_none=True)
-                    g_loss.backward()
-                    ctx.ledger.step("generator", opt_g, len(labels))
+                    ctx.ledger.update("generator", opt_g, g_loss, len(labels))
                     self.D.requires_grad_(True)
                     running += torch.stack([d_loss.detach(), g_loss.detach()])
                 d_mean, g_mean = (running / max(1, steps)).tolist()  # one host sync per epoch

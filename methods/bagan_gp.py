@@ -149,18 +149,14 @@ class BAGANGP(AutoencoderFirst, GenerativeOversampling):
                                       + F.binary_cross_entropy_with_logits(wrong_logits.float(), 0 * wrong_logits))
                         penalty = gradient_penalty(D, real, fake, labels, self.rng)
                         d_loss = d_cost + p["gp_weight"] * penalty
-                        opt_d.zero_grad(set_to_none=True)
-                        d_loss.backward()
-                        ctx.ledger.step("critic", opt_d, 3 * n)
+                        ctx.ledger.update("critic", opt_d, d_loss, 3 * n)
                     z = torch.randn(n, p["latent_dim"], device=x.device, generator=self.rng)
                     fake_labels = self._uniform_labels(n)
                     self.D.requires_grad_(False)
                     with ctx.autocast():
                         logits = D(G(z, fake_labels), fake_labels).float()
                         g_loss = F.binary_cross_entropy_with_logits(logits, ones(logits))
-                    opt_g.zero_grad(set_to_none=True)
-                    g_loss.backward()
-                    ctx.ledger.step("generator", opt_g, n)
+                    ctx.ledger.update("generator", opt_g, g_loss, n)
                     self.D.requires_grad_(True)
                     running += torch.stack([d_loss.detach(), g_loss.detach()])
                 d_mean, g_mean = (running / max(1, steps)).tolist()  # one host sync per epoch

@@ -39,7 +39,7 @@ RECOMPILE_LIMIT = 32  # compiled variants kept per function under --compile
 @dataclass
 class FitContext:
     """What the runner gives a method: where to train, how long, with which seed, where to write, and the
-    ledger its optimiser updates go through (``ctx.ledger.step(role, optimizer, images)``)."""
+    ledger its optimiser updates go through (``ctx.ledger.update(role, optimizer, loss, images)``)."""
 
     device: torch.device
     seed: int
@@ -104,8 +104,8 @@ class Method(abc.ABC):
     a new one should: for E = ``ctx.epochs``, the predicting network makes exactly
     U = E x ceil(C x n_max / B) optimiser updates, every generator G = round(epoch_scale x E) x ceil(N / B),
     a critic stepped n times per generator step n G on top, an auxiliary network a documented budget of at
-    least G. Step every optimiser through ``ctx.ledger.step(role, optimizer, images)`` (the predicting
-    network's role is always "classifier") and wrap each training phase in ``ctx.ledger.phase(*roles)``:
+    least G. Make every optimiser update through ``ctx.ledger.update(role, optimizer, loss, images)`` (the
+    predicting network's role is always "classifier") and wrap each training phase in ``ctx.ledger.phase(*roles)``:
     the runner stores the ledger with the cell, and the report compares it across methods. A method that
     steps its optimisers itself still runs; its ledger is then empty, and the report says so.
     """

@@ -18,8 +18,9 @@ The ledger is what the runner stores as ``metrics["budget"]``: per network role 
 updates, how many optimisers made them (``gan`` trains one generator per minority class, GAMO one pair of
 optimisers per minority class), the images (or feature vectors) in the batches those updates were computed
 on, and the seconds of the phases that trained the role (roles trained in one loop share its seconds).
-It is filled by ``Ledger.step``, the one call every method steps its optimisers through, so the counts are
-what ran, not what a formula says should have run.
+It is filled by ``Ledger.update``, the one call every optimiser update of every method goes through (zero the
+gradients, backward, step, count), so the counts are what ran, not what a formula says should have run, and no
+method can step an optimiser past the ledger by accident.
 """
 
 from __future__ import annotations
@@ -101,13 +102,24 @@ class Ledger:
             raise ValueError(f"unknown network role {role!r}; valid roles: {', '.join(ROLES)}")
         return self._roles.setdefault(role, {"updates": 0, "optimizers": set(), "images": 0, "seconds": 0.0})
 
-    def step(self, role: str, optimizer: torch.optim.Optimizer, images: int) -> None:
-        """``optimizer.step()``, counted as one update of ``role`` on a batch of ``images``."""
-        optimizer.step()
-        entry = self._entry(role)
-        entry["updates"] += 1
-        entry["images"] += int(images)
-        entry["optimizers"].add(id(optimizer))
+    def update(self, role: str, optimizer, loss: torch.Tensor, images) -> None:
+        """One optimiser update of ``role``: zero the gradients, ``loss.backward()``, ``optimizer.step()``, and
+        count it on a batch of ``images``. ``optimizer`` may be a sequence of optimisers that one loss trains
+        together (DeepSMOTE's encoder and decoder), ``images`` then an int for all or one per optimiser.
+        Call it outside autocast: backward passes and steps run in fp32 master weights (``FitContext``)."""
+        optimizers = tuple(optimizer) if isinstance(optimizer, (list, tuple)) else (optimizer,)
+        counts = tuple(images) if isinstance(images, (list, tuple)) else (images,) * len(optimizers)
+        if len(counts) != len(optimizers):
+            raise ValueError(f"{len(optimizers)} optimisers but {len(counts)} image counts")
+        entry = self._entry(role)  # an unknown role fails before anything is stepped
+        for one in optimizers:
+            one.zero_grad(set_to_none=True)
+        loss.backward()
+        for one, count in zip(optimizers, counts, strict=True):
+            one.step()
+            entry["updates"] += 1
+            entry["images"] += int(count)
+            entry["optimizers"].add(id(one))
 
     @contextlib.contextmanager
     def phase(self, *roles: str):

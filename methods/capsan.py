@@ -210,23 +210,17 @@ class CapsAN(Method):
         with self._autocast():
             x_fake = self._G(self.latent(y_real, generator), y_real)
             d_loss, real_features = self._d_objective(x_real, y_real, x_fake.detach())
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.ledger.step("classifier", self.opt_d, 2 * len(y_real))
+        self.ledger.update("classifier", self.opt_d, d_loss, 2 * len(y_real))
         with self._autocast():
             g_loss = self._g_objective(x_fake, real_features, y_real)
-        self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.ledger.step("generator", self.opt_g, len(y_real))
+        self.ledger.update("generator", self.opt_g, g_loss, len(y_real))
         return torch.stack([d_loss.detach(), g_loss.detach()])
 
     def classifier_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self._step_begin()
         with self._autocast():
             loss = self._classifier_objective(x, y)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        self.ledger.step("classifier", self.opt_d, len(y))
+        self.ledger.update("classifier", self.opt_d, loss, len(y))
         return loss.detach()
 
     # -- the method -----------------------------------------------------------------------------------

@@ -242,9 +242,7 @@ class Classifier:
                     inputs = x[index] if augment is None else crop_flip(x[index], augment)
                     with ctx.autocast():
                         loss = batch_loss(self.model, inputs, y[index]).float()
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    ctx.ledger.step("classifier", optimizer, len(index))
+                    ctx.ledger.update("classifier", optimizer, loss, len(index))
                     if schedule is not None:
                         schedule.step()
                     total += loss.detach() * len(index)

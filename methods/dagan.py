@@ -186,18 +186,14 @@ class DAGAN(GenerativeOversampling):
                             alpha = torch.rand(batch, device=x.device, generator=self.rng)
                             penalty = gradient_penalty(self.D, a, b, fake, alpha, p["gp_weight"]).float()
                             d_loss = critic_loss_fn(d_real, d_fake, penalty)
-                        opt_d.zero_grad(set_to_none=True)
-                        d_loss.backward()
-                        ctx.ledger.step("critic", opt_d, 2 * batch)
+                        ctx.ledger.update("critic", opt_d, d_loss, 2 * batch)
                         running += torch.stack([d_loss, penalty, d_real.mean() - d_fake.mean(),
                                                 generator_loss_fn(d_fake)]).detach()
                     self.D.requires_grad_(False)  # the generator update needs no critic gradients
                     a, _ = draw()
                     with ctx.autocast():
                         g_loss = generator_loss_fn(self.D(a, G(a, noise())).float())
-                    opt_g.zero_grad(set_to_none=True)
-                    g_loss.backward()
-                    ctx.ledger.step("generator", opt_g, batch)
+                    ctx.ledger.update("generator", opt_g, g_loss, batch)
                     self.D.requires_grad_(True)
                 # one host sync per epoch
                 d_mean, gp_mean, w_mean, g_mean = (running / max(1, steps * p["n_critic"])).tolist()

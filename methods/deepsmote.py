@@ -122,11 +122,8 @@ class DeepSMOTE(GenerativeOversampling):
                             z_class = encoder(x[chosen])  # detached, as in the code
                         penalty = nn.functional.mse_loss(decoder(z_class).float(), x[chosen])
                         loss = reconstruction + penalty
-                    enc_opt.zero_grad(set_to_none=True)
-                    dec_opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    ctx.ledger.step("generator", enc_opt, len(batch))
-                    ctx.ledger.step("generator", dec_opt, len(batch) + len(chosen))
+                    ctx.ledger.update("generator", (enc_opt, dec_opt), loss,
+                                      (len(batch), len(batch) + len(chosen)))
                     running += torch.stack([reconstruction.detach(), penalty.detach()])
                 mse, pen = (running / steps).tolist()  # one host sync per epoch
                 self.end_epoch(epoch, {"reconstruction": mse, "penalty": pen}, ctx)

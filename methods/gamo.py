@@ -233,18 +233,14 @@ class GAMO(Method):
         """One update of M's head on ``feats`` (real and generated features together in the game)."""
         with self.autocast():
             loss = classifier_loss(self._head(feats).float(), F.one_hot(labels, self.n_classes).float())
-        self.opt_m.zero_grad(set_to_none=True)
-        loss.backward()
-        self.ledger.step("classifier", self.opt_m, len(labels))
+        self.ledger.update("classifier", self.opt_m, loss, len(labels))
         return loss.detach()
 
     def d_step(self, feats: torch.Tensor, labels: torch.Tensor, real: bool) -> torch.Tensor:
         noise = torch.rand(len(labels), device=self.device, generator=self.rng) * self.params["label_noise"]
         with self.autocast():
             loss = discriminator_loss(self._D(feats, labels).float(), 1.0 - noise if real else noise)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        self.ledger.step("discriminator", self.opt_d, len(labels))
+        self.ledger.update("discriminator", self.opt_d, loss, len(labels))
         return loss.detach()
 
     def g_step_against_m(self, label: int, n: int) -> torch.Tensor:
@@ -253,9 +249,7 @@ class GAMO(Method):
         with self.autocast():
             fake = self.generate_features(n, label, self.rng, train_mode=True)
             loss = classifier_loss(self._head(fake).float(), target)
-        self.opt_gm[label].zero_grad(set_to_none=True)
-        loss.backward()
-        self.ledger.step("generator", self.opt_gm[label], n)
+        self.ledger.update("generator", self.opt_gm[label], loss, n)
         return loss.detach()
 
     def g_step_against_d(self, label: int, n: int) -> torch.Tensor:
@@ -263,9 +257,7 @@ class GAMO(Method):
         with self.autocast():
             fake = self.generate_features(n, label, self.rng, train_mode=True)
             loss = discriminator_loss(self._D(fake, labels).float(), torch.ones(n, device=self.device))
-        self.opt_gd[label].zero_grad(set_to_none=True)
-        loss.backward()
-        self.ledger.step("generator", self.opt_gd[label], n)
+        self.ledger.update("generator", self.opt_gd[label], loss, n)
         return loss.detach()
 
     def game_step(self, x_real: torch.Tensor, y_real: torch.Tensor) -> torch.Tensor:
@@ -330,9 +322,7 @@ class GAMO(Method):
                     with ctx.autocast():
                         logits = self._head(self._features(x[index])).float()
                         loss = classifier_loss(logits, F.one_hot(y[index], self.n_classes).float())
-                    self.opt_f.zero_grad(set_to_none=True)
-                    loss.backward()
-                    ctx.ledger.step("classifier", self.opt_f, len(index))
+                    ctx.ledger.update("classifier", self.opt_f, loss, len(index))
                     running[0] += loss.detach()
                 self.refresh_banks(x)
                 order = torch.randperm(n, device=ctx.device, generator=self.rng)
@@ -386,9 +376,7 @@ class GAMO(Method):
                     with ctx.autocast():
                         recon, mean, log_var = self.pix[c](feats[index], self.rng)
                         loss = FeatureVAE.loss(images[index], recon.float(), mean.float(), log_var.float())
-                    optimizers[c].zero_grad(set_to_none=True)
-                    loss.backward()
-                    ctx.ledger.step("decoder", optimizers[c], batch)
+                    ctx.ledger.update("decoder", optimizers[c], loss, batch)
                     running += loss.detach()
             value = (running / (steps * len(self.minority))).item()
             check_finite(offset + epoch, {"pix_loss": value})

@@ -78,14 +78,10 @@ class GAN(GenerativeOversampling):
                         with ctx.autocast():
                             fake = G(z)
                             d_loss = d_loss_fn(D(real), D(fake.detach())).float()
-                        opt_d.zero_grad(set_to_none=True)
-                        d_loss.backward()
-                        ctx.ledger.step("discriminator", opt_d, 2 * batch)
+                        ctx.ledger.update("discriminator", opt_d, d_loss, 2 * batch)
                         with ctx.autocast():
                             g_loss = g_loss_fn(D(fake)).float()
-                        opt_g.zero_grad(set_to_none=True)
-                        g_loss.backward()
-                        ctx.ledger.step("generator", opt_g, batch)
+                        ctx.ledger.update("generator", opt_g, g_loss, batch)
                         running += torch.stack([d_loss.detach(), g_loss.detach()])
                 d_mean, g_mean = (running / max(1, steps * len(nets))).tolist()  # one host sync per epoch
                 self.end_epoch(epoch, {"d_loss": d_mean, "g_loss": g_mean}, ctx)

@@ -23,7 +23,7 @@ whose paper or official code prescribes its own schedule lists it in ``paper_sch
 and the grid stores and reports the cell as ``name[schedule=paper]``. The ledger's contract still records
 the contract's G (at the batch the contract would use), so the budget table shows the difference. A method
 whose paper prescribes none refuses ``schedule = "paper"`` with one line.
-Every optimiser update goes through ``ctx.ledger.step`` under its role ("generator", "discriminator",
+Every optimiser update goes through ``ctx.ledger.update`` under its role ("generator", "discriminator",
 "critic", "autoencoder"; the classifier is "classifier"), which the runner stores as ``metrics["budget"]``.
 Precision and compilation (``--precision bf16``, ``--compile``): each method runs its forward passes and
 losses in ``ctx.autocast()`` (sampling too) and calls ``ctx.compiled`` networks in its training loop.

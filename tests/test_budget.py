@@ -92,14 +92,13 @@ def test_the_ledger_counts_the_steps_it_makes_and_refuses_unknown_roles():
     before = net.weight.detach().clone()
     with ledger.phase("classifier"):
         for _ in range(3):
-            net(torch.ones(4, 2)).sum().backward()
-            ledger.step("classifier", optimizer, 4)
+            ledger.update("classifier", optimizer, net(torch.ones(4, 2)).sum(), 4)
     assert not torch.equal(before, net.weight)  # the step really stepped
     record = ledger.record()
     assert record == {"classifier": {"updates": 3, "optimizers": 1, "images": 12,
                                      "seconds": record["classifier"]["seconds"]}}
     with pytest.raises(ValueError, match="unknown network role"):
-        ledger.step("teacher", optimizer, 1)
+        ledger.update("teacher", optimizer, net(torch.ones(1, 2)).sum(), 1)
 
 
 def test_shuffled_batches_run_on_over_passes():

@@ -151,3 +151,24 @@ def test_a_bench_process_loads_heavy_libraries_only_where_it_uses_them(tmp_path)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True", "False", "False", "False", "False"]
+
+
+def _gradient_calls(path: Path) -> list[str]:
+    """The ``x.backward(...)`` and ``x.zero_grad(...)`` calls of a module, as "line: name"."""
+    return [f"{node.lineno}: {node.func.attr}" for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("backward", "zero_grad")]
+
+
+@pytest.mark.parametrize("module", sorted(n for n in modules() if n.startswith("bench.methods.")
+                                          and n != "bench.methods.budget"))
+def test_every_optimiser_update_goes_through_the_ledger(module):
+    # Ledger.update is the one place that zeroes, backpropagates and steps: a method that did so itself could
+    # step past the ledger (an uncounted update) and past what fused training plugs in there.
+    assert _gradient_calls(modules()[module]) == [], f"{module}: make the update with ctx.ledger.update"
+
+
+def test_the_ledger_check_sees_a_hand_written_update(tmp_path):
+    source = tmp_path / "x.py"
+    source.write_text("def f(opt, loss):\n    opt.zero_grad()\n    loss.backward()\n    opt.step()\n")
+    assert _gradient_calls(source) == ["2: zero_grad", "3: backward"]
