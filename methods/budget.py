@@ -121,18 +121,34 @@ class Ledger:
             entry["images"] += int(count)
             entry["optimizers"].add(id(one))
 
+    def update_group(self, mates: list[Ledger], role: str, optimizer, loss: torch.Tensor, images) -> None:
+        """One update of a fused group's stacked networks (``methods/fused.py``): ``update`` here, then counted
+        as one update of ``role`` in each mate's ledger too (``images``: this member's count, then one per
+        mate). The summed loss's gradient is each member's own: one step is one update of every member."""
+        counts = list(images)
+        if len(counts) != 1 + len(mates):
+            raise ValueError(f"{1 + len(mates)} members but {len(counts)} image counts")
+        self.update(role, optimizer, loss, counts[0])
+        for mate, count in zip(mates, counts[1:], strict=True):
+            entry = mate._entry(role)
+            entry["updates"] += 1
+            entry["images"] += int(count)
+            entry["optimizers"].add(id(optimizer))
+
     @contextlib.contextmanager
-    def phase(self, *roles: str):
+    def phase(self, *roles: str, mates: tuple[Ledger, ...] = ()):
         """Time a training phase and add its seconds to each of ``roles`` (a GPU is synchronised at the end,
-        once, so the time is the work's and not the launch queue's)."""
-        entries = [self._entry(role) for role in roles]
+        once, so the time is the work's and not the launch queue's). A fused group's phase (``mates``: the
+        other members' ledgers) gives each of its S members an equal share, 1 / S of the seconds."""
+        ledgers = (self, *mates)
+        entries = [ledger._entry(role) for ledger in ledgers for role in roles]
         start = time.perf_counter()
         try:
             yield
         finally:
             if torch.cuda.is_available() and torch.cuda.is_initialized():
                 torch.cuda.synchronize()
-            elapsed = time.perf_counter() - start
+            elapsed = (time.perf_counter() - start) / len(ledgers)
             for entry in entries:
                 entry["seconds"] += elapsed
 

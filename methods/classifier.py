@@ -30,12 +30,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from bench.datasets.base import ImageSet
+from bench.errors import CellFailure
+from bench.methods import fused
 from bench.methods.base import FitContext, check_finite
 from bench.methods.budget import Budget
 
@@ -211,49 +214,11 @@ class Classifier:
     def fit(self, train: ImageSet, ctx: FitContext, budget: Budget | None = None) -> list[float]:
         """Train for the contract's U = E x ceil(C x n_max / batch) updates (``budget``: of the method's
         imbalanced training set; None: of ``train`` itself), logged as E epochs of U / E updates; return
-        the mean loss of each epoch."""
-        torch.manual_seed(ctx.seed)
-        self.device = ctx.device
-        self.autocast = ctx.autocast  # prediction runs in the precision of training
-        self.model = build_network(self.spec, train.image_shape, train.n_classes).to(ctx.device)
-        x = to_input(train.images, ctx.device)
-        y = torch.as_tensor(train.labels, device=ctx.device)
-        generator = torch.Generator(device="cpu").manual_seed(ctx.seed)
-        batch = self.spec["batch_size"]
-        budget = budget or Budget.of(train.counts(), ctx.epochs)
-        steps = budget.classifier_steps(batch)
-        ctx.ledger.contract["classifier"] = budget.classifier_updates(batch)
-        optimizer, schedule = build_optimizer(self.spec, self.model, budget.classifier_updates(batch))
-        augment = torch.Generator(device="cpu").manual_seed(ctx.seed + 1) if self.spec.get("augment") else None
-        batches = shuffled_batches(len(train), batch, generator, ctx.device)
-        history = []
-        self.model.train()
-        batch_loss = ctx.compiled(self.batch_loss)  # --compile: forward and loss as one compiled graph
-        with ctx.ledger.phase("classifier"):
-            self.epochs, self.updates = budget.epochs, budget.classifier_updates(batch)
-            for epoch in range(1, budget.epochs + 1):
-                self.epoch = epoch
-                total = torch.zeros((), device=ctx.device)
-                seen = 0
-                for step in range(steps):
-                    self.update = (epoch - 1) * steps + step  # before the step's loss: a schedule (DRW) reads it
-                    index = next(batches)
-                    ctx.step_begin()
-                    inputs = x[index] if augment is None else crop_flip(x[index], augment)
-                    with ctx.autocast():
-                        loss = batch_loss(self.model, inputs, y[index]).float()
-                    ctx.ledger.update("classifier", optimizer, loss, len(index))
-                    if schedule is not None:
-                        schedule.step()
-                    total += loss.detach() * len(index)
-                    seen += len(index)
-                mean_loss = (total / seen).item()  # one host sync per epoch
-                check_finite(epoch, {"training loss": mean_loss})
-                history.append(mean_loss)
-                ctx.progress(epoch, budget.epochs, {"loss": mean_loss})
-        ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
-        (ctx.artifact_dir / "classifier_losses.json").write_text(json.dumps({"epoch_loss": history}))
-        return history
+        the mean loss of each epoch. The solo cell: ``fit_group`` with a group of one."""
+        outcome = fit_group([Member(self, train, ctx, budget)])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
     def batch_loss(self, model: CommonCNN, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The training loss of one batch: the method's ``loss`` when it gave one, else cross-entropy."""
@@ -272,3 +237,122 @@ class Classifier:
                 logits = self.model(to_input(images[start:start + batch_size], self.device))
             out.append(torch.softmax(logits.float(), dim=1))
         return torch.cat(out).double().cpu().numpy()
+
+
+FUSED_ARCHS = {CLASSIFIER_SPEC["arch"]}  # backbones ``fused.py`` can stack (ResNet-32 trains in groups of one)
+
+
+def fusable(spec: dict) -> bool:
+    """Whether classifiers of ``spec`` can train as a fused group of more than one member."""
+    return spec["arch"] in FUSED_ARCHS
+
+
+@dataclass
+class Member:
+    """One cell's share of a classifier group: its classifier (whose ``loss`` is the member's own), its
+    training set, its context (seed, device, ledger, artifacts) and the budget it trains to."""
+
+    classifier: Classifier
+    train: ImageSet
+    ctx: FitContext
+    budget: Budget | None = None
+
+
+def _check_group(members: list[Member]) -> None:
+    """Members of a group train in lockstep: the same recipe, image shape, set size (so every step's batches
+    have one size) and number of updates."""
+    first = members[0]
+    for m in members[1:]:
+        same = (m.classifier.spec == first.classifier.spec and m.train.image_shape == first.train.image_shape
+                and len(m.train) == len(first.train) and m.train.n_classes == first.train.n_classes
+                and m.ctx.device == first.ctx.device and m.ctx.precision == first.ctx.precision
+                and m.ctx.compile == first.ctx.compile
+                and (m.budget or Budget.of(m.train.counts(), m.ctx.epochs))
+                == (first.budget or Budget.of(first.train.counts(), first.ctx.epochs)))
+        if not same:
+            raise ValueError("the members of a classifier group must share recipe, image shape, set size, "
+                             "device, precision, compile mode and budget")
+    if len(members) > 1 and not fusable(first.classifier.spec):
+        raise ValueError(f"the {first.classifier.spec['arch']} classifier trains in groups of one")
+
+
+def fit_group(members: list[Member]) -> list:
+    """Train the members' classifiers as one group (``fused.py``; a group of one is the solo cell) and
+    return, per member, its epoch losses or the exception that failed it (a member whose loss went NaN or
+    Inf fails alone; the others train on)."""
+    _check_group(members)
+    first, size = members[0], len(members)
+    spec, ctx0 = first.classifier.spec, first.ctx
+    device, batch = ctx0.device, spec["batch_size"]
+    budget = first.budget or Budget.of(first.train.counts(), ctx0.epochs)
+    steps, updates = budget.classifier_steps(batch), budget.classifier_updates(batch)
+    data, noise_generators = [], []
+    for m in members:
+        torch.manual_seed(m.ctx.seed)  # each member's network is built as its solo cell builds it
+        m.classifier.device, m.classifier.autocast = device, m.ctx.autocast  # prediction runs as training did
+        m.classifier.model = build_network(spec, m.train.image_shape, m.train.n_classes).to(device)
+        noise_generators.append(fused.member_generator(device) if size > 1 else None)
+        m.ctx.ledger.contract["classifier"] = updates
+        augment = torch.Generator(device="cpu").manual_seed(m.ctx.seed + 1) if spec.get("augment") else None
+        order = torch.Generator(device="cpu").manual_seed(m.ctx.seed)
+        data.append((to_input(m.train.images, device), torch.as_tensor(m.train.labels, device=device),
+                     shuffled_batches(len(m.train), batch, order, device), augment))
+    solo = first.classifier.model if size == 1 else fused.StackedCNN([m.classifier.model for m in members])
+    network = solo.to(device)
+    optimizer, schedule = build_optimizer(spec, network, updates)
+    network.train()
+    # --compile: the solo cell compiles its forward and loss as one graph; a group its stacked forward
+    step_fn = ctx0.compiled(first.classifier.batch_loss) if size == 1 else ctx0.compiled(network)
+    ledger, mates = ctx0.ledger, [m.ctx.ledger for m in members[1:]]
+    histories: list = [[] for _ in members]
+    alive = [True] * size
+    with ledger.phase("classifier", mates=tuple(mates)):
+        for m in members:
+            m.classifier.epochs, m.classifier.updates = budget.epochs, updates
+        for epoch in range(1, budget.epochs + 1):
+            totals, seen = torch.zeros(size, device=device), 0
+            for m in members:
+                m.classifier.epoch = epoch
+            for step in range(steps):
+                for m in members:  # before the step's loss: a schedule (DRW) reads it
+                    m.classifier.update = (epoch - 1) * steps + step
+                batches = []
+                for x, y, order, augment in data:
+                    index = next(order)
+                    batches.append((x[index] if augment is None else crop_flip(x[index], augment), y[index]))
+                ctx0.step_begin()
+                with ctx0.autocast():
+                    if size == 1:
+                        losses = [step_fn(network, *batches[0]).float()]
+                    else:
+                        noise = fused.dropout_noise((len(batches[0][1]), network.hidden), network.dropout,
+                                                    noise_generators, device)
+                        features, logits = step_fn(torch.stack([b[0] for b in batches]), noise)
+                        losses = [m.classifier.batch_loss(fused.MemberView(b[0], features[i], logits[i]), *b).float()
+                                  for i, (m, b) in enumerate(zip(members, batches, strict=True))]
+                total = sum(loss for loss, live in zip(losses, alive, strict=True) if live)
+                ledger.update_group(mates, "classifier", optimizer, total, [len(b[1]) for b in batches])
+                if schedule is not None:
+                    schedule.step()
+                totals += torch.stack([loss.detach() for loss in losses]) * len(batches[0][1])
+                seen += len(batches[0][1])
+            means = (totals / seen).tolist()  # one host sync per epoch
+            for i, m in enumerate(members):
+                if not alive[i]:
+                    continue
+                try:
+                    check_finite(epoch, {"training loss": means[i]})
+                except CellFailure as exc:
+                    alive[i], histories[i] = False, exc
+                    continue
+                histories[i].append(means[i])
+                m.ctx.progress(epoch, budget.epochs, {"loss": means[i]})
+            if not any(alive):
+                break
+    for i, m in enumerate(members):
+        if size > 1:
+            m.classifier.model.load_state_dict(network.member_state(i))
+        if alive[i]:
+            m.ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
+            (m.ctx.artifact_dir / "classifier_losses.json").write_text(json.dumps({"epoch_loss": histories[i]}))
+    return histories
