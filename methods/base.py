@@ -117,6 +117,9 @@ class Method(abc.ABC):
     version: ClassVar[int] = 1  # bump when a change alters results: it is part of the cell key
     family: ClassVar[str] = "your own"  # how ``bench list methods`` groups it (``FAMILIES``)
     battle_twin: ClassVar[str | None] = None  # the registered method this one is battled against, if any
+    # Whether ``fit_group`` trains several cells of this method as one batched model (``fused.py``; README,
+    # "Fused cells"); False: the runner runs each cell alone.
+    fusable: ClassVar[bool] = False
 
     def __init__(self, **params):
         unknown = sorted(set(params) - set(self.defaults))
@@ -136,6 +139,21 @@ class Method(abc.ABC):
     @abc.abstractmethod
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities, float (N, n_classes), rows summing to 1."""
+
+    @classmethod
+    def fit_group(cls, members: list[tuple[Method, ImageSet, FitContext]]) -> list[BaseException | None]:
+        """Fit several cells of this method, each an instance with the same parameters, its own training set
+        and its own context (seed, ledger, artifacts); return per member None, or the exception that failed
+        it (one member's failure never stops the others). Here one ``fit`` after another; a method with
+        ``fusable = True`` trains them as one batched model."""
+        outcomes: list[BaseException | None] = []
+        for method, train, ctx in members:
+            try:
+                method.fit(train, ctx)
+                outcomes.append(None)
+            except Exception as exc:  # noqa: BLE001 (the member's row records it)
+                outcomes.append(exc)
+        return outcomes
 
     def skip(self, task) -> str | None:
         """Why this method declines ``task`` (benchopt's idea), or None to run it. ``task`` has ``train``

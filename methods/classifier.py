@@ -258,20 +258,31 @@ class Member:
     budget: Budget | None = None
 
 
+def _lockstep_key(member: Member) -> tuple:
+    budget = member.budget or Budget.of(member.train.counts(), member.ctx.epochs)
+    ctx = member.ctx
+    return (json.dumps(member.classifier.spec, sort_keys=True), member.train.image_shape, len(member.train),
+            member.train.n_classes, str(ctx.device), ctx.precision, ctx.compile, budget)
+
+
+def lockstep(members: list[Member]) -> list[list[Member]]:
+    """The members in lots that can train as one group (``fit_group``), in their order: the same recipe,
+    image shape, set size (so every step's batches have one size), device, precision, compile mode and
+    budget; a backbone ``fused.py`` cannot stack trains alone."""
+    lots: dict[tuple, list[Member]] = {}
+    for index, member in enumerate(members):
+        key = _lockstep_key(member) if fusable(member.classifier.spec) else ("alone", index)
+        lots.setdefault(key, []).append(member)
+    return list(lots.values())
+
+
 def _check_group(members: list[Member]) -> None:
     """Members of a group train in lockstep: the same recipe, image shape, set size (so every step's batches
     have one size) and number of updates."""
     first = members[0]
-    for m in members[1:]:
-        same = (m.classifier.spec == first.classifier.spec and m.train.image_shape == first.train.image_shape
-                and len(m.train) == len(first.train) and m.train.n_classes == first.train.n_classes
-                and m.ctx.device == first.ctx.device and m.ctx.precision == first.ctx.precision
-                and m.ctx.compile == first.ctx.compile
-                and (m.budget or Budget.of(m.train.counts(), m.ctx.epochs))
-                == (first.budget or Budget.of(first.train.counts(), first.ctx.epochs)))
-        if not same:
-            raise ValueError("the members of a classifier group must share recipe, image shape, set size, "
-                             "device, precision, compile mode and budget")
+    if any(_lockstep_key(m) != _lockstep_key(first) for m in members[1:]):
+        raise ValueError("the members of a classifier group must share recipe, image shape, set size, "
+                         "device, precision, compile mode and budget")
     if len(members) > 1 and not fusable(first.classifier.spec):
         raise ValueError(f"the {first.classifier.spec['arch']} classifier trains in groups of one")
 

@@ -211,7 +211,9 @@ class CRL(ResamplingMethod):
                 and int(p["histogram_bins"]) >= 2):
             raise ValueError("crl: needs kappa >= 1, 0 < rho <= 1, eta >= 0 and histogram_bins >= 2")
 
-    def fit(self, train: ImageSet, ctx: FitContext) -> None:
+    def resample(self, train: ImageSet, ctx: FitContext) -> ImageSet:
+        """No resampling (the common classifier on the imbalanced set, with ``batch_loss``): the loss's
+        constants from the training set, written to ``crl.json``."""
         p = self.params
         counts = train.counts()
         omega = imbalance_measure(counts)
@@ -224,7 +226,7 @@ class CRL(ResamplingMethod):
             json.dumps({"omega_imb": omega, "alpha": self.alpha, "margin": self.margin}))
         self.crl = dict(level=p["level"], comparison=p["comparison"], kappa=int(p["kappa"]), margin=self.margin,
                         rho=float(p["rho"]), bins=int(p["histogram_bins"]))
-        super().fit(train, ctx)  # no resampling: the common classifier on the imbalanced set, with batch_loss
+        return train
 
     def batch_loss(self, model: CommonCNN, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return crl_batch_loss(model, x, y, self.alpha, **self.crl)

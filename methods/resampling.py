@@ -19,7 +19,15 @@ from bench.datasets.base import ImageSet
 from bench.errors import CellRefused
 from bench.methods.base import FitContext, Method
 from bench.methods.budget import Budget
-from bench.methods.classifier import CLASSIFIER_DEFAULTS, Classifier, classifier_spec, keyed_params
+from bench.methods.classifier import (
+    CLASSIFIER_DEFAULTS,
+    Classifier,
+    Member,
+    classifier_spec,
+    fit_group,
+    keyed_params,
+    lockstep,
+)
 
 
 class ResamplingMethod(Method):
@@ -41,10 +49,15 @@ class ResamplingMethod(Method):
     classifier they give is stored in the key (``classifier.classifier_spec``).
     The classifier gets the budget contract's U updates, counted from the imbalanced set whatever
     ``resample`` returns.
+    Cells of one such method train as a fused group (``fusable``; ``fit_group``): each member resamples on its
+    own, then the members whose resampled sets have one size train their classifiers as one batched model
+    (``classifier.fit_group``; a member's loss is its own ``batch_loss``, given a view of its own outputs:
+    ``model(x)``, ``model.embed(x)``, ``model.classify(features)``).
     """
 
     version = 2  # 2: the budget contract (the classifier's U updates, from the imbalanced set)
     classifier_head = "linear"  # "cosine": a normalised last layer (a margin loss's)
+    fusable = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -87,6 +100,12 @@ class ResamplingMethod(Method):
         return torch.nn.functional.cross_entropy(model(x), y)
 
     def fit(self, train: ImageSet, ctx: FitContext) -> None:
+        failure = type(self).fit_group([(self, train, ctx)])[0]
+        if failure is not None:
+            raise failure
+
+    def _member(self, train: ImageSet, ctx: FitContext) -> Member:
+        """Resample, and the classifier's share of the group: this cell's set, context and budget."""
         self.train_counts = train.counts()
         self._per_class = {}  # per_class tensors belong to these counts
         budget = Budget.of(self.train_counts, ctx.epochs)  # U comes from the imbalanced set, not the resampled one
@@ -98,7 +117,29 @@ class ResamplingMethod(Method):
             json.dumps({"before": self.train_counts.tolist(), "after": resampled.counts().tolist()})
         )
         self.classifier = Classifier(self.classifier_spec, loss=self.batch_loss)
-        self.classifier.fit(resampled, ctx, budget)
+        return Member(self.classifier, resampled, ctx, budget)
+
+    @classmethod
+    def fit_group(cls, members):
+        """Each member resamples; then every lot of members that can train in lockstep (``lockstep``: the
+        same resampled set size) trains its classifiers as one group. A group of one is the solo cell, and
+        its failure is raised as the solo cell's."""
+        outcomes: list[BaseException | None] = [None] * len(members)
+        ready = []
+        for index, (method, train, ctx) in enumerate(members):
+            try:
+                ready.append((index, method._member(train, ctx)))
+            except Exception as exc:  # noqa: BLE001 (the member's row records it)
+                if len(members) == 1:
+                    raise
+                outcomes[index] = exc
+        for lot in lockstep([member for _, member in ready]):
+            for member, outcome in zip(lot, fit_group(lot), strict=True):
+                if isinstance(outcome, BaseException):
+                    if len(members) == 1:
+                        raise outcome
+                    outcomes[next(i for i, m in ready if m is member)] = outcome
+        return outcomes
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return self.classifier.predict_proba(images)
