@@ -141,47 +141,133 @@ class CellEnv:
     progress: Callable | None = None  # progress(epoch, total, logs): the sequential path's epochs bar
 
 
-def run_cell(cell: Cell, train, test, env: CellEnv) -> dict:
-    """Run one cell on the dataset's full ``train`` and ``test`` sets in ``env``; return the row to store."""
-    device, results_dir, progress = env.device, Path(env.results_dir), env.progress
-    started, clock = _now(), time.perf_counter()
-    # A folder:PATH dataset name holds slashes and a colon: one safe folder name instead.
-    artifacts = Path("artifacts") / re.sub(r"[^A-Za-z0-9._-]+", "_", cell.dataset) / cell.method / cell.key
-    row = cell_row(cell, started, describe_device(device), str(artifacts))
-    try:
-        seed_everything(cell.seed, device)
-        task = make_imbalanced(train, test, cell.protocol, pair=cell.pair, ratio=cell.ratio, seed=cell.seed,
-                               dataset=cell.dataset, test_distribution=cell.options.get("test", "balanced"))
-        row["counts"] = task.counts
-        ctx = FitContext(device=device, seed=cell.seed, epochs=cell.epochs, artifact_dir=results_dir / artifacts,
-                         **fit_settings(cell.options), **({"progress": progress} if progress else {}))
-        method, proba, retry, budget = _fit_predict(cell, task, ctx)
-        row["metrics"] = classification_metrics(task.test.labels, proba, task.positive)
-        row["metrics"]["budget"] = budget
-        row["metrics"]["threads"] = torch.get_num_threads()  # also in the device string; --threads N repeats it
-        if retry:
-            row["metrics"]["oom_retry"] = retry
-        row["curves"] = {"roc": roc_points(task.test.labels, proba, task.positive)} if task.positive is not None else {}
-        if cell.options.get("quality"):
-            row["metrics"].update(_quality(method, task, train, cell, env.fid_settings, ctx))
-        row["status"] = "done"
-    except CellFailure as exc:
+def _artifacts(cell: Cell) -> Path:
+    """The cell's artifacts folder, relative to the results folder (a folder:PATH dataset name holds slashes
+    and a colon: one safe folder name instead)."""
+    return Path("artifacts") / re.sub(r"[^A-Za-z0-9._-]+", "_", cell.dataset) / cell.method / cell.key
+
+
+def _task_and_context(cell: Cell, train, test, env: CellEnv, row: dict):
+    """Seed, build the cell's imbalanced task (its counts into ``row``) and its fit context."""
+    seed_everything(cell.seed, env.device)
+    task = make_imbalanced(train, test, cell.protocol, pair=cell.pair, ratio=cell.ratio, seed=cell.seed,
+                           dataset=cell.dataset, test_distribution=cell.options.get("test", "balanced"))
+    row["counts"] = task.counts
+    ctx = FitContext(device=env.device, seed=cell.seed, epochs=cell.epochs,
+                     artifact_dir=Path(env.results_dir) / row["artifacts"], **fit_settings(cell.options),
+                     **({"progress": env.progress} if env.progress else {}))
+    return task, ctx
+
+
+def _score(row: dict, cell: Cell, task, train, method, proba, budget: dict, env: CellEnv, ctx) -> None:
+    """A fitted cell's metrics, ledger, curves and (when asked) generative quality into ``row``: done."""
+    row["metrics"] = classification_metrics(task.test.labels, proba, task.positive)
+    row["metrics"]["budget"] = budget
+    row["metrics"]["threads"] = torch.get_num_threads()  # also in the device string; --threads N repeats it
+    row["curves"] = {"roc": roc_points(task.test.labels, proba, task.positive)} if task.positive is not None else {}
+    if cell.options.get("quality"):
+        row["metrics"].update(_quality(method, task, train, cell, env.fid_settings, ctx))
+    row["status"] = "done"
+
+
+def _record_failure(row: dict, exc: BaseException, device, results_dir: Path) -> None:
+    """A failed cell's row (called in the ``except`` block that caught ``exc``: its traceback is kept)."""
+    if isinstance(exc, CellFailure):
         row.update(status="failed", error=str(exc))
         row["refused"] = isinstance(exc, CellRefused)  # not store columns (this and disk_full): the run reads them
-    except Exception as exc:  # a bug in one method must not stop the grid; the traceback is kept
-        if _is_oom(exc):
-            fix = ("a smaller batch_size, fewer --jobs-per-gpu, or --device cpu" if device.type == "cuda"
-                   else "a smaller batch_size or fewer --jobs")
-            row.update(status="failed", error=f"out of memory on {device}{_memory_figure(device)}: "
-                                              f"{_first_line(exc)}; use {fix}")
-        else:
-            row.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
-            row["disk_full"] = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-            if _keep_traceback(results_dir / artifacts):
-                row["error"] += f" (traceback in {artifacts / 'error.txt'})"
+    elif _is_oom(exc):
+        fix = ("a smaller batch_size, fewer --jobs-per-gpu, --fuse with fewer members, or --device cpu"
+               if device.type == "cuda" else "a smaller batch_size or fewer --jobs")
+        row.update(status="failed", error=f"out of memory on {device}{_memory_figure(device)}: "
+                                          f"{_first_line(exc)}; use {fix}")
+    else:  # a bug in one method must not stop the grid; the traceback is kept
+        row.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+        row["disk_full"] = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        artifacts = Path(row["artifacts"])
+        if _keep_traceback(results_dir / artifacts):
+            row["error"] += f" (traceback in {artifacts / 'error.txt'})"
+
+
+def run_cell(cell: Cell, train, test, env: CellEnv) -> dict:
+    """Run one cell on the dataset's full ``train`` and ``test`` sets in ``env``; return the row to store."""
+    started, clock = _now(), time.perf_counter()
+    row = cell_row(cell, started, describe_device(env.device), str(_artifacts(cell)))
+    try:
+        task, ctx = _task_and_context(cell, train, test, env, row)
+        method, proba, retry, budget = _fit_predict(cell, task, ctx)
+        _score(row, cell, task, train, method, proba, budget, env, ctx)
+        if retry:
+            row["metrics"]["oom_retry"] = retry
+    except Exception as exc:  # noqa: BLE001 (every failure becomes the cell's row)
+        _record_failure(row, exc, env.device, Path(env.results_dir))
     row["finished_at"] = _now()
     row["duration_s"] = round(time.perf_counter() - clock, 3)
     return row
+
+
+class _GroupOutOfMemory(Exception):
+    """A fused group ran out of memory as a whole: split it and run the halves."""
+
+
+def run_group(cells: list[Cell], train, test, env: CellEnv) -> list[dict]:
+    """Run cells that differ only in their seed (``bench.groups``) as one fused group (``Method.fit_group``)
+    and return one row per cell, each what ``run_cell`` would store for it (its own key, task, metrics,
+    ledger and artifacts), plus the group's size: ``metrics["fused"]`` and ``", fused S"`` on the device
+    string, a device kind of its own for ``bench compare`` (a member matches its solo cell to float rounding,
+    not in bits). Its time is the group's, shared equally (``duration_s``, the ledger's seconds). A group of
+    one is ``run_cell``; a group out of memory is split in halves, each run again."""
+    if len(cells) == 1:
+        return [run_cell(cells[0], train, test, env)]
+    try:
+        return _run_fused(cells, train, test, env)
+    except _GroupOutOfMemory:
+        _free_device_memory(env.device)
+        half = len(cells) // 2
+        return run_group(cells[:half], train, test, env) + run_group(cells[half:], train, test, env)
+
+
+def _run_fused(cells: list[Cell], train, test, env: CellEnv) -> list[dict]:
+    clock, size, results_dir = time.perf_counter(), len(cells), Path(env.results_dir)
+    env = dataclasses.replace(env, progress=None)  # one epochs bar per cell: a group has none
+    device = f"{describe_device(env.device)}, fused {size}"
+    rows, members = [], []
+    for cell in cells:
+        row = cell_row(cell, _now(), device, str(_artifacts(cell)))
+        rows.append(row)
+        try:
+            task, ctx = _task_and_context(cell, train, test, env, row)
+            method = get_method(cell.method)(**cell.overrides)
+            reason = method.skip(task)
+            if reason:
+                raise CellRefused(f"{cell.method} declines this task: {reason}")
+            members.append((row, cell, task, ctx, method))
+        except Exception as exc:  # noqa: BLE001
+            _record_failure(row, exc, env.device, results_dir)
+    fit_clock = time.perf_counter()
+    outcomes = []
+    if members:
+        try:
+            outcomes = type(members[0][4]).fit_group([(method, task.train, ctx)
+                                                      for _, _, task, ctx, method in members])
+        except Exception as exc:
+            if _is_oom(exc):
+                raise _GroupOutOfMemory from exc
+            outcomes = [exc] * len(members)  # the group failed as a whole: every member says why
+    fit_seconds = (time.perf_counter() - fit_clock) / max(1, len(members))
+    for (row, cell, task, ctx, method), outcome in zip(members, outcomes, strict=True):
+        try:
+            if outcome is not None:
+                raise outcome
+            budget = {"roles": ctx.ledger.record(), "contract": dict(ctx.ledger.contract),
+                      "fit_seconds": round(fit_seconds, 3)}
+            _score(row, cell, task, train, method, method.predict_proba(task.test.images), budget, env, ctx)
+            row["metrics"]["fused"] = size
+        except Exception as exc:  # noqa: BLE001
+            _record_failure(row, exc, env.device, results_dir)
+    share = round((time.perf_counter() - clock) / size, 3)
+    for row in rows:
+        row.update(finished_at=_now(), duration_s=share)
+    return rows
 
 
 def _keep_traceback(folder: Path) -> bool:

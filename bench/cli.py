@@ -87,6 +87,9 @@ def cli():
 @click.option("--ray-address", help="Ray cluster to join: auto or HOST:PORT (default: start a local one).")
 @click.option("--gpus-per-cell", type=float, default=0.0, show_default=True,
               help="With --executor ray: the GPU share of each cell, e.g. 0.25 packs four cells per GPU.")
+@click.option("--fuse", default="auto", show_default=True,
+              help="Train cells that differ only in their seed as one batched model: auto (on a GPU, for methods "
+                   "that support it), off, or the most cells per group (README, Fused cells).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]),
               help="Training precision of every torch method: fp32 (default) or bf16 autocast. Part of the cell key.")
 @click.option("--compile", "compile_mode", is_flag=False, flag_value="default",
@@ -99,7 +102,7 @@ def cli():
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_set, image_size, quality, fid_weights,
         celeba_attr, epochs, method_files, data_dir, download, results, device, resume, jobs, threads, jobs_per_gpu,
-        executor, ray_address, gpus_per_cell, precision, compile_mode, dry_run, quiet):
+        executor, ray_address, gpus_per_cell, fuse, precision, compile_mode, dry_run, quiet):
     """Run every cell of method x dataset x ratio x pair x seed and store the results."""
     from bench.config import RayOptions, RunConfig
     from bench.grid import load_preset, parse_pairs
@@ -127,8 +130,8 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_s
         **{name: value for name, value in given.items() if value is not None})
     config = RunConfig(preset, results, data_dir=data_dir, download=download, fid_weights=fid_weights,
                        device=device, threads=threads, jobs=jobs, jobs_per_gpu=jobs_per_gpu, executor=executor,
-                       ray=RayOptions(ray_address, gpus_per_cell), method_files=method_files, resume=resume,
-                       quiet=quiet)
+                       ray=RayOptions(ray_address, gpus_per_cell), fuse=fuse, method_files=method_files,
+                       resume=resume, quiet=quiet)
     cells = config.cells
     if dry_run:
         _dry_run(config)

@@ -9,7 +9,8 @@ validated when built, so a bad value is one ``BenchError`` before anything runs.
   that changes a result is part of the cell key);
 - where: ``results`` (the results folder), ``data_dir`` / ``download`` (the datasets), ``fid_weights``;
 - how: ``device``, ``threads``, ``jobs`` / ``jobs_per_gpu`` / ``executor`` / ``ray`` (where cells run:
-  ``bench/executors.py``), ``resume``, ``quiet``, ``method_files`` (a user's methods, imported by workers too).
+  ``bench/executors.py``), ``fuse`` (which cells train together as one batched model: ``bench/groups.py``),
+  ``resume``, ``quiet``, ``method_files`` (a user's methods, imported by workers too).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from bench.cell import resolve_device
 from bench.errors import BenchError
 from bench.executors import check_workers
 from bench.grid import Cell, Preset, build_grid
+from bench.groups import parse_fuse
 from bench.threads import fixed_threads
 
 EXECUTORS = ("local", "ray")
@@ -52,6 +54,7 @@ class RunConfig:
     jobs_per_gpu: int | None = None
     executor: str = "local"
     ray: RayOptions = field(default_factory=RayOptions)
+    fuse: str | int = "auto"  # --fuse: auto, off or the most members of a fused group (bench/groups.py)
     method_files: tuple[str, ...] = ()
     resume: bool = True
     quiet: bool = False
@@ -68,6 +71,7 @@ class RunConfig:
         resolve_device(self.device)
         check_workers(self.jobs, self.jobs_per_gpu)
         fixed_threads(self.threads)
+        object.__setattr__(self, "fuse", parse_fuse(self.fuse))
 
     @cached_property
     def cells(self) -> list[Cell]:

@@ -1,8 +1,9 @@
 """Where cells run: in this process, in local worker processes, or as Ray tasks.
 
-Every executor takes the pending cells and yields ``(cell, row)`` as cells finish, in any order; the driver
-(``runner.run_grid``) alone writes the store, so a worker never touches SQLite and a lost worker loses
-only its cell in flight.
+Every executor takes the pending units of work, each a cell or a fused group (a list of cells that train as
+one batched model, ``bench/groups.py``), and yields ``(cell, row)`` for every cell as its unit finishes, in any
+order; the driver (``runner.run_grid``) alone writes the store, so a worker never touches SQLite and a lost
+worker loses only its unit in flight (a group's members finish together).
 
 - ``SequentialExecutor``: one cell after another in this process (the default, ``--jobs 1``).
 - ``LocalExecutor``: ``--jobs N`` spawned worker processes, each given one device; with GPUs,
@@ -15,7 +16,7 @@ only its cell in flight.
   stream back as they finish (``ray.wait``). ``pip install capsan-bench[ray]``.
 
 Workers load each dataset once per process (the loaders' npz caches make that fast) and run the cell
-with ``cell.run_cell`` exactly as the sequential path does, so a seed gives the same numbers on the
+with ``cell.run_cell`` (a group with ``cell.run_group``) exactly as the sequential path does, so a seed gives the same numbers on the
 same device whichever executor ran it (CPU workers set their thread count; see ``Job.threads``).
 """
 
@@ -29,11 +30,16 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from bench.cell import CellEnv, dataset_loader, failed_row, resolve_device, run_cell
+from bench.cell import CellEnv, dataset_loader, failed_row, resolve_device, run_cell, run_group
 from bench.errors import BenchError
 from bench.grid import Cell
 
-DEFAULT_RETRIES = 1  # a cell whose worker died is run once more before it is recorded as failed
+DEFAULT_RETRIES = 1  # a unit whose worker died is run once more before it is recorded as failed
+
+
+def members(unit: Cell | list[Cell]) -> list[Cell]:
+    """The cells of a unit of work: a cell alone, or a fused group's members."""
+    return list(unit) if isinstance(unit, list | tuple) else [unit]
 
 
 @dataclass(frozen=True)
@@ -77,15 +83,29 @@ def _prepare(job: Job, device: str) -> None:
     _STATE.ready = True
 
 
-def execute(cell: Cell, job: Job, device: str = "auto") -> dict:
-    """Run one cell in this process (a worker) and return its row; the process keeps its datasets."""
+def execute(unit: Cell | list[Cell], job: Job, device: str = "auto") -> dict | list[dict]:
+    """Run one unit in this process (a worker): a cell's row, or a fused group's rows in its order; the
+    process keeps its datasets."""
     from bench.quality import FidSettings
 
     _prepare(job, device)
+    cell = members(unit)[0]  # a group's members share dataset and options
     if "fid" in cell.options.get("quality", []) and _STATE.fid_settings is None:
         _STATE.fid_settings = FidSettings(job.fid_weights, job.download, _STATE.device,
                                           Path(job.results_dir) / "fid-cache")
-    return run_cell(cell, *_STATE.load(cell), CellEnv(_STATE.device, Path(job.results_dir), _STATE.fid_settings))
+    env = CellEnv(_STATE.device, Path(job.results_dir), _STATE.fid_settings)
+    if isinstance(unit, list | tuple):
+        return run_group(list(unit), *_STATE.load(cell), env)
+    return run_cell(unit, *_STATE.load(cell), env)
+
+
+def _rows(unit, result) -> list[tuple[Cell, dict]]:
+    """``(cell, row)`` for every cell of a unit from what ``execute`` returned for it."""
+    return list(zip(members(unit), result, strict=True)) if isinstance(unit, list | tuple) else [(unit, result)]
+
+
+def _lost(unit, error: str, device: str) -> list[tuple[Cell, dict]]:
+    return [(cell, failed_row(cell, error, device)) for cell in members(unit)]
 
 
 # --------------------------------------------------------------------------- local worker processes
@@ -121,17 +141,17 @@ def plan_devices(jobs: int | None, jobs_per_gpu: int | None, device: str, n_gpus
 
 
 def _worker_main(conn, job: Job, device: str, driver: int) -> None:
-    """A worker: receive a cell, send back its row, until told to stop (None) or the driver is gone."""
+    """A worker: receive a unit, send back its row(s), until told to stop (None) or the driver is gone."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it stops the workers itself
     _die_with(driver)
     try:
         while True:
-            cell = conn.recv()
-            if cell is None:
+            unit = conn.recv()
+            if unit is None:
                 return
-            conn.send(execute(cell, job, device))
+            conn.send(execute(unit, job, device))
     except (EOFError, BrokenPipeError):  # the driver was killed: nobody can store this row, stop quietly
         return
 
@@ -154,14 +174,14 @@ def _die_with(driver: int) -> None:
 
 
 class SequentialExecutor:
-    """The cells one by one, here; ``run`` yields each row as soon as it exists."""
+    """The units one by one, here; ``run`` yields each row as soon as it exists."""
 
     def __init__(self, run_one):
-        self.run_one = run_one  # cell -> row, with the caller's data, device and progress bars
+        self.run_one = run_one  # a cell -> its row, a group -> its rows; with the caller's data, device, bars
 
-    def run(self, cells: Iterable[Cell]) -> Iterator[tuple[Cell, dict]]:
-        for cell in cells:
-            yield cell, self.run_one(cell)
+    def run(self, units: Iterable) -> Iterator[tuple[Cell, dict]]:
+        for unit in units:
+            yield from _rows(unit, self.run_one(unit))
 
 
 class LocalExecutor:
@@ -181,18 +201,18 @@ class LocalExecutor:
         child.close()
         return process, parent
 
-    def run(self, cells: Iterable[Cell]) -> Iterator[tuple[Cell, dict]]:
-        queue = [(cell, 0) for cell in cells]
-        queue.reverse()  # pop() takes the first cell first
+    def run(self, units: Iterable) -> Iterator[tuple[Cell, dict]]:
+        queue = [(unit, 0) for unit in units]
+        queue.reverse()  # pop() takes the first unit first
         workers = {slot: self._start(slot) for slot in range(min(len(self.devices), len(queue)))}
         busy: dict[int, tuple[Cell, int]] = {}
         try:
             while queue or busy:
                 for slot, (_, conn) in workers.items():
                     if slot not in busy and queue:
-                        cell, tries = queue.pop()
-                        conn.send(cell)
-                        busy[slot] = (cell, tries)
+                        unit, tries = queue.pop()
+                        conn.send(unit)
+                        busy[slot] = (unit, tries)
                 ready = wait([conn for _, conn in workers.values()] + [p.sentinel for p, _ in workers.values()])
                 for slot, (process, conn) in list(workers.items()):
                     if conn in ready and slot in busy:
@@ -201,20 +221,20 @@ class LocalExecutor:
                         except (EOFError, OSError):
                             row = None  # it died while sending: handled below as a death
                         if row is not None:
-                            cell, _ = busy.pop(slot)
-                            yield cell, row
+                            unit, _ = busy.pop(slot)
+                            yield from _rows(unit, row)
                             continue
                     if process.sentinel in ready or not process.is_alive():
                         process.join(timeout=1)
                         conn.close()
                         lost = busy.pop(slot, None)
                         if lost is not None:
-                            cell, tries = lost
+                            unit, tries = lost
                             if tries < self.retries:
-                                queue.append((cell, tries + 1))  # next in line
+                                queue.append((unit, tries + 1))  # next in line
                             else:
-                                yield cell, failed_row(
-                                    cell, f"worker died (exit code {process.exitcode}) while running the cell, "
+                                yield from _lost(
+                                    unit, f"worker died (exit code {process.exitcode}) while running the cell, "
                                           f"{tries + 1} time(s); see the machine's memory or the method",
                                     self.devices[slot])
                         if queue or busy:
@@ -243,13 +263,14 @@ class LocalExecutor:
 # --------------------------------------------------------------------------- Ray
 
 
-def _ray_execute(cell: Cell, job: Job, gpus: float) -> dict:
-    """A Ray task: Ray sets CUDA_VISIBLE_DEVICES for a task given GPUs, so "cuda" is its share."""
-    return execute(cell, job, "cuda" if gpus > 0 else "cpu")
+def _ray_execute(unit, job: Job, gpus: float) -> dict | list[dict]:
+    """A Ray task (a cell or a fused group): Ray sets CUDA_VISIBLE_DEVICES for a task given GPUs, so "cuda"
+    is its share."""
+    return execute(unit, job, "cuda" if gpus > 0 else "cpu")
 
 
 class RayExecutor:
-    """Every cell a Ray task; results stream back with ``ray.wait`` as tasks finish."""
+    """Every unit (a cell or a fused group) a Ray task; results stream back with ``ray.wait`` as tasks finish."""
 
     def __init__(self, job: Job, address: str | None = None, gpus_per_cell: float = 0.0, cpus_per_cell: float = 1.0,
                  retries: int = DEFAULT_RETRIES, init_options: dict | None = None):
@@ -258,13 +279,13 @@ class RayExecutor:
         self.job, self.address, self.gpus, self.cpus, self.retries = job, address, gpus_per_cell, cpus_per_cell, retries
         self.init_options = init_options or {}
 
-    def run(self, cells: Iterable[Cell]) -> Iterator[tuple[Cell, dict]]:
+    def run(self, units: Iterable) -> Iterator[tuple[Cell, dict]]:
         try:
             import ray
         except ImportError:
             raise BenchError("--executor ray needs Ray; pip install 'capsan-bench[ray]'") from None
-        cells = list(cells)
-        if not cells:
+        units = list(units)
+        if not units:
             return
         started_here = not ray.is_initialized()
         if started_here:
@@ -278,19 +299,19 @@ class RayExecutor:
                                  "start it (ray start --head) or drop --ray-address") from exc
         task = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries,
                           retry_exceptions=False)(_ray_execute)
-        refs = {task.remote(cell, self.job, self.gpus): cell for cell in cells}
+        refs = {task.remote(unit, self.job, self.gpus): unit for unit in units}
         try:
             while refs:
                 ready, _ = ray.wait(list(refs), num_returns=1)
                 for ref in ready:
-                    cell = refs.pop(ref)
+                    unit = refs.pop(ref)
                     try:
-                        row = ray.get(ref)
+                        rows = _rows(unit, ray.get(ref))
                     except ray.exceptions.RayError as exc:  # lost worker after the retries, node died, ...
                         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                        row = failed_row(cell, f"ray: {type(exc).__name__} after {self.retries} retr"
-                                               f"{'y' if self.retries == 1 else 'ies'}: {reason}", "ray")
-                    yield cell, row
+                        rows = _lost(unit, f"ray: {type(exc).__name__} after {self.retries} retr"
+                                           f"{'y' if self.retries == 1 else 'ies'}: {reason}", "ray")
+                    yield from rows
         finally:
             for ref in refs:
                 ray.cancel(ref, force=True)

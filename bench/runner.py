@@ -2,7 +2,8 @@
 executor, store every row as it arrives, and show progress.
 
 ``run_grid`` takes the run whole (``bench.config.RunConfig``). What one cell does is ``bench/cell.py``;
-where cells run is ``bench/executors.py``. Only this process writes the store, and only one run at a time
+which cells train together as one fused group is ``bench/groups.py`` (``--fuse``); where cells run is
+``bench/executors.py``. Only this process writes the store, and only one run at a time
 writes a results folder (``bench/lock.py``). A kill or Ctrl-C loses at most the cells in flight.
 """
 
@@ -16,10 +17,11 @@ import torch
 from tqdm.auto import tqdm
 
 from bench import executors
-from bench.cell import CellEnv, data_source, dataset_loader, resolve_device, run_cell
+from bench.cell import CellEnv, data_source, dataset_loader, resolve_device, run_cell, run_group
 from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.grid import Cell
+from bench.groups import form_groups, group_size
 from bench.lock import RunLock
 from bench.quality import FidSettings
 from bench.store import STORE_NAME, Store, check_results_dir
@@ -74,9 +76,13 @@ def run_grid(config: RunConfig) -> RunSummary:
             pool = executors.SequentialExecutor(lambda cell: _run_with_bars(cell, data, env, config.quiet, policy))
         if not isinstance(pool, executors.SequentialExecutor):
             data.clear()  # loaded only to fail fast: the workers read their own copies
+        # where the groups train decides their size (--fuse auto: fused on a GPU only)
+        kind = torch.device(devices[0]).type if local else "cuda" if config.ray.gpus_per_cell > 0 else "cpu"
+        groups = form_groups(pending, group_size(config.fuse, kind))
+        units = [group[0] if len(group) == 1 else group for group in groups]
         with Store(results_dir) as store:
             summary = RunSummary(total=len(cells), skipped=len(cells) - len(pending), done=0, failed=0)
-            return _store_rows(pool.run(pending), store, summary, config.quiet)
+            return _store_rows(pool.run(units), store, summary, config.quiet)
 
 
 def _done_keys(results_dir: Path) -> set[str]:
@@ -107,11 +113,15 @@ def _store_rows(rows, store: Store, summary: RunSummary, quiet: bool) -> RunSumm
     return summary
 
 
-def _run_with_bars(cell: Cell, data: dict, env: CellEnv, quiet: bool, policy: ThreadPolicy | None = None) -> dict:
-    """The sequential path: this process's datasets, an epochs bar under the cells bar; ``policy`` sets
-    torch's CPU threads before the cell."""
+def _run_with_bars(unit: Cell | list[Cell], data: dict, env: CellEnv, quiet: bool,
+                   policy: ThreadPolicy | None = None) -> dict | list[dict]:
+    """The sequential path: this process's datasets, an epochs bar under the cells bar (a fused group has
+    none); ``policy`` sets torch's CPU threads before the cell."""
     if policy is not None:
         policy.apply()
+    if isinstance(unit, list):
+        return run_group(unit, *data[data_source(unit[0])], env)
+    cell = unit
     with tqdm(total=cell.epochs, desc=f"  {cell.label()}", unit="ep", leave=False, disable=quiet,
               dynamic_ncols=True) as epochs_bar:
         def progress(epoch, total, logs, _bar=epochs_bar):

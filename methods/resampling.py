@@ -52,7 +52,8 @@ class ResamplingMethod(Method):
     Cells of one such method train as a fused group (``fusable``; ``fit_group``): each member resamples on its
     own, then the members whose resampled sets have one size train their classifiers as one batched model
     (``classifier.fit_group``; a member's loss is its own ``batch_loss``, given a view of its own outputs:
-    ``model(x)``, ``model.embed(x)``, ``model.classify(features)``).
+    ``model(x)``, ``model.embed(x)``, ``model.classify(features)``). A subclass that overrides ``fit`` runs
+    its cells alone (``fusable`` False) unless it says otherwise.
     """
 
     version = 2  # 2: the budget contract (the classifier's U updates, from the imbalanced set)
@@ -62,6 +63,8 @@ class ResamplingMethod(Method):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls.defaults = {**CLASSIFIER_DEFAULTS, **cls.defaults}  # every method on the common classifier takes them
+        if "fit" in cls.__dict__ and "fusable" not in cls.__dict__:
+            cls.fusable = False  # a group trains through fit_group, past an overridden fit: run such cells alone
 
     def __init__(self, **params):
         super().__init__(**params)
