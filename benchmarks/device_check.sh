@@ -2,8 +2,12 @@
 # One prepared run on a lent GPU machine (see the device tool): the CapsAN step benchmark (with a check that
 # the training step never synchronises with the host) and the CUDA path of `bench run` on MNIST.
 # Expects wheels the machine lacks in .whl/ and MNIST in .devdata/mnist/ (both git-ignored, carried).
-# Usage: bash benchmarks/device_check.sh [all|bench|grid|speed|baselines|quality|scale|budget|lt|validate|studies]
-#   all: what the open issues need measured on a GPU: the step benchmark, lt, then validate (below)
+# Usage: bash benchmarks/device_check.sh [all|fused|bench|grid|speed|baselines|quality|scale|budget|lt|validate|studies]
+#   all: what the open issues need measured on a GPU: fused (issue 30), then studies cut at STUDY_TIMEOUT (issue 29)
+#   fused: issue 30's figures: benchmarks/fused.py on MNIST (imbalanced, smote, ldam-drw; solo against fused at
+#          S = 1, 2, 4, 8, 10; eager, then --compile reduce-overhead at S = 1 and 10), then the MNIST paper-table3
+#          grid of the methods that fuse today (imbalanced, smote, adasyn, crl: 840 cells, --fuse auto) cut at
+#          FUSED_TIMEOUT seconds (default 300), its wall time and Table 3 ($OUT/gpu_fused_table3.md, .sqlite)
 #   bench: the step benchmark only; grid: the step benchmark, then imbalanced / capsan / capsan-conv on MNIST; speed: the CapsAN step eager vs --compile reduce-overhead and default
 #   (fp32, and bf16 with SPEED_BF16=1; batch 64 and 256; issue 8's 2.5x target is batch 64 on an H100); baselines: the issue-4 grid (gan, acgan, dagan, gamo, bagan, crl on MNIST);
 #   quality: paper-table1 (one seed, one epoch) and capsan + gan with --metrics fid,ssim on one MNIST pair
@@ -29,6 +33,23 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/pkg . || exit 1
 export PYTHONPATH=/tmp/pkg:/tmp/site PATH=/tmp/pkg/bin:$PATH PYTHONUNBUFFERED=1
 REPO=$PWD; cd /tmp  # import the installed package, not the checkout's folders
+if [ "$MODE" = fused ] || [ "$MODE" = all ]; then
+  python3 "$REPO/benchmarks/fused.py" --device cuda --dataset mnist --data-dir "$REPO/.devdata" \
+    --methods imbalanced,smote,ldam-drw --sizes 1,2,4,8,10 --epochs 2
+  timeout 180 python3 "$REPO/benchmarks/fused.py" --device cuda --dataset mnist --data-dir "$REPO/.devdata" \
+    --methods imbalanced --sizes 1,10 --epochs 2 --compile reduce-overhead
+  SECONDS=0
+  timeout "${FUSED_TIMEOUT:-300}" bench run --preset paper-table3 --methods imbalanced,smote,adasyn,crl \
+    --data-dir "$REPO/.devdata" --fuse auto --results /tmp/f3 --quiet | tail -1
+  echo "paper-table3 MNIST, fusable methods, --fuse auto: exit ${PIPESTATUS[0]} in ${SECONDS}s"
+  bench run --preset paper-table3 --methods imbalanced,smote,adasyn,crl --data-dir "$REPO/.devdata" \
+    --results /tmp/f3 --dry-run | tail -2
+  bench report --results /tmp/f3 --out /tmp/f3rep --format md --tables 3 >/dev/null
+  cat /tmp/f3rep/table3.md
+  cp /tmp/f3rep/table3.md "$OUT/gpu_fused_table3.md"; cp /tmp/f3/bench.sqlite "$OUT/gpu_fused_table3.sqlite"
+  [ "$MODE" = fused ] && exit 0
+  MODE=studies GRID_TIMEOUT=${STUDY_TIMEOUT:-240}
+fi
 if [ "$MODE" = quality ]; then
   SECONDS=0
   timeout "${GRID_TIMEOUT:-240}" bench run --preset paper-table1 --datasets mnist --data-dir "$REPO/.devdata" \
@@ -60,7 +81,7 @@ if [ "$MODE" = scale ]; then
     --ratios 0.05 --seeds 2 --jobs-per-gpu 4 --results /tmp/j4 --quiet | head -1; echo "jobs-per-gpu 4: ${SECONDS}s"
   exit 0
 fi
-if [ "$MODE" = lt ] || [ "$MODE" = all ]; then
+if [ "$MODE" = lt ]; then
   SECONDS=0
   timeout "${LT_TIMEOUT:-150}" bench run --preset cifar10-lt --datasets mnist --data-dir "$REPO/.devdata" \
     --methods imbalanced,ldam-drw --ratios 0.01 --seeds 1 --epochs 5 --results /tmp/lt --quiet | head -1
@@ -74,11 +95,6 @@ for _, r in Store("/tmp/lt", create=False).cells().iterrows():
 PY
   bench run --preset cifar10-lt --datasets mnist --data-dir "$REPO/.devdata" --results /tmp/lt --dry-run | tail -1
   [ "$MODE" = lt ] && exit 0
-fi
-if [ "$MODE" = all ]; then
-  python3 "$REPO/benchmarks/capsan_step.py" --steps 100
-  python3 "$REPO/benchmarks/capsan_step.py" --steps 100 --precision bf16
-  MODE=validate GRID_TIMEOUT=${GRID_TIMEOUT:-420}
 fi
 if [ "$MODE" = validate ]; then
   SECONDS=0
