@@ -202,3 +202,58 @@ def test_kill_9_of_a_run_with_workers_takes_the_workers_with_it(tmp_path, tally)
     assert "4 cells: 2 run, 0 failed, 2 already done" in rerun.stdout
     assert len(_check_store(results, journal, "after the rerun", tally)) == 4
     tally["survived"] += 1
+
+
+# With FAULT_SLEEP set, every member of this method's fused group sleeps that long while it resamples: the
+# group is mid-fit when the driver is killed.
+SLEEPY_GROUP_METHOD = """
+import os
+import time
+
+from bench.methods.imbalanced import Imbalanced
+
+
+class SleepyGroup(Imbalanced):
+    name = "sleepy-group"
+
+    def resample(self, train, ctx):
+        time.sleep(float(os.environ.get("FAULT_SLEEP", "0")))
+        return train
+"""
+
+
+def test_kill_9_inside_a_fused_group_loses_only_its_unstored_members(tmp_path, tally):
+    """``--fuse 3``: a kill while a group trains loses that group's members and nothing stored; the resumed run
+    groups again what is pending (here with one more seed: the new seed of the stored method runs alone)."""
+    results, journal, method_file = tmp_path / "results", tmp_path / "journal.jsonl", tmp_path / "sleepy.py"
+    method_file.write_text(SLEEPY_GROUP_METHOD)
+
+    def grid(seeds: int) -> list[str]:
+        return ["--methods", "imbalanced,sleepy-group", "--method-file", str(method_file), "--datasets", "digits",
+                "--ratios", "0.1", "--pairs", "3:5", "--seeds", str(seeds), "--epochs", "1", "--fuse", "3",
+                "--quiet", "--results", str(results)]
+
+    env = {**os.environ, "FAULT_JOURNAL": str(journal), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(HERE / "instrumented_bench.py"), "run", *grid(3)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**env, "FAULT_SLEEP": "300"})
+    _wait_for_journal(proc, journal, 3, time.time() + 180)  # imbalanced's group is stored; sleepy-group sleeps
+    time.sleep(0.5)
+    assert proc.poll() is None, "the run ended before the kill"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    tally["faults"] += 1
+    done = _check_store(results, journal, "kill -9 inside a fused group", tally)
+    assert len(done) == 3 and all(metrics["fused"] == 3 for metrics in done.values())
+
+    rerun = subprocess.run([sys.executable, str(HERE / "instrumented_bench.py"), "run", *grid(4)],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "8 cells: 5 run, 0 failed, 3 already done" in rerun.stdout
+    with Store(results, create=False) as store:
+        cells = store.cells()
+    sizes = {(row.method, row.seed): (row.metrics or {}).get("fused", 1) for row in cells.itertuples()}
+    assert sizes == {("imbalanced", 0): 3, ("imbalanced", 1): 3, ("imbalanced", 2): 3, ("imbalanced", 3): 1,
+                     ("sleepy-group", 0): 3, ("sleepy-group", 1): 3, ("sleepy-group", 2): 3, ("sleepy-group", 3): 1}
+    assert len(_check_store(results, journal, "after the rerun", tally)) == 8
+    tally["survived"] += 1
