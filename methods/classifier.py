@@ -339,8 +339,9 @@ def fit_group(members: list[Member]) -> list:
                         noise = fused.dropout_noise((len(batches[0][1]), network.hidden), network.dropout,
                                                     noise_generators, device)
                         features, logits = step_fn(torch.stack([b[0] for b in batches]), noise)
-                        losses = [m.classifier.batch_loss(fused.MemberView(b[0], features[i], logits[i]), *b).float()
-                                  for i, (m, b) in enumerate(zip(members, batches, strict=True))]
+                        views = [fused.MemberView(b[0], features[i], logits[i]) for i, b in enumerate(batches)]
+                        losses = [m.classifier.batch_loss(view, *b).float()
+                                  for m, view, b in zip(members, views, batches, strict=True)]
                 total = sum(loss for loss, live in zip(losses, alive, strict=True) if live)
                 ledger.update_group(mates, "classifier", optimizer, total, [len(b[1]) for b in batches])
                 if schedule is not None:
