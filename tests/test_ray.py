@@ -12,18 +12,21 @@ from bench.store import Store
 pytest.importorskip("ray", reason="Ray is in the test extra (pip install 'capsan-bench[ray]')")
 
 
-def test_the_smoke_preset_runs_as_ray_tasks(tmp_path):
+def test_the_smoke_preset_runs_as_ray_tasks_a_fused_group_as_one(tmp_path):
     results = tmp_path / "results"
-    # the smoke grid at 1 epoch: where a cell runs is under test here, not what it learns
-    grid = ["--preset", "smoke", "--epochs", "1", "--executor", "ray", "--results", results, "--quiet"]
+    # the smoke grid at 1 epoch and 2 seeds: where a cell runs is under test here, not what it learns; each
+    # method's two seeds are one fused group, one Ray task whose two rows the driver stores
+    grid = ["--preset", "smoke", "--epochs", "1", "--seeds", "2", "--fuse", "2", "--executor", "ray",
+            "--results", results, "--quiet"]
     run = run_bench("run", *grid, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     with Store(results, create=False) as store:
         rows = store.attempts()
-    assert len(rows) == 3 and set(rows["status"]) == {"done"}  # the smoke grid: 3 cells, stored by the driver
-    assert all(row.startswith("cpu") for row in rows["device"])
+    assert len(rows) == 6 and set(rows["status"]) == {"done"}  # the smoke grid: 6 cells, stored by the driver
+    assert all(row.startswith("cpu") and row.endswith(", fused 2") for row in rows["device"])
+    assert sorted(rows.groupby("method")["seed"].apply(sorted).tolist()) == [[0, 1]] * 3
     again = run_bench("run", *grid, cwd=tmp_path)
-    assert again.returncode == 0 and "3 already done" in again.stdout  # resumes without starting a task
+    assert again.returncode == 0 and "6 already done" in again.stdout  # resumes without starting a task
 
 
 def test_a_lost_ray_worker_is_retried_then_recorded_failed(tmp_path):
