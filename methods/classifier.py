@@ -239,7 +239,7 @@ class Classifier:
         return torch.cat(out).double().cpu().numpy()
 
 
-FUSED_ARCHS = {CLASSIFIER_SPEC["arch"]}  # backbones ``fused.py`` can stack (ResNet-32 trains in groups of one)
+FUSED_ARCHS = {CLASSIFIER_SPEC["arch"], "resnet32"}  # backbones ``fused.py`` can stack
 
 
 def fusable(spec: dict) -> bool:
@@ -308,7 +308,7 @@ def fit_group(members: list[Member]) -> list:
         order = torch.Generator(device="cpu").manual_seed(m.ctx.seed)
         data.append((to_input(m.train.images, device), torch.as_tensor(m.train.labels, device=device),
                      shuffled_batches(len(m.train), batch, order, device), augment))
-    solo = first.classifier.model if size == 1 else fused.StackedCNN([m.classifier.model for m in members])
+    solo = first.classifier.model if size == 1 else fused.stack([m.classifier.model for m in members])
     network = solo.to(device)
     optimizer, schedule = build_optimizer(spec, network, updates)
     network.train()

@@ -4,8 +4,9 @@ batched network, one launch where there were S (issue 30; README, "Fused cells")
 Layout: a group's inputs carry a leading member axis, (S, B, C, H, W). Convolutions run "folded", the members
 side by side on the channel axis, (B, S x C, H, W), as one grouped convolution (``groups = S``): member s's
 output channels see only its own input channels, so nothing crosses between members, and pooling and ReLU act
-per channel. Linear layers are batched matrix products over the member axis. A group of one is the same code
-(``groups = 1``, a batch of one matrix product): the solo cell.
+per channel; batch norm over the members' channels side by side keeps each member's statistics and running
+buffers (ResNet-32). Linear layers are batched matrix products over the member axis. A group of one is the
+solo network itself (``classifier.fit_group``): the solo cell.
 
 A member is exactly its own cell:
 - parameters: each member's network is built under its own seed (``torch.manual_seed(seed)``, then the
@@ -23,6 +24,8 @@ tolerance); a group of one is bit for bit the solo cell.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
@@ -66,7 +69,8 @@ def fold(x: torch.Tensor) -> torch.Tensor:
 
 
 def unfold_flat(x: torch.Tensor, members: int) -> torch.Tensor:
-    """(B, S x C, H, W) -> (S, B, C x H x W): each member's maps flattened as ``nn.Flatten`` flattens them."""
+    """(B, S x C, H, W) or (B, S x F) -> (S, B, C x H x W): each member's maps flattened as ``nn.Flatten``
+    flattens them."""
     return x.reshape(x.shape[0], members, -1).transpose(0, 1)
 
 
@@ -118,6 +122,87 @@ class StackedCNN(nn.Module):
     def member_state(self, index: int) -> dict[str, torch.Tensor]:
         """Member ``index``'s parameters as the solo network's state dict (copies)."""
         return {name: self._p(name)[index].detach().clone() for name in self.names}
+
+
+def _fold_layer(layers: list[nn.Module]) -> nn.Module:
+    """One layer of S members' feature extractors, folded: a convolution grouped over the members, a batch norm
+    over their channels side by side (each channel's statistics are its member's own), a residual block told
+    how many members it carries; a layer without parameters (ReLU, pooling, flatten) as it is."""
+    first, members = layers[0], len(layers)
+    if isinstance(first, nn.Conv2d):
+        conv = nn.Conv2d(first.in_channels * members, first.out_channels * members, first.kernel_size,
+                         first.stride, first.padding, bias=first.bias is not None, groups=first.groups * members)
+        conv.weight = nn.Parameter(torch.cat([layer.weight.detach() for layer in layers]))
+        if first.bias is not None:
+            conv.bias = nn.Parameter(torch.cat([layer.bias.detach() for layer in layers]))
+        return conv.to(first.weight.device)
+    if isinstance(first, nn.BatchNorm2d):
+        norm = nn.BatchNorm2d(first.num_features * members, first.eps, first.momentum).to(first.weight.device)
+        with torch.no_grad():
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                getattr(norm, name).copy_(torch.cat([getattr(layer, name) for layer in layers]))
+            norm.num_batches_tracked.copy_(first.num_batches_tracked)
+        return norm
+    if list(first.named_parameters(recurse=False)) or list(first.named_buffers(recurse=False)):
+        raise TypeError(f"fused.py cannot fold a {type(first).__name__}")
+    children = [name for name, _ in first.named_children()]
+    if not children:
+        return first
+    folded = copy.copy(first)  # a container (Sequential, a residual block): its children folded in turn
+    folded._modules = {name: _fold_layer([layer.get_submodule(name) for layer in layers]) for name in children}
+    if hasattr(folded, "members"):
+        folded.members = members
+    return folded
+
+
+class StackedResNet32(nn.Module):
+    """S ``ResNet32``s (``methods/resnet.py``) as one network: the feature extractor folded (grouped
+    convolutions, batch norm over the members' channels side by side, each member's shortcut padded on its own
+    channels), the last layer batched. Batch norm's statistics are per member and per channel, as each solo
+    network's are. ``embed``, ``classify`` and ``forward`` as ``StackedCNN``'s; ResNet-32 has no dropout."""
+
+    dropout = 0.0
+    hidden = 64
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = len(members)
+        self.features = _fold_layer([m.features for m in members])
+        last = [m.head[0] for m in members]
+        self.cosine = not hasattr(last[0], "bias")
+        self.last_weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in last]))
+        self.last_bias = None if self.cosine else nn.Parameter(torch.stack([layer.bias.detach() for layer in last]))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(S, B, C, H, W) -> the pooled features (S, B, 64)."""
+        return unfold_flat(self.features(fold(x)), self.members)
+
+    def classify(self, features: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        if self.cosine:
+            return cosine(features, self.last_weight)
+        return linear(features, self.last_weight, self.last_bias)
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.embed(x)
+        return features, self.classify(features, noise)
+
+    def member_state(self, index: int) -> dict[str, torch.Tensor]:
+        """Member ``index``'s parameters and batch-norm buffers as the solo network's state dict (copies)."""
+        state = {}
+        for name, tensor in self.features.state_dict().items():
+            own = tensor if tensor.ndim == 0 else tensor.chunk(self.members)[index]  # num_batches_tracked: shared
+            state[f"features.{name}"] = own.detach().clone()
+        state["head.0.weight"] = self.last_weight[index].detach().clone()
+        if self.last_bias is not None:
+            state["head.0.bias"] = self.last_bias[index].detach().clone()
+        return state
+
+
+def stack(members: list[nn.Module]) -> nn.Module:
+    """The members' networks (built alone, each under its own seed) as one stacked network."""
+    if type(members[0]).__name__ == "ResNet32":
+        return StackedResNet32(members)
+    return StackedCNN(members)
 
 
 class MemberView:

@@ -29,12 +29,16 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.stride, self.extra = stride, out_channels - in_channels
+        self.members = 1  # a fused group's members side by side on the channel axis (methods/fused.py)
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride == 1 and self.extra == 0:
             return x
-        x = x[:, :, ::self.stride, ::self.stride]  # option A: subsample, then zero channels
-        return nn.functional.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
+        x = x[:, :, ::self.stride, ::self.stride]  # option A: subsample, then zero channels (each member's own)
+        batch, channels, height, width = x.shape
+        x = x.reshape(batch, self.members, channels // self.members, height, width)
+        x = nn.functional.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
+        return x.reshape(batch, -1, height, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
