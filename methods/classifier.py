@@ -368,3 +368,27 @@ def fit_group(members: list[Member]) -> list:
             m.ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
             (m.ctx.artifact_dir / "classifier_losses.json").write_text(json.dumps({"epoch_loss": histories[i]}))
     return histories
+
+
+def fit_cells(members: list, prepare) -> list[BaseException | None]:
+    """``Method.fit_group`` for a method whose cells end on the common classifier: each member's own phase
+    first (``prepare(method, train, ctx) -> Member``: resampling, a generator's training; one member after
+    another), then the classifiers of every ``lockstep`` lot as one fused group. Returns per member None or
+    the exception that failed it; a group of one raises it, as the solo cell's ``fit`` does."""
+    outcomes: list[BaseException | None] = [None] * len(members)
+    ready: list[tuple[int, Member]] = []
+    for index, (method, train, ctx) in enumerate(members):
+        try:
+            ready.append((index, prepare(method, train, ctx)))
+        except Exception as exc:  # noqa: BLE001 (the member's row records it)
+            if len(members) == 1:
+                raise
+            outcomes[index] = exc
+    position = {id(member): index for index, member in ready}
+    for lot in lockstep([member for _, member in ready]):
+        for member, outcome in zip(lot, fit_group(lot), strict=True):
+            if isinstance(outcome, BaseException):
+                if len(members) == 1:
+                    raise outcome
+                outcomes[position[id(member)]] = outcome
+    return outcomes

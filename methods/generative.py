@@ -46,7 +46,15 @@ import torch
 from bench.datasets.base import ImageSet
 from bench.methods.base import FitContext, Method, check_finite
 from bench.methods.budget import Budget, check_schedule
-from bench.methods.classifier import CLASSIFIER_DEFAULTS, Classifier, classifier_spec, keyed_params, to_input
+from bench.methods.classifier import (
+    CLASSIFIER_DEFAULTS,
+    Classifier,
+    Member,
+    classifier_spec,
+    fit_cells,
+    keyed_params,
+    to_input,
+)
 
 # Defaults every generative baseline shares; a method adds its own over these.
 COMMON_DEFAULTS = {
@@ -89,11 +97,16 @@ class GenerativeOversampling(Method):
     method"); a subclass's ``defaults`` gain the shared ``COMMON_DEFAULTS`` it does not set itself."""
 
     version = 2  # 2: the budget contract (the classifier's U updates) and the ledger
+    # Fused groups (``fit_group``): the members' classifiers train as one batched model; their generators
+    # still train one after another, each from its own seed.
+    fusable = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if COMMON_DEFAULTS.keys() - cls.defaults.keys():  # the built-in methods list them all: left as written
             cls.defaults = {**COMMON_DEFAULTS, **cls.defaults}
+        if "fit" in cls.__dict__ and "fusable" not in cls.__dict__:
+            cls.fusable = False  # a group trains through fit_group, past an overridden fit: run such cells alone
 
     autocast = contextlib.nullcontext  # fit sets the cell's (ctx.autocast); fp32 until then
     paper_schedule: ClassVar[dict] = {}  # what schedule="paper" overrides; empty: the paper prescribes none
@@ -144,6 +157,18 @@ class GenerativeOversampling(Method):
         ctx.progress(epoch, self._total_epochs, losses)
 
     def fit(self, train: ImageSet, ctx: FitContext) -> None:
+        failure = type(self).fit_group([(self, train, ctx)])[0]
+        if failure is not None:
+            raise failure
+
+    @classmethod
+    def fit_group(cls, members):
+        """Each member trains its generator and tops its set up, one after another; then the members'
+        classifiers train as fused groups (``classifier.fit_cells``). The generator phases do not fuse yet."""
+        return fit_cells(members, lambda method, train, ctx: method._member(train, ctx))
+
+    def _member(self, train: ImageSet, ctx: FitContext) -> Member:
+        """The generator phase and the top-up; the classifier's share of the group (the balanced set)."""
         torch.manual_seed(ctx.seed)
         self.device, self.n_classes, self.image_shape = ctx.device, train.n_classes, train.image_shape
         counts = train.counts()
@@ -172,7 +197,7 @@ class GenerativeOversampling(Method):
         shifted = dataclasses.replace(
             ctx, progress=lambda epoch, total, logs: ctx.progress(gan_epochs + epoch, self._total_epochs, logs))
         self.classifier = Classifier(self.classifier_spec)
-        self.classifier.fit(balanced, shifted, budget)
+        return Member(self.classifier, balanced, shifted, budget)
 
     @torch.no_grad()
     def sample(self, n: int, label: int, chunk: int = 1024) -> np.ndarray:

@@ -24,9 +24,8 @@ from bench.methods.classifier import (
     Classifier,
     Member,
     classifier_spec,
-    fit_group,
+    fit_cells,
     keyed_params,
-    lockstep,
 )
 
 
@@ -124,25 +123,9 @@ class ResamplingMethod(Method):
 
     @classmethod
     def fit_group(cls, members):
-        """Each member resamples; then every lot of members that can train in lockstep (``lockstep``: the
-        same resampled set size) trains its classifiers as one group. A group of one is the solo cell, and
-        its failure is raised as the solo cell's."""
-        outcomes: list[BaseException | None] = [None] * len(members)
-        ready = []
-        for index, (method, train, ctx) in enumerate(members):
-            try:
-                ready.append((index, method._member(train, ctx)))
-            except Exception as exc:  # noqa: BLE001 (the member's row records it)
-                if len(members) == 1:
-                    raise
-                outcomes[index] = exc
-        for lot in lockstep([member for _, member in ready]):
-            for member, outcome in zip(lot, fit_group(lot), strict=True):
-                if isinstance(outcome, BaseException):
-                    if len(members) == 1:
-                        raise outcome
-                    outcomes[next(i for i, m in ready if m is member)] = outcome
-        return outcomes
+        """Each member resamples; then every lot of members that can train in lockstep (the same resampled
+        set size) trains its classifiers as one group (``classifier.fit_cells``)."""
+        return fit_cells(members, lambda method, train, ctx: method._member(train, ctx))
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return self.classifier.predict_proba(images)

@@ -30,14 +30,14 @@ def grid(methods=("imbalanced", "smote"), seeds=3, ratios=(0.1,), epochs=2):
 
 
 def test_cells_group_by_everything_but_their_seed():
-    cells = grid(("imbalanced", "gan"), seeds=3, ratios=(0.1, 0.2))
+    cells = grid(("imbalanced", "gamo"), seeds=3, ratios=(0.1, 0.2))
     groups = form_groups(cells, 8)
     fused = [g for g in groups if len(g) > 1]
-    assert len(fused) == 2  # imbalanced at each ratio; gan is not fusable: its six cells run alone
+    assert len(fused) == 2  # imbalanced at each ratio; gamo is not fusable: its six cells run alone
     for group in fused:
         assert {c.method for c in group} == {"imbalanced"} and len({c.ratio for c in group}) == 1
         assert sorted(c.seed for c in group) == [0, 1, 2]
-    assert sum(len(g) == 1 and g[0].method == "gan" for g in groups) == 6
+    assert sum(len(g) == 1 and g[0].method == "gamo" for g in groups) == 6
     assert sorted(c.key for g in groups for c in g) == sorted(c.key for c in cells)  # every cell, once
     assert [len(g) for g in form_groups(grid(("imbalanced",), seeds=5), 2)] == [2, 2, 1]
     assert all(len(g) == 1 for g in form_groups(cells, 1))
@@ -61,7 +61,9 @@ def stored(results) -> dict:
 
 
 def test_a_fused_run_stores_each_member_as_its_solo_cell(tmp_path):
-    cells = grid(("imbalanced", "smote"), seeds=3)
+    # a resampler, a loss on the imbalanced set, and a generative method (its generators train one after
+    # another, its classifiers fused)
+    cells = grid(("imbalanced", "smote", "gan"), seeds=3)
     fused = run_grid(RunConfig.for_cells(cells, tmp_path / "fused", fuse=3, threads=1, quiet=True))
     solo = run_grid(RunConfig.for_cells(cells, tmp_path / "solo", fuse="off", threads=1, quiet=True))
     assert (fused.done, fused.failed) == (solo.done, solo.failed) == (len(cells), 0)
