@@ -131,7 +131,10 @@ USER_METHOD = textwrap.dedent('''
 ''')
 
 
-def test_an_exception_inside_a_method_is_a_failed_cell_with_its_traceback(digits, tmp_path):
+def test_an_exception_inside_a_method_is_a_failed_cell_with_its_traceback(digits, tmp_path, monkeypatch):
+    from bench.methods import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # the method is this test's alone
     path = tmp_path / "broken.py"
     path.write_text(USER_METHOD)
     assert load_method_file(path) == ["broken-test-method"]
