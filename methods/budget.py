@@ -111,15 +111,19 @@ class Ledger:
         counts = tuple(images) if isinstance(images, (list, tuple)) else (images,) * len(optimizers)
         if len(counts) != len(optimizers):
             raise ValueError(f"{len(optimizers)} optimisers but {len(counts)} image counts")
-        entry = self._entry(role)  # an unknown role fails before anything is stepped
+        self._entry(role)  # an unknown role fails before anything is stepped
         for one in optimizers:
             one.zero_grad(set_to_none=True)
         loss.backward()
         for one, count in zip(optimizers, counts, strict=True):
             one.step()
-            entry["updates"] += 1
-            entry["images"] += int(count)
-            entry["optimizers"].add(id(one))
+            self._count(role, one, count)
+
+    def _count(self, role: str, optimizer, images: int) -> None:
+        entry = self._entry(role)
+        entry["updates"] += 1
+        entry["images"] += int(images)
+        entry["optimizers"].add(id(optimizer))
 
     def update_group(self, mates: list[Ledger], role: str, optimizer, loss: torch.Tensor, images) -> None:
         """One update of a fused group's stacked networks (``methods/fused.py``): ``update`` here, then counted
@@ -130,10 +134,7 @@ class Ledger:
             raise ValueError(f"{1 + len(mates)} members but {len(counts)} image counts")
         self.update(role, optimizer, loss, counts[0])
         for mate, count in zip(mates, counts[1:], strict=True):
-            entry = mate._entry(role)
-            entry["updates"] += 1
-            entry["images"] += int(count)
-            entry["optimizers"].add(id(optimizer))
+            mate._count(role, optimizer, count)
 
     @contextlib.contextmanager
     def phase(self, *roles: str, mates: tuple[Ledger, ...] = ()):

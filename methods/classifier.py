@@ -370,25 +370,48 @@ def fit_group(members: list[Member]) -> list:
     return histories
 
 
-def fit_cells(members: list, prepare) -> list[BaseException | None]:
-    """``Method.fit_group`` for a method whose cells end on the common classifier: each member's own phase
-    first (``prepare(method, train, ctx) -> Member``: resampling, a generator's training; one member after
-    another), then the classifiers of every ``lockstep`` lot as one fused group. Returns per member None or
-    the exception that failed it; a group of one raises it, as the solo cell's ``fit`` does."""
-    outcomes: list[BaseException | None] = [None] * len(members)
-    ready: list[tuple[int, Member]] = []
-    for index, (method, train, ctx) in enumerate(members):
-        try:
-            ready.append((index, prepare(method, train, ctx)))
-        except Exception as exc:  # noqa: BLE001 (the member's row records it)
-            if len(members) == 1:
-                raise
-            outcomes[index] = exc
-    position = {id(member): index for index, member in ready}
-    for lot in lockstep([member for _, member in ready]):
-        for member, outcome in zip(lot, fit_group(lot), strict=True):
-            if isinstance(outcome, BaseException):
+
+class ClassifierCells:
+    """Mixed into a ``Method`` whose cells end on the common classifier (``ResamplingMethod``,
+    ``GenerativeOversampling``): ``fit`` is a group of one, and ``fit_group`` runs each member's own phase
+    (``_member``: resampling, a generator's training; one member after another), then the classifiers of every
+    ``lockstep`` lot as one fused group. A subclass that overrides ``fit`` runs its cells alone (``fusable``
+    False) unless it says otherwise: a group trains through ``fit_group``, past that ``fit``."""
+
+    fusable = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "fit" in cls.__dict__ and "fusable" not in cls.__dict__:
+            cls.fusable = False
+
+    def _member(self, train: ImageSet, ctx: FitContext) -> Member:
+        """This cell's own phase; the classifier's share of the group (its set, context and budget)."""
+        raise NotImplementedError
+
+    def fit(self, train: ImageSet, ctx: FitContext) -> None:
+        failure = type(self).fit_group([(self, train, ctx)])[0]
+        if failure is not None:
+            raise failure
+
+    @classmethod
+    def fit_group(cls, members: list) -> list[BaseException | None]:
+        """Per member None or the exception that failed it; a group of one raises it, as the solo cell's
+        ``fit`` does."""
+        outcomes: list[BaseException | None] = [None] * len(members)
+        ready: list[tuple[int, Member]] = []
+        for index, (method, train, ctx) in enumerate(members):
+            try:
+                ready.append((index, method._member(train, ctx)))
+            except Exception as exc:  # noqa: BLE001 (the member's row records it)
                 if len(members) == 1:
-                    raise outcome
-                outcomes[position[id(member)]] = outcome
-    return outcomes
+                    raise
+                outcomes[index] = exc
+        position = {id(member): index for index, member in ready}
+        for lot in lockstep([member for _, member in ready]):
+            for member, outcome in zip(lot, fit_group(lot), strict=True):
+                if isinstance(outcome, BaseException):
+                    if len(members) == 1:
+                        raise outcome
+                    outcomes[position[id(member)]] = outcome
+        return outcomes

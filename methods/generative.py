@@ -49,9 +49,9 @@ from bench.methods.budget import Budget, check_schedule
 from bench.methods.classifier import (
     CLASSIFIER_DEFAULTS,
     Classifier,
+    ClassifierCells,
     Member,
     classifier_spec,
-    fit_cells,
     keyed_params,
     to_input,
 )
@@ -91,22 +91,19 @@ def save_samples(rows: list[torch.Tensor], path) -> None:
     save_image(torch.cat(rows).float().div(255.0), path, nrow=8, padding=1)
 
 
-class GenerativeOversampling(Method):
+class GenerativeOversampling(ClassifierCells, Method):
     """Subclasses implement ``train_generator`` and ``generate``; ``fit`` does the rest (the top-up and the
     common classifier, the same for every generative method). A public extension point (README, "Your own
     method"); a subclass's ``defaults`` gain the shared ``COMMON_DEFAULTS`` it does not set itself."""
 
     version = 2  # 2: the budget contract (the classifier's U updates) and the ledger
-    # Fused groups (``fit_group``): the members' classifiers train as one batched model; their generators
-    # still train one after another, each from its own seed.
-    fusable = True
+    # Fused groups (``ClassifierCells.fit_group``): the members' classifiers train as one batched model; their
+    # generators still train one after another (``_member``), each from its own seed.
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if COMMON_DEFAULTS.keys() - cls.defaults.keys():  # the built-in methods list them all: left as written
             cls.defaults = {**COMMON_DEFAULTS, **cls.defaults}
-        if "fit" in cls.__dict__ and "fusable" not in cls.__dict__:
-            cls.fusable = False  # a group trains through fit_group, past an overridden fit: run such cells alone
 
     autocast = contextlib.nullcontext  # fit sets the cell's (ctx.autocast); fp32 until then
     paper_schedule: ClassVar[dict] = {}  # what schedule="paper" overrides; empty: the paper prescribes none
@@ -155,17 +152,6 @@ class GenerativeOversampling(Method):
         for name, value in losses.items():
             self.history.setdefault(name, []).append(value)
         ctx.progress(epoch, self._total_epochs, losses)
-
-    def fit(self, train: ImageSet, ctx: FitContext) -> None:
-        failure = type(self).fit_group([(self, train, ctx)])[0]
-        if failure is not None:
-            raise failure
-
-    @classmethod
-    def fit_group(cls, members):
-        """Each member trains its generator and tops its set up, one after another; then the members'
-        classifiers train as fused groups (``classifier.fit_cells``). The generator phases do not fuse yet."""
-        return fit_cells(members, lambda method, train, ctx: method._member(train, ctx))
 
     def _member(self, train: ImageSet, ctx: FitContext) -> Member:
         """The generator phase and the top-up; the classifier's share of the group (the balanced set)."""

@@ -22,14 +22,14 @@ from bench.methods.budget import Budget
 from bench.methods.classifier import (
     CLASSIFIER_DEFAULTS,
     Classifier,
+    ClassifierCells,
     Member,
     classifier_spec,
-    fit_cells,
     keyed_params,
 )
 
 
-class ResamplingMethod(Method):
+class ResamplingMethod(ClassifierCells, Method):
     """``resample`` the training set (identity by default), then train the common classifier on it with
     ``batch_loss`` (cross-entropy by default).
 
@@ -50,20 +50,17 @@ class ResamplingMethod(Method):
     ``resample`` returns.
     Cells of one such method train as a fused group (``fusable``; ``fit_group``): each member resamples on its
     own, then the members whose resampled sets have one size train their classifiers as one batched model
-    (``classifier.fit_group``; a member's loss is its own ``batch_loss``, given a view of its own outputs:
-    ``model(x)``, ``model.embed(x)``, ``model.classify(features)``). A subclass that overrides ``fit`` runs
-    its cells alone (``fusable`` False) unless it says otherwise.
+    (``classifier.ClassifierCells``; a member's loss is its own ``batch_loss``, given a view of its own
+    outputs: ``model(x)``, ``model.embed(x)``, ``model.classify(features)``). A subclass that overrides
+    ``fit`` runs its cells alone (``fusable`` False) unless it says otherwise.
     """
 
     version = 2  # 2: the budget contract (the classifier's U updates, from the imbalanced set)
     classifier_head = "linear"  # "cosine": a normalised last layer (a margin loss's)
-    fusable = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls.defaults = {**CLASSIFIER_DEFAULTS, **cls.defaults}  # every method on the common classifier takes them
-        if "fit" in cls.__dict__ and "fusable" not in cls.__dict__:
-            cls.fusable = False  # a group trains through fit_group, past an overridden fit: run such cells alone
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -101,11 +98,6 @@ class ResamplingMethod(Method):
         """One batch's training loss: cross-entropy on the common CNN's logits here."""
         return torch.nn.functional.cross_entropy(model(x), y)
 
-    def fit(self, train: ImageSet, ctx: FitContext) -> None:
-        failure = type(self).fit_group([(self, train, ctx)])[0]
-        if failure is not None:
-            raise failure
-
     def _member(self, train: ImageSet, ctx: FitContext) -> Member:
         """Resample, and the classifier's share of the group: this cell's set, context and budget."""
         self.train_counts = train.counts()
@@ -120,12 +112,6 @@ class ResamplingMethod(Method):
         )
         self.classifier = Classifier(self.classifier_spec, loss=self.batch_loss)
         return Member(self.classifier, resampled, ctx, budget)
-
-    @classmethod
-    def fit_group(cls, members):
-        """Each member resamples; then every lot of members that can train in lockstep (the same resampled
-        set size) trains its classifiers as one group (``classifier.fit_cells``)."""
-        return fit_cells(members, lambda method, train, ctx: method._member(train, ctx))
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return self.classifier.predict_proba(images)
