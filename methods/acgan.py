@@ -65,9 +65,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.methods.base import FitContext
 from bench.methods.dcgan_nets import DCGANDiscriminator, DCGANGenerator
 from bench.methods.generative import COMMON_DEFAULTS, GenerativeOversampling
+from bench.methods.generator_group import GeneratorGroup, Phase, per_member
 from bench.methods.registry import register
 
 LABEL_PRIORS = ("data", "uniform")
@@ -133,40 +133,56 @@ class ACGAN(GenerativeOversampling):
         weights = counts if self.params["label_prior"] == "data" else (counts > 0).astype(np.float64)
         return weights / weights.sum()
 
-    def train_generator(self, x, y, counts: np.ndarray, epochs: int, steps: int, ctx: FitContext) -> None:
-        p, device = self.params, x.device
-        n_classes = len(counts)
-        self.G = ConditionalGenerator(x.shape[1:], n_classes, p["z_dim"], p["width"]).to(device)
-        self.D = DCGANDiscriminator(x.shape[1:], 1 + n_classes, p["width"], dropout=p["dropout"]).to(device)
+    fused_generators = True
+
+    @classmethod
+    def train_generators(cls, phases: list[Phase]) -> list[BaseException | None]:
+        group = GeneratorGroup(phases)
+        p, device, first = group.params, group.device, phases[0]
+        n_classes, shape = len(first.counts), first.x.shape[1:]
+        G, D = group.build(lambda phase: [
+            ConditionalGenerator(shape, n_classes, p["z_dim"], p["width"]).to(device),
+            DCGANDiscriminator(shape, 1 + n_classes, p["width"], dropout=p["dropout"]).to(device)])
+        for phase, g, d in zip(phases, G.nets, D.nets, strict=True):
+            phase.method.G, phase.method.D = g, d
         betas = (p["beta1"], 0.999)
-        opt_g = torch.optim.Adam(self.G.parameters(), p["lr"], betas=betas)
-        opt_d = torch.optim.Adam(self.D.parameters(), p["lr"], betas=betas)
-        prior = torch.as_tensor(self.label_probabilities(counts), dtype=torch.float32, device=device)
-        batch, n = p["batch_size"], len(x)
-        G, D = ctx.compiled(self.G), ctx.compiled(self.D)  # --compile; self.G and self.D share their weights
-        with ctx.ledger.phase("generator", "discriminator"):
-            for epoch in range(1, epochs + 1):
-                running = torch.zeros(4, device=device)
-                order = torch.randperm(n, device=device, generator=self.rng)
-                for step in range(steps):
-                    ctx.step_begin()
-                    idx = order[step * batch:(step + 1) * batch]
-                    real, y_real = x[idx], y[idx]
-                    y_fake = torch.multinomial(prior, len(idx), replacement=True, generator=self.rng)
-                    z = torch.randn(len(idx), p["z_dim"], device=device, generator=self.rng)
-                    with ctx.autocast():
+        opt_g = torch.optim.Adam(G.parameters(), p["lr"], betas=betas)
+        opt_d = torch.optim.Adam(D.parameters(), p["lr"], betas=betas)
+        priors = [torch.as_tensor(phase.method.label_probabilities(phase.counts), dtype=torch.float32,
+                                  device=device) for phase in phases]
+        batch, n = p["batch_size"], len(first.x)
+        G, D = group.compiled(G), group.compiled(D)  # --compile (a group of one)
+        with group.phase("generator", "discriminator"):
+            for epoch in range(1, first.epochs + 1):
+                running = torch.zeros(group.size, 4, device=device)
+                orders = [torch.randperm(n, device=device, generator=phase.method.rng) for phase in phases]
+                for step in range(first.steps):
+                    group.step_begin()
+                    idx = [order[step * batch:(step + 1) * batch] for order in orders]
+                    size = len(idx[0])
+                    real = torch.stack([phase.x[j] for phase, j in zip(phases, idx, strict=True)])
+                    y_real = torch.stack([phase.y[j] for phase, j in zip(phases, idx, strict=True)])
+                    y_fake = group.draw(lambda i, phase, k=size: torch.multinomial(
+                        priors[i], k, replacement=True, generator=phase.method.rng))
+                    z = group.draw(lambda i, phase, k=size: torch.randn(k, p["z_dim"], device=device,
+                                                                        generator=phase.method.rng))
+                    with first.ctx.autocast():
                         fake = G(z, y_fake)
-                        d_source, d_class = d_loss_fn(D(real), y_real, D(fake.detach()), y_fake)
+                        d_source, d_class = per_member(d_loss_fn, D(real), y_real, D(fake.detach()), y_fake)
                         d_loss = (d_source + d_class).float()
-                    ctx.ledger.update("discriminator", opt_d, d_loss, 2 * len(idx))
-                    with ctx.autocast():
-                        g_source, g_class = g_loss_fn(D(fake), y_fake)
+                    group.update("discriminator", opt_d, d_loss, 2 * size)
+                    with first.ctx.autocast():
+                        g_source, g_class = per_member(g_loss_fn, D(fake), y_fake)
                         g_loss = (g_source + g_class).float()
-                    ctx.ledger.update("generator", opt_g, g_loss, len(idx))
-                    running += torch.stack([d_loss, g_loss, d_class, g_class]).detach()
-                d_mean, g_mean, dc_mean, gc_mean = (running / max(1, steps)).tolist()  # one host sync per epoch
-                self.end_epoch(epoch, {"d_loss": d_mean, "g_loss": g_mean, "d_class_loss": dc_mean,
-                                       "g_class_loss": gc_mean}, ctx)
+                    group.update("generator", opt_g, g_loss, size)
+                    running += torch.stack([d_loss, g_loss, d_class, g_class], dim=1).detach()
+                means = (running / max(1, first.steps)).tolist()  # one host sync per epoch
+                logs = [{"d_loss": d, "g_loss": g, "d_class_loss": dc, "g_class_loss": gc} for d, g, dc, gc in means]
+                if not group.end_epoch(epoch, logs):
+                    break
+        G.write_back()
+        D.write_back()
+        return group.failed
 
     @torch.no_grad()
     def generate(self, n: int, label: int, generator=None) -> torch.Tensor:

@@ -389,6 +389,20 @@ class ClassifierCells:
         """This cell's own phase; the classifier's share of the group (its set, context and budget)."""
         raise NotImplementedError
 
+    @classmethod
+    def _own_phases(cls, members: list) -> list:
+        """Each member's own phase (``_member``), one after another: its ``Member`` or the exception that
+        failed it (a group of one raises it, as the solo cell's ``fit`` does)."""
+        outcomes: list = []
+        for method, train, ctx in members:
+            try:
+                outcomes.append(method._member(train, ctx))
+            except Exception as exc:  # noqa: BLE001 (the member's row records it)
+                if len(members) == 1:
+                    raise
+                outcomes.append(exc)
+        return outcomes
+
     def fit(self, train: ImageSet, ctx: FitContext) -> None:
         failure = type(self).fit_group([(self, train, ctx)])[0]
         if failure is not None:
@@ -400,13 +414,11 @@ class ClassifierCells:
         ``fit`` does."""
         outcomes: list[BaseException | None] = [None] * len(members)
         ready: list[tuple[int, Member]] = []
-        for index, (method, train, ctx) in enumerate(members):
-            try:
-                ready.append((index, method._member(train, ctx)))
-            except Exception as exc:  # noqa: BLE001 (the member's row records it)
-                if len(members) == 1:
-                    raise
-                outcomes[index] = exc
+        for index, own in enumerate(cls._own_phases(members)):
+            if isinstance(own, BaseException):
+                outcomes[index] = own
+            else:
+                ready.append((index, own))
         position = {id(member): index for index, member in ready}
         for lot in lockstep([member for _, member in ready]):
             for member, outcome in zip(lot, fit_group(lot), strict=True):

@@ -67,24 +67,34 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
-from bench.methods.base import FitContext
 from bench.methods.dagan_nets import DAGANCritic, DAGANGenerator
 from bench.methods.generative import COMMON_DEFAULTS, GenerativeOversampling
+from bench.methods.generator_group import GeneratorGroup, Phase, per_member
 from bench.methods.registry import register
+
+
+def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """u = real + alpha (fake - real), one alpha per pair (``alpha`` has the pairs' leading axes: (B,), or
+    (S, B) in a fused group), detached and requiring its gradient."""
+    a = alpha.view(*alpha.shape, *([1] * (real.dim() - alpha.dim())))
+    return (real + a * (fake - real)).detach().requires_grad_(True)
+
+
+def penalty_of(grad: torch.Tensor, weight: float = 10.0) -> torch.Tensor:
+    """weight x mean_i (||grad_i|| - 1)^2 over one member's batch of gradients (B, C, H, W)."""
+    norm = torch.sqrt(grad.flatten(1).pow(2).sum(1) + 1e-12)
+    return weight * (norm - 1.0).pow(2).mean()
 
 
 def gradient_penalty(critic, x: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor,
                      weight: float = 10.0) -> torch.Tensor:
     """weight x mean_i (||grad_u critic(x_i, u)|| at u_i - 1)^2 with u_i = real_i + alpha_i (fake_i - real_i):
     the WGAN-GP penalty on the pair's second element, the source image x_i held fixed."""
-    a = alpha.view(-1, *([1] * (real.dim() - 1)))
-    u = (real + a * (fake - real)).detach().requires_grad_(True)
+    u = interpolate(real, fake, alpha)
     (grad,) = torch.autograd.grad(critic(x, u).sum(), u, create_graph=True)
-    norm = torch.sqrt(grad.flatten(1).pow(2).sum(1) + 1e-12)
-    return weight * (norm - 1.0).pow(2).mean()
+    return penalty_of(grad, weight)
 
 
 def critic_loss_fn(d_real: torch.Tensor, d_fake: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
@@ -148,57 +158,82 @@ class DAGAN(GenerativeOversampling):
                 "rotate": False}
     paper_schedule = {"batch_size": 32, "gan_epochs": 200}  # the official trainer's (see the docstring)
 
-    def train_generator(self, x, y, counts: np.ndarray, epochs: int, steps: int, ctx: FitContext) -> None:
-        p = self.params
-        shape = tuple(x.shape[1:])
-        # the real images of every class, kept as the sources that generate() maps through G
-        self.class_images = {c: x[y == c] for c in range(len(counts)) if counts[c] > 0}
-        self.G = DAGANGenerator(shape, p["z_dim"], p["g_width"], p["g_inner"], p["dropout"]).to(ctx.device)
-        self.D = DAGANCritic(shape, p["d_width"], p["d_inner"], p["dropout"]).to(ctx.device)
+    fused_generators = True
+
+    @classmethod
+    def train_generators(cls, phases: list[Phase]) -> list[BaseException | None]:
+        group = GeneratorGroup(phases)
+        p, device, first = group.params, group.device, phases[0]
+        shape = tuple(first.x.shape[1:])
+        for phase in phases:  # the real images of every class, the sources that generate() maps through G
+            phase.method.class_images = {c: phase.x[phase.y == c] for c in range(len(phase.counts))
+                                         if phase.counts[c] > 0}
+        G, D = group.build(lambda phase: [
+            DAGANGenerator(shape, p["z_dim"], p["g_width"], p["g_inner"], p["dropout"]).to(device),
+            DAGANCritic(shape, p["d_width"], p["d_inner"], p["dropout"]).to(device)])
+        for phase, g, d in zip(phases, G.nets, D.nets, strict=True):
+            phase.method.G, phase.method.D = g, d
         betas = (p["beta1"], p["beta2"])
-        opt_g = torch.optim.Adam(self.G.parameters(), p["lr"], betas=betas)
-        opt_d = torch.optim.Adam(self.D.parameters(), p["lr"], betas=betas)
-        pairs = PairSampler(y, len(counts), self.rng)
+        opt_g = torch.optim.Adam(G.parameters(), p["lr"], betas=betas)
+        opt_d = torch.optim.Adam(D.parameters(), p["lr"], betas=betas)
+        pairs = [PairSampler(phase.y, len(phase.counts), phase.method.rng) for phase in phases]
         batch = p["batch_size"]
 
         def draw():
-            i, j, _ = pairs(batch)
-            a, b = x[i], x[j]
-            return rotate_pairs(a, b, self.rng) if p["rotate"] else (a, b)
+            def one(i, phase):
+                left, right, _ = pairs[i](batch)
+                a, b = phase.x[left], phase.x[right]
+                return torch.stack(rotate_pairs(a, b, phase.method.rng) if p["rotate"] else (a, b))
+            drawn = group.draw(one)  # (S, 2, B, C, H, W)
+            return drawn[:, 0], drawn[:, 1]
 
         def noise():
-            return torch.randn(batch, p["z_dim"], device=x.device, generator=self.rng)
+            return group.draw(lambda i, phase: torch.randn(batch, p["z_dim"], device=device,
+                                                           generator=phase.method.rng))
+
+        def penalty(grad):
+            return penalty_of(grad, p["gp_weight"])
+
+        def wasserstein(d_real, d_fake):
+            return d_real.mean() - d_fake.mean()
 
         # --compile compiles G only: the critic's gradient penalty differentiates through its gradients
         # (double backward), which torch.compile does not support.
-        G = ctx.compiled(self.G)
-        with ctx.ledger.phase("generator", "critic"):
-            for epoch in range(1, epochs + 1):
-                running = torch.zeros(4, device=ctx.device)
-                for _ in range(steps):  # one generator update per step, after n_critic critic updates
+        G_run = group.compiled(G)
+        with group.phase("generator", "critic"):
+            for epoch in range(1, first.epochs + 1):
+                running = torch.zeros(group.size, 4, device=device)
+                for _ in range(first.steps):  # one generator update per step, after n_critic critic updates
                     for _ in range(p["n_critic"]):
-                        ctx.step_begin()
+                        group.step_begin()
                         a, b = draw()
-                        with ctx.autocast():
+                        with first.ctx.autocast():
                             with torch.no_grad():
-                                fake = G(a, noise())
-                            d_real, d_fake = self.D(torch.cat([a, a]), torch.cat([b, fake])).float().chunk(2)
-                            alpha = torch.rand(batch, device=x.device, generator=self.rng)
-                            penalty = gradient_penalty(self.D, a, b, fake, alpha, p["gp_weight"]).float()
-                            d_loss = critic_loss_fn(d_real, d_fake, penalty)
-                        ctx.ledger.update("critic", opt_d, d_loss, 2 * batch)
-                        running += torch.stack([d_loss, penalty, d_real.mean() - d_fake.mean(),
-                                                generator_loss_fn(d_fake)]).detach()
-                    self.D.requires_grad_(False)  # the generator update needs no critic gradients
+                                fake = G_run(a, noise())
+                            d_real, d_fake = D(torch.cat([a, a], 1), torch.cat([b, fake], 1)).float().chunk(2, 1)
+                            alpha = group.draw(lambda i, phase: torch.rand(batch, device=device,
+                                                                           generator=phase.method.rng))
+                            u = interpolate(b, fake, alpha)
+                            (grad,) = torch.autograd.grad(D(a, u).sum(), u, create_graph=True)
+                            gp = per_member(penalty, grad).float()
+                            d_loss = per_member(critic_loss_fn, d_real, d_fake, gp)
+                        group.update("critic", opt_d, d_loss, 2 * batch)
+                        running += torch.stack([d_loss, gp, per_member(wasserstein, d_real, d_fake),
+                                                per_member(generator_loss_fn, d_fake)], dim=1).detach()
+                    D.requires_grad_(False)  # the generator update needs no critic gradients
                     a, _ = draw()
-                    with ctx.autocast():
-                        g_loss = generator_loss_fn(self.D(a, G(a, noise())).float())
-                    ctx.ledger.update("generator", opt_g, g_loss, batch)
-                    self.D.requires_grad_(True)
+                    with first.ctx.autocast():
+                        g_loss = per_member(generator_loss_fn, D(a, G_run(a, noise())).float())
+                    group.update("generator", opt_g, g_loss, batch)
+                    D.requires_grad_(True)
                 # one host sync per epoch
-                d_mean, gp_mean, w_mean, g_mean = (running / max(1, steps * p["n_critic"])).tolist()
-                self.end_epoch(epoch, {"d_loss": d_mean, "gp": gp_mean, "wasserstein": w_mean, "g_loss": g_mean},
-                               ctx)
+                means = (running / max(1, first.steps * p["n_critic"])).tolist()
+                logs = [{"d_loss": d, "gp": gp, "wasserstein": w, "g_loss": g} for d, gp, w, g in means]
+                if not group.end_epoch(epoch, logs):
+                    break
+        G.write_back()
+        D.write_back()
+        return group.failed
 
     @torch.no_grad()
     def generate(self, n: int, label: int, generator=None) -> torch.Tensor:

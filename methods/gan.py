@@ -23,13 +23,12 @@ Deviations:
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.methods.base import FitContext
 from bench.methods.dcgan_nets import DCGANDiscriminator, DCGANGenerator
 from bench.methods.generative import COMMON_DEFAULTS, GenerativeOversampling, top_up_counts
+from bench.methods.generator_group import GeneratorGroup, Phase, per_member
 from bench.methods.registry import register
 
 
@@ -53,38 +52,55 @@ class GAN(GenerativeOversampling):
                 "ICLR 2016")
     defaults = {**COMMON_DEFAULTS, "z_dim": 100, "lr": 2e-4, "beta1": 0.5, "width": 64}
 
-    def train_generator(self, x, y, counts: np.ndarray, epochs: int, steps: int, ctx: FitContext) -> None:
-        p = self.params
-        classes = [c for c, n in enumerate(top_up_counts(counts, p["phi"])) if n > 0]
-        self.generators = {}
+    fused_generators = True
+
+    @classmethod
+    def train_generators(cls, phases: list[Phase]) -> list[BaseException | None]:
+        group = GeneratorGroup(phases)
+        p, device, first = group.params, group.device, phases[0]
+        classes = [c for c, n in enumerate(top_up_counts(first.counts, p["phi"])) if n > 0]
+        shape = first.x.shape[1:]
+
+        def networks(phase):  # G then D of each class, in the solo cell's order
+            return [net.to(device) for _ in classes for net in (DCGANGenerator(shape, p["z_dim"], p["width"]),
+                                                                DCGANDiscriminator(shape, 1, p["width"]))]
+
+        built = group.build(networks)
+        betas, batch = (p["beta1"], 0.999), p["batch_size"]
         nets = []
-        for c in classes:
-            G = DCGANGenerator(x.shape[1:], p["z_dim"], p["width"]).to(ctx.device)
-            D = DCGANDiscriminator(x.shape[1:], 1, p["width"]).to(ctx.device)
-            betas = (p["beta1"], 0.999)
-            nets.append((c, G, D, torch.optim.Adam(G.parameters(), p["lr"], betas=betas),
-                         torch.optim.Adam(D.parameters(), p["lr"], betas=betas), torch.nonzero(y == c).flatten()))
-            self.generators[c] = G
-        batch = p["batch_size"]
-        nets = [(c, ctx.compiled(G), ctx.compiled(D), *rest) for c, G, D, *rest in nets]  # --compile
-        with ctx.ledger.phase("generator", "discriminator"):
-            for epoch in range(1, epochs + 1):
-                running = torch.zeros(2, device=ctx.device)
-                for _c, G, D, opt_g, opt_d, members in nets:
-                    for _ in range(steps):
-                        ctx.step_begin()
-                        real = x[members[torch.randint(len(members), (batch,), device=x.device, generator=self.rng)]]
-                        z = torch.randn(batch, p["z_dim"], device=x.device, generator=self.rng)
-                        with ctx.autocast():
+        for phase in phases:
+            phase.method.generators = {}
+        for k, c in enumerate(classes):
+            G, D = built[2 * k], built[2 * k + 1]
+            for phase, own in zip(phases, G.nets, strict=True):
+                phase.method.generators[c] = own
+            members = [torch.nonzero(phase.y == c).flatten() for phase in phases]
+            nets.append((group.compiled(G), group.compiled(D), torch.optim.Adam(G.parameters(), p["lr"], betas=betas),
+                         torch.optim.Adam(D.parameters(), p["lr"], betas=betas), members))
+        with group.phase("generator", "discriminator"):
+            for epoch in range(1, first.epochs + 1):
+                running = torch.zeros(group.size, 2, device=device)
+                for G, D, opt_g, opt_d, members in nets:
+                    for _ in range(first.steps):
+                        group.step_begin()
+                        real = group.draw(lambda i, ph, m=members: ph.x[m[i][torch.randint(
+                            len(m[i]), (batch,), device=device, generator=ph.method.rng)]])
+                        z = group.draw(lambda i, ph: torch.randn(batch, p["z_dim"], device=device,
+                                                                 generator=ph.method.rng))
+                        with first.ctx.autocast():
                             fake = G(z)
-                            d_loss = d_loss_fn(D(real), D(fake.detach())).float()
-                        ctx.ledger.update("discriminator", opt_d, d_loss, 2 * batch)
-                        with ctx.autocast():
-                            g_loss = g_loss_fn(D(fake)).float()
-                        ctx.ledger.update("generator", opt_g, g_loss, batch)
-                        running += torch.stack([d_loss.detach(), g_loss.detach()])
-                d_mean, g_mean = (running / max(1, steps * len(nets))).tolist()  # one host sync per epoch
-                self.end_epoch(epoch, {"d_loss": d_mean, "g_loss": g_mean}, ctx)
+                            d_loss = per_member(d_loss_fn, D(real), D(fake.detach())).float()
+                        group.update("discriminator", opt_d, d_loss, 2 * batch)
+                        with first.ctx.autocast():
+                            g_loss = per_member(g_loss_fn, D(fake)).float()
+                        group.update("generator", opt_g, g_loss, batch)
+                        running += torch.stack([d_loss.detach(), g_loss.detach()], dim=1)
+                means = (running / max(1, first.steps * len(nets))).tolist()  # one host sync per epoch
+                if not group.end_epoch(epoch, [{"d_loss": d, "g_loss": g} for d, g in means]):
+                    break
+        for stacked in built:
+            stacked.write_back()
+        return group.failed
 
     @torch.no_grad()
     def generate(self, n: int, label: int, generator=None) -> torch.Tensor:

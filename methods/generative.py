@@ -55,6 +55,7 @@ from bench.methods.classifier import (
     keyed_params,
     to_input,
 )
+from bench.methods.generator_group import Phase
 
 # Defaults every generative baseline shares; a method adds its own over these.
 COMMON_DEFAULTS = {
@@ -125,12 +126,25 @@ class GenerativeOversampling(ClassifierCells, Method):
         params = {k: v for k, v in self.params.items() if k not in UNKEYED_DEFAULTS or v != UNKEYED_DEFAULTS[k]}
         return keyed_params(params, self.classifier_spec)
 
-    @abc.abstractmethod
+    fused_generators: ClassVar[bool] = False  # True: the method's generator phase is ``train_generators``
+
     def train_generator(self, x: torch.Tensor, y: torch.Tensor, counts: np.ndarray, epochs: int,
-                        steps: int, ctx: FitContext) -> dict[str, list[float]]:
+                        steps: int, ctx: FitContext) -> None:
         """Train on ``x`` (float in [-1, 1], on the device) with labels ``y`` for ``epochs`` epochs of
         ``steps`` updates; call ``self.end_epoch(epoch, losses, ctx)`` after each epoch (it checks for
-        divergence, records and reports). Return nothing; the history is kept by ``end_epoch``."""
+        divergence, records and reports). Return nothing; the history is kept by ``end_epoch``. Implement
+        this (your own method: its cells' generators train one after another in a group), or
+        ``train_generators`` (the group's generators as one fused loop; this then runs a group of one)."""
+        if not self.fused_generators:
+            raise NotImplementedError(f"{type(self).__name__} implements neither train_generator nor "
+                                      "train_generators")
+        type(self).train_generators([Phase(self, x, y, counts, epochs, steps, ctx)])
+
+    @classmethod
+    def train_generators(cls, phases: list[Phase]) -> list[BaseException | None]:
+        """The generator phases of a group (``generator_group.GeneratorGroup``), each member's ``Phase``; per
+        member None or the failure that stopped it (a group of one raises it instead)."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def generate(self, n: int, label: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -153,24 +167,27 @@ class GenerativeOversampling(ClassifierCells, Method):
             self.history.setdefault(name, []).append(value)
         ctx.progress(epoch, self._total_epochs, losses)
 
-    def _member(self, train: ImageSet, ctx: FitContext) -> Member:
-        """The generator phase and the top-up; the classifier's share of the group (the balanced set)."""
+    def _prepare(self, train: ImageSet, ctx: FitContext) -> Phase:
+        """Everything before the generator phase: the seed, the budget, the set on the device."""
         torch.manual_seed(ctx.seed)
         self.device, self.n_classes, self.image_shape = ctx.device, train.n_classes, train.image_shape
         counts = train.counts()
-        budget = Budget.of(counts, ctx.epochs)
-        steps = budget.generator_steps(self.params["batch_size"])
+        self.budget = Budget.of(counts, ctx.epochs)
+        steps = self.budget.generator_steps(self.params["batch_size"])
         gan_epochs = self.gan_epochs(ctx.epochs, steps)
         self._total_epochs = gan_epochs + ctx.epochs
         self.history: dict[str, list[float]] = {}
         x = to_input(train.images, ctx.device)
         y = torch.as_tensor(train.labels, device=ctx.device)
-        ctx.ledger.contract["generator"] = budget.generator_updates(self.params["epoch_scale"], self.contract_batch)
+        ctx.ledger.contract["generator"] = self.budget.generator_updates(self.params["epoch_scale"],
+                                                                         self.contract_batch)
         self.rng = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
         self.autocast = ctx.autocast  # sampling runs in the precision of training
-        self.train_generator(x, y, counts, gan_epochs, steps, ctx)
-        del x  # the classifier makes its own copy
+        return Phase(self, x, y, counts, gan_epochs, steps, ctx)
 
+    def _finish(self, phase: Phase, train: ImageSet) -> Member:
+        """After the generator phase: the top-up, the artifacts, the classifier's share of the group."""
+        counts, ctx, gan_epochs = phase.counts, phase.ctx, phase.epochs
         self.generated_counts = top_up_counts(counts, self.params["phi"])
         images, labels = [train.images], [train.labels]
         for c, n in enumerate(self.generated_counts):
@@ -183,7 +200,48 @@ class GenerativeOversampling(ClassifierCells, Method):
         shifted = dataclasses.replace(
             ctx, progress=lambda epoch, total, logs: ctx.progress(gan_epochs + epoch, self._total_epochs, logs))
         self.classifier = Classifier(self.classifier_spec)
-        return Member(self.classifier, balanced, shifted, budget)
+        return Member(self.classifier, balanced, shifted, self.budget)
+
+    def _member(self, train: ImageSet, ctx: FitContext) -> Member:
+        """The generator phase and the top-up; the classifier's share of the group (the balanced set)."""
+        phase = self._prepare(train, ctx)
+        self.train_generator(phase.x, phase.y, phase.counts, phase.epochs, phase.steps, ctx)
+        return self._finish(phase, train)
+
+    @classmethod
+    def _own_phases(cls, members: list) -> list:
+        """A group's generator phases: as one fused loop (``train_generators``) for the members whose loops
+        run in lockstep (same set shape, class counts and schedule); one after another otherwise."""
+        if not cls.fused_generators or len(members) == 1:
+            return super()._own_phases(members)
+        outcomes: list = [None] * len(members)
+        lots: dict[tuple, list[int]] = {}
+        phases = {}
+        for index, (method, train, ctx) in enumerate(members):
+            try:
+                phases[index] = method._prepare(train, ctx)
+            except Exception as exc:  # noqa: BLE001 (the member's row records it)
+                outcomes[index] = exc
+                continue
+            ph = phases[index]
+            key = (tuple(ph.x.shape), tuple(ph.counts), ph.epochs, ph.steps, str(ctx.device), ctx.precision,
+                   ctx.compile)
+            lots.setdefault(key, []).append(index)
+        for lot in lots.values():
+            try:
+                failed = cls.train_generators([phases[i] for i in lot])
+            except Exception as exc:  # noqa: BLE001 (a fault of the whole lot fails each of its members)
+                failed = [exc] * len(lot)
+            for index, failure in zip(lot, failed, strict=True):
+                if failure is not None:
+                    outcomes[index] = failure
+                    continue
+                method, train, _ = members[index]
+                try:
+                    outcomes[index] = method._finish(phases[index], train)
+                except Exception as exc:  # noqa: BLE001
+                    outcomes[index] = exc
+        return outcomes
 
     @torch.no_grad()
     def sample(self, n: int, label: int, chunk: int = 1024) -> np.ndarray:

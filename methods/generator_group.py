@@ -1,0 +1,103 @@
+"""The generator phases of a fused group's members trained as one (issue 30): ``GeneratorGroup``, what a
+generative method's ``train_generators`` writes its training loop against.
+
+One loop serves a group of any size, a solo cell being a group of one (``GenerativeOversampling.train_generator``
+calls ``train_generators`` with one member). Every tensor of the loop carries the member axis first, (S, B, ...):
+``draw`` stacks each member's own random draws (from its own ``method.rng``, in the order its solo cell draws
+them), ``build`` makes each member's networks under its own seed and stacks them (``stacked.Stacked``),
+``per_member`` computes a loss per member, ``update`` steps on their sum (each member's gradient is its own) and
+counts one update in every member's ledger, and ``end_epoch`` checks each member for divergence: a member whose
+losses went NaN or Inf fails alone and the others train on (its tensors are its own slice of every stacked one,
+and the optimisers are element-wise, so nothing of it reaches them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.func import vmap
+
+from bench.errors import CellFailure
+from bench.methods.base import FitContext
+from bench.methods.fused import member_generator
+from bench.methods.stacked import Stacked
+
+
+@dataclass
+class Phase:
+    """One cell's generator phase: its method instance, its training set on the device (``x`` in [-1, 1],
+    ``y``), the class counts, and its ``epochs`` of ``steps`` generator updates."""
+
+    method: Any  # a GenerativeOversampling
+    x: torch.Tensor
+    y: torch.Tensor
+    counts: np.ndarray
+    epochs: int
+    steps: int
+    ctx: FitContext
+
+
+def per_member(fn, *tensors: torch.Tensor):
+    """``fn`` (a loss of one member's tensors, or a tuple of losses) for every member: (S,) each. A group of one
+    calls it on ``t[0]``."""
+    if tensors[0].shape[0] == 1:
+        out = fn(*(t[0] for t in tensors))
+        return out.unsqueeze(0) if isinstance(out, torch.Tensor) else tuple(o.unsqueeze(0) for o in out)
+    return vmap(fn)(*tensors)
+
+
+class GeneratorGroup:
+    def __init__(self, phases: list[Phase]):
+        self.phases, self.size = phases, len(phases)
+        first = phases[0]
+        self.params, self.ctx, self.device = first.method.params, first.ctx, first.ctx.device
+        self.ledger, self.mates = first.ctx.ledger, tuple(p.ctx.ledger for p in phases[1:])
+        self.failed: list[BaseException | None] = [None] * self.size
+
+    def build(self, factory) -> list[Stacked]:
+        """``factory(phase)`` -> that member's networks (a list, in the solo cell's order of construction),
+        called under the member's seed; returned stacked, one ``Stacked`` per network."""
+        nets, generators = [], []
+        for phase in self.phases:
+            torch.manual_seed(phase.ctx.seed)  # as the solo cell: its networks are the first draws after it
+            nets.append(factory(phase))
+            generators.append(member_generator(self.device) if self.size > 1 else None)
+        return [Stacked([own[k] for own in nets], generators) for k in range(len(nets[0]))]
+
+    def compiled(self, stacked: Stacked) -> Stacked:
+        """``--compile`` for a group of one (the solo network compiled, as before fusion); a larger group runs
+        its vmapped networks eagerly."""
+        if self.size == 1:
+            object.__setattr__(stacked, "solo_call", self.ctx.compiled(stacked.solo))  # not a submodule
+        return stacked
+
+    def draw(self, fn) -> torch.Tensor:
+        """``fn(i, phase)`` -> member i's draw (from its own generator); stacked on the member axis."""
+        return torch.stack([fn(i, phase) for i, phase in enumerate(self.phases)])
+
+    def phase(self, *roles: str):
+        return self.ledger.phase(*roles, mates=self.mates)
+
+    def step_begin(self) -> None:
+        self.ctx.step_begin()
+
+    def update(self, role: str, optimizer, losses: torch.Tensor, images: int) -> None:
+        """One update of every member on the sum of their losses (S,): ``Ledger.update_group``."""
+        total = losses[0] if self.size == 1 else losses.sum()
+        self.ledger.update_group(list(self.mates), role, optimizer, total, [images] * self.size)
+
+    def end_epoch(self, epoch: int, logs: list[dict[str, float]]) -> bool:
+        """Each live member's epoch losses to its method's ``end_epoch`` (divergence check, history, progress);
+        a member that diverged fails alone. False when no member is left to train."""
+        for i, (phase, losses) in enumerate(zip(self.phases, logs, strict=True)):
+            if self.failed[i] is None:
+                try:
+                    phase.method.end_epoch(epoch, losses, phase.ctx)
+                except CellFailure as exc:
+                    if self.size == 1:
+                        raise
+                    self.failed[i] = exc
+        return any(f is None for f in self.failed)

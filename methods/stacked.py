@@ -1,0 +1,162 @@
+"""Any network of a fused group's members as one: ``Stacked`` (issue 30; README, "Fused cells"). Where
+``fused.py`` hand-folds the common classifier, this stacks any architecture with PyTorch's model-ensembling
+recipe: the members' parameters and buffers stacked on a leading member axis (``torch.func.stack_module_state``),
+the network called once per step under ``torch.func.vmap`` over ``functional_call`` (a convolution with a
+batched weight runs as one grouped convolution: one launch where there were S). The generator phases of the
+generative methods train through it (``generative.GeneratorGroup``).
+
+Inputs and outputs carry the member axis first, (S, B, ...). A group of one is the member's own network called
+on ``x[0]``, so a solo cell computes exactly what it did before fusion existed.
+
+A member is exactly its own cell:
+- parameters and buffers are each member's own network's (built under its own seed), stacked; batch norm's
+  statistics and running buffers are per member (vmap keeps them apart);
+- dropout: ``nn.Dropout`` draws from the global generator, which a member cannot share with its mates. Each
+  dropout layer of a stacked network takes its mask from the member's own generator instead (``generators``,
+  each a copy of the global generator's state after that member's networks were built, as the solo cell's
+  would be): the masks are drawn before the vmapped call, in the order the network calls its dropout layers
+  (found once per input shape by a pass on the meta device), as ``torch.dropout`` draws them on the CPU
+  (``bernoulli_(1 - p)`` over the activations' shape, divided by 1 - p). On the CPU they are the solo cell's
+  masks; on a GPU, whose fused dropout kernel draws differently, they are masks of the same law, not the same
+  masks (a fused member then matches its solo cell in distribution, not to rounding);
+- an optimiser over ``parameters()`` (Adam, SGD: element-wise) is S independent optimisers; the loss handed to
+  it must be the SUM of the members' losses (``per_member`` then ``.sum()``), so each gradient is its member's.
+After training, ``write_back`` copies each member's tensors into its own network, which then samples alone.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+
+class _MemberDropout(nn.Module):
+    """Dropout that multiplies by the next mask handed in (``masks``), or records its input's shape."""
+
+    def __init__(self, p: float, queue: list):
+        super().__init__()
+        self.p, self.queue = p, queue
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p <= 0:
+            return x
+        if self.queue and self.queue[0] == "record":
+            self.queue.append((tuple(x.shape), self.p))
+            return x
+        return x * self.queue.pop(0)
+
+
+def _swap_dropout(module: nn.Module, queue: list) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.Dropout):
+            setattr(module, name, _MemberDropout(child.p, queue))
+        else:
+            _swap_dropout(child, queue)
+
+
+class _Call(nn.Module):
+    """``functional_call`` calls ``forward``: this calls another method of the wrapped network."""
+
+    def __init__(self, net: nn.Module, method: str):
+        super().__init__()
+        self.net, self.method = net, method
+
+    def forward(self, *args):
+        return getattr(self.net, self.method)(*args)
+
+
+def _unsqueeze(out):
+    if isinstance(out, torch.Tensor):
+        return out.unsqueeze(0)
+    return type(out)(_unsqueeze(o) for o in out)
+
+
+class Stacked(nn.Module):
+    """S networks of one architecture as one module. ``stacked(*xs)`` calls ``forward``, ``stacked.call(name,
+    *xs)`` another method; every input and output has the member axis first."""
+
+    def __init__(self, nets: list[nn.Module], generators: list[torch.Generator] | None = None):
+        super().__init__()
+        self.size, self.nets = len(nets), nets
+        if self.size == 1:
+            self.solo = nets[0]
+            object.__setattr__(self, "solo_call", nets[0])  # GeneratorGroup.compiled may swap in a compiled one
+            return
+        params, buffers = stack_module_state(nets)
+        self.names = list(params)
+        self.stacked = nn.ParameterDict({n.replace(".", "__"): nn.Parameter(t) for n, t in params.items()})
+        for name, tensor in buffers.items():
+            self.register_buffer("b__" + name.replace(".", "__"), tensor)
+        self.buffer_names = list(buffers)
+        self.queue: list = []
+        self.base = copy.deepcopy(nets[0]).to("meta")
+        _swap_dropout(self.base, self.queue)
+        self.generators = generators
+        self.shapes: dict = {}  # (method, input shapes, training) -> the dropout masks' shapes, in call order
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for net in self.nets:
+            net.train(mode)
+        if self.size > 1:
+            self.base.train(mode)
+        return self
+
+    def forward(self, *args):
+        return self.call("forward", *args)
+
+    def _state(self):
+        params = {n: self.stacked[n.replace(".", "__")] for n in self.names}
+        buffers = {n: getattr(self, "b__" + n.replace(".", "__")) for n in self.buffer_names}
+        return params, buffers
+
+    def _masks(self, target: nn.Module, args) -> list[torch.Tensor]:
+        key = (id(target), tuple(tuple(a.shape) for a in args), self.base.training)
+        if key not in self.shapes:
+            params, buffers = self._state()
+            meta = {n: t[0].to("meta") for n, t in {**params, **buffers}.items()}
+            self.queue[:] = ["record"]
+            with torch.no_grad():
+                functional_call(target, meta, tuple(a[0].to("meta") for a in args))
+            self.shapes[key], self.queue[:] = self.queue[1:], []
+        plan = self.shapes[key]
+        if plan and self.generators is None:
+            raise ValueError("a stacked network with dropout needs each member's generator")
+        device = args[0].device
+        return [torch.stack([torch.empty(shape, device=device).bernoulli_(1 - p, generator=g).div_(1 - p)
+                             for g in self.generators]) for shape, p in plan]
+
+    def call(self, method: str, *args):
+        if self.size == 1:
+            fn = self.solo_call if method == "forward" else getattr(self.solo, method)
+            return _unsqueeze(fn(*(a[0] for a in args)))
+        target = self.base if method == "forward" else _Call(self.base, method)
+        prefix = "" if method == "forward" else "net."
+        masks = self._masks(target, args)
+        params, buffers = self._state()
+
+        def one(params, buffers, masks, *xs):
+            self.queue[:] = list(masks)
+            state = {prefix + n: t for n, t in {**params, **buffers}.items()}
+            return functional_call(target, state, xs)
+
+        out = vmap(one)(params, buffers, masks, *args)
+        self.queue[:] = []
+        return out
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        """Each member's trained tensors (and its last gradients) into its own network (a group of one trained
+        it in place)."""
+        if self.size == 1:
+            return
+        params, buffers = self._state()
+        for i, net in enumerate(self.nets):
+            state = {n: t[i] for n, t in {**params, **buffers}.items()}
+            net.load_state_dict(state)
+            for name, param in net.named_parameters():  # the last update's gradients too (the tests read them)
+                grad = params[name].grad
+                param.grad = None if grad is None else grad[i].clone()
