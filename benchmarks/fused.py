@@ -6,8 +6,8 @@
 
 For each method (a ``fusable`` one) and group size S: S cells of one task (the dataset's first default pair,
 ratio 0.1, seeds 0 .. S-1) run one after another through ``run_cell`` (solo), then as one group through
-``run_group`` (fused), as a grid runs them. Printed per S: both wall times, the members' predicting-network
-updates per second (the ledgers' updates summed over the S cells, over the wall time) and the speed-up. Both
+``run_group`` (fused), as a grid runs them. Printed per S: both wall times, the members' updates per second
+(every network's updates in the ledgers, summed over the S cells, over the wall time) and the speed-up. Both
 include everything a cell does (its task, resampling, prediction, metrics); fused G-means are printed beside
 the solo ones, which they match to float rounding. The figures go to ``benchmarks/RESULTS.md``; ``--fuse auto``
 turns fusion on only where these figures show a gain (``bench/groups.py``).
@@ -34,7 +34,9 @@ def cells_for(method: str, dataset: str, epochs: int, seeds: int, compile_mode: 
 
 
 def updates(rows) -> int:
-    return sum(r["metrics"]["budget"]["roles"]["classifier"]["updates"] for r in rows if r["status"] == "done")
+    """Every network's updates (the classifier's, and a generative method's generator, critic ...)."""
+    return sum(role["updates"] for r in rows if r["status"] == "done"
+               for role in r["metrics"]["budget"]["roles"].values())
 
 
 def g_means(rows) -> str:
