@@ -85,9 +85,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.methods.base import FitContext
 from bench.methods.dcgan_nets import DCGANDiscriminator, DCGANGenerator, DCGANTrunk
 from bench.methods.generative import COMMON_DEFAULTS, GenerativeOversampling
+from bench.methods.generator_group import GeneratorGroup, Phase, per_member
 from bench.methods.registry import register
 
 SAMPLING_MODES = ("uniform", "rebalance")
@@ -195,20 +195,26 @@ class AutoencoderFirst:
         for step in range(steps):
             yield order[step * batch:(step + 1) * batch]
 
-    def run_autoencoder(self, parameters, reconstruction_loss, n: int, epochs: int, steps: int, ctx: FitContext):
-        """``epochs`` epochs of ``steps`` autoencoder updates (one Adam, role "autoencoder") on the loss
-        ``reconstruction_loss(index)`` of a batch of training indices; one ``ae_loss`` per epoch."""
-        opt = self._adam(parameters)
-        with ctx.ledger.phase("autoencoder"):
+    @staticmethod
+    def run_autoencoders(group, parameters, reconstruction_loss, epochs: int) -> bool:
+        """``epochs`` epochs of ``steps`` autoencoder updates of every member of ``group`` (one Adam over the
+        stacked ``parameters``, role "autoencoder"), on ``reconstruction_loss(indices)`` -> (S,): each member's
+        loss on its batch of training indices; one ``ae_loss`` per epoch. False when every member failed."""
+        first = group.phases[0]
+        opt = first.method._adam(parameters)
+        with group.phase("autoencoder"):
             for epoch in range(1, epochs + 1):
-                running = torch.zeros((), device=ctx.device)
-                for index in self._batches(n, steps, ctx.device):
-                    ctx.step_begin()
-                    with ctx.autocast():
-                        loss = reconstruction_loss(index).float()
-                    ctx.ledger.update("autoencoder", opt, loss, len(index))
+                running = torch.zeros(group.size, device=group.device)
+                for indices in group.batches(lambda ph: ph.method._batches(len(ph.x), first.steps, group.device)):
+                    group.step_begin()
+                    with first.ctx.autocast():
+                        loss = reconstruction_loss(indices).float()
+                    group.update("autoencoder", opt, loss, len(indices[0]))
                     running += loss.detach()
-                self.end_epoch(epoch, {"ae_loss": (running / max(1, steps)).item()}, ctx)
+                means = (running / max(1, first.steps)).tolist()  # one host sync per epoch
+                if not group.end_epoch(epoch, [{"ae_loss": mean} for mean in means]):
+                    return False
+        return True
 
 
 @register
@@ -241,14 +247,6 @@ class BAGAN(AutoencoderFirst, GenerativeOversampling):
     def _adam(self, params):
         return torch.optim.Adam(params, self.params["lr"], betas=(self.params["beta1"], 0.999))
 
-    def pretrain_autoencoder(self, x: torch.Tensor, epochs: int, steps: int, ctx: FitContext) -> None:
-        self.encoder.train()
-        self.decoder.train()
-        encoder, decoder = ctx.compiled(self.encoder), ctx.compiled(self.decoder)  # --compile
-        self.run_autoencoder(list(self.encoder.parameters()) + list(self.decoder.parameters()),
-                             lambda index: F.mse_loss(decoder(encoder(x[index])).float(), x[index]),
-                             len(x), epochs, steps, ctx)
-
     @torch.no_grad()
     def init_gan(self, x: torch.Tensor, y: torch.Tensor, n_classes: int) -> None:
         """G from the decoder, D's trunk from the encoder's, and the class Gaussians from the codes."""
@@ -270,44 +268,81 @@ class BAGAN(AutoencoderFirst, GenerativeOversampling):
         eps = torch.randn(len(labels), self._mu.shape[1], device=self._mu.device, generator=generator)
         return self._mu[labels] + torch.einsum("nij,nj->ni", self._factor[labels], eps)
 
-    def train_generator(self, x, y, counts: np.ndarray, epochs: int, steps: int, ctx: FitContext) -> None:
-        p = self.params
-        n_classes = len(counts)
-        ae_epochs = self.autoencoder_epochs(ctx.epochs, steps)
-        self.build(x.shape[1:], n_classes, x.device)
-        self.pretrain_autoencoder(x, ae_epochs, steps, ctx)
-        self.init_gan(x, y, n_classes)
-        self.present = [c for c in range(n_classes) if counts[c] > 0]
-        d_ratios = torch.as_tensor(class_ratios(counts, p["d_sampling"]), dtype=torch.float32, device=x.device)
-        g_ratios = torch.as_tensor(class_ratios(counts, p["g_sampling"]), dtype=torch.float32, device=x.device)
-        opt_d, opt_g = self._adam(self.D.parameters()), self._adam(self.G.parameters())
-        self.G.train()
-        self.D.train()
-        G, D = ctx.compiled(self.G), ctx.compiled(self.D)  # --compile; they share self.G's and self.D's weights
-        with ctx.ledger.phase("generator", "discriminator"):
-            for epoch in range(ae_epochs + 1, epochs + 1):
-                running = torch.zeros(2, device=x.device)
-                for index in self._batches(len(x), steps, x.device):
-                    ctx.step_begin()
-                    n_real = len(index)
+    fused_generators = True
+
+    @classmethod
+    def train_generators(cls, phases: list[Phase]) -> list[BaseException | None]:
+        group = GeneratorGroup(phases)
+        p, device, first = group.params, group.device, phases[0]
+        n_classes, shape = len(first.counts), first.x.shape[1:]
+        ae_epochs = first.method.autoencoder_epochs(first.ctx.epochs, first.steps)
+
+        def networks(phase):
+            phase.method.build(shape, n_classes, device)
+            return [phase.method.encoder, phase.method.decoder, phase.method.D]
+
+        encoders, decoders, discriminators = group.networks(networks)
+        encoder, decoder = group.stack(encoders), group.stack(decoders)
+        encoder.train()
+        decoder.train()
+        run_encoder, run_decoder = group.compiled(encoder), group.compiled(decoder)  # --compile (a group of one)
+
+        def reconstruction(indices):
+            batch = group.take("x", indices)
+            return per_member(F.mse_loss, run_decoder(run_encoder(batch)).float(), batch)
+
+        trained = cls.run_autoencoders(group, [*encoder.parameters(), *decoder.parameters()], reconstruction,
+                                       ae_epochs)
+        encoder.write_back()
+        decoder.write_back()
+        if not trained:
+            return group.failed
+        for phase in phases:  # a member that failed too (its NaN codes give zero Gaussians): it trains on, alone
+            phase.method.init_gan(phase.x, phase.y, n_classes)
+            phase.method.present = [c for c in range(n_classes) if phase.counts[c] > 0]
+        ratios = {key: torch.as_tensor(class_ratios(first.counts, p[key]), dtype=torch.float32, device=device)
+                  for key in ("d_sampling", "g_sampling")}
+        G, D = group.stack([phase.method.G for phase in phases]), group.stack(discriminators)
+        opt_d, opt_g = first.method._adam(D.parameters()), first.method._adam(G.parameters())
+        G.train()
+        D.train()
+        run_G, run_D = group.compiled(G), group.compiled(D)  # --compile (a group of one)
+
+        def latents(labels):  # each member's latents for its labels (S, n), from its own generator
+            return torch.stack([phase.method.latents(own, phase.method.rng)
+                                for phase, own in zip(phases, labels, strict=True)])
+
+        with group.phase("generator", "discriminator"):
+            for epoch in range(ae_epochs + 1, first.epochs + 1):
+                running = torch.zeros(group.size, 2, device=device)
+                for indices in group.batches(lambda ph: ph.method._batches(len(ph.x), first.steps, device)):
+                    group.step_begin()
+                    n_real = len(indices[0])
                     n_fake = math.ceil(n_real / n_classes)
+                    real, real_labels = group.take("x", indices), group.take("y", indices)
                     # discriminator: real images as their class, generated ones as the fake class
-                    with ctx.autocast():
+                    with first.ctx.autocast():
                         with torch.no_grad():
-                            fake = G(self.latents(sample_labels(d_ratios, n_fake, self.rng), self.rng))
-                        logits = D(torch.cat([x[index], fake.to(x.dtype)])).float()
-                        d_loss = d_loss_fn(logits[:n_real], y[index], logits[n_real:])
-                    ctx.ledger.update("discriminator", opt_d, d_loss, n_real + n_fake)
+                            fake = run_G(latents(group.draw(lambda i, ph, k=n_fake: sample_labels(
+                                ratios["d_sampling"], k, ph.method.rng))))
+                        logits = run_D(torch.cat([real, fake.to(real.dtype)], 1)).float()
+                        d_loss = per_member(d_loss_fn, logits[:, :n_real], real_labels, logits[:, n_real:])
+                    group.update("discriminator", opt_d, d_loss, n_real + n_fake)
                     # generator: its class-c samples should be classified as class c by the frozen D
-                    labels = sample_labels(g_ratios, n_fake + n_real, self.rng)
-                    self.D.requires_grad_(False)
-                    with ctx.autocast():
-                        g_loss = g_loss_fn(D(G(self.latents(labels, self.rng))).float(), labels)
-                    ctx.ledger.update("generator", opt_g, g_loss, len(labels))
-                    self.D.requires_grad_(True)
-                    running += torch.stack([d_loss.detach(), g_loss.detach()])
-                d_mean, g_mean = (running / max(1, steps)).tolist()  # one host sync per epoch
-                self.end_epoch(epoch, {"d_loss": d_mean, "g_loss": g_mean}, ctx)
+                    labels = group.draw(lambda i, ph, k=n_fake + n_real: sample_labels(ratios["g_sampling"], k,
+                                                                                       ph.method.rng))
+                    D.requires_grad_(False)
+                    with first.ctx.autocast():
+                        g_loss = per_member(g_loss_fn, run_D(run_G(latents(labels))).float(), labels)
+                    group.update("generator", opt_g, g_loss, labels.shape[1])
+                    D.requires_grad_(True)
+                    running += torch.stack([d_loss.detach(), g_loss.detach()], dim=1)
+                means = (running / max(1, first.steps)).tolist()  # one host sync per epoch
+                if not group.end_epoch(epoch, [{"d_loss": d, "g_loss": g} for d, g in means]):
+                    break
+        G.write_back()
+        D.write_back()
+        return group.failed
 
     @torch.no_grad()
     def generate(self, n: int, label: int, generator=None) -> torch.Tensor:

@@ -58,9 +58,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.methods.bagan import AutoencoderFirst, Encoder
-from bench.methods.base import FitContext
 from bench.methods.dcgan_nets import DCGANGenerator, DCGANTrunk, dcgan_init
 from bench.methods.generative import COMMON_DEFAULTS, GenerativeOversampling
+from bench.methods.generator_group import GeneratorGroup, Phase, per_member
 from bench.methods.registry import register
 
 
@@ -89,13 +89,36 @@ class ConditionalDiscriminator(nn.Module):
         return self.head(self.trunk(x) * self.label(labels)).squeeze(1)
 
 
+def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """x_hat = real + alpha (fake - real), requiring its gradient (``alpha`` broadcasts: (B, 1, 1, 1), or
+    (S, B, 1, 1, 1) in a fused group)."""
+    return (real + alpha * (fake - real)).requires_grad_(True)
+
+
+def penalty_of(grad: torch.Tensor) -> torch.Tensor:
+    """Mean of (||grad_i||_2 - 1)^2 over one member's batch of gradients (B, C, H, W)."""
+    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+
+
 def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor,
                      generator: torch.Generator) -> torch.Tensor:
     """Mean of (||grad D(x_hat, y)||_2 - 1)^2 at x_hat = real + alpha (fake - real), alpha ~ U(0, 1) per image."""
     alpha = torch.rand(len(real), 1, 1, 1, device=real.device, generator=generator)
-    x_hat = (real + alpha * (fake - real)).requires_grad_(True)
+    x_hat = interpolate(real, fake, alpha)
     (grad,) = torch.autograd.grad(D(x_hat, labels).sum(), x_hat, create_graph=True)
-    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+    return penalty_of(grad)
+
+
+def critic_cost(real_logits: torch.Tensor, fake_logits: torch.Tensor, wrong_logits: torch.Tensor) -> torch.Tensor:
+    """The conditional critic's cross-entropies: real images with their labels as real, generated ones and real
+    ones with wrong labels as fake."""
+    return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+            + F.binary_cross_entropy_with_logits(fake_logits, 0 * fake_logits)
+            + F.binary_cross_entropy_with_logits(wrong_logits, 0 * wrong_logits))
+
+
+def generator_cost(logits: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
 
 
 @register
@@ -115,58 +138,82 @@ class BAGANGP(AutoencoderFirst, GenerativeOversampling):
     def _uniform_labels(self, n: int) -> torch.Tensor:
         return self._present[torch.randint(len(self._present), (n,), device=self._present.device, generator=self.rng)]
 
-    def train_generator(self, x, y, counts: np.ndarray, epochs: int, steps: int, ctx: FitContext) -> None:
-        p = self.params
-        n_classes = len(counts)
-        self._present = torch.as_tensor(np.flatnonzero(counts), device=x.device)
-        self.encoder = nn.Sequential(Encoder(x.shape[1:], p["latent_dim"], p["width"], 0.0),
-                                     nn.LeakyReLU(0.2)).to(x.device)
-        self.G = LabeledGenerator(x.shape[1:], n_classes, p["latent_dim"], p["width"]).to(x.device)
-        ae_epochs = self.autoencoder_epochs(ctx.epochs, steps)
-        self.pretrain_autoencoder(x, y, ae_epochs, steps, ctx)
+    fused_generators = True
+
+    @classmethod
+    def train_generators(cls, phases: list[Phase]) -> list[BaseException | None]:
+        group = GeneratorGroup(phases)
+        p, device, first = group.params, group.device, phases[0]
+        n_classes, shape = len(first.counts), first.x.shape[1:]
+        for phase in phases:
+            phase.method._present = torch.as_tensor(np.flatnonzero(phase.counts), device=device)
+
+        # D is built after the autoencoder phase in the solo cell's order of draws: that phase draws nothing
+        # from the global generator (no dropout), so building it here gives each member the same weights.
+        def networks(phase):
+            method = phase.method
+            method.encoder = nn.Sequential(Encoder(shape, p["latent_dim"], p["width"], 0.0), nn.LeakyReLU(0.2)).to(device)
+            method.G = LabeledGenerator(shape, n_classes, p["latent_dim"], p["width"]).to(device)
+            method.D = ConditionalDiscriminator(shape, n_classes, p["width"]).to(device)
+            return [method.encoder, method.G, method.D]
+
+        encoder, G, D = group.build(networks)
+        ae_epochs = first.method.autoencoder_epochs(first.ctx.epochs, first.steps)
+        run_encoder, run_G = group.compiled(encoder), group.compiled(G)  # --compile (a group of one)
+
+        def reconstruction(indices):
+            batch = group.take("x", indices)
+            return per_member(F.l1_loss, run_G(run_encoder(batch), group.take("y", indices)).float(), batch)
+
         # the generator is the trained decoder and embedding, now trained adversarially
-        self.D = ConditionalDiscriminator(x.shape[1:], n_classes, p["width"]).to(x.device)
-        opt_d, opt_g = self._adam(self.D.parameters()), self._adam(self.G.parameters())
+        if not cls.run_autoencoders(group, [*encoder.parameters(), *G.parameters()], reconstruction, ae_epochs):
+            encoder.write_back()
+            G.write_back()
+            return group.failed
+        opt_d, opt_g = first.method._adam(D.parameters()), first.method._adam(G.parameters())
         # --compile compiles G only: the penalty differentiates through D's gradients (double backward), which
         # torch.compile does not support (as dagan's critic)
-        G, D = ctx.compiled(self.G), self.D
-        ones = lambda t: torch.ones_like(t)  # noqa: E731
-        with ctx.ledger.phase("generator", "critic"):
-            for epoch in range(ae_epochs + 1, epochs + 1):
-                running = torch.zeros(2, device=x.device)
-                for index in self._batches(len(x), steps, x.device):
-                    real, labels, n = x[index], y[index], len(index)
-                    for _ in range(p["n_critic"]):
-                        ctx.step_begin()
-                        z = torch.randn(n, p["latent_dim"], device=x.device, generator=self.rng)
-                        fake_labels, wrong = self._uniform_labels(n), self._uniform_labels(n)
-                        with ctx.autocast():
-                            with torch.no_grad():
-                                fake = G(z, fake_labels).to(x.dtype)
-                            real_logits, fake_logits, wrong_logits = D(real, labels), D(fake, fake_labels), D(real, wrong)
-                            d_cost = (F.binary_cross_entropy_with_logits(real_logits.float(), ones(real_logits))
-                                      + F.binary_cross_entropy_with_logits(fake_logits.float(), 0 * fake_logits)
-                                      + F.binary_cross_entropy_with_logits(wrong_logits.float(), 0 * wrong_logits))
-                        penalty = gradient_penalty(D, real, fake, labels, self.rng)
-                        d_loss = d_cost + p["gp_weight"] * penalty
-                        ctx.ledger.update("critic", opt_d, d_loss, 3 * n)
-                    z = torch.randn(n, p["latent_dim"], device=x.device, generator=self.rng)
-                    fake_labels = self._uniform_labels(n)
-                    self.D.requires_grad_(False)
-                    with ctx.autocast():
-                        logits = D(G(z, fake_labels), fake_labels).float()
-                        g_loss = F.binary_cross_entropy_with_logits(logits, ones(logits))
-                    ctx.ledger.update("generator", opt_g, g_loss, n)
-                    self.D.requires_grad_(True)
-                    running += torch.stack([d_loss.detach(), g_loss.detach()])
-                d_mean, g_mean = (running / max(1, steps)).tolist()  # one host sync per epoch
-                self.end_epoch(epoch, {"d_loss": d_mean, "g_loss": g_mean}, ctx)
 
-    def pretrain_autoencoder(self, x, y, epochs: int, steps: int, ctx: FitContext) -> None:
-        encoder, G = ctx.compiled(self.encoder), ctx.compiled(self.G)
-        self.run_autoencoder(list(self.encoder.parameters()) + list(self.G.parameters()),
-                             lambda index: F.l1_loss(G(encoder(x[index]), y[index]).float(), x[index]),
-                             len(x), epochs, steps, ctx)
+        def uniform_labels(n):
+            return group.draw(lambda i, phase: phase.method._uniform_labels(n))
+
+        with group.phase("generator", "critic"):
+            for epoch in range(ae_epochs + 1, first.epochs + 1):
+                running = torch.zeros(group.size, 2, device=device)
+                for indices in group.batches(lambda ph: ph.method._batches(len(ph.x), first.steps, device)):
+                    real, labels, n = group.take("x", indices), group.take("y", indices), len(indices[0])
+                    for _ in range(p["n_critic"]):
+                        group.step_begin()
+                        z = group.draw(lambda i, ph, k=n: torch.randn(k, p["latent_dim"], device=device,
+                                                                      generator=ph.method.rng))
+                        fake_labels, wrong = uniform_labels(n), uniform_labels(n)
+                        with first.ctx.autocast():
+                            with torch.no_grad():
+                                fake = run_G(z, fake_labels).to(real.dtype)
+                            real_logits, fake_logits, wrong_logits = D(real, labels), D(fake, fake_labels), D(real, wrong)
+                            d_cost = per_member(critic_cost, real_logits.float(), fake_logits.float(),
+                                                wrong_logits.float())
+                        alpha = group.draw(lambda i, ph, k=n: torch.rand(k, 1, 1, 1, device=device,
+                                                                         generator=ph.method.rng))
+                        x_hat = interpolate(real, fake, alpha)
+                        (grad,) = torch.autograd.grad(D(x_hat, labels).sum(), x_hat, create_graph=True)
+                        d_loss = d_cost + p["gp_weight"] * per_member(penalty_of, grad)
+                        group.update("critic", opt_d, d_loss, 3 * n)
+                    z = group.draw(lambda i, ph, k=n: torch.randn(k, p["latent_dim"], device=device,
+                                                                  generator=ph.method.rng))
+                    fake_labels = uniform_labels(n)
+                    D.requires_grad_(False)
+                    with first.ctx.autocast():
+                        g_loss = per_member(generator_cost, D(run_G(z, fake_labels), fake_labels).float())
+                    group.update("generator", opt_g, g_loss, n)
+                    D.requires_grad_(True)
+                    running += torch.stack([d_loss.detach(), g_loss.detach()], dim=1)
+                means = (running / max(1, first.steps)).tolist()  # one host sync per epoch
+                if not group.end_epoch(epoch, [{"d_loss": d, "g_loss": g} for d, g in means]):
+                    break
+        for stacked in (encoder, G, D):
+            stacked.write_back()
+        return group.failed
 
     @torch.no_grad()
     def generate(self, n: int, label: int, generator=None) -> torch.Tensor:

@@ -57,15 +57,23 @@ class GeneratorGroup:
         self.ledger, self.mates = first.ctx.ledger, tuple(p.ctx.ledger for p in phases[1:])
         self.failed: list[BaseException | None] = [None] * self.size
 
-    def build(self, factory) -> list[Stacked]:
+    def networks(self, factory) -> list[list[torch.nn.Module]]:
         """``factory(phase)`` -> that member's networks (a list, in the solo cell's order of construction),
-        called under the member's seed; returned stacked, one ``Stacked`` per network."""
-        nets, generators = [], []
+        called under the member's seed; returned per network, each a list of the members' own."""
+        nets, self.generators = [], []
         for phase in self.phases:
             torch.manual_seed(phase.ctx.seed)  # as the solo cell: its networks are the first draws after it
             nets.append(factory(phase))
-            generators.append(member_generator(self.device) if self.size > 1 else None)
-        return [Stacked([own[k] for own in nets], generators) for k in range(len(nets[0]))]
+            self.generators.append(member_generator(self.device) if self.size > 1 else None)
+        return [[own[k] for own in nets] for k in range(len(nets[0]))]
+
+    def stack(self, nets: list[torch.nn.Module]) -> Stacked:
+        """The members' networks as one, their dropout drawing from each member's generator (``networks``)."""
+        return Stacked(nets, self.generators)
+
+    def build(self, factory) -> list[Stacked]:
+        """``networks``, each stacked."""
+        return [self.stack(nets) for nets in self.networks(factory)]
 
     def compiled(self, stacked: Stacked) -> Stacked:
         """``--compile`` for a group of one (the solo network compiled, as before fusion); a larger group runs
@@ -73,6 +81,14 @@ class GeneratorGroup:
         if self.size == 1:
             object.__setattr__(stacked, "solo_call", self.ctx.compiled(stacked.solo))  # not a submodule
         return stacked
+
+    def batches(self, make):
+        """Each member's batches in lockstep: ``make(phase)`` -> that member's iterator of index batches."""
+        return zip(*(make(phase) for phase in self.phases), strict=True)
+
+    def take(self, tensors: str, indices) -> torch.Tensor:
+        """Each member's ``phase.<tensors>`` (``"x"`` or ``"y"``) at its own indices, stacked."""
+        return torch.stack([getattr(phase, tensors)[i] for phase, i in zip(self.phases, indices, strict=True)])
 
     def draw(self, fn) -> torch.Tensor:
         """``fn(i, phase)`` -> member i's draw (from its own generator); stacked on the member axis."""

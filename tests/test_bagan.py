@@ -126,16 +126,14 @@ def _small_train(digits):
 
 def test_gan_starts_from_the_trained_autoencoder(digits):
     train = _small_train(digits)
-    method = get_method("bagan")(ae_epochs=2, gan_epochs=0)
-    method.rng = torch.Generator().manual_seed(0)
+    method = get_method("bagan")(ae_epochs=2, gan_epochs=0)  # the autoencoder's 2 epochs, then init_gan
     torch.manual_seed(0)
-    method.build(train.image_shape, train.n_classes, CPU)
+    method.build(train.image_shape, train.n_classes, CPU)  # what the generator phase builds from seed 0
     fresh_decoder = {k: v.clone() for k, v in method.decoder.state_dict().items()}
-    x, y = to_input(train.images, CPU), torch.as_tensor(train.labels)
-    method.history, method._total_epochs = {}, 2
-    steps = -(-len(train) // 64)
-    method.pretrain_autoencoder(x, 2, steps, FitContext(device=CPU, seed=0, epochs=1, artifact_dir=None))
-    method.init_gan(x, y, train.n_classes)
+    phase = method._prepare(train, FitContext(device=CPU, seed=0, epochs=1, artifact_dir=None))
+    assert type(method).train_generators([phase]) == [None]
+    assert list(method.history) == ["ae_loss"] and len(method.history["ae_loss"]) == 2
+    x = phase.x
     g, dec = method.G.state_dict(), method.decoder.state_dict()
     assert all(torch.equal(g[k], dec[k]) for k in dec)  # G = the decoder after pre-training
     assert any(not torch.equal(dec[k], fresh_decoder[k]) for k in dec)  # ... which pre-training changed
