@@ -18,7 +18,6 @@ from bench.methods.bagan import (
     g_loss_fn,
     sample_labels,
 )
-from bench.methods.classifier import to_input
 
 CPU = torch.device("cpu")
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
