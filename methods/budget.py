@@ -128,13 +128,16 @@ class Ledger:
     def update_group(self, mates: list[Ledger], role: str, optimizer, loss: torch.Tensor, images) -> None:
         """One update of a fused group's stacked networks (``methods/fused.py``): ``update`` here, then counted
         as one update of ``role`` in each mate's ledger too (``images``: this member's count, then one per
-        mate). The summed loss's gradient is each member's own: one step is one update of every member."""
+        mate; each an int, or one per optimiser as ``update`` takes them). The summed loss's gradient is each member's own: one step is one update of every member."""
         counts = list(images)
         if len(counts) != 1 + len(mates):
             raise ValueError(f"{1 + len(mates)} members but {len(counts)} image counts")
         self.update(role, optimizer, loss, counts[0])
+        optimizers = tuple(optimizer) if isinstance(optimizer, (list, tuple)) else (optimizer,)
         for mate, count in zip(mates, counts[1:], strict=True):
-            mate._count(role, optimizer, count)
+            per = tuple(count) if isinstance(count, (list, tuple)) else (count,) * len(optimizers)
+            for one, images_of_one in zip(optimizers, per, strict=True):
+                mate._count(role, one, images_of_one)
 
     @contextlib.contextmanager
     def phase(self, *roles: str, mates: tuple[Ledger, ...] = ()):

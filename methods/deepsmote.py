@@ -54,14 +54,15 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812 (PyTorch's own convention)
 from torch import nn
 
 from bench.methods.base import FitContext
 from bench.methods.classifier import shuffled_batches
 from bench.methods.dcgan_nets import DCGANGenerator, DCGANTrunk
 from bench.methods.generative import COMMON_DEFAULTS, GenerativeOversampling, top_up_counts
+from bench.methods.generator_group import GeneratorGroup, Phase, per_member
 from bench.methods.registry import register
 
 PENALTY_SAMPLE = 100  # images of the drawn class in the penalty term (the code's nsamp)
@@ -98,37 +99,70 @@ class DeepSMOTE(GenerativeOversampling):
         """k for a class of ``count`` images: ``k_neighbors``, or count - 1 when the class is smaller."""
         return min(int(self.params["k_neighbors"]), count - 1)
 
-    def train_generator(self, x, y, counts: np.ndarray, epochs: int, steps: int, ctx: FitContext) -> None:
-        p = self.params
-        latent = p["latent_dim"] or (300 if x.shape[1] == 1 else 600)
-        self.encoder = Encoder(x.shape[1:], latent, p["width"]).to(ctx.device)
-        self.decoder = DCGANGenerator(x.shape[1:], latent, p["width"]).to(ctx.device)
-        enc_opt = torch.optim.Adam(self.encoder.parameters(), p["lr"])
-        dec_opt = torch.optim.Adam(self.decoder.parameters(), p["lr"])
-        encoder, decoder = ctx.compiled(self.encoder), ctx.compiled(self.decoder)
-        members = [torch.nonzero(y == c).flatten() for c in range(len(counts)) if counts[c] > 0]
-        batches = shuffled_batches(len(x), p["batch_size"], self.rng, ctx.device)
-        with ctx.ledger.phase("generator"):
-            for epoch in range(1, epochs + 1):
-                running = torch.zeros(2, device=ctx.device)
-                for _ in range(steps):
-                    ctx.step_begin()
-                    batch = x[next(batches)]
-                    drawn = members[int(torch.randint(len(members), (1,), device=x.device, generator=self.rng))]
-                    chosen = drawn[torch.randperm(len(drawn), device=x.device, generator=self.rng)[:PENALTY_SAMPLE]]
-                    with ctx.autocast():
-                        reconstruction = nn.functional.mse_loss(decoder(encoder(batch)).float(), batch)
-                        with torch.no_grad():
-                            z_class = encoder(x[chosen])  # detached, as in the code
-                        penalty = nn.functional.mse_loss(decoder(z_class).float(), x[chosen])
+    fused_generators = True
+
+    @classmethod
+    def train_generators(cls, phases: list[Phase]) -> list[BaseException | None]:
+        group = GeneratorGroup(phases)
+        p, device, first = group.params, group.device, phases[0]
+        shape = first.x.shape[1:]
+        latent = p["latent_dim"] or (300 if shape[0] == 1 else 600)
+        encoder, decoder = group.build(lambda phase: [Encoder(shape, latent, p["width"]).to(device),
+                                                      DCGANGenerator(shape, latent, p["width"]).to(device)])
+        for phase, enc, dec in zip(phases, encoder.nets, decoder.nets, strict=True):
+            phase.method.encoder, phase.method.decoder = enc, dec
+        enc_opt = torch.optim.Adam(encoder.parameters(), p["lr"])
+        dec_opt = torch.optim.Adam(decoder.parameters(), p["lr"])
+        run_encoder, run_decoder = group.compiled(encoder), group.compiled(decoder)
+        classes = [[torch.nonzero(phase.y == c).flatten() for c in range(len(phase.counts)) if phase.counts[c] > 0]
+                   for phase in phases]
+        batches = [shuffled_batches(len(phase.x), p["batch_size"], phase.method.rng, device) for phase in phases]
+
+        def penalty_images(i, phase):  # the penalty's images: up to PENALTY_SAMPLE of one class drawn uniformly
+            # one host synchronisation per step (the class's size sets the batch's), as in the solo cell
+            drawn = classes[i][int(torch.randint(len(classes[i]), (1,), device=device, generator=phase.method.rng))]
+            return drawn[torch.randperm(len(drawn), device=device, generator=phase.method.rng)[:PENALTY_SAMPLE]]
+
+        with group.phase("generator"):
+            for epoch in range(1, first.epochs + 1):
+                running = torch.zeros(group.size, 2, device=device)
+                for _ in range(first.steps):
+                    group.step_begin()
+                    batch = group.take("x", [next(own) for own in batches])
+                    chosen = [penalty_images(i, phase) for i, phase in enumerate(phases)]
+                    with first.ctx.autocast():
+                        reconstruction = per_member(F.mse_loss, run_decoder(run_encoder(batch)).float(), batch)
+                        if len({len(c) for c in chosen}) == 1:  # one size: the members' penalties as one batch
+                            target = group.take("x", chosen)
+                            with torch.no_grad():
+                                z_class = run_encoder(target)  # detached, as in the code
+                            penalty = per_member(F.mse_loss, run_decoder(z_class).float(), target)
+                        else:  # the members drew classes of different sizes: each member's networks alone
+                            penalty = torch.stack([cls._penalty(encoder, decoder, i, phase.x[c])
+                                                   for i, (phase, c) in enumerate(zip(phases, chosen, strict=True))])
                         loss = reconstruction + penalty
-                    ctx.ledger.update("generator", (enc_opt, dec_opt), loss,
-                                      (len(batch), len(batch) + len(chosen)))
-                    running += torch.stack([reconstruction.detach(), penalty.detach()])
-                mse, pen = (running / steps).tolist()  # one host sync per epoch
-                self.end_epoch(epoch, {"reconstruction": mse, "penalty": pen}, ctx)
-        self._encode_training_set(x, y)
-        used = {c: self.neighbours(int(n)) for c, n in enumerate(top_up_counts(counts, p["phi"])) if n > 0}
+                    group.update("generator", (enc_opt, dec_opt), loss,
+                                 [(batch.shape[1], batch.shape[1] + len(c)) for c in chosen])
+                    running += torch.stack([reconstruction.detach(), penalty.detach()], dim=1)
+                means = (running / first.steps).tolist()  # one host sync per epoch
+                if not group.end_epoch(epoch, [{"reconstruction": m, "penalty": n} for m, n in means]):
+                    break
+        encoder.write_back()
+        decoder.write_back()
+        for i, phase in enumerate(phases):
+            if group.failed[i] is None:
+                phase.method._encode_training_set(phase.x, phase.y)
+                phase.method._write_latent_note(latent, phase.counts, phase.ctx)
+        return group.failed
+
+    @staticmethod
+    def _penalty(encoder, decoder, index: int, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            z_class = encoder.member(index, images)
+        return F.mse_loss(decoder.member(index, z_class).float(), images)
+
+    def _write_latent_note(self, latent: int, counts, ctx: FitContext) -> None:
+        used = {c: self.neighbours(int(n)) for c, n in enumerate(top_up_counts(counts, self.params["phi"])) if n > 0}
         ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
         (ctx.artifact_dir / "deepsmote.json").write_text(json.dumps({"latent_dim": latent, "smote_k": {
             str(c): self.neighbours(int(counts[c])) for c in used}}))

@@ -100,10 +100,12 @@ class GeneratorGroup:
     def step_begin(self) -> None:
         self.ctx.step_begin()
 
-    def update(self, role: str, optimizer, losses: torch.Tensor, images: int) -> None:
-        """One update of every member on the sum of their losses (S,): ``Ledger.update_group``."""
+    def update(self, role: str, optimizer, losses: torch.Tensor, images) -> None:
+        """One update of every member on the sum of their losses (S,): ``Ledger.update_group``. ``images``: the
+        batch's size, the same for every member, or a list of each member's."""
         total = losses[0] if self.size == 1 else losses.sum()
-        self.ledger.update_group(list(self.mates), role, optimizer, total, [images] * self.size)
+        counts = list(images) if isinstance(images, list) else [images] * self.size
+        self.ledger.update_group(list(self.mates), role, optimizer, total, counts)
 
     def end_epoch(self, epoch: int, logs: list[dict[str, float]]) -> bool:
         """Each live member's epoch losses to its method's ``end_epoch`` (divergence check, history, progress);

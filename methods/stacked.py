@@ -113,11 +113,11 @@ class Stacked(nn.Module):
         buffers = {n: getattr(self, "b__" + n.replace(".", "__")) for n in self.buffer_names}
         return params, buffers
 
-    def _masks(self, target: nn.Module, args) -> list[torch.Tensor]:
-        key = (id(target), tuple(tuple(a.shape) for a in args), self.base.training)
+    def _masks(self, method: str, target: nn.Module, prefix: str, args) -> list[torch.Tensor]:
+        key = (method, tuple(tuple(a.shape) for a in args), self.base.training)
         if key not in self.shapes:
             params, buffers = self._state()
-            meta = {n: t[0].to("meta") for n, t in {**params, **buffers}.items()}
+            meta = {prefix + n: t[0].to("meta") for n, t in {**params, **buffers}.items()}
             self.queue[:] = ["record"]
             with torch.no_grad():
                 functional_call(target, meta, tuple(a[0].to("meta") for a in args))
@@ -135,7 +135,7 @@ class Stacked(nn.Module):
             return _unsqueeze(fn(*(a[0] for a in args)))
         target = self.base if method == "forward" else _Call(self.base, method)
         prefix = "" if method == "forward" else "net."
-        masks = self._masks(target, args)
+        masks = self._masks(method, target, prefix, args)
         params, buffers = self._state()
 
         def one(params, buffers, masks, *xs):
@@ -146,6 +146,29 @@ class Stacked(nn.Module):
         out = vmap(one)(params, buffers, masks, *args)
         self.queue[:] = []
         return out
+
+    def member(self, index: int, *args):
+        """Member ``index``'s network alone on its own inputs (no member axis): for a batch whose size differs
+        between members, which cannot stack. Its parameters and buffers are that member's slices of the
+        stacked ones, so gradients and batch-norm statistics land where the stacked calls put them."""
+        if self.size == 1:
+            return self.solo_call(*args)
+        params, buffers = self._state()
+        key = ("member", tuple(tuple(a.shape) for a in args), self.base.training)
+        if key not in self.shapes:
+            meta = {n: t[0].to("meta") for n, t in {**params, **buffers}.items()}
+            self.queue[:] = ["record"]
+            with torch.no_grad():
+                functional_call(self.base, meta, tuple(a.to("meta") for a in args))
+            self.shapes[key], self.queue[:] = self.queue[1:], []
+        if self.shapes[key] and self.generators is None:
+            raise ValueError("a stacked network with dropout needs each member's generator")
+        self.queue[:] = [torch.empty(shape, device=args[0].device).bernoulli_(1 - p, generator=self.generators[index])
+                         .div_(1 - p) for shape, p in self.shapes[key]]
+        try:
+            return functional_call(self.base, {n: t[index] for n, t in {**params, **buffers}.items()}, args)
+        finally:
+            self.queue[:] = []
 
     @torch.no_grad()
     def write_back(self) -> None:

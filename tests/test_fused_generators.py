@@ -38,6 +38,7 @@ SETTINGS = {
     "gan": {"batch_size": 40, "width": 8, "z_dim": 16},
     "bagan": {"batch_size": 40, "width": 8, "latent_dim": 16, "ae_epochs": 1},
     "bagan-gp": {"batch_size": 40, "width": 8, "latent_dim": 16, "ae_epochs": 1, "n_critic": 2},
+    "deepsmote": {"batch_size": 40, "width": 8, "latent_dim": 16},
     "dagan": {"batch_size": 40, "g_width": 8, "d_width": 8, "z_dim": 16, "n_critic": 2},
 }
 
