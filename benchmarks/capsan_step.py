@@ -5,7 +5,7 @@ and through a bare loop over the same modules, at batch sizes 64 and 256; the ha
     python benchmarks/capsan_step.py [--device cuda] [--size 28] [--steps 50] [--precision bf16]
                                      [--compile default|reduce-overhead|max-autotune]
 
-The harness path is ``CapsAN.adversarial_epoch``: class-balanced batches sampled on the device, loss
+The harness path is ``CapsanTrainer.adversarial_epoch`` over a group of one (the solo cell): class-balanced batches sampled on the device, loss
 accumulation on the device, no host synchronisation inside the epoch. The bare loop draws its batches from a
 pre-built index tensor and calls the modules and losses directly.
 
@@ -21,10 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from bench.datasets.base import ImageSet
 from bench.methods import FitContext
-from bench.methods.capsan import CapsAN
+from bench.methods.budget import Ledger
+from bench.methods.capsan import CapsAN, CapsanTrainer
 from bench.methods.capsules import feature_matching, pull_away
 
 
@@ -33,35 +36,25 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def make_method(size: int, batch: int, device, precision: str, compile_mode: str | None = None):
-    torch.manual_seed(0)
-    method = CapsAN(batch_size=batch, precision=precision)
+def make_trainer(size: int, batch: int, device, precision: str, compile_mode: str | None = None):
+    """A solo cell's trainer (``CapsanTrainer`` over a group of one) on 4,096 random images at 1:9, as ``fit``
+    prepares it (``bench run --precision/--compile`` set the context)."""
     n = 4096
-    y = (torch.arange(n, device=device) % 10 == 0).long()  # 1:9 imbalance, two classes
-    x = torch.rand(n, 1, size, size, device=device) * 2 - 1
-    method.build((1, size, size), torch.bincount(y), device)
-    method.D.calibrate(x[:batch])
-    if compile_mode:
-        method.compile(FitContext(device=device, seed=0, epochs=1, artifact_dir=Path(tempfile.gettempdir()),
-                                  precision=precision, compile=compile_mode))
-    return method, x, y
-
-
-def make_harness(size: int, batch: int, device, precision: str, compile_mode: str | None = None):
-    """The method and ``adversarial_epoch``'s other arguments, as ``fit`` prepares them."""
-    method, x, y = make_method(size, batch, device, precision, compile_mode)
-    rng = torch.Generator(device=device).manual_seed(0)
-    by_class = [torch.nonzero(y == c).flatten() for c in range(2)]
-    return method, (x, by_class, torch.arange(2, device=device)), rng
+    labels = (np.arange(n) % 10 == 0).astype(np.int64)  # 1:9 imbalance, two classes
+    images = np.random.default_rng(0).integers(0, 256, (n, 1, size, size), dtype=np.uint8)
+    ctx = FitContext(device=device, seed=0, epochs=1, artifact_dir=Path(tempfile.gettempdir()), ledger=Ledger(),
+                     precision=precision, compile=compile_mode)
+    method = CapsAN(batch_size=batch, precision=precision)
+    return CapsanTrainer([method._prepare(ImageSet(images, labels, ("0", "1")), ctx)])
 
 
 def check_no_host_sync(size, device, precision, compile_mode=None) -> None:
     """Run a harness epoch with CUDA's sync debug mode set to error: any host synchronisation raises."""
-    method, (x, by_class, present), rng = make_harness(size, 64, device, precision, compile_mode)
-    method.adversarial_epoch(x, by_class, present, WARMUP, rng)  # warm-up (allocations, lazy init, compiling)
+    trainer = make_trainer(size, 64, device, precision, compile_mode)
+    trainer.adversarial_epoch(WARMUP)  # warm-up (allocations, lazy init, compiling)
     torch.cuda.set_sync_debug_mode("error")
     try:
-        running = method.adversarial_epoch(x, by_class, present, 5, rng)
+        running = trainer.adversarial_epoch(5)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     print(f"no host synchronisation in 5 harness steps{' (compiled)' if compile_mode else ''} "
@@ -72,18 +65,20 @@ WARMUP = 5  # untimed steps first: allocations, cuDNN plans, compilation, CUDA-g
 
 
 def time_harness(size, batch, steps, device, precision, compile_mode=None) -> float:
-    method, (x, by_class, present), rng = make_harness(size, batch, device, precision, compile_mode)
-    method.adversarial_epoch(x, by_class, present, WARMUP, rng)  # warm-up
+    trainer = make_trainer(size, batch, device, precision, compile_mode)
+    trainer.adversarial_epoch(WARMUP)  # warm-up
     _sync(device)
     start = time.perf_counter()
-    running = method.adversarial_epoch(x, by_class, present, steps, rng)
+    running = trainer.adversarial_epoch(steps)
     running.tolist()  # the one read-back per epoch, as in fit
     _sync(device)
     return batch * steps / (time.perf_counter() - start)
 
 
 def time_bare(size, batch, steps, device, precision) -> float:
-    method, x, y = make_method(size, batch, device, precision)
+    trainer = make_trainer(size, batch, device, precision)
+    method = trainer.first
+    x, y = method.x, method.y
     G, latent, D, opt_d, opt_g = method.G, method.latent, method.D, method.opt_d, method.opt_g
     index = torch.randint(len(x), (steps + 3, batch), device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")

@@ -92,14 +92,11 @@ from bench.methods.capsan_nets import CapsuleDiscriminator, ClassLatent, ConvDis
 from bench.methods.capsules import feature_matching, pull_away
 from bench.methods.classifier import shuffled_batches, to_input
 from bench.methods.generative import save_samples
+from bench.methods.generator_group import GeneratorGroup, Phase, per_member
 from bench.methods.registry import register
 
 CITATION = ("Shamsolmoali et al., Imbalanced data learning by minority class augmentation using capsule "
             "adversarial networks, Neurocomputing 2021")
-
-
-def _no_step_begin() -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -146,6 +143,9 @@ class CapsAN(Method):
         "precision": "fp32",  # or "bf16" (autocast); the run's --precision sets it too
     }
 
+    fusable = True  # the cells of a group train as one (``fit_group``: ``stacked.py``, ``generator_group.py``)
+    SHOWN = {"d_loss": "d", "g_loss": "g", "classifier_loss": "clf"}  # the progress bar's short names
+
     # -- building ---------------------------------------------------------------------------------------
     def build(self, image_shape, class_counts: torch.Tensor, device: torch.device) -> None:
         p = self.params
@@ -156,121 +156,122 @@ class CapsAN(Method):
         self.latent = ClassLatent(n_classes, p["z_dim"], class_counts, p["pi"]).to(device)
         self.D = self.discriminator(image_shape, n_classes, p["d_width"], p["primary_types"], p["caps_dim"],
                                     p["conv_caps_types"], p["routing_iterations"], p["d_pool_layers"]).to(device)
-        betas = (p["beta1"], 0.999)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=p["lr"], betas=betas)
-        self.opt_g = torch.optim.Adam([*self.G.parameters(), *self.latent.parameters()], lr=p["lr"], betas=betas)
-        # What the training steps call: ``fit`` swaps in compiled versions under --compile (they share
-        # these modules' weights), and the step-begin hook of CUDA-graph replay.
-        self._G, self._step_begin = self.G, _no_step_begin
-        self._d_objective, self._g_objective = self.d_objective, self.g_objective
-        self._classifier_objective = self.classifier_objective
+        self.opt_d = self._adam(self.D.parameters())
+        self.opt_g = self._adam([*self.G.parameters(), *self.latent.parameters()])
         self.precision = p["precision"]
         self.ledger = Ledger()  # fit hands over the cell's (ctx.ledger)
+
+    def _adam(self, params) -> torch.optim.Adam:
+        return torch.optim.Adam(params, lr=self.params["lr"], betas=(self.params["beta1"], 0.999))
 
     def _autocast(self):
         """bf16 autocast when the ``precision`` parameter (or the run's --precision) says bf16."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
-    def compile(self, ctx: FitContext) -> None:
-        """Under ``--compile``, the training steps call compiled versions of G and of the three objectives below
-        (each network's forward passes and its loss as one graph, so the many small loss kernels fuse too);
-        sampling stays eager, and so does the class latent (its seeded generator cannot be traced)."""
-        self._G = ctx.compiled(self.G)
-        self._d_objective = ctx.compiled(self.d_objective)
-        self._g_objective = ctx.compiled(self.g_objective)
-        self._classifier_objective = ctx.compiled(self.classifier_objective)
-        self._step_begin = ctx.step_begin
-
-    # -- the objectives ---------------------------------------------------------------------------------
-    def d_objective(self, x_real: torch.Tensor, y_real: torch.Tensor, x_fake: torch.Tensor):
+    # -- the objectives, over a group's members: D is the members' stacked DC (``stacked.Stacked``), every
+    # tensor has the member axis first, and each returns one loss per member (S,) ---------------------------
+    def d_objective(self, D, x_real: torch.Tensor, y_real: torch.Tensor, x_fake: torch.Tensor):
         """DC's loss (eq. 5-7) on a real batch and a generated one (detached), and the real batch's features
         (detached) for G's feature matching."""
-        real, fake = self.D(x_real), self.D(x_fake)
+        real, fake = D(x_real), D(x_fake)
         fake_label = torch.full_like(y_real, self.n_classes)
-        d_loss = (self.D.loss(real.scores.float(), y_real) + self.D.loss(fake.scores.float(), fake_label)
-                  + self.params["pt_weight"] * pull_away(fake.embedding.float()))
+        loss, weight = self.D.loss, self.params["pt_weight"]
+
+        def one(real_scores, labels, fake_scores, fake_labels, embedding):
+            return loss(real_scores, labels) + loss(fake_scores, fake_labels) + weight * pull_away(embedding)
+
+        d_loss = per_member(one, real.scores.float(), y_real, fake.scores.float(), fake_label,
+                            fake.embedding.float())
         return d_loss, real.features.detach()
 
-    def g_objective(self, x_fake: torch.Tensor, real_features: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def g_objective(self, D, x_fake: torch.Tensor, real_features: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """G's loss (eq. 4 and eq. 8): per-class feature matching between real and generated batches in DC's
         features, plus ``g_class_weight`` x DC's classification loss on the generated batch with the classes
         it was generated for (G is trained to make DC assign its intended class)."""
-        fake = self.D(x_fake)
-        matching = feature_matching(real_features.float(), fake.features.float(), y, y, self.n_classes)
-        return matching + self.params["g_class_weight"] * self.D.loss(fake.scores.float(), y)
+        fake = D(x_fake)
+        loss, weight, n_classes = self.D.loss, self.params["g_class_weight"], self.n_classes
 
-    def classifier_objective(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        def one(real_f, fake_f, labels, scores):
+            return feature_matching(real_f, fake_f, labels, labels, n_classes) + weight * loss(scores, labels)
+
+        return per_member(one, real_features.float(), fake.features.float(), y, fake.scores.float())
+
+    def classifier_objective(self, D, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """DC as a classifier on (real + generated) images: the margin loss on the true classes."""
-        return self.D.loss(self.D(x).scores.float(), y)
-
-    # -- one adversarial step: everything stays on the device, nothing is read back ----------------------
-    def train_step(self, x_real: torch.Tensor, y_real: torch.Tensor, generator=None) -> torch.Tensor:
-        """One D update and one G update; returns (d_loss, g_loss) as a device tensor."""
-        self._step_begin()
-        with self._autocast():
-            x_fake = self._G(self.latent(y_real, generator), y_real)
-            d_loss, real_features = self._d_objective(x_real, y_real, x_fake.detach())
-        self.ledger.update("classifier", self.opt_d, d_loss, 2 * len(y_real))
-        with self._autocast():
-            g_loss = self._g_objective(x_fake, real_features, y_real)
-        self.ledger.update("generator", self.opt_g, g_loss, len(y_real))
-        return torch.stack([d_loss.detach(), g_loss.detach()])
-
-    def classifier_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        self._step_begin()
-        with self._autocast():
-            loss = self._classifier_objective(x, y)
-        self.ledger.update("classifier", self.opt_d, loss, len(y))
-        return loss.detach()
+        return per_member(self.D.loss, D(x).scores.float(), y)
 
     # -- the method -----------------------------------------------------------------------------------
     def fit(self, train: ImageSet, ctx: FitContext) -> None:
+        """The solo cell: a group of one."""
+        failure = type(self).fit_group([(self, train, ctx)])[0]
+        if failure is not None:
+            raise failure
+
+    def end_epoch(self, epoch: int, losses: dict[str, float], ctx: FitContext) -> None:
+        check_finite(epoch, losses)
+        for name, value in losses.items():
+            self.history[name].append(value)
+        ctx.progress(epoch, self._total, {self.SHOWN[name]: value for name, value in losses.items()})
+
+    def _prepare(self, train: ImageSet, ctx: FitContext) -> Phase:
+        """Everything before the networks: the seed, the set on the device, the class index, the plan."""
         torch.manual_seed(ctx.seed)
-        device, p = ctx.device, self.params
-        counts = torch.as_tensor(train.counts(), device=device)
-        self.build(train.image_shape, counts, device)
-        self.ledger = ctx.ledger
-        if ctx.precision == "bf16":
+        device = ctx.device
+        self.device, self.n_classes = device, train.n_classes
+        self.x, self.y = to_input(train.images, device), torch.as_tensor(train.labels, device=device)
+        self.rng = torch.Generator(device=device).manual_seed(ctx.seed)
+        self.by_class = [torch.nonzero(self.y == c).flatten() for c in range(self.n_classes)]
+        self.present = torch.tensor([c for c, index in enumerate(self.by_class) if len(index)], device=device)
+        self.counts = torch.as_tensor(train.counts(), device=device)
+        self.schedule = self.plan(Budget.of(train.counts(), ctx.epochs))
+        ctx.ledger.contract.update(classifier=self.schedule.classifier,
+                                   generator=self.schedule.gan_epochs * self.schedule.steps)
+        self._total = self.schedule.gan_epochs + len(self.schedule.finetune)
+        self.history = {"d_loss": [], "g_loss": [], "classifier_loss": []}
+        return Phase(self, self.x, self.y, train.counts(), self.schedule.gan_epochs, self.schedule.steps, ctx)
+
+    def _networks(self, phase: Phase) -> list:
+        """This member's G and DC (under its seed: ``GeneratorGroup.networks``), DC calibrated on one
+        class-balanced real batch."""
+        self.build(phase.x.shape[1:], self.counts, self.device)
+        self.ledger = phase.ctx.ledger
+        if phase.ctx.precision == "bf16":
             self.precision = "bf16"
-        self.compile(ctx)
-        x = to_input(train.images, device)
-        y = torch.as_tensor(train.labels, device=device)
-        rng = torch.Generator(device=device).manual_seed(ctx.seed)
-        by_class = [torch.nonzero(y == c).flatten() for c in range(self.n_classes)]
-        present = torch.tensor([c for c, index in enumerate(by_class) if len(index)], device=device)
-        batch = p["batch_size"]
-        first = present[torch.randint(len(present), (batch,), device=device, generator=rng)]
-        self.D.calibrate(x[self._balanced_index(by_class, first, rng)])
-        plan = self.plan(Budget.of(train.counts(), ctx.epochs))
-        ctx.ledger.contract.update(classifier=plan.classifier, generator=plan.gan_epochs * plan.steps)
-        total = plan.gan_epochs + len(plan.finetune)
-        history = {"d_loss": [], "g_loss": [], "classifier_loss": []}
+        first = self.present[torch.randint(len(self.present), (self.params["batch_size"],), device=self.device,
+                                           generator=self.rng)]
+        self.D.calibrate(self.x[self._balanced_index(self.by_class, first, self.rng)])
+        return [self.G, self.D]
 
-        with ctx.ledger.phase("classifier", "generator"):
-            for epoch in range(1, plan.gan_epochs + 1):
-                d_loss, g_loss = (self.adversarial_epoch(x, by_class, present, plan.steps, rng) / plan.steps).tolist()
-                check_finite(epoch, {"d_loss": d_loss, "g_loss": g_loss})
-                history["d_loss"].append(d_loss)
-                history["g_loss"].append(g_loss)
-                ctx.progress(epoch, total, {"d": d_loss, "g": g_loss})
-
-        if plan.gan_epochs:
-            x_bal, y_bal = self._balanced_set(x, y, counts, rng)
-        else:  # gan_epochs = 0 trains DC as a plain classifier on the real images (the paper's Table 1)
-            x_bal, y_bal, self.generated_counts = x, y, [0] * self.n_classes
-        batches = shuffled_batches(len(y_bal), batch, rng, device)
-        with ctx.ledger.phase("classifier"):
-            for epoch, steps in enumerate(plan.finetune, start=plan.gan_epochs + 1):
-                running, seen = torch.zeros((), device=device), 0
-                for _ in range(steps):
-                    index = next(batches)
-                    running += self.classifier_step(x_bal[index], y_bal[index]) * len(index)
-                    seen += len(index)
-                loss = (running / seen).item()
-                check_finite(epoch, {"classifier loss": loss})
-                history["classifier_loss"].append(loss)
-                ctx.progress(epoch, total, {"clf": loss})
-        self._save_artifacts(ctx, history)
+    @classmethod
+    def fit_group(cls, members: list) -> list[BaseException | None]:
+        """Cells that differ only in their seed, trained as one (a group of one is the solo cell and raises
+        its failure): per member None or the exception that failed it."""
+        outcomes: list = [None] * len(members)
+        lots: dict[tuple, list[int]] = {}
+        phases = {}
+        for index, (method, train, ctx) in enumerate(members):
+            try:
+                phases[index] = method._prepare(train, ctx)
+            except Exception as exc:  # noqa: BLE001 (the member's row records it)
+                if len(members) == 1:
+                    raise
+                outcomes[index] = exc
+                continue
+            schedule = method.schedule
+            key = (train.image_shape, tuple(train.counts()), len(train), schedule.gan_epochs, schedule.steps,
+                   tuple(schedule.finetune), str(ctx.device),
+                   ctx.precision, ctx.compile)
+            lots.setdefault(key, []).append(index)
+        for lot in lots.values():
+            try:
+                failed = CapsanTrainer([phases[i] for i in lot]).run()
+            except Exception as exc:  # noqa: BLE001 (a fault of the whole lot fails each of its members)
+                if len(members) == 1:
+                    raise
+                failed = [exc] * len(lot)
+            for index, failure in zip(lot, failed, strict=True):
+                outcomes[index] = failure
+        return outcomes
 
     def plan(self, budget: Budget) -> CapsanPlan:
         """The contract's split of DC's U updates between the phases (module docstring, "Budget")."""
@@ -286,16 +287,6 @@ class CapsAN(Method):
         # Logged in epochs of the balanced set's length, the last one partial.
         finetune = [per_epoch] * (rest // per_epoch) + ([rest % per_epoch] if rest % per_epoch else [])
         return CapsanPlan(gan_epochs, steps, gan_epochs * steps + rest, finetune)
-
-    def adversarial_epoch(self, x, by_class, present, steps: int, rng) -> torch.Tensor:
-        """``steps`` D + G updates on class-balanced batches; returns the summed (d_loss, g_loss) on the
-        device (the caller reads it back once per epoch)."""
-        batch = self.params["batch_size"]
-        running = torch.zeros(2, device=x.device)
-        for _ in range(steps):
-            labels = present[torch.randint(len(present), (batch,), device=x.device, generator=rng)]
-            running += self.train_step(x[self._balanced_index(by_class, labels, rng)], labels, rng)
-        return running
 
     @staticmethod
     def _balanced_index(by_class, labels, rng) -> torch.Tensor:
@@ -376,6 +367,105 @@ class CapsAN(Method):
         # One row of 8 samples per class (at most 10 classes), minority and majority alike.
         rows = [self._generate(8, c) for c in range(min(self.n_classes, 10))]
         save_samples(rows, folder / "samples.png")
+
+
+class CapsanTrainer:
+    """The training of a group of CapsAN cells (``CapsAN.fit_group``; a solo cell is a group of one): their G
+    and DC stacked, one Adam over each (the class latents, which draw their noise from each member's own
+    generator, stay per member under G's optimiser), Algorithm 1's adversarial epochs, the top-up, then DC's
+    fine-tuning, every step one update of every member."""
+
+    def __init__(self, phases: list[Phase]):
+        self.phases, self.group = phases, GeneratorGroup(phases)
+        self.methods = [phase.method for phase in phases]
+        first = self.methods[0]
+        self.first, self.batch, self.schedule = first, first.params["batch_size"], first.schedule
+        self.G, self.D = (self.group.stack(nets) for nets in self.group.networks(lambda ph: ph.method._networks(ph)))
+        if self.group.size == 1:  # the solo cell's own optimisers, built with its networks
+            self.opt_d, self.opt_g = first.opt_d, first.opt_g
+        else:
+            self.opt_d = first._adam(self.D.parameters())
+            self.opt_g = first._adam([*self.G.parameters(), *(q for m in self.methods for q in m.latent.parameters())])
+        # --compile (a group of one): G, and DC's objectives (its forward passes and losses as one graph each)
+        self._G = self.group.compiled(self.G)
+        compiled = phases[0].ctx.compiled if self.group.size == 1 else (lambda fn: fn)
+        self.d_objective, self.g_objective, self.classifier_objective = (
+            compiled(fn) for fn in (first.d_objective, first.g_objective, first.classifier_objective))
+
+    def step_begin(self) -> None:
+        self.group.step_begin()
+
+    def latents(self, labels: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m.latent(own, m.rng) for m, own in zip(self.methods, labels, strict=True)])
+
+    def train_step(self, x_real: torch.Tensor, y_real: torch.Tensor) -> torch.Tensor:
+        """One DC update and one G update of every member; their (d_loss, g_loss), (S, 2), on the device."""
+        self.step_begin()
+        with self.first._autocast():
+            x_fake = self._G(self.latents(y_real), y_real)
+            d_loss, real_features = self.d_objective(self.D, x_real, y_real, x_fake.detach())
+        self.group.update("classifier", self.opt_d, d_loss, 2 * y_real.shape[1])
+        with self.first._autocast():
+            g_loss = self.g_objective(self.D, x_fake, real_features, y_real)
+        self.group.update("generator", self.opt_g, g_loss, y_real.shape[1])
+        return torch.stack([d_loss.detach(), g_loss.detach()], dim=1)
+
+    def adversarial_epoch(self, steps: int) -> torch.Tensor:
+        """``steps`` DC + G updates on class-balanced batches; the summed (d_loss, g_loss) per member, (S, 2),
+        on the device (read back once per epoch)."""
+        running = torch.zeros(self.group.size, 2, device=self.first.device)
+        batch = self.batch
+        for _ in range(steps):
+            labels = self.group.draw(lambda i, ph: ph.method.present[torch.randint(
+                len(ph.method.present), (batch,), device=ph.method.device, generator=ph.method.rng)])
+            index = self.group.draw(lambda i, ph, own=labels: CapsAN._balanced_index(
+                ph.method.by_class, own[i], ph.method.rng))
+            running += self.train_step(self.group.take("x", index), labels)
+        return running
+
+    def run(self) -> list[BaseException | None]:
+        group, schedule, device = self.group, self.schedule, self.first.device
+        with group.ledger.phase("classifier", "generator", mates=group.mates):
+            for epoch in range(1, schedule.gan_epochs + 1):
+                means = (self.adversarial_epoch(schedule.steps) / schedule.steps).tolist()
+                if not group.end_epoch(epoch, [{"d_loss": d, "g_loss": g} for d, g in means]):
+                    return self._done()
+        self.G.write_back()  # each member samples its top-up with its own G
+        balanced = []
+        for i, method in enumerate(self.methods):
+            with group.as_member(i):
+                if schedule.gan_epochs:
+                    balanced.append(method._balanced_set(method.x, method.y, method.counts, method.rng))
+                else:  # gan_epochs = 0 trains DC as a plain classifier on the real images (the paper's Table 1)
+                    method.generated_counts = [0] * method.n_classes
+                    balanced.append((method.x, method.y))
+        batches = [shuffled_batches(len(y), self.batch, m.rng, device)
+                   for m, (_, y) in zip(self.methods, balanced, strict=True)]
+        with group.ledger.phase("classifier", mates=group.mates):
+            for epoch, steps in enumerate(schedule.finetune, start=schedule.gan_epochs + 1):
+                running, seen = torch.zeros(group.size, device=device), 0
+                for _ in range(steps):
+                    index = [next(own) for own in batches]
+                    x = torch.stack([x[i] for (x, _), i in zip(balanced, index, strict=True)])
+                    y = torch.stack([y[i] for (_, y), i in zip(balanced, index, strict=True)])
+                    self.step_begin()
+                    with self.first._autocast():
+                        loss = self.classifier_objective(self.D, x, y)
+                    group.update("classifier", self.opt_d, loss, len(index[0]))
+                    running += loss.detach() * len(index[0])
+                    seen += len(index[0])
+                if not group.end_epoch(epoch, [{"classifier_loss": v} for v in (running / seen).tolist()]):
+                    return self._done()
+        return self._done(artifacts=True)
+
+    def _done(self, artifacts: bool = False) -> list[BaseException | None]:
+        self.G.write_back()
+        self.D.write_back()
+        for i, (method, phase) in enumerate(zip(self.methods, self.phases, strict=True)):
+            if artifacts and self.group.failed[i] is None:
+                with self.group.as_member(i):
+                    method._save_artifacts(phase.ctx, method.history)
+        return self.group.failed
 
 
 @register

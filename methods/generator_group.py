@@ -13,6 +13,7 @@ and the optimisers are element-wise, so nothing of it reaches them).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,17 @@ def per_member(fn, *tensors: torch.Tensor):
     return vmap(fn)(*tensors)
 
 
+def _global_state(device: torch.device):
+    cuda = torch.cuda.get_rng_state(device) if torch.device(device).type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_global_state(device: torch.device, state) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
 class GeneratorGroup:
     def __init__(self, phases: list[Phase]):
         self.phases, self.size = phases, len(phases)
@@ -60,12 +72,27 @@ class GeneratorGroup:
     def networks(self, factory) -> list[list[torch.nn.Module]]:
         """``factory(phase)`` -> that member's networks (a list, in the solo cell's order of construction),
         called under the member's seed; returned per network, each a list of the members' own."""
-        nets, self.generators = [], []
+        nets, self.generators, self.global_states = [], [], []
         for phase in self.phases:
             torch.manual_seed(phase.ctx.seed)  # as the solo cell: its networks are the first draws after it
             nets.append(factory(phase))
             self.generators.append(member_generator(self.device) if self.size > 1 else None)
+            self.global_states.append(_global_state(self.device))
         return [[own[k] for own in nets] for k in range(len(nets[0]))]
+
+    @contextlib.contextmanager
+    def as_member(self, index: int):
+        """The global generator as member ``index``'s solo cell would find it (its state after that member's
+        networks, advanced by what earlier ``as_member`` blocks drew): for work that draws from it (a method
+        that samples without a generator of its own). A group of one changes nothing."""
+        if self.size == 1:
+            yield
+            return
+        _set_global_state(self.device, self.global_states[index])
+        try:
+            yield
+        finally:
+            self.global_states[index] = _global_state(self.device)
 
     def stack(self, nets: list[torch.nn.Module]) -> Stacked:
         """The members' networks as one, their dropout drawing from each member's generator (``networks``)."""

@@ -27,10 +27,13 @@ After training, ``write_back`` copies each member's tensors into its own network
 from __future__ import annotations
 
 import copy
+import types
 
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
+from torch.nn import functional as F  # noqa: N812 (PyTorch's own convention)
+from torch.nn.utils.parametrizations import _SpectralNorm as spectral_norm_type
 
 
 class _MemberDropout(nn.Module):
@@ -47,6 +50,25 @@ class _MemberDropout(nn.Module):
             self.queue.append((tuple(x.shape), self.p))
             return x
         return x * self.queue.pop(0)
+
+
+@torch.no_grad()
+def _power_method(self, weight_mat: torch.Tensor, n_power_iterations: int) -> None:
+    """``parametrizations._SpectralNorm._power_method`` without ``out=`` (which vmap cannot batch): the same
+    arithmetic, u from v and then v from u, written back into the buffers with ``copy_``."""
+    u, v = self._u, self._v
+    for _ in range(n_power_iterations):
+        u = F.normalize(torch.mv(weight_mat, v), dim=0, eps=self.eps)
+        v = F.normalize(torch.mv(weight_mat.H, u), dim=0, eps=self.eps)
+    self._u.copy_(u)
+    self._v.copy_(v)
+
+
+def _vmap_friendly(module: nn.Module) -> None:
+    """Spectral normalisation's power iteration in a form vmap can batch (the stacked copy's only)."""
+    for child in module.modules():
+        if isinstance(child, spectral_norm_type):
+            child._power_method = types.MethodType(_power_method, child)
 
 
 def _swap_dropout(module: nn.Module, queue: list) -> None:
@@ -71,7 +93,8 @@ class _Call(nn.Module):
 def _unsqueeze(out):
     if isinstance(out, torch.Tensor):
         return out.unsqueeze(0)
-    return type(out)(_unsqueeze(o) for o in out)
+    parts = [_unsqueeze(o) for o in out]
+    return type(out)(*parts) if hasattr(out, "_fields") else type(out)(parts)  # a named tuple, a tuple, a list
 
 
 class Stacked(nn.Module):
@@ -94,6 +117,7 @@ class Stacked(nn.Module):
         self.queue: list = []
         self.base = copy.deepcopy(nets[0]).to("meta")
         _swap_dropout(self.base, self.queue)
+        _vmap_friendly(self.base)
         self.generators = generators
         self.shapes: dict = {}  # (method, input shapes, training) -> the dropout masks' shapes, in call order
 

@@ -7,12 +7,20 @@ trained network the method keeps for sampling (and its batch-norm buffers) and e
 compared with the solo cell's.
 
 Tolerances. A grouped convolution adds in another order than a plain one, so members match their solo cells to
-float rounding, not in bits: every weight and buffer within ``ATOL`` (measured on the suite's 2-core AVX2 machine:
-7e-8 for gan, 1.2e-7 for dagan, after 3 updates of every network), the last update's gradients within ``GRAD_RTOL``
-of each tensor's largest gradient (measured 5e-7 and 6e-6: a loss averaged over three members would be off by
-2/3), the logged epoch losses within ``LOSS_RTOL``. A member that saw another's data, noise or dropout mask fails
-at once. (Adam's first steps move a weight whose gradient is near zero by about lr whatever its size, so
-rounding could flip such a step's sign; at these settings none did.)
+float rounding, not in bits. Adam then amplifies some of that rounding: in its first steps it moves every weight
+by about lr whatever the size of its gradient, so a weight whose gradient is itself rounding noise (a bias just
+before a batch norm, which the norm cancels: CapsAN's generator, gradients ~1e-8) takes steps of random sign.
+What is asserted, after k >= 3 updates of every network:
+- at most ``FLIPPED`` (3 %) of the weights and buffers differ from the solo cell's by more than ``ATOL`` (1e-5),
+  and none by more than 2 k lr (measured: none above 1e-5 for gan, acgan, bagan, bagan-gp, deepsmote and dagan,
+  largest 2.7e-7; capsan 0.5 % and capsan-conv 0.02-1.9 % by seed, largest 7e-4, most of them the biases before
+  batch norm). The solo cell is that sensitive itself: with every initial weight moved by 1e-7 of its layer's
+  mean size, it ends 0.5-0.6 % (capsan) and 0.02-1.1 % (capsan-conv) of its weights beyond 1e-5, largest 7e-4;
+- the last update's gradients within ``GRAD_RTOL`` (5 %) of each tensor's largest gradient plus ``GRAD_ATOL``
+  (1e-6, a noise gradient's size) (measured: 6e-6 of the scale, capsan 0.5 %, capsan-conv 1.4 %);
+- the logged epoch losses within ``LOSS_RTOL`` (1e-3; measured at most 1e-4).
+A member that saw another member's data, noise or dropout mask, or a loss averaged over members (each gradient a
+third of its own), fails at once.
 """
 
 from __future__ import annotations
@@ -23,14 +31,17 @@ import torch
 
 from bench.methods.base import FitContext
 from bench.methods.budget import Ledger
+from bench.methods.capsan import CapsanTrainer
 from bench.methods.generator_group import Phase
 from bench.methods.registry import get_method
 from tests.test_fused import image_set
 
 CPU = torch.device("cpu")
 ATOL = 1e-5
-GRAD_RTOL = 1e-3
-LOSS_RTOL = 1e-4
+FLIPPED = 0.03
+GRAD_RTOL = 0.05
+GRAD_ATOL = 1e-6
+LOSS_RTOL = 1e-3
 SEEDS = (0, 1, 2)
 # small settings per method: three generator updates (one epoch of ceil(116 / 40) steps) of small networks
 SETTINGS = {
@@ -39,14 +50,27 @@ SETTINGS = {
     "bagan": {"batch_size": 40, "width": 8, "latent_dim": 16, "ae_epochs": 1},
     "bagan-gp": {"batch_size": 40, "width": 8, "latent_dim": 16, "ae_epochs": 1, "n_critic": 2},
     "deepsmote": {"batch_size": 40, "width": 8, "latent_dim": 16},
+    # CapsAN's whole training: 3 adversarial steps, then DC's 3 fine-tuning updates (U = 2 x 3)
+    "capsan": {"batch_size": 40, "z_dim": 16, "g_channels": 16, "d_width": 8, "primary_types": 4, "caps_dim": 4,
+               "conv_caps_types": 2, "epochs": 2, "epoch_scale": 0.5},
+    "capsan-conv": {"batch_size": 40, "z_dim": 16, "g_channels": 16, "d_width": 8, "epochs": 2, "epoch_scale": 0.5},
     "dagan": {"batch_size": 40, "g_width": 8, "d_width": 8, "z_dim": 16, "n_critic": 2},
 }
 
 
 def phase(name: str, seed: int, tmp_path) -> Phase:
-    method = get_method(name)(**SETTINGS[name])
-    ctx = FitContext(device=CPU, seed=seed, epochs=1, artifact_dir=tmp_path / f"s{seed}", ledger=Ledger())
+    settings = dict(SETTINGS[name])
+    epochs = settings.pop("epochs", 1)
+    method = get_method(name)(**settings)
+    ctx = FitContext(device=CPU, seed=seed, epochs=epochs, artifact_dir=tmp_path / f"s{seed}", ledger=Ledger())
     return method._prepare(image_set(seed), ctx)
+
+
+def train(name: str, phases: list[Phase]) -> list:
+    """The method's group training: a generative method's ``train_generators``, CapsAN's whole fit."""
+    if name.startswith("capsan"):
+        return CapsanTrainer(phases).run()
+    return get_method(name).train_generators(phases)
 
 
 def modules(method) -> dict[str, torch.nn.Module]:
@@ -74,23 +98,26 @@ def gradients(method) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_a_member_of_a_fused_generator_group_trains_its_own_cell(name, tmp_path):
-    cls = get_method(name)
     group = [phase(name, seed, tmp_path / "group") for seed in SEEDS]
-    assert cls.train_generators(group) == [None] * len(SEEDS)
+    assert train(name, group) == [None] * len(SEEDS)
     for seed, member in zip(SEEDS, group, strict=True):
         alone = phase(name, seed, tmp_path / "solo")
-        assert cls.train_generators([alone]) == [None]
+        assert train(name, [alone]) == [None]
         ours, theirs = networks(member.method), networks(alone.method)
         assert ours and ours.keys() == theirs.keys()
-        updates = member.ctx.ledger.record()["generator"]["updates"]
-        assert updates >= 3 and updates == alone.ctx.ledger.record()["generator"]["updates"]
-        for key in ours:
-            assert (ours[key] - theirs[key]).abs().max().item() <= ATOL, f"seed {seed}: {key}"
+        spent = member.ctx.ledger.record()
+        assert spent["generator"]["updates"] >= 3
+        assert {r: e["updates"] for r, e in spent.items()} == {r: e["updates"] for r, e in alone.ctx.ledger.record().items()}
+        lr = member.method.params["lr"]
+        most = max(e["updates"] for e in spent.values())
+        weights = torch.cat([(ours[k] - theirs[k]).abs().flatten() for k in ours])
+        assert (weights > ATOL).float().mean().item() <= FLIPPED, f"seed {seed}: the members' weights drifted apart"
+        assert weights.max().item() <= 2 * most * lr
         ours, theirs = gradients(member.method), gradients(alone.method)
         assert ours and ours.keys() == theirs.keys()
         for key in ours:  # a loss averaged over members would give a third of each gradient
             scale = theirs[key].abs().max().item()
-            assert (ours[key] - theirs[key]).abs().max().item() <= GRAD_RTOL * scale + 1e-7, key
+            assert (ours[key] - theirs[key]).abs().max().item() <= GRAD_RTOL * scale + GRAD_ATOL, key
         for loss, values in alone.method.history.items():
             np.testing.assert_allclose(member.method.history[loss], values, rtol=LOSS_RTOL)
 
@@ -98,10 +125,9 @@ def test_a_member_of_a_fused_generator_group_trains_its_own_cell(name, tmp_path)
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_members_of_a_fused_generator_group_do_not_see_each_other(name, tmp_path):
     """The same seed beside other mates gets the same networks: nothing crosses between members."""
-    cls = get_method(name)
     one = [phase(name, seed, tmp_path / "a") for seed in (0, 1)]
     other = [phase(name, seed, tmp_path / "b") for seed in (0, 2)]
-    cls.train_generators(one)
-    cls.train_generators(other)
+    train(name, one)
+    train(name, other)
     a, b = networks(one[0].method), networks(other[0].method)
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
