@@ -112,6 +112,7 @@ from bench.methods.budget import Budget, Ledger, check_schedule
 from bench.methods.classifier import CLASSIFIER_SPEC, CommonCNN, shuffled_batches, to_input
 from bench.methods.gamo_nets import ConditionalDiscriminator, ConvexGenerator, FeatureVAE
 from bench.methods.generative import COMMON_DEFAULTS, save_samples, to_uint8, top_up_counts
+from bench.methods.generator_group import GeneratorGroup, Phase, per_member
 from bench.methods.registry import register
 
 GAME_LOSSES = ("f_loss", "m_loss", "d_real", "d_fake", "g_m", "g_d")
@@ -201,9 +202,7 @@ class GAMO(Method):
         self.banks: dict[int, torch.Tensor] = {}
         self.pix: dict[int, FeatureVAE] = {}
         self.generated = torch.zeros(self.n_classes, dtype=torch.long, device=device)  # fed to M, per class
-        # What the training loop calls (fit swaps in compiled ones under --compile) and its precision.
-        self._features, self._head, self._D = self.M.features, self.M.head, self.D
-        self.autocast = contextlib.nullcontext
+        self.autocast = contextlib.nullcontext  # fit sets the run's precision (ctx.autocast)
         self.ledger = Ledger()  # fit hands over the cell's (ctx.ledger)
 
     def _adam(self, params):
@@ -228,122 +227,73 @@ class GAMO(Method):
         z = torch.randn(n, self.params["z_dim"], device=self.device, generator=generator)
         return self.G(z, label, self.banks[label])
 
-    # -- one game step; nothing is read back -----------------------------------------------------------
-    def m_step(self, feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """One update of M's head on ``feats`` (real and generated features together in the game)."""
-        with self.autocast():
-            loss = classifier_loss(self._head(feats).float(), F.one_hot(labels, self.n_classes).float())
-        self.ledger.update("classifier", self.opt_m, loss, len(labels))
-        return loss.detach()
-
-    def d_step(self, feats: torch.Tensor, labels: torch.Tensor, real: bool) -> torch.Tensor:
-        noise = torch.rand(len(labels), device=self.device, generator=self.rng) * self.params["label_noise"]
-        with self.autocast():
-            loss = discriminator_loss(self._D(feats, labels).float(), 1.0 - noise if real else noise)
-        self.ledger.update("discriminator", self.opt_d, loss, len(labels))
-        return loss.detach()
-
-    def g_step_against_m(self, label: int, n: int) -> torch.Tensor:
-        """One G update that pushes M's output on generated class-``label`` samples away from ``label``."""
-        target = 1.0 - F.one_hot(torch.full((n,), label, device=self.device), self.n_classes).float()
-        with self.autocast():
-            fake = self.generate_features(n, label, self.rng, train_mode=True)
-            loss = classifier_loss(self._head(fake).float(), target)
-        self.ledger.update("generator", self.opt_gm[label], loss, n)
-        return loss.detach()
-
-    def g_step_against_d(self, label: int, n: int) -> torch.Tensor:
-        labels = torch.full((n,), label, device=self.device)
-        with self.autocast():
-            fake = self.generate_features(n, label, self.rng, train_mode=True)
-            loss = discriminator_loss(self._D(fake, labels).float(), torch.ones(n, device=self.device))
-        self.ledger.update("generator", self.opt_gd[label], loss, n)
-        return loss.detach()
-
-    def game_step(self, x_real: torch.Tensor, y_real: torch.Tensor) -> torch.Tensor:
-        """D on a real batch, D on a generated batch, one M update on both, then G per minority class;
-        returns the losses (m, d_real, d_fake, g_m, g_d) as one device tensor."""
-        zero = torch.zeros((), device=self.device)
-        real = self.features(x_real)
-        if not self.minority:
-            return torch.stack([self.m_step(real, y_real), zero, zero, zero, zero])
-        d_real = self.d_step(real, y_real, real=True)
-        batch = len(y_real)
-        labels = self.minority_t[torch.multinomial(self.label_probs, batch, True, generator=self.rng)]
-        self.generated += torch.bincount(labels, minlength=self.n_classes)
-        with torch.no_grad(), self.autocast():
-            z = torch.randn(batch, self.params["z_dim"], device=self.device, generator=self.rng)
-            self.G.eval()
-            fake = real.new_zeros(real.shape)
-            for c in self.minority:  # every class's G on the whole batch, then each row's own class
-                fake = torch.where((labels == c)[:, None], self.G(z, c, self.banks[c]).float(), fake)
-        d_fake = self.d_step(fake, labels, real=False)
-        if self.params["schedule"] == "paper":  # the official code: M on the real, then on the generated batch
-            m = (self.m_step(real, y_real) + self.m_step(fake, labels)) / 2
-        else:  # the budget contract: one M update on the real and the generated batch together
-            m = self.m_step(torch.cat([real, fake]), torch.cat([y_real, labels]))
-        # The configured batch, not this one: the epoch's last batch can hold a single image, and G's batch
-        # normalisation needs at least two samples.
-        per_class = max(2, math.ceil(self.params["batch_size"] / self.n_classes))
-        g_m = torch.stack([self.g_step_against_m(c, per_class) for c in self.minority]).mean()
-        g_d = torch.stack([self.g_step_against_d(c, per_class) for c in self.minority]).mean()
-        return torch.stack([m, d_real, d_fake, g_m, g_d])
-
     # -- the method -----------------------------------------------------------------------------------
+    fusable = True  # the cells of a group train as one (``fit_group``; ``GamoTrainer``)
+
     def fit(self, train: ImageSet, ctx: FitContext) -> None:
+        """The solo cell: a group of one."""
+        failure = type(self).fit_group([(self, train, ctx)])[0]
+        if failure is not None:
+            raise failure
+
+    def end_epoch(self, epoch: int, losses: dict[str, float], ctx: FitContext) -> None:
+        check_finite(epoch, losses)
+        for name, value in losses.items():
+            self.history[name].append(value)
+        ctx.progress(epoch, self._total, losses)
+
+    def _prepare(self, train: ImageSet, ctx: FitContext) -> Phase:
+        """Everything before the networks: the seed, the set on the device, the plan."""
         torch.manual_seed(ctx.seed)
         p = self.params
-        self.build(train, ctx.device, ctx.seed)
-        self.ledger = ctx.ledger
-        # --compile compiles F, M's head and D; the convex generator stays eager (its class argument would
-        # recompile it once per minority class).
-        self._features, self._head, self._D = (ctx.compiled(net) for net in (self.M.features, self.M.head, self.D))
-        self.autocast = ctx.autocast
+        self.train_set, self.autocast = train, ctx.autocast
         x = to_input(train.images, ctx.device)
         y = torch.as_tensor(train.labels, device=ctx.device)
-        batch, n = p["batch_size"], len(train)
-        plan = self.plan(Budget.of(train.counts(), ctx.epochs))
-        ctx.ledger.contract.update(classifier=plan.classifier, generator=plan.game_steps)
-        pix_epochs = p["pix_epochs"] if p["pix_epochs"] is not None else plan.epochs
+        self.schedule = self.plan(Budget.of(train.counts(), ctx.epochs))
+        ctx.ledger.contract.update(classifier=self.schedule.classifier, generator=self.schedule.game_steps)
+        self.pix_epochs = p["pix_epochs"] if p["pix_epochs"] is not None else self.schedule.epochs
+        self._total = self.schedule.epochs + self.pix_epochs
+        self.history: dict[str, list[float]] = {name: [] for name in (*GAME_LOSSES, "pix_loss")}
+        return Phase(self, x, y, train.counts(), self.schedule.epochs, self.schedule.steps, ctx)
+
+    def _networks(self, phase: Phase) -> list:
+        """This member's M, G and D (under its seed: ``GeneratorGroup.networks``)."""
+        self.build(self.train_set, phase.ctx.device, phase.ctx.seed)
+        self.ledger, self.autocast = phase.ctx.ledger, phase.ctx.autocast
         if not self.minority:
-            pix_epochs = 0
-        total = plan.epochs + pix_epochs
-        history: dict[str, list[float]] = {name: [] for name in (*GAME_LOSSES, "pix_loss")}
-        self.M.train()
-        f_batches = shuffled_batches(n, batch, torch.Generator().manual_seed(ctx.seed), ctx.device)
+            self.pix_epochs = 0
+            self._total = self.schedule.epochs
+        return [self.M, self.G, self.D]
 
-        with ctx.ledger.phase("classifier", "generator", "discriminator"):
-            for epoch in range(1, plan.epochs + 1):
-                running = torch.zeros(len(GAME_LOSSES), device=ctx.device)
-                f_steps = plan.f_steps[epoch - 1]
-                for _ in range(f_steps):  # F phase: F learns through M's frozen head
-                    ctx.step_begin()
-                    index = next(f_batches)
-                    with ctx.autocast():
-                        logits = self._head(self._features(x[index])).float()
-                        loss = classifier_loss(logits, F.one_hot(y[index], self.n_classes).float())
-                    ctx.ledger.update("classifier", self.opt_f, loss, len(index))
-                    running[0] += loss.detach()
-                self.refresh_banks(x)
-                order = torch.randperm(n, device=ctx.device, generator=self.rng)
-                for step in range(plan.steps):
-                    ctx.step_begin()
-                    index = order[step * batch:(step + 1) * batch]
-                    running[1:] += self.game_step(x[index], y[index])
-                means = running / torch.tensor([max(1, f_steps)] + [plan.steps] * (len(GAME_LOSSES) - 1),
-                                               device=ctx.device)
-                losses = dict(zip(GAME_LOSSES, means.tolist(), strict=True))  # one host sync per epoch
-                check_finite(epoch, losses)
-                for name, value in losses.items():
-                    history[name].append(value)
-                ctx.progress(epoch, total, losses)
-
-        self.M.eval()
-        self.refresh_banks(x)  # the final F's features: what G combines from now on (GAMO2pix's input)
-        with ctx.ledger.phase("decoder"):
-            self._train_pix(x, y, pix_epochs, plan.steps, plan.epochs, total, history, ctx)
-        self.generated_counts = self.generated.tolist()
-        self._save_artifacts(ctx, history)
+    @classmethod
+    def fit_group(cls, members: list) -> list[BaseException | None]:
+        """Cells that differ only in their seed, trained as one (a group of one is the solo cell and raises
+        its failure): per member None or the exception that failed it."""
+        outcomes: list = [None] * len(members)
+        lots: dict[tuple, list[int]] = {}
+        phases = {}
+        for index, (method, train, ctx) in enumerate(members):
+            try:
+                phases[index] = method._prepare(train, ctx)
+            except Exception as exc:  # noqa: BLE001 (the member's row records it)
+                if len(members) == 1:
+                    raise
+                outcomes[index] = exc
+                continue
+            plan = method.schedule
+            key = (train.image_shape, tuple(train.counts()), len(train), plan.epochs, plan.steps,
+                   tuple(plan.f_steps), str(ctx.device), ctx.precision, ctx.compile)
+            lots.setdefault(key, []).append(index)
+        for lot in lots.values():
+            try:
+                failed = GamoTrainer([phases[i] for i in lot]).run()
+            except Exception as exc:  # noqa: BLE001 (a fault of the whole lot fails each of its members)
+                if len(members) == 1:
+                    raise
+                failed = [exc] * len(lot)
+            for index, failure in zip(lot, failed, strict=True):
+                outcomes[index] = failure
+        return outcomes
 
     def plan(self, budget: Budget) -> GamoPlan:
         """The contract's split of M's U updates: the game makes G = gamo_epochs x ceil(N / batch) steps, each
@@ -358,6 +308,7 @@ class GAMO(Method):
         return GamoPlan(epochs, steps, epochs * steps + rest, f_steps)
 
     def _train_pix(self, x, y, epochs: int, steps: int, offset: int, total: int, history, ctx) -> None:
+        # one member after another (each from its own seed), not fused
         """GAMO2pix: one VAE per minority class from F's frozen features of its real images to the images."""
         p = self.params
         batch = p["batch_size"]
@@ -417,3 +368,179 @@ class GAMO(Method):
         if classes:
             rows = [torch.from_numpy(self.sample(8, c)) for c in classes]
             save_samples(rows, folder / "samples.png")
+
+
+class GamoTrainer:
+    """The training of a group of GAMO cells (``GAMO.fit_group``; a solo cell is a group of one): their M
+    (F and its head), G and D stacked, the three-player game of the module docstring for every member at once
+    (one Adam per network part, class and objective, over the stacked tensors), then each member's GAMO2pix
+    decoders one member after another."""
+
+    def __init__(self, phases: list[Phase]):
+        self.phases, self.group = phases, GeneratorGroup(phases)
+        self.methods = [phase.method for phase in phases]
+        first = self.first = self.methods[0]
+        self.params, self.device, self.schedule = first.params, phases[0].ctx.device, first.schedule
+        M, G, D = self.group.build(lambda ph: ph.method._networks(ph))
+        self.M, self.G, self.D = M, G, D
+        self.minority, self.n_classes = first.minority, first.n_classes
+        if self.group.size == 1:  # the solo cell's own optimisers, built with its networks
+            self.opt_f, self.opt_m, self.opt_d = first.opt_f, first.opt_m, first.opt_d
+            self.opt_gm, self.opt_gd = first.opt_gm, first.opt_gd
+        else:
+            adam = first._adam
+            self.opt_f, self.opt_m = adam(M.subset(first.M.features.parameters())), adam(M.subset(first.M.head.parameters()))
+            self.opt_d = adam(D.parameters())
+            self.opt_gm = {c: adam(G.subset(first.G.class_parameters(c))) for c in self.minority}
+            self.opt_gd = {c: adam(G.subset(first.G.class_parameters(c))) for c in self.minority}
+        # --compile (a group of one) compiles F, M's head and D; the convex generator stays eager (its class
+        # argument would recompile it once per minority class)
+        for part in ("features", "head"):
+            self.group.compiled(M, part)
+        self.group.compiled(D)
+        self.banks: dict[int, torch.Tensor] = {}
+        self.members = {c: torch.stack([m.members[c] for m in self.methods]) for c in self.minority}
+
+    def draw(self, fn) -> torch.Tensor:
+        """``fn(method)`` -> a member's draw from its own generator; stacked on the member axis."""
+        return self.group.draw(lambda i, phase: fn(phase.method))
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+        """Every member's F-features of its images ``x`` (S, n, C, H, W)."""
+        with self.first.autocast():
+            return torch.cat([self.M.call("features", x[:, s:s + chunk]).float()
+                              for s in range(0, x.shape[1], chunk)], dim=1)
+
+    def refresh_banks(self) -> None:
+        """Recompute the current F-features of every minority class's instances, each member's own."""
+        self.banks = {c: self.features(self.group.take("x", index)) for c, index in self.members.items()}
+
+    def generate_features(self, n: int, label: int, train_mode: bool = False) -> torch.Tensor:
+        """``n`` convex combinations of class ``label``'s instance features per member (gradients to G)."""
+        self.G.train(train_mode)
+        z = self.draw(lambda m: torch.randn(n, self.params["z_dim"], device=self.device, generator=m.rng))
+        return self.G(z, label, self.banks[label])
+
+    # -- the steps; nothing is read back; every loss (S,) -------------------------------------------------
+    def m_step(self, feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """One update of M's head on ``feats`` (real and generated features together in the game)."""
+        n_classes = self.n_classes
+        with self.first.autocast():
+            loss = per_member(lambda logits, y: classifier_loss(logits, F.one_hot(y, n_classes).float()),
+                              self.M.call("head", feats).float(), labels)
+        self.group.update("classifier", self.opt_m, loss, labels.shape[1])
+        return loss.detach()
+
+    def d_step(self, feats: torch.Tensor, labels: torch.Tensor, real: bool) -> torch.Tensor:
+        n = labels.shape[1]
+        noise = self.draw(lambda m: torch.rand(n, device=self.device, generator=m.rng)) * self.params["label_noise"]
+        with self.first.autocast():
+            loss = per_member(discriminator_loss, self.D(feats, labels).float(), 1.0 - noise if real else noise)
+        self.group.update("discriminator", self.opt_d, loss, n)
+        return loss.detach()
+
+    def g_step_against_m(self, label: int, n: int) -> torch.Tensor:
+        """One G update that pushes M's output on generated class-``label`` samples away from ``label``."""
+        target = 1.0 - F.one_hot(torch.full((n,), label, device=self.device), self.n_classes).float()
+        with self.first.autocast():
+            fake = self.generate_features(n, label, train_mode=True)
+            loss = per_member(lambda logits: classifier_loss(logits, target), self.M.call("head", fake).float())
+        self.group.update("generator", self.opt_gm[label], loss, n)
+        return loss.detach()
+
+    def g_step_against_d(self, label: int, n: int) -> torch.Tensor:
+        labels = torch.full((self.group.size, n), label, device=self.device)
+        ones = torch.ones(n, device=self.device)
+        with self.first.autocast():
+            fake = self.generate_features(n, label, train_mode=True)
+            loss = per_member(lambda logits: discriminator_loss(logits, ones), self.D(fake, labels).float())
+        self.group.update("generator", self.opt_gd[label], loss, n)
+        return loss.detach()
+
+    def game_step(self, x_real: torch.Tensor, y_real: torch.Tensor) -> torch.Tensor:
+        """D on a real batch, D on a generated batch, one M update on both, then G per minority class;
+        returns the losses (m, d_real, d_fake, g_m, g_d) per member, (S, 5), on the device."""
+        real = self.features(x_real)
+        if not self.minority:
+            zero = torch.zeros(self.group.size, device=self.device)
+            return torch.stack([self.m_step(real, y_real), zero, zero, zero, zero], dim=1)
+        d_real = self.d_step(real, y_real, real=True)
+        batch = y_real.shape[1]
+        first = self.first
+        labels = self.draw(lambda m: m.minority_t[torch.multinomial(m.label_probs, batch, True, generator=m.rng)])
+        for method, own in zip(self.methods, labels, strict=True):
+            method.generated += torch.bincount(own, minlength=self.n_classes)
+        with torch.no_grad(), first.autocast():
+            z = self.draw(lambda m: torch.randn(batch, self.params["z_dim"], device=self.device, generator=m.rng))
+            self.G.eval()
+            fake = real.new_zeros(real.shape)
+            for c in self.minority:  # every class's G on the whole batch, then each row's own class
+                fake = torch.where((labels == c)[..., None], self.G(z, c, self.banks[c]).float(), fake)
+        d_fake = self.d_step(fake, labels, real=False)
+        if self.params["schedule"] == "paper":  # the official code: M on the real, then on the generated batch
+            m = (self.m_step(real, y_real) + self.m_step(fake, labels)) / 2
+        else:  # the budget contract: one M update on the real and the generated batch together
+            m = self.m_step(torch.cat([real, fake], 1), torch.cat([y_real, labels], 1))
+        # The configured batch, not this one: the epoch's last batch can hold a single image, and G's batch
+        # normalisation needs at least two samples.
+        per_class = max(2, math.ceil(self.params["batch_size"] / self.n_classes))
+        g_m = torch.stack([self.g_step_against_m(c, per_class) for c in self.minority]).mean(0)
+        g_d = torch.stack([self.g_step_against_d(c, per_class) for c in self.minority]).mean(0)
+        return torch.stack([m, d_real, d_fake, g_m, g_d], dim=1)
+
+    def run(self) -> list[BaseException | None]:
+        group, plan, device, n_classes = self.group, self.schedule, self.device, self.n_classes
+        batch, n = self.params["batch_size"], len(self.phases[0].x)
+        self.M.train()
+        f_batches = [shuffled_batches(n, batch, torch.Generator().manual_seed(phase.ctx.seed), device)
+                     for phase in self.phases]
+        with group.ledger.phase("classifier", "generator", "discriminator", mates=group.mates):
+            for epoch in range(1, plan.epochs + 1):
+                running = torch.zeros(group.size, len(GAME_LOSSES), device=device)
+                f_steps = plan.f_steps[epoch - 1]
+                for _ in range(f_steps):  # F phase: F learns through M's frozen head
+                    group.step_begin()
+                    index = [next(own) for own in f_batches]
+                    with self.first.autocast():
+                        logits = self.M.call("head", self.M.call("features", group.take("x", index))).float()
+                        loss = per_member(lambda lg, y: classifier_loss(lg, F.one_hot(y, n_classes).float()),
+                                          logits, group.take("y", index))
+                    group.update("classifier", self.opt_f, loss, len(index[0]))
+                    running[:, 0] += loss.detach()
+                self.refresh_banks()
+                orders = [torch.randperm(n, device=device, generator=m.rng) for m in self.methods]
+                for step in range(plan.steps):
+                    group.step_begin()
+                    index = [order[step * batch:(step + 1) * batch] for order in orders]
+                    running[:, 1:] += self.game_step(group.take("x", index), group.take("y", index))
+                means = running / torch.tensor([max(1, f_steps)] + [plan.steps] * (len(GAME_LOSSES) - 1),
+                                               device=device)
+                logs = [dict(zip(GAME_LOSSES, row, strict=True)) for row in means.tolist()]  # one host sync
+                if not group.end_epoch(epoch, logs):
+                    return self._done()
+        self.M.eval()
+        self.refresh_banks()  # the final F's features: what G combines from now on (GAMO2pix's input)
+        return self._done(finished=True)
+
+    def _done(self, finished: bool = False) -> list[BaseException | None]:
+        for stacked in (self.M, self.G, self.D):
+            stacked.write_back()
+        if not finished:
+            return self.group.failed
+        for i, (method, phase) in enumerate(zip(self.methods, self.phases, strict=True)):
+            method.M.eval()
+            method.banks = {c: bank[i] for c, bank in self.banks.items()}
+            if self.group.failed[i] is not None:
+                continue
+            try:
+                with self.group.as_member(i), phase.ctx.ledger.phase("decoder"):
+                    method._train_pix(phase.x, phase.y, method.pix_epochs, self.schedule.steps, self.schedule.epochs,
+                                      method._total, method.history, phase.ctx)
+                method.generated_counts = method.generated.tolist()
+                method._save_artifacts(phase.ctx, method.history)
+            except Exception as exc:  # noqa: BLE001 (this member's failure alone)
+                if self.group.size == 1:
+                    raise
+                self.group.failed[i] = exc
+        return self.group.failed

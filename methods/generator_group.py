@@ -50,17 +50,6 @@ def per_member(fn, *tensors: torch.Tensor):
     return vmap(fn)(*tensors)
 
 
-def _global_state(device: torch.device):
-    cuda = torch.cuda.get_rng_state(device) if torch.device(device).type == "cuda" else None
-    return torch.get_rng_state(), cuda
-
-
-def _set_global_state(device: torch.device, state) -> None:
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state(state[1], device)
-
-
 class GeneratorGroup:
     def __init__(self, phases: list[Phase]):
         self.phases, self.size = phases, len(phases)
@@ -72,27 +61,36 @@ class GeneratorGroup:
     def networks(self, factory) -> list[list[torch.nn.Module]]:
         """``factory(phase)`` -> that member's networks (a list, in the solo cell's order of construction),
         called under the member's seed; returned per network, each a list of the members' own."""
-        nets, self.generators, self.global_states = [], [], []
+        nets, self.generators, self.cpu_states = [], [], []
         for phase in self.phases:
             torch.manual_seed(phase.ctx.seed)  # as the solo cell: its networks are the first draws after it
             nets.append(factory(phase))
             self.generators.append(member_generator(self.device) if self.size > 1 else None)
-            self.global_states.append(_global_state(self.device))
+            self.cpu_states.append(torch.get_rng_state())
         return [[own[k] for own in nets] for k in range(len(nets[0]))]
 
     @contextlib.contextmanager
     def as_member(self, index: int):
-        """The global generator as member ``index``'s solo cell would find it (its state after that member's
-        networks, advanced by what earlier ``as_member`` blocks drew): for work that draws from it (a method
-        that samples without a generator of its own). A group of one changes nothing."""
+        """The global generators as member ``index``'s solo cell would find them, for work that draws from them
+        (a network built after training, a method that samples without a generator of its own): the state after
+        that member's networks were built, advanced by its dropout masks (drawn from ``generators[index]``, the
+        device's generator's copy) and by earlier ``as_member`` blocks. A group of one changes nothing."""
         if self.size == 1:
             yield
             return
-        _set_global_state(self.device, self.global_states[index])
+        cuda = torch.device(self.device).type == "cuda"
+        own = self.generators[index]
+        torch.set_rng_state(self.cpu_states[index] if cuda else own.get_state())
+        if cuda:
+            torch.cuda.set_rng_state(own.get_state(), self.device)
         try:
             yield
         finally:
-            self.global_states[index] = _global_state(self.device)
+            if cuda:
+                self.cpu_states[index] = torch.get_rng_state()
+                own.set_state(torch.cuda.get_rng_state(self.device))
+            else:
+                own.set_state(torch.get_rng_state())
 
     def stack(self, nets: list[torch.nn.Module]) -> Stacked:
         """The members' networks as one, their dropout drawing from each member's generator (``networks``)."""
@@ -102,11 +100,12 @@ class GeneratorGroup:
         """``networks``, each stacked."""
         return [self.stack(nets) for nets in self.networks(factory)]
 
-    def compiled(self, stacked: Stacked) -> Stacked:
-        """``--compile`` for a group of one (the solo network compiled, as before fusion); a larger group runs
-        its vmapped networks eagerly."""
+    def compiled(self, stacked: Stacked, method: str = "forward") -> Stacked:
+        """``--compile`` for a group of one (the solo network's ``method``, or submodule, compiled, as before
+        fusion); a larger group runs its vmapped networks eagerly."""
         if self.size == 1:
-            object.__setattr__(stacked, "solo_call", self.ctx.compiled(stacked.solo))  # not a submodule
+            own = stacked.solo if method == "forward" else getattr(stacked.solo, method)
+            stacked.solo_calls[method] = self.ctx.compiled(own)
         return stacked
 
     def batches(self, make):

@@ -106,7 +106,7 @@ class Stacked(nn.Module):
         self.size, self.nets = len(nets), nets
         if self.size == 1:
             self.solo = nets[0]
-            object.__setattr__(self, "solo_call", nets[0])  # GeneratorGroup.compiled may swap in a compiled one
+            object.__setattr__(self, "solo_calls", {})  # method -> a compiled callable (GeneratorGroup.compiled)
             return
         params, buffers = stack_module_state(nets)
         self.names = list(params)
@@ -138,13 +138,14 @@ class Stacked(nn.Module):
         return params, buffers
 
     def _masks(self, method: str, target: nn.Module, prefix: str, args) -> list[torch.Tensor]:
-        key = (method, tuple(tuple(a.shape) for a in args), self.base.training)
+        key = (method, tuple(tuple(a.shape) if isinstance(a, torch.Tensor) else a for a in args), self.base.training)
         if key not in self.shapes:
             params, buffers = self._state()
             meta = {prefix + n: t[0].to("meta") for n, t in {**params, **buffers}.items()}
             self.queue[:] = ["record"]
             with torch.no_grad():
-                functional_call(target, meta, tuple(a[0].to("meta") for a in args))
+                functional_call(target, meta, tuple(a[0].to("meta") if isinstance(a, torch.Tensor) else a
+                                                    for a in args))
             self.shapes[key], self.queue[:] = self.queue[1:], []
         plan = self.shapes[key]
         if plan and self.generators is None:
@@ -154,29 +155,43 @@ class Stacked(nn.Module):
                              for g in self.generators]) for shape, p in plan]
 
     def call(self, method: str, *args):
+        """``method`` of every member's network (a method, or a submodule by its attribute name) on its own
+        inputs: every tensor argument has the member axis first; any other argument (a class index) is the
+        same for every member."""
         if self.size == 1:
-            fn = self.solo_call if method == "forward" else getattr(self.solo, method)
-            return _unsqueeze(fn(*(a[0] for a in args)))
+            fn = self.solo_calls.get(method) or getattr(self.solo, method)
+            return _unsqueeze(fn(*(a[0] if isinstance(a, torch.Tensor) else a for a in args)))
         target = self.base if method == "forward" else _Call(self.base, method)
         prefix = "" if method == "forward" else "net."
         masks = self._masks(method, target, prefix, args)
         params, buffers = self._state()
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
 
         def one(params, buffers, masks, *xs):
             self.queue[:] = list(masks)
             state = {prefix + n: t for n, t in {**params, **buffers}.items()}
-            return functional_call(target, state, xs)
+            given = iter(xs)
+            return functional_call(target, state, tuple(next(given) if isinstance(a, torch.Tensor) else a
+                                                        for a in args))
 
-        out = vmap(one)(params, buffers, masks, *args)
+        out = vmap(one)(params, buffers, masks, *tensors)
         self.queue[:] = []
         return out
+
+    def subset(self, params) -> list[torch.Tensor]:
+        """The stacked tensors of some of the first member's parameters (``params``, in their order): what an
+        optimiser over part of the network (one head, one class's unit) steps."""
+        if self.size == 1:
+            return list(params)
+        names = {id(p): name for name, p in self.nets[0].named_parameters()}
+        return [self.stacked[names[id(p)].replace(".", "__")] for p in params]
 
     def member(self, index: int, *args):
         """Member ``index``'s network alone on its own inputs (no member axis): for a batch whose size differs
         between members, which cannot stack. Its parameters and buffers are that member's slices of the
         stacked ones, so gradients and batch-norm statistics land where the stacked calls put them."""
         if self.size == 1:
-            return self.solo_call(*args)
+            return (self.solo_calls.get("forward") or self.solo)(*args)
         params, buffers = self._state()
         key = ("member", tuple(tuple(a.shape) for a in args), self.base.training)
         if key not in self.shapes:

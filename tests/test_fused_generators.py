@@ -32,6 +32,7 @@ import torch
 from bench.methods.base import FitContext
 from bench.methods.budget import Ledger
 from bench.methods.capsan import CapsanTrainer
+from bench.methods.gamo import GamoTrainer
 from bench.methods.generator_group import Phase
 from bench.methods.registry import get_method
 from tests.test_fused import image_set
@@ -54,6 +55,8 @@ SETTINGS = {
     "capsan": {"batch_size": 40, "z_dim": 16, "g_channels": 16, "d_width": 8, "primary_types": 4, "caps_dim": 4,
                "conv_caps_types": 2, "epochs": 2, "epoch_scale": 0.5},
     "capsan-conv": {"batch_size": 40, "z_dim": 16, "g_channels": 16, "d_width": 8, "epochs": 2, "epoch_scale": 0.5},
+    # GAMO's game (3 steps) after F's 3 updates, then the GAMO2pix decoders (each member's own, not fused)
+    "gamo": {"batch_size": 40, "z_dim": 16, "pix_z_dim": 16, "epochs": 2, "epoch_scale": 0.5},
     "dagan": {"batch_size": 40, "g_width": 8, "d_width": 8, "z_dim": 16, "n_critic": 2},
 }
 
@@ -67,9 +70,11 @@ def phase(name: str, seed: int, tmp_path) -> Phase:
 
 
 def train(name: str, phases: list[Phase]) -> list:
-    """The method's group training: a generative method's ``train_generators``, CapsAN's whole fit."""
+    """The method's group training: a generative method's ``train_generators``, CapsAN's and GAMO's whole fit."""
     if name.startswith("capsan"):
         return CapsanTrainer(phases).run()
+    if name == "gamo":
+        return GamoTrainer(phases).run()
     return get_method(name).train_generators(phases)
 
 

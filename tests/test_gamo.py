@@ -15,7 +15,7 @@ import bench.methods.gamo  # noqa: F401  (registers the method)
 from bench.cell import CellEnv, run_cell
 from bench.datasets.base import ImageSet
 from bench.methods import FitContext, get_method
-from bench.methods.gamo import classifier_loss
+from bench.methods.gamo import GamoTrainer, classifier_loss
 from bench.methods.gamo_nets import ConditionalDiscriminator, ConvexGenerator, FeatureVAE
 
 CPU = torch.device("cpu")
@@ -68,12 +68,13 @@ def _imbalanced(train: ImageSet, classes=(3, 5), keep=15) -> ImageSet:
 
 
 def _built(train: ImageSet, **params):
-    torch.manual_seed(0)
+    """A solo cell's trainer (a group of one) with its networks built and the banks filled; its method."""
     method = get_method("gamo")(**params)
-    method.build(train, CPU, seed=0)
-    x = torch.as_tensor(train.images).float().div(127.5).sub(1.0)
-    method.refresh_banks(x)
-    return method
+    phase = method._prepare(train, FitContext(device=CPU, seed=0, epochs=1, artifact_dir=None))
+    trainer = GamoTrainer([phase])
+    trainer.refresh_banks()
+    method.banks = {c: bank[0] for c, bank in trainer.banks.items()}
+    return method, trainer
 
 
 def _params(module):
@@ -81,7 +82,7 @@ def _params(module):
 
 
 def test_a_generator_step_raises_the_classifiers_loss_on_generated_samples(digits):
-    method = _built(_imbalanced(digits[0]))
+    method, trainer = _built(_imbalanced(digits[0]))
     assert method.minority == [1]
     z = torch.randn(32, 100, generator=torch.Generator().manual_seed(1))
     onehot = F.one_hot(torch.full((32,), 1), 2).float()
@@ -101,11 +102,11 @@ def test_a_generator_step_raises_the_classifiers_loss_on_generated_samples(digit
     head, disc = _params(method.M.head), _params(method.D)
     before_m, before_d = m_loss(), d_real()
     for _ in range(5):
-        method.g_step_against_m(1, 32)
+        trainer.g_step_against_m(1, 32)
     after_m = m_loss()
     assert after_m > before_m  # G maximises M's loss on its samples
     for _ in range(5):
-        method.g_step_against_d(1, 32)
+        trainer.g_step_against_d(1, 32)
     assert d_real() > before_d  # and tries to pass them off as real
     # G's steps train G only: M's head and D are untouched.
     assert all(torch.equal(a, b) for a, b in zip(head, _params(method.M.head), strict=True))
@@ -116,13 +117,13 @@ def test_a_generator_step_raises_the_classifiers_loss_on_generated_samples(digit
         method.G.train()
         fake = method.G(z, 1, method.banks[1])
     for _ in range(5):
-        method.m_step(fake, torch.full((32,), 1))
+        trainer.m_step(fake[None], torch.full((1, 32), 1))
     assert m_loss() < after_m
 
 
 def test_generated_features_are_convex_combinations_of_the_class_features(digits):
     train = _imbalanced(digits[0])
-    method = _built(train)
+    method, _ = _built(train)
     x = torch.as_tensor(train.images).float().div(127.5).sub(1.0)
     bank = method.banks[1]
     assert torch.equal(bank, method.features(x[torch.as_tensor(train.labels) == 1]))  # current F-features
@@ -132,7 +133,7 @@ def test_generated_features_are_convex_combinations_of_the_class_features(digits
 
 
 def test_max_instances_caps_each_convex_combination(digits):
-    method = _built(_imbalanced(digits[0], keep=40), max_instances=10)
+    method, _ = _built(_imbalanced(digits[0], keep=40), max_instances=10)
     assert len(method.members[1]) == 10 and method.banks[1].shape[0] == 10
     assert method.G.igus["1"].out_features == 10
 
