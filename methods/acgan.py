@@ -65,6 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.methods.base import one_hot
 from bench.methods.dcgan_nets import DCGANDiscriminator, DCGANGenerator
 from bench.methods.generative import COMMON_DEFAULTS, GenerativeOversampling
 from bench.methods.generator_group import GeneratorGroup, Phase, per_member
@@ -82,7 +83,7 @@ class ConditionalGenerator(nn.Module):
         self.net = DCGANGenerator(image_shape, z_dim + n_classes, width)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        code = F.one_hot(labels, self.n_classes).to(z.dtype)
+        code = one_hot(labels, self.n_classes, z.dtype)
         return self.net(torch.cat([z, code], dim=1))
 
 

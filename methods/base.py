@@ -17,6 +17,13 @@ from bench.errors import CellFailure
 from bench.methods.budget import Ledger
 
 
+def one_hot(labels: torch.Tensor, n_classes: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``F.one_hot(labels, n_classes).to(dtype)`` without its host synchronisation (``F.one_hot`` reads the
+    labels' range back with ``.item()``: a GPU stalls on every call) and with a batching rule under vmap
+    (``stacked.py``): a comparison with the class indices. The same 0/1 values."""
+    return (labels.unsqueeze(-1) == torch.arange(n_classes, device=labels.device)).to(dtype)
+
+
 def check_finite(epoch: int, losses: dict) -> None:
     """Stop a cell whose losses went NaN or Inf: "diverged at epoch k" is recorded as its failure."""
     bad = {name: value for name, value in losses.items() if not math.isfinite(value)}

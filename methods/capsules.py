@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.methods.base import one_hot
+
 
 def squash(s: torch.Tensor, dim: int = -1, eps: float = 1e-8) -> torch.Tensor:
     """``|s|^2 / (1 + |s|^2) * s / |s|``: keeps the direction, maps the length into [0, 1)."""
@@ -145,10 +147,10 @@ def margin_loss(lengths: torch.Tensor, target: torch.Tensor, alpha: float = 0.5,
     """Capsule margin loss (Sabour et al., eq. 4; CapsAN eq. 5-6), averaged over the batch.
 
     ``lengths`` (B, K) are capsule lengths, ``target`` (B,) the index of the capsule each example belongs to.
-    The one-hot target is a comparison with the capsule indices (``F.one_hot`` checks its values on the host,
-    and ``scatter_`` has no batching rule under vmap: ``stacked.py``).
+    The one-hot target is ``base.one_hot`` (no host synchronisation, and vmap batches it; ``scatter_`` has no
+    batching rule under vmap: ``stacked.py``).
     """
-    t = (target.unsqueeze(1) == torch.arange(lengths.shape[1], device=lengths.device)).to(lengths.dtype)
+    t = one_hot(target, lengths.shape[1], lengths.dtype)
     present = t * F.relu(s_plus - lengths) ** 2
     absent = alpha * (1.0 - t) * F.relu(lengths - s_minus) ** 2
     return (present + absent).sum(dim=1).mean()
@@ -172,8 +174,8 @@ def feature_matching(real: torch.Tensor, fake: torch.Tensor, real_labels: torch.
     real, fake = real.flatten(1), fake.flatten(1)
 
     def class_means(features, labels):
-        # a comparison, not scatter_ into a fresh tensor: vmap batches it (a fused group, ``stacked.py``)
-        onehot = (labels.unsqueeze(1) == torch.arange(n_classes, device=labels.device)).to(features.dtype)
+        # base.one_hot, not scatter_ into a fresh tensor: vmap batches it (a fused group, ``stacked.py``)
+        onehot = one_hot(labels, n_classes, features.dtype)
         counts = onehot.sum(0)
         return onehot.t() @ features / counts.clamp(min=1).unsqueeze(1), counts > 0
 

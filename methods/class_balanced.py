@@ -54,6 +54,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bench.methods.base import one_hot
 from bench.methods.registry import register
 from bench.methods.resampling import ResamplingMethod
 
@@ -108,6 +109,6 @@ class ClassBalancedFocal(_ClassBalanced):
         from torchvision.ops import sigmoid_focal_loss
 
         logits = model(x).float()
-        target = torch.nn.functional.one_hot(y, logits.shape[1]).float()
+        target = one_hot(y, logits.shape[1])
         terms = sigmoid_focal_loss(logits, target, alpha=-1, gamma=float(self.params["gamma"]), reduction="none")
         return (self.class_weights(logits.device)[y][:, None] * terms).sum() / len(y)

@@ -107,7 +107,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.datasets.base import ImageSet
-from bench.methods.base import FitContext, Method, check_finite
+from bench.methods.base import FitContext, Method, check_finite, one_hot
 from bench.methods.budget import Budget, Ledger, check_schedule
 from bench.methods.classifier import CLASSIFIER_SPEC, CommonCNN, shuffled_batches, to_input
 from bench.methods.gamo_nets import ConditionalDiscriminator, ConvexGenerator, FeatureVAE
@@ -427,7 +427,7 @@ class GamoTrainer:
         """One update of M's head on ``feats`` (real and generated features together in the game)."""
         n_classes = self.n_classes
         with self.first.autocast():
-            loss = per_member(lambda logits, y: classifier_loss(logits, F.one_hot(y, n_classes).float()),
+            loss = per_member(lambda logits, y: classifier_loss(logits, one_hot(y, n_classes)),
                               self.M.call("head", feats).float(), labels)
         self.group.update("classifier", self.opt_m, loss, labels.shape[1])
         return loss.detach()
@@ -442,7 +442,7 @@ class GamoTrainer:
 
     def g_step_against_m(self, label: int, n: int) -> torch.Tensor:
         """One G update that pushes M's output on generated class-``label`` samples away from ``label``."""
-        target = 1.0 - F.one_hot(torch.full((n,), label, device=self.device), self.n_classes).float()
+        target = 1.0 - one_hot(torch.full((n,), label, device=self.device), self.n_classes)
         with self.first.autocast():
             fake = self.generate_features(n, label, train_mode=True)
             loss = per_member(lambda logits: classifier_loss(logits, target), self.M.call("head", fake).float())
@@ -504,7 +504,7 @@ class GamoTrainer:
                     index = [next(own) for own in f_batches]
                     with self.first.autocast():
                         logits = self.M.call("head", self.M.call("features", group.take("x", index))).float()
-                        loss = per_member(lambda lg, y: classifier_loss(lg, F.one_hot(y, n_classes).float()),
+                        loss = per_member(lambda lg, y: classifier_loss(lg, one_hot(y, n_classes)),
                                           logits, group.take("y", index))
                     group.update("classifier", self.opt_f, loss, len(index[0]))
                     running[:, 0] += loss.detach()

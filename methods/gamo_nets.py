@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.methods.base import one_hot
 from bench.methods.capsan_nets import upsampling_plan
 
 
@@ -58,8 +59,8 @@ class ConvexGenerator(nn.Module):
 
     def convex_weights(self, z: torch.Tensor, label: int) -> torch.Tensor:
         """(B, n_label) non-negative weights, each row summing to 1."""
-        onehot = F.one_hot(torch.full((len(z),), label, device=z.device, dtype=torch.long), self.n_classes)
-        h = self.tmu(torch.cat([z, onehot.to(z.dtype)], dim=1))
+        onehot = one_hot(torch.full((len(z),), label, device=z.device, dtype=torch.long), self.n_classes, z.dtype)
+        h = self.tmu(torch.cat([z, onehot], dim=1))
         return torch.softmax(self.igus[str(label)](h), dim=1)
 
     def forward(self, z: torch.Tensor, label: int, instances: torch.Tensor) -> torch.Tensor:
@@ -81,7 +82,7 @@ class ConditionalDiscriminator(nn.Module):
         self.apply(keras_init)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        onehot = F.one_hot(labels, self.n_classes).to(features.dtype)
+        onehot = one_hot(labels, self.n_classes, features.dtype)
         return self.net(torch.cat([features, onehot], dim=1))
 
 

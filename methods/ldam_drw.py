@@ -43,6 +43,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bench.methods.base import one_hot
 from bench.methods.class_balanced import class_balanced_weights
 from bench.methods.registry import register
 from bench.methods.resampling import ResamplingMethod
@@ -62,7 +63,7 @@ def ldam_margins(counts, max_margin: float) -> np.ndarray:
 def ldam_loss(cosines: torch.Tensor, y: torch.Tensor, margins: torch.Tensor, scale: float,
               weight: torch.Tensor | None = None) -> torch.Tensor:
     """CE(scale * (cosines - margins[y] on the true class), y), with class weights when given."""
-    shifted = cosines.float() - torch.nn.functional.one_hot(y, cosines.shape[1]) * margins[y][:, None]
+    shifted = cosines.float() - one_hot(y, cosines.shape[1]) * margins[y][:, None]
     return torch.nn.functional.cross_entropy(scale * shifted, y, weight=weight)
 
 
