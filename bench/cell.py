@@ -254,13 +254,21 @@ def _run_fused(cells: list[Cell], train, test, env: CellEnv) -> list[dict]:
                 raise _GroupOutOfMemory from exc
             outcomes = [exc] * len(members)  # the group failed as a whole: every member says why
     fit_seconds = (time.perf_counter() - fit_clock) / max(1, len(members))
-    for (row, cell, task, ctx, method), outcome in zip(members, outcomes, strict=True):
+    fitted, probas = [i for i, outcome in enumerate(outcomes) if outcome is None], {}
+    if fitted:
+        try:  # the fitted members' predictions in one batched pass (Method.predict_group)
+            probas = dict(zip(fitted, type(members[0][4]).predict_group(
+                [members[i][4] for i in fitted], [members[i][2].test.images for i in fitted]), strict=True))
+        except Exception:  # noqa: BLE001 (each member then predicts alone, and its row records its own failure)
+            probas = {}
+    for i, ((row, cell, task, ctx, method), outcome) in enumerate(zip(members, outcomes, strict=True)):
         try:
             if outcome is not None:
                 raise outcome
             budget = {"roles": ctx.ledger.record(), "contract": dict(ctx.ledger.contract),
                       "fit_seconds": round(fit_seconds, 3)}
-            _score(row, cell, task, train, method, method.predict_proba(task.test.images), budget, env, ctx)
+            proba = probas[i] if i in probas else method.predict_proba(task.test.images)
+            _score(row, cell, task, train, method, proba, budget, env, ctx)
             row["metrics"]["fused"] = size
         except Exception as exc:  # noqa: BLE001
             _record_failure(row, exc, env.device, results_dir)

@@ -162,6 +162,12 @@ class Method(abc.ABC):
                 outcomes.append(exc)
         return outcomes
 
+    @classmethod
+    def predict_group(cls, methods: list[Method], images: list[np.ndarray]) -> list[np.ndarray]:
+        """Class probabilities of fitted members of a group, each on its own test images: here one
+        ``predict_proba`` after another; a fused method predicts its members in one batched pass."""
+        return [method.predict_proba(own) for method, own in zip(methods, images, strict=True)]
+
     def skip(self, task) -> str | None:
         """Why this method declines ``task`` (benchopt's idea), or None to run it. ``task`` has ``train``
         and ``test`` (``ImageSet``), ``positive`` (the minority label of a binary task, else None) and

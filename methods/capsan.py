@@ -90,10 +90,11 @@ from bench.methods.base import FitContext, Method, check_finite
 from bench.methods.budget import Budget, Ledger
 from bench.methods.capsan_nets import CapsuleDiscriminator, ClassLatent, ConvDiscriminator, Generator
 from bench.methods.capsules import feature_matching, pull_away
-from bench.methods.classifier import shuffled_batches, to_input
+from bench.methods.classifier import shuffled_batches, stacked_inputs, to_input
 from bench.methods.generative import save_samples
 from bench.methods.generator_group import GeneratorGroup, Phase, per_member
 from bench.methods.registry import register
+from bench.methods.stacked import Stacked
 
 CITATION = ("Shamsolmoali et al., Imbalanced data learning by minority class augmentation using capsule "
             "adversarial networks, Neurocomputing 2021")
@@ -356,6 +357,24 @@ class CapsAN(Method):
             out.append(self.D.class_proba(scores))
         self.D.train()
         return torch.cat(out).double().cpu().numpy()
+
+    @classmethod
+    @torch.no_grad()
+    def predict_group(cls, methods: list, images: list[np.ndarray], batch_size: int = 512) -> list[np.ndarray]:
+        """The members' DCs stacked (``stacked.Stacked``), one pass per batch; one after another when their
+        test sets differ in size."""
+        if len(methods) == 1 or len({own.shape for own in images}) > 1:
+            return super().predict_group(methods, images)
+        first = methods[0]
+        D = Stacked([m.D for m in methods]).eval()
+        out = []
+        for start in range(0, len(images[0]), batch_size):
+            with first._autocast():
+                scores = D(stacked_inputs(images, start, start + batch_size, first.device)).scores.float()
+            out.append(torch.stack([first.D.class_proba(own) for own in scores]))
+        for m in methods:
+            m.D.train()
+        return list(torch.cat(out, dim=1).double().cpu().numpy())
 
     def _save_artifacts(self, ctx: FitContext, history: dict) -> None:
         folder = ctx.artifact_dir

@@ -239,6 +239,30 @@ class Classifier:
         return torch.cat(out).double().cpu().numpy()
 
 
+def stacked_inputs(images: list[np.ndarray], start: int, stop: int, device) -> torch.Tensor:
+    """Rows ``start:stop`` of every member's test images, (S, B, C, H, W) in [-1, 1]."""
+    return torch.stack([to_input(own[start:stop], device) for own in images])
+
+
+@torch.no_grad()
+def predict_group(classifiers: list[Classifier], images: list[np.ndarray], batch_size: int = 1024) -> list[np.ndarray]:
+    """Every member's class probabilities on its own test images, the members' networks stacked (``fused.py``)
+    for one pass per batch; one member after another when they cannot stack (a group of one, another backbone,
+    test sets of different sizes)."""
+    first = classifiers[0]
+    if len(classifiers) == 1 or not fusable(first.spec) or len({own.shape for own in images}) > 1:
+        return [c.predict_proba(own) for c, own in zip(classifiers, images, strict=True)]
+    if any(c.model is None for c in classifiers):
+        raise RuntimeError("predict_group called before fit")
+    network = fused.stack([c.model for c in classifiers]).eval()
+    out = []
+    for start in range(0, len(images[0]), batch_size):
+        with first.autocast():
+            _, logits = network(stacked_inputs(images, start, start + batch_size, first.device))
+        out.append(torch.softmax(logits.float(), dim=2))
+    return list(torch.cat(out, dim=1).double().cpu().numpy())
+
+
 FUSED_ARCHS = {CLASSIFIER_SPEC["arch"], "resnet32"}  # backbones ``fused.py`` can stack
 
 
@@ -407,6 +431,11 @@ class ClassifierCells:
         failure = type(self).fit_group([(self, train, ctx)])[0]
         if failure is not None:
             raise failure
+
+    @classmethod
+    def predict_group(cls, methods: list, images: list[np.ndarray]) -> list[np.ndarray]:
+        """The members' classifiers in one stacked pass (``classifier.predict_group``)."""
+        return predict_group([method.classifier for method in methods], images)
 
     @classmethod
     def fit_group(cls, members: list) -> list[BaseException | None]:

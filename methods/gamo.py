@@ -109,11 +109,12 @@ import torch.nn.functional as F
 from bench.datasets.base import ImageSet
 from bench.methods.base import FitContext, Method, check_finite, one_hot
 from bench.methods.budget import Budget, Ledger, check_schedule
-from bench.methods.classifier import CLASSIFIER_SPEC, CommonCNN, shuffled_batches, to_input
+from bench.methods.classifier import CLASSIFIER_SPEC, CommonCNN, shuffled_batches, stacked_inputs, to_input
 from bench.methods.gamo_nets import ConditionalDiscriminator, ConvexGenerator, FeatureVAE
 from bench.methods.generative import COMMON_DEFAULTS, save_samples, to_uint8, top_up_counts
 from bench.methods.generator_group import GeneratorGroup, Phase, per_member
 from bench.methods.registry import register
+from bench.methods.stacked import Stacked
 
 GAME_LOSSES = ("f_loss", "m_loss", "d_real", "d_fake", "g_m", "g_d")
 
@@ -357,6 +358,22 @@ class GAMO(Method):
             out = [torch.softmax(self.M(to_input(images[s:s + batch_size], self.device)).float(), dim=1)
                    for s in range(0, len(images), batch_size)]
         return torch.cat(out).double().cpu().numpy()
+
+    @classmethod
+    @torch.no_grad()
+    def predict_group(cls, methods: list, images: list[np.ndarray], batch_size: int = 1024) -> list[np.ndarray]:
+        """The members' Ms stacked (``stacked.Stacked``), one pass per batch; one after another when their
+        test sets differ in size."""
+        if len(methods) == 1 or len({own.shape for own in images}) > 1:
+            return super().predict_group(methods, images)
+        first = methods[0]
+        M = Stacked([m.M for m in methods]).eval()
+        out = []
+        for start in range(0, len(images[0]), batch_size):
+            with first.autocast():
+                out.append(torch.softmax(M(stacked_inputs(images, start, start + batch_size, first.device)).float(),
+                                         dim=2))
+        return list(torch.cat(out, dim=1).double().cpu().numpy())
 
     def _save_artifacts(self, ctx: FitContext, history: dict) -> None:
         folder = ctx.artifact_dir

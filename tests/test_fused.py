@@ -25,7 +25,7 @@ from bench.datasets.base import ImageSet, LoadOptions
 from bench.errors import CellFailure
 from bench.methods.base import FitContext
 from bench.methods.budget import Ledger
-from bench.methods.classifier import Classifier, Member, classifier_spec, fit_group
+from bench.methods.classifier import Classifier, Member, classifier_spec, fit_group, predict_group
 
 ATOL = 1e-5
 ATOL_RESNET = 5e-4
@@ -167,3 +167,15 @@ def test_a_fused_members_loss_sees_only_its_own_outputs(tmp_path):
 
     with pytest.raises(ValueError, match="must call its model on the batch it was given"):
         fit_group([member(0, tmp_path, spec, loss=foreign), member(1, tmp_path, spec, loss=foreign)])
+
+
+@pytest.mark.parametrize("backbone", ["cnn", "resnet32"])
+def test_a_group_predicts_in_one_pass_what_its_members_predict_alone(backbone, tmp_path):
+    """``classifier.predict_group``: the members' networks stacked (batch norm from each one's running
+    statistics) give each member's own probabilities."""
+    members = [member(seed, tmp_path, classifier_spec(backbone, "adam")) for seed in (0, 1, 2)]
+    fit_group(members)
+    test = [image_set(seed + 10).images for seed in (0, 1, 2)]
+    together = predict_group([m.classifier for m in members], test)
+    for m, images, proba in zip(members, test, together, strict=True):
+        np.testing.assert_allclose(proba, m.classifier.predict_proba(images), atol=1e-5)

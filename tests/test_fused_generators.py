@@ -136,3 +136,21 @@ def test_members_of_a_fused_generator_group_do_not_see_each_other(name, tmp_path
     train(name, other)
     a, b = networks(one[0].method), networks(other[0].method)
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+
+
+@pytest.mark.parametrize("name", ["capsan", "gamo", "gan"])
+def test_a_group_predicts_in_one_pass_what_its_members_predict_alone(name, tmp_path):
+    """``predict_group`` (the members' predicting networks stacked: DC, M, the common classifier) gives each
+    member's own probabilities."""
+    cls, members = get_method(name), []
+    for seed in (0, 1):
+        settings = dict(SETTINGS[name])
+        epochs = settings.pop("epochs", 1)
+        ctx = FitContext(device=CPU, seed=seed, epochs=epochs, artifact_dir=tmp_path / f"s{seed}", ledger=Ledger())
+        members.append((cls(**settings), image_set(seed), ctx))
+    assert cls.fit_group(members) == [None, None]
+    methods = [method for method, _, _ in members]
+    test = [image_set(seed + 10).images for seed in (0, 1)]
+    together = cls.predict_group(methods, test)
+    for method, images, proba in zip(methods, test, together, strict=True):
+        np.testing.assert_allclose(proba, method.predict_proba(images), atol=1e-5)
