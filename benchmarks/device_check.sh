@@ -3,11 +3,14 @@
 # the training step never synchronises with the host) and the CUDA path of `bench run` on MNIST.
 # Expects wheels the machine lacks in .whl/ and MNIST in .devdata/mnist/ (both git-ignored, carried).
 # Usage: bash benchmarks/device_check.sh [all|fused|bench|grid|speed|baselines|quality|scale|budget|lt|validate|studies]
-#   all: what the open issues need measured on a GPU: fused (issue 30), then studies cut at STUDY_TIMEOUT (issue 29)
-#   fused: issue 30's figures: benchmarks/fused.py on MNIST (imbalanced, smote, ldam-drw; solo against fused at
-#          S = 1, 2, 4, 8, 10; eager, then --compile reduce-overhead at S = 1 and 10), then the MNIST paper-table3
-#          grid of the methods that fuse today (imbalanced, smote, adasyn, crl: 840 cells, --fuse auto) cut at
-#          FUSED_TIMEOUT seconds (default 300), its wall time and Table 3 ($OUT/gpu_fused_table3.md, .sqlite)
+#   all: what the open issues need measured on a GPU: fused (issue 30)
+#   fused: issue 30's figures, each step cut so that the whole fits one call (about 8 minutes): the solo step
+#          profile (benchmarks/profile_step.py, MNIST, 1 epoch) cut at PROFILE_TIMEOUT (90 s); benchmarks/fused.py
+#          on MNIST, solo against fused at S = 1 and 10: the common classifier (imbalanced, smote; eager, then
+#          --compile reduce-overhead) and the generator phases (gan, dagan, bagan-gp, gamo, capsan; 1 epoch), cut at
+#          FUSED_BENCH_TIMEOUT (150 s); then the whole MNIST paper-table3 grid (every method, 2,100 cells,
+#          --fuse auto) cut at FUSED_TIMEOUT (default 240 s): its cells done, their wall time, the dry-run
+#          estimate of the rest and Table 3 so far ($OUT/gpu_fused_table3.md, .sqlite)
 #   bench: the step benchmark only; grid: the step benchmark, then imbalanced / capsan / capsan-conv on MNIST; speed: the CapsAN step eager vs --compile reduce-overhead and default
 #   (fp32, and bf16 with SPEED_BF16=1; batch 64 and 256; issue 8's 2.5x target is batch 64 on an H100); baselines: the issue-4 grid (gan, acgan, dagan, gamo, bagan, crl on MNIST);
 #   quality: paper-table1 (one seed, one epoch) and capsan + gan with --metrics fid,ssim on one MNIST pair
@@ -34,21 +37,30 @@ python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tm
 export PYTHONPATH=/tmp/pkg:/tmp/site PATH=/tmp/pkg/bin:$PATH PYTHONUNBUFFERED=1
 REPO=$PWD; cd /tmp  # import the installed package, not the checkout's folders
 if [ "$MODE" = fused ] || [ "$MODE" = all ]; then
-  python3 "$REPO/benchmarks/fused.py" --device cuda --dataset mnist --data-dir "$REPO/.devdata" \
-    --methods imbalanced,smote,ldam-drw --sizes 1,2,4,8,10 --epochs 2
-  timeout 180 python3 "$REPO/benchmarks/fused.py" --device cuda --dataset mnist --data-dir "$REPO/.devdata" \
+  timeout "${PROFILE_TIMEOUT:-90}" python3 "$REPO/benchmarks/profile_step.py" --device cuda --dataset mnist \
+    --data-dir "$REPO/.devdata" --epochs 1 --methods imbalanced,gan,dagan,gamo,capsan 2>&1 | grep -v "^USDT\|^ERROR\|^\[W"
+  timeout 60 python3 "$REPO/benchmarks/fused.py" --device cuda --dataset mnist --data-dir "$REPO/.devdata" \
+    --methods imbalanced,smote --sizes 1,10 --epochs 2
+  timeout 60 python3 "$REPO/benchmarks/fused.py" --device cuda --dataset mnist --data-dir "$REPO/.devdata" \
     --methods imbalanced --sizes 1,10 --epochs 2 --compile reduce-overhead
+  timeout "${FUSED_BENCH_TIMEOUT:-150}" python3 "$REPO/benchmarks/fused.py" --device cuda --dataset mnist \
+    --data-dir "$REPO/.devdata" --methods gan,dagan,bagan-gp,gamo,capsan --sizes 1,10 --epochs 1
   SECONDS=0
-  timeout "${FUSED_TIMEOUT:-300}" bench run --preset paper-table3 --methods imbalanced,smote,adasyn,crl \
-    --data-dir "$REPO/.devdata" --fuse auto --results /tmp/f3 --quiet | tail -1
-  echo "paper-table3 MNIST, fusable methods, --fuse auto: exit ${PIPESTATUS[0]} in ${SECONDS}s"
-  bench run --preset paper-table3 --methods imbalanced,smote,adasyn,crl --data-dir "$REPO/.devdata" \
-    --results /tmp/f3 --dry-run | tail -2
+  timeout "${FUSED_TIMEOUT:-240}" bench run --preset paper-table3 --data-dir "$REPO/.devdata" --fuse auto \
+    --results /tmp/f3 --quiet | tail -1
+  echo "paper-table3 MNIST, every method, --fuse auto: exit ${PIPESTATUS[0]} in ${SECONDS}s"
+  python3 - <<'PY'
+from bench.store import Store
+c = Store("/tmp/f3", create=False).cells()
+done = c[c.status == "done"]
+print(f"{len(done)} of 2100 cells done, {done.duration_s.sum():.0f} cell-seconds; by method:",
+      done.groupby("method").duration_s.agg(["count", "sum"]).round(1).to_dict("index"))
+PY
+  bench run --preset paper-table3 --data-dir "$REPO/.devdata" --results /tmp/f3 --dry-run | tail -2
   bench report --results /tmp/f3 --out /tmp/f3rep --format md --tables 3 >/dev/null
   cat /tmp/f3rep/table3.md
   cp /tmp/f3rep/table3.md "$OUT/gpu_fused_table3.md"; cp /tmp/f3/bench.sqlite "$OUT/gpu_fused_table3.sqlite"
-  [ "$MODE" = fused ] && exit 0
-  MODE=studies GRID_TIMEOUT=${STUDY_TIMEOUT:-240}
+  exit 0
 fi
 if [ "$MODE" = quality ]; then
   SECONDS=0
