@@ -56,6 +56,10 @@ Deviations from the paper and its reference code:
   (on a binary MNIST task, N = 6,744: 735 passes of 68 steps, 49,980 updates each of D and G).
 - The paper's ImageNet models are an ensemble of 100 AC-GANs of 10 classes each; we train one AC-GAN on
   all the task's classes.
+- Fused groups (``--fuse``; README, "Fused cells"): the members' G and D train as one stacked network each
+  (``stacked.py``). Each member draws all its randomness from its own seed as its solo cell does (on a GPU its
+  dropout masks are of the same law, not the same masks), and matches its solo cell to float rounding
+  (``tests/test_fused_generators.py``); ``--compile`` compiles a group of one only.
 """
 
 from __future__ import annotations

@@ -73,6 +73,11 @@ Deviations from the paper and the official code:
 - A class absent from the training set gets no Gaussian and a ratio of 0 (the other ratios are
   renormalised); the official code assumes every class present.
 - No per-epoch evaluation on the test set (the official code only logs it; training does not use it).
+- Fused groups (``--fuse``; README, "Fused cells"): the members' autoencoders, then their G and D, train as one
+  stacked network each (``stacked.py``); the class Gaussians are each member's own. Each member draws all its
+  randomness from its own seed as its solo cell does (on a GPU its dropout masks are of the same law, not the
+  same masks), and matches its solo cell to float rounding (``tests/test_fused_generators.py``); ``--compile``
+  compiles a group of one only.
 """
 
 from __future__ import annotations

@@ -48,6 +48,11 @@ Readings and deviations:
   100 adversarial epochs (50 learning steps of 2 epochs).
 - Generation samples in evaluation mode (batch statistics from training), as ``bagan``.
 - ``--compile`` compiles the generator and the encoder only (the penalty's double backward, as ``dagan``).
+- Fused groups (``--fuse``; README, "Fused cells"): the members' autoencoders, then their G and critic (the
+  penalty per member), train as one stacked network each (``stacked.py``). Each member draws all its randomness
+  from its own seed as its solo cell does (on a GPU its dropout masks are of the same law, not the same masks),
+  and matches its solo cell to float rounding (``tests/test_fused_generators.py``); ``--compile`` compiles a
+  group of one only.
 """
 
 from __future__ import annotations

@@ -74,6 +74,11 @@ Deviations and readings (the paper leaves these open, or says less than the code
 - ``--precision bf16`` (or ``precision = "bf16"``) runs G, DC and the losses under bf16 autocast, on a CPU
   too; ``--compile`` compiles G and DC's objectives (forward passes and losses) for the training steps (the
   class latent and sampling stay eager).
+- Fused groups (``--fuse``; README, "Fused cells"): the members' G and DC train as one stacked network each
+  (``CapsanTrainer``; spectral norm's power iteration per member), the class latents each member's own under G's
+  optimiser. Each member draws all its randomness from its own seed as its solo cell does (on a GPU its dropout
+  masks are of the same law, not the same masks), and matches its solo cell to float rounding
+  (``tests/test_fused_generators.py``); ``--compile`` compiles a group of one only.
 """
 
 from __future__ import annotations

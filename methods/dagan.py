@@ -61,6 +61,10 @@ Deviations:
   as for every method of the suite, the networks after the last epoch are used.
 - ``--compile`` compiles G only: the critic's gradient penalty differentiates through its gradients (double
   backward), which torch.compile does not support. ``--precision bf16`` covers G, the critic and the penalty.
+- Fused groups (``--fuse``; README, "Fused cells"): the members' G and critic train as one stacked network each,
+  the penalty per member (``stacked.py``). Each member draws all its randomness from its own seed as its solo
+  cell does (on a GPU its dropout masks are of the same law, not the same masks), and matches its solo cell to
+  float rounding (``tests/test_fused_generators.py``); ``--compile`` compiles a group of one only.
 """
 
 from __future__ import annotations

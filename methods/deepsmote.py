@@ -48,6 +48,12 @@ A class to top up with at most ``k_neighbors`` images interpolates with its coun
 (``deepsmote.json`` records the k each class used): the code would fail there (as ``smote`` refuses), but the
 latent space has no pixel-level reason to need 5 neighbours, and 3 minority images (digits at ratio 0.025) still
 give segments to sample. A class of one image, with no segment at all, is refused (``skip``).
+- Fused groups (``--fuse``; README, "Fused cells"): the members' encoders and decoders train as one stacked
+  network each (``stacked.py``); when the members drew penalty classes of different sizes in a step, each
+  member's penalty batch runs alone through its slice of the stacked weights. Each member draws all its
+  randomness from its own seed as its solo cell does (on a GPU its dropout masks are of the same law, not the
+  same masks), and matches its solo cell to float rounding (``tests/test_fused_generators.py``); ``--compile``
+  compiles a group of one only.
 """
 
 from __future__ import annotations

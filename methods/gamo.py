@@ -93,6 +93,11 @@ Deviations from the paper / official code:
 Artifacts: ``losses.json`` (per-epoch losses of every player, GAMO2pix's loss, and ``generated_counts``:
 how many generated feature vectors of each class M was trained on) and ``samples.png`` (8 GAMO2pix images
 per minority class, one row each).
+- Fused groups (``--fuse``; README, "Fused cells"): the members' M, G and D train as one stacked network each
+  (``GamoTrainer``), one Adam per part, class and objective over the stacked tensors; GAMO2pix's decoders train
+  one member after another. Each member draws all its randomness from its own seed as its solo cell does (on a
+  GPU its dropout masks are of the same law, not the same masks), and matches its solo cell to float rounding
+  (``tests/test_fused_generators.py``); ``--compile`` compiles a group of one only.
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ Deviations:
   with N the whole training set (``generative.py``), so a class of 120 images still gets a trainable
   number of updates; each minority class's GAN gets that many.
 - Width 64 at the first D layer (``dcgan_nets.py`` lists its own deviations from DCGAN).
+- Fused groups (``--fuse``; README, "Fused cells"): the members' G and D of every class train as one stacked
+  network each (``stacked.py``). Each member draws all its randomness from its own seed as its solo cell does
+  (on a GPU its dropout masks are of the same law, not the same masks), and matches its solo cell to float
+  rounding (``tests/test_fused_generators.py``); ``--compile`` compiles a group of one only.
 """
 
 from __future__ import annotations

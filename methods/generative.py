@@ -99,7 +99,8 @@ class GenerativeOversampling(ClassifierCells, Method):
 
     version = 2  # 2: the budget contract (the classifier's U updates) and the ledger
     # Fused groups (``ClassifierCells.fit_group``): the members' classifiers train as one batched model; their
-    # generators still train one after another (``_member``), each from its own seed.
+    # generators too when the method implements ``train_generators`` (``_own_phases``), else one member after
+    # another (``_member``), each from its own seed.
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
