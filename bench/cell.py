@@ -38,6 +38,7 @@ from bench.datasets.imbalance import make_imbalanced  # noqa: E402
 from bench.errors import BenchError, CellFailure, CellRefused  # noqa: E402
 from bench.grid import Cell  # noqa: E402
 from bench.methods import FitContext, get_method  # noqa: E402
+from bench.methods.base import is_out_of_memory  # noqa: E402
 from bench.methods.budget import Ledger  # noqa: E402
 from bench.metrics import classification_metrics, roc_points  # noqa: E402
 from bench.quality import battle_against_twin, generative_quality  # noqa: E402
@@ -337,10 +338,8 @@ def _fit_once(name: str, overrides: dict, task, ctx):
 
 
 def _is_oom(exc: BaseException) -> bool:
-    """An out-of-memory error on any device: CUDA's, Python's ``MemoryError``, or torch's CPU allocator."""
-    if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc))
+    """An out-of-memory error on any device (``methods.base.is_out_of_memory``)."""
+    return is_out_of_memory(exc)
 
 
 def _first_line(exc: BaseException) -> str:

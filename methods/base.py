@@ -17,6 +17,14 @@ from bench.errors import CellFailure
 from bench.methods.budget import Ledger
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """An out-of-memory error on any device: CUDA's, Python's ``MemoryError``, or torch's CPU allocator. A fused
+    group lets it through (never a member's failure): the harness then splits the group in halves."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc))
+
+
 def one_hot(labels: torch.Tensor, n_classes: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``F.one_hot(labels, n_classes).to(dtype)`` without its host synchronisation (``F.one_hot`` reads the
     labels' range back with ``.item()``: a GPU stalls on every call) and with a batching rule under vmap
@@ -159,6 +167,8 @@ class Method(abc.ABC):
                 method.fit(train, ctx)
                 outcomes.append(None)
             except Exception as exc:  # noqa: BLE001 (the member's row records it)
+                if is_out_of_memory(exc):
+                    raise
                 outcomes.append(exc)
         return outcomes
 

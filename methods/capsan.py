@@ -91,7 +91,7 @@ import torch
 
 from bench.datasets.base import ImageSet
 from bench.errors import BenchError
-from bench.methods.base import FitContext, Method, check_finite
+from bench.methods.base import FitContext, Method, check_finite, is_out_of_memory
 from bench.methods.budget import Budget, Ledger
 from bench.methods.capsan_nets import CapsuleDiscriminator, ClassLatent, ConvDiscriminator, Generator
 from bench.methods.capsules import feature_matching, pull_away
@@ -259,7 +259,7 @@ class CapsAN(Method):
             try:
                 phases[index] = method._prepare(train, ctx)
             except Exception as exc:  # noqa: BLE001 (the member's row records it)
-                if len(members) == 1:
+                if len(members) == 1 or is_out_of_memory(exc):
                     raise
                 outcomes[index] = exc
                 continue
@@ -272,7 +272,7 @@ class CapsAN(Method):
             try:
                 failed = CapsanTrainer([phases[i] for i in lot]).run()
             except Exception as exc:  # noqa: BLE001 (a fault of the whole lot fails each of its members)
-                if len(members) == 1:
+                if len(members) == 1 or is_out_of_memory(exc):
                     raise
                 failed = [exc] * len(lot)
             for index, failure in zip(lot, failed, strict=True):

@@ -39,7 +39,7 @@ from torch import nn
 from bench.datasets.base import ImageSet
 from bench.errors import CellFailure
 from bench.methods import fused
-from bench.methods.base import FitContext, check_finite
+from bench.methods.base import FitContext, check_finite, is_out_of_memory
 from bench.methods.budget import Budget
 
 # Part of every classifier-based method's parameters, so it is stored with each cell and in its key.
@@ -422,7 +422,7 @@ class ClassifierCells:
             try:
                 outcomes.append(method._member(train, ctx))
             except Exception as exc:  # noqa: BLE001 (the member's row records it)
-                if len(members) == 1:
+                if len(members) == 1 or is_out_of_memory(exc):
                     raise
                 outcomes.append(exc)
         return outcomes

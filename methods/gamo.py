@@ -112,7 +112,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.datasets.base import ImageSet
-from bench.methods.base import FitContext, Method, check_finite, one_hot
+from bench.methods.base import FitContext, Method, check_finite, is_out_of_memory, one_hot
 from bench.methods.budget import Budget, Ledger, check_schedule
 from bench.methods.classifier import CLASSIFIER_SPEC, CommonCNN, shuffled_batches, stacked_inputs, to_input
 from bench.methods.gamo_nets import ConditionalDiscriminator, ConvexGenerator, FeatureVAE
@@ -282,7 +282,7 @@ class GAMO(Method):
             try:
                 phases[index] = method._prepare(train, ctx)
             except Exception as exc:  # noqa: BLE001 (the member's row records it)
-                if len(members) == 1:
+                if len(members) == 1 or is_out_of_memory(exc):
                     raise
                 outcomes[index] = exc
                 continue
@@ -294,7 +294,7 @@ class GAMO(Method):
             try:
                 failed = GamoTrainer([phases[i] for i in lot]).run()
             except Exception as exc:  # noqa: BLE001 (a fault of the whole lot fails each of its members)
-                if len(members) == 1:
+                if len(members) == 1 or is_out_of_memory(exc):
                     raise
                 failed = [exc] * len(lot)
             for index, failure in zip(lot, failed, strict=True):
@@ -562,7 +562,7 @@ class GamoTrainer:
                 method.generated_counts = method.generated.tolist()
                 method._save_artifacts(phase.ctx, method.history)
             except Exception as exc:  # noqa: BLE001 (this member's failure alone)
-                if self.group.size == 1:
+                if self.group.size == 1 or is_out_of_memory(exc):
                     raise
                 self.group.failed[i] = exc
         return self.group.failed

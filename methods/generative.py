@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from bench.datasets.base import ImageSet
-from bench.methods.base import FitContext, Method, check_finite
+from bench.methods.base import FitContext, Method, check_finite, is_out_of_memory
 from bench.methods.budget import Budget, check_schedule
 from bench.methods.classifier import (
     CLASSIFIER_DEFAULTS,
@@ -222,6 +222,8 @@ class GenerativeOversampling(ClassifierCells, Method):
             try:
                 phases[index] = method._prepare(train, ctx)
             except Exception as exc:  # noqa: BLE001 (the member's row records it)
+                if is_out_of_memory(exc):
+                    raise
                 outcomes[index] = exc
                 continue
             ph = phases[index]
@@ -232,6 +234,8 @@ class GenerativeOversampling(ClassifierCells, Method):
             try:
                 failed = cls.train_generators([phases[i] for i in lot])
             except Exception as exc:  # noqa: BLE001 (a fault of the whole lot fails each of its members)
+                if is_out_of_memory(exc):
+                    raise
                 failed = [exc] * len(lot)
             for index, failure in zip(lot, failed, strict=True):
                 if failure is not None:
@@ -241,6 +245,8 @@ class GenerativeOversampling(ClassifierCells, Method):
                 try:
                     outcomes[index] = method._finish(phases[index], train)
                 except Exception as exc:  # noqa: BLE001
+                    if is_out_of_memory(exc):
+                        raise
                     outcomes[index] = exc
         return outcomes
 

@@ -16,6 +16,7 @@ from bench.executors import Job, LocalExecutor
 from bench.grid import Preset, build_grid
 from bench.groups import AUTO_GPU_MEMBERS, form_groups, group_size, parse_fuse
 from bench.methods import registry
+from bench.methods.gan import GAN
 from bench.methods.imbalanced import Imbalanced
 from bench.runner import run_grid
 from bench.store import Store
@@ -29,15 +30,23 @@ def grid(methods=("imbalanced", "smote"), seeds=3, ratios=(0.1,), epochs=2):
     return build_grid(preset)
 
 
-def test_cells_group_by_everything_but_their_seed():
-    cells = grid(("imbalanced", "gamo"), seeds=3, ratios=(0.1, 0.2))
+class Alone(Imbalanced):
+    """``imbalanced`` declared not fusable: its cells run alone."""
+
+    name = "test-alone"
+    fusable = False
+
+
+def test_cells_group_by_everything_but_their_seed(monkeypatch):
+    monkeypatch.setitem(registry._REGISTRY, Alone.name, Alone)  # registered for this test only
+    cells = grid(("imbalanced", "test-alone"), seeds=3, ratios=(0.1, 0.2))
     groups = form_groups(cells, 8)
     fused = [g for g in groups if len(g) > 1]
-    assert len(fused) == 2  # imbalanced at each ratio; gamo is not fusable: its six cells run alone
+    assert len(fused) == 2  # imbalanced at each ratio; test-alone is not fusable: its six cells run alone
     for group in fused:
         assert {c.method for c in group} == {"imbalanced"} and len({c.ratio for c in group}) == 1
         assert sorted(c.seed for c in group) == [0, 1, 2]
-    assert sum(len(g) == 1 and g[0].method == "gamo" for g in groups) == 6
+    assert sum(len(g) == 1 and g[0].method == "test-alone" for g in groups) == 6
     assert sorted(c.key for g in groups for c in g) == sorted(c.key for c in cells)  # every cell, once
     assert [len(g) for g in form_groups(grid(("imbalanced",), seeds=5), 2)] == [2, 2, 1]
     assert all(len(g) == 1 for g in form_groups(cells, 1))
@@ -124,3 +133,26 @@ def test_a_group_is_one_unit_of_work_under_jobs(tmp_path):
     assert [c.key for c, _ in there] == [c.key for c in cells]
     for (_, row), mine in zip(there, here, strict=True):
         assert row["status"] == "done" and repeatable(row["metrics"]) == repeatable(mine["metrics"])
+
+
+class GanOutOfMemory(GAN):
+    """``gan`` whose fused generator phase runs out of device memory with more than one member."""
+
+    name = "test-gan-oom"
+
+    @classmethod
+    def train_generators(cls, phases):
+        if len(phases) > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB (simulated)")
+        return super().train_generators(phases)
+
+
+def test_a_generator_group_out_of_memory_is_split_in_halves(tmp_path, monkeypatch):
+    """An out-of-memory error inside a fused generator phase is never a member's failure: the group is split in
+    halves and run again, down to solo cells."""
+    monkeypatch.setitem(registry._REGISTRY, GanOutOfMemory.name, GanOutOfMemory)
+    cells = grid((GanOutOfMemory.name,), seeds=3, epochs=1)
+    digits = (load_dataset("digits", split="train"), load_dataset("digits", split="test"))
+    rows = run_group(cells, *digits, CellEnv(CPU, tmp_path))
+    assert [row["status"] for row in rows] == ["done"] * 3
+    assert all("fused" not in row["metrics"] for row in rows)  # every half ran out until each cell ran alone
