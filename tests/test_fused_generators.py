@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 import torch
 
+from bench.errors import CellFailure
 from bench.methods.base import FitContext
 from bench.methods.budget import Ledger
 from bench.methods.capsan import CapsanTrainer
@@ -154,3 +155,19 @@ def test_a_group_predicts_in_one_pass_what_its_members_predict_alone(name, tmp_p
     together = cls.predict_group(methods, test)
     for method, images, proba in zip(methods, test, together, strict=True):
         np.testing.assert_allclose(proba, method.predict_proba(images), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gan", "capsan"])
+def test_a_diverging_member_of_a_generator_group_fails_alone(name, tmp_path):
+    """Member 1's images poisoned with NaN: its losses diverge and it fails (a CellFailure, as its solo cell
+    would); the other members train on and still match their solo cells."""
+    group = [phase(name, seed, tmp_path / "group") for seed in SEEDS]
+    group[1].x.fill_(float("nan"))
+    failed = train(name, group)
+    assert isinstance(failed[1], CellFailure) and failed[0] is None and failed[2] is None
+    for seed in (0, 2):
+        alone = phase(name, seed, tmp_path / "solo")
+        assert train(name, [alone]) == [None]
+        member = group[SEEDS.index(seed)]
+        for loss, values in alone.method.history.items():
+            np.testing.assert_allclose(member.method.history[loss], values, rtol=LOSS_RTOL)
