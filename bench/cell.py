@@ -37,6 +37,7 @@ from bench.datasets.base import LoadOptions  # noqa: E402
 from bench.datasets.imbalance import make_imbalanced  # noqa: E402
 from bench.errors import BenchError, CellFailure, CellRefused  # noqa: E402
 from bench.grid import Cell  # noqa: E402
+from bench.groups import members_that_fit, memory_key  # noqa: E402
 from bench.methods import FitContext, get_method  # noqa: E402
 from bench.methods.base import is_out_of_memory  # noqa: E402
 from bench.methods.budget import Ledger  # noqa: E402
@@ -206,6 +207,31 @@ def run_cell(cell: Cell, train, test, env: CellEnv) -> dict:
     return row
 
 
+# Peak device memory per member, in bytes, of the groups run in this process, by ``groups.memory_key``: what
+# bounds the next group of the same kind (``groups.members_that_fit``). Empty on the CPU.
+_MEMBER_BYTES: dict[str, float] = {}
+
+
+def _free_bytes(device) -> float | None:
+    if getattr(device, "type", None) != "cuda" or not torch.cuda.is_available():
+        return None
+    return float(torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device)
+                 - torch.cuda.memory_allocated(device))  # the free memory plus the cache's idle blocks
+
+
+def _measure_start(device) -> int | None:
+    if getattr(device, "type", None) != "cuda" or not torch.cuda.is_available():
+        return None
+    torch.cuda.reset_peak_memory_stats(device)
+    return torch.cuda.memory_allocated(device)
+
+
+def _measure_end(device, before: int | None, key: str, size: int) -> None:
+    if before is not None:
+        peak = torch.cuda.max_memory_allocated(device) - before
+        _MEMBER_BYTES[key] = max(_MEMBER_BYTES.get(key, 0.0), peak / size)
+
+
 class _GroupOutOfMemory(Exception):
     """A fused group ran out of memory as a whole: split it and run the halves."""
 
@@ -216,11 +242,18 @@ def run_group(cells: list[Cell], train, test, env: CellEnv) -> list[dict]:
     ledger and artifacts), plus the group's size: ``metrics["fused"]`` and ``", fused S"`` on the device
     string, a device kind of its own for ``bench compare`` (a member matches its solo cell to float rounding,
     not in bits). Its time is the group's, shared equally (``duration_s``, the ledger's seconds). A group of
-    one is ``run_cell``; a group out of memory is split in halves, each run again."""
+    one is ``run_cell``; on a GPU a group larger than the measured memory of its members allows runs in chunks
+    that fit (``groups.members_that_fit``), and a group out of memory is split in halves, each run again."""
     if len(cells) == 1:
         return [run_cell(cells[0], train, test, env)]
+    most = members_that_fit(len(cells), _MEMBER_BYTES.get(memory_key(cells[0])), _free_bytes(env.device))
+    if most < len(cells):  # the measured memory of a member says the whole group would not fit: chunks that do
+        return run_group(cells[:most], train, test, env) + run_group(cells[most:], train, test, env)
     try:
-        return _run_fused(cells, train, test, env)
+        before = _measure_start(env.device)
+        rows = _run_fused(cells, train, test, env)
+        _measure_end(env.device, before, memory_key(cells[0]), len(cells))
+        return rows
     except _GroupOutOfMemory:
         _free_device_memory(env.device)
         half = len(cells) // 2

@@ -6,7 +6,10 @@ protocol, class pair, ratio, epochs and options. The method then trains them in 
 transaction. Under ``--jobs`` and Ray a group is one unit of work.
 
 ``--fuse``: ``off`` (every cell alone), ``N`` (at most N members per group), or ``auto`` (the default): on a
-GPU, groups of up to ``AUTO_GPU_MEMBERS`` (a group that runs out of memory is split in halves and run again);
+GPU, groups of up to ``AUTO_GPU_MEMBERS``. On a GPU a group is also bounded by memory: once a group or cell of the
+same method, parameters and dataset has run in the process, its peak memory per member (measured) sets how many
+members fit the device's free memory (``members_that_fit``), and a larger group runs in chunks that fit; a group
+that still runs out of memory is split in halves and run again;
 on the CPU, off: two CPU cores are bound by arithmetic at these sizes, and no CPU gain is measured yet
 (``benchmarks/fused.py``). Ratios and class pairs are not grouped: their sets, and so their batches and
 budgets, differ in size.
@@ -21,6 +24,23 @@ from bench.grid import Cell
 from bench.methods import get_method
 
 AUTO_GPU_MEMBERS = 10  # the paper's 10 seeds; the common classifier's members take a few MB each
+MEMORY_HEADROOM = 0.8  # the share of the device's free memory a fused group plans to take
+
+
+def memory_key(cell: Cell) -> str:
+    """What a member's device memory depends on: the method, its parameters, the dataset (image size) and the
+    options (precision); not the seed, ratio or pair."""
+    return json.dumps([cell.method, cell.variant, cell.params, cell.dataset, cell.options], sort_keys=True,
+                      default=str)
+
+
+def members_that_fit(size: int, per_member: float | None, free: float | None) -> int:
+    """The most of ``size`` members whose memory fits ``MEMORY_HEADROOM`` of ``free`` bytes, at ``per_member``
+    bytes each (measured on an earlier group or cell of the same ``memory_key`` in this process); ``size``
+    while nothing is measured (an out-of-memory error then halves the group)."""
+    if not per_member or free is None:
+        return size
+    return max(1, min(size, int(MEMORY_HEADROOM * free // per_member)))
 
 
 def parse_fuse(value: str | int | None) -> str | int:

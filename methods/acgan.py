@@ -185,9 +185,7 @@ class ACGAN(GenerativeOversampling):
                 logs = [{"d_loss": d, "g_loss": g, "d_class_loss": dc, "g_class_loss": gc} for d, g, dc, gc in means]
                 if not group.end_epoch(epoch, logs):
                     break
-        G.write_back()
-        D.write_back()
-        return group.failed
+        return group.done(G, D)
 
     @torch.no_grad()
     def generate(self, n: int, label: int, generator=None) -> torch.Tensor:

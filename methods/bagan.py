@@ -345,9 +345,7 @@ class BAGAN(AutoencoderFirst, GenerativeOversampling):
                 means = (running / max(1, first.steps)).tolist()  # one host sync per epoch
                 if not group.end_epoch(epoch, [{"d_loss": d, "g_loss": g} for d, g in means]):
                     break
-        G.write_back()
-        D.write_back()
-        return group.failed
+        return group.done(G, D)
 
     @torch.no_grad()
     def generate(self, n: int, label: int, generator=None) -> torch.Tensor:

@@ -172,9 +172,7 @@ class BAGANGP(AutoencoderFirst, GenerativeOversampling):
 
         # the generator is the trained decoder and embedding, now trained adversarially
         if not cls.run_autoencoders(group, [*encoder.parameters(), *G.parameters()], reconstruction, ae_epochs):
-            encoder.write_back()
-            G.write_back()
-            return group.failed
+            return group.done(encoder, G)
         opt_d, opt_g = first.method._adam(D.parameters()), first.method._adam(G.parameters())
         # --compile compiles G only: the penalty differentiates through D's gradients (double backward), which
         # torch.compile does not support (as dagan's critic)
@@ -216,9 +214,7 @@ class BAGANGP(AutoencoderFirst, GenerativeOversampling):
                 means = (running / max(1, first.steps)).tolist()  # one host sync per epoch
                 if not group.end_epoch(epoch, [{"d_loss": d, "g_loss": g} for d, g in means]):
                     break
-        for stacked in (encoder, G, D):
-            stacked.write_back()
-        return group.failed
+        return group.done(encoder, G, D)
 
     @torch.no_grad()
     def generate(self, n: int, label: int, generator=None) -> torch.Tensor:

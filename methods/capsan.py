@@ -91,15 +91,14 @@ import torch
 
 from bench.datasets.base import ImageSet
 from bench.errors import BenchError
-from bench.methods.base import FitContext, Method, check_finite, is_out_of_memory
+from bench.methods.base import FitContext, Method, check_finite
 from bench.methods.budget import Budget, Ledger
 from bench.methods.capsan_nets import CapsuleDiscriminator, ClassLatent, ConvDiscriminator, Generator
 from bench.methods.capsules import feature_matching, pull_away
-from bench.methods.classifier import shuffled_batches, stacked_inputs, to_input
+from bench.methods.classifier import predict_stacked, shuffled_batches, to_input
 from bench.methods.generative import save_samples
-from bench.methods.generator_group import GeneratorGroup, Phase, per_member
+from bench.methods.generator_group import GeneratorGroup, Phase, lockstep_key, per_member, train_in_lots
 from bench.methods.registry import register
-from bench.methods.stacked import Stacked
 
 CITATION = ("Shamsolmoali et al., Imbalanced data learning by minority class augmentation using capsule "
             "adversarial networks, Neurocomputing 2021")
@@ -252,32 +251,8 @@ class CapsAN(Method):
     def fit_group(cls, members: list) -> list[BaseException | None]:
         """Cells that differ only in their seed, trained as one (a group of one is the solo cell and raises
         its failure): per member None or the exception that failed it."""
-        outcomes: list = [None] * len(members)
-        lots: dict[tuple, list[int]] = {}
-        phases = {}
-        for index, (method, train, ctx) in enumerate(members):
-            try:
-                phases[index] = method._prepare(train, ctx)
-            except Exception as exc:  # noqa: BLE001 (the member's row records it)
-                if len(members) == 1 or is_out_of_memory(exc):
-                    raise
-                outcomes[index] = exc
-                continue
-            schedule = method.schedule
-            key = (train.image_shape, tuple(train.counts()), len(train), schedule.gan_epochs, schedule.steps,
-                   tuple(schedule.finetune), str(ctx.device),
-                   ctx.precision, ctx.compile)
-            lots.setdefault(key, []).append(index)
-        for lot in lots.values():
-            try:
-                failed = CapsanTrainer([phases[i] for i in lot]).run()
-            except Exception as exc:  # noqa: BLE001 (a fault of the whole lot fails each of its members)
-                if len(members) == 1 or is_out_of_memory(exc):
-                    raise
-                failed = [exc] * len(lot)
-            for index, failure in zip(lot, failed, strict=True):
-                outcomes[index] = failure
-        return outcomes
+        return train_in_lots(members, lambda phases: CapsanTrainer(phases).run(),
+                             key=lambda phase: (*lockstep_key(phase), tuple(phase.method.schedule.finetune)))
 
     def plan(self, budget: Budget) -> CapsanPlan:
         """The contract's split of DC's U updates between the phases (module docstring, "Budget")."""
@@ -364,22 +339,14 @@ class CapsAN(Method):
         return torch.cat(out).double().cpu().numpy()
 
     @classmethod
-    @torch.no_grad()
     def predict_group(cls, methods: list, images: list[np.ndarray], batch_size: int = 512) -> list[np.ndarray]:
         """The members' DCs stacked (``stacked.Stacked``), one pass per batch; one after another when their
         test sets differ in size."""
         if len(methods) == 1 or len({own.shape for own in images}) > 1:
             return super().predict_group(methods, images)
         first = methods[0]
-        D = Stacked([m.D for m in methods]).eval()
-        out = []
-        for start in range(0, len(images[0]), batch_size):
-            with first._autocast():
-                scores = D(stacked_inputs(images, start, start + batch_size, first.device)).scores.float()
-            out.append(torch.stack([first.D.class_proba(own) for own in scores]))
-        for m in methods:
-            m.D.train()
-        return list(torch.cat(out, dim=1).double().cpu().numpy())
+        return predict_stacked([m.D for m in methods], images, lambda out: first.D.class_proba(out.scores.float()),
+                               first._autocast, first.device, batch_size)
 
     def _save_artifacts(self, ctx: FitContext, history: dict) -> None:
         folder = ctx.artifact_dir

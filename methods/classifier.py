@@ -41,6 +41,7 @@ from bench.errors import CellFailure
 from bench.methods import fused
 from bench.methods.base import FitContext, check_finite, is_out_of_memory
 from bench.methods.budget import Budget
+from bench.methods.stacked import Stacked
 
 # Part of every classifier-based method's parameters, so it is stored with each cell and in its key.
 CLASSIFIER_SPEC = {
@@ -242,6 +243,30 @@ class Classifier:
 def stacked_inputs(images: list[np.ndarray], start: int, stop: int, device) -> torch.Tensor:
     """Rows ``start:stop`` of every member's test images, (S, B, C, H, W) in [-1, 1]."""
     return torch.stack([to_input(own[start:stop], device) for own in images])
+
+
+def _member_output(outputs, index: int):
+    """Member ``index``'s share of a stacked network's output (a tensor, or a named tuple of them)."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs[index]
+    return type(outputs)(*(part[index] for part in outputs))
+
+
+@torch.no_grad()
+def predict_stacked(nets: list[nn.Module], images: list[np.ndarray], probabilities, autocast, device,
+                    batch_size: int) -> list[np.ndarray]:
+    """Class probabilities of S fitted members' networks (any architecture: ``stacked.Stacked``, in evaluation
+    mode) on their own test images of one size, one pass per batch; ``probabilities(output)`` maps one member's
+    network output to its probabilities. The networks are put back in training mode."""
+    network = Stacked(nets).eval()
+    out = []
+    for start in range(0, len(images[0]), batch_size):
+        with autocast():
+            outputs = network(stacked_inputs(images, start, start + batch_size, device))
+        out.append(torch.stack([probabilities(_member_output(outputs, i)) for i in range(len(nets))]))
+    for net in nets:
+        net.train()
+    return list(torch.cat(out, dim=1).double().cpu().numpy())
 
 
 @torch.no_grad()

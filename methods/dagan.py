@@ -235,9 +235,7 @@ class DAGAN(GenerativeOversampling):
                 logs = [{"d_loss": d, "gp": gp, "wasserstein": w, "g_loss": g} for d, gp, w, g in means]
                 if not group.end_epoch(epoch, logs):
                     break
-        G.write_back()
-        D.write_back()
-        return group.failed
+        return group.done(G, D)
 
     @torch.no_grad()
     def generate(self, n: int, label: int, generator=None) -> torch.Tensor:

@@ -114,12 +114,11 @@ import torch.nn.functional as F
 from bench.datasets.base import ImageSet
 from bench.methods.base import FitContext, Method, check_finite, is_out_of_memory, one_hot
 from bench.methods.budget import Budget, Ledger, check_schedule
-from bench.methods.classifier import CLASSIFIER_SPEC, CommonCNN, shuffled_batches, stacked_inputs, to_input
+from bench.methods.classifier import CLASSIFIER_SPEC, CommonCNN, predict_stacked, shuffled_batches, to_input
 from bench.methods.gamo_nets import ConditionalDiscriminator, ConvexGenerator, FeatureVAE
 from bench.methods.generative import COMMON_DEFAULTS, save_samples, to_uint8, top_up_counts
-from bench.methods.generator_group import GeneratorGroup, Phase, per_member
+from bench.methods.generator_group import GeneratorGroup, Phase, lockstep_key, per_member, train_in_lots
 from bench.methods.registry import register
-from bench.methods.stacked import Stacked
 
 GAME_LOSSES = ("f_loss", "m_loss", "d_real", "d_fake", "g_m", "g_d")
 
@@ -275,31 +274,8 @@ class GAMO(Method):
     def fit_group(cls, members: list) -> list[BaseException | None]:
         """Cells that differ only in their seed, trained as one (a group of one is the solo cell and raises
         its failure): per member None or the exception that failed it."""
-        outcomes: list = [None] * len(members)
-        lots: dict[tuple, list[int]] = {}
-        phases = {}
-        for index, (method, train, ctx) in enumerate(members):
-            try:
-                phases[index] = method._prepare(train, ctx)
-            except Exception as exc:  # noqa: BLE001 (the member's row records it)
-                if len(members) == 1 or is_out_of_memory(exc):
-                    raise
-                outcomes[index] = exc
-                continue
-            plan = method.schedule
-            key = (train.image_shape, tuple(train.counts()), len(train), plan.epochs, plan.steps,
-                   tuple(plan.f_steps), str(ctx.device), ctx.precision, ctx.compile)
-            lots.setdefault(key, []).append(index)
-        for lot in lots.values():
-            try:
-                failed = GamoTrainer([phases[i] for i in lot]).run()
-            except Exception as exc:  # noqa: BLE001 (a fault of the whole lot fails each of its members)
-                if len(members) == 1 or is_out_of_memory(exc):
-                    raise
-                failed = [exc] * len(lot)
-            for index, failure in zip(lot, failed, strict=True):
-                outcomes[index] = failure
-        return outcomes
+        return train_in_lots(members, lambda phases: GamoTrainer(phases).run(),
+                             key=lambda phase: (*lockstep_key(phase), tuple(phase.method.schedule.f_steps)))
 
     def plan(self, budget: Budget) -> GamoPlan:
         """The contract's split of M's U updates: the game makes G = gamo_epochs x ceil(N / batch) steps, each
@@ -365,20 +341,14 @@ class GAMO(Method):
         return torch.cat(out).double().cpu().numpy()
 
     @classmethod
-    @torch.no_grad()
     def predict_group(cls, methods: list, images: list[np.ndarray], batch_size: int = 1024) -> list[np.ndarray]:
         """The members' Ms stacked (``stacked.Stacked``), one pass per batch; one after another when their
         test sets differ in size."""
         if len(methods) == 1 or len({own.shape for own in images}) > 1:
             return super().predict_group(methods, images)
         first = methods[0]
-        M = Stacked([m.M for m in methods]).eval()
-        out = []
-        for start in range(0, len(images[0]), batch_size):
-            with first.autocast():
-                out.append(torch.softmax(M(stacked_inputs(images, start, start + batch_size, first.device)).float(),
-                                         dim=2))
-        return list(torch.cat(out, dim=1).double().cpu().numpy())
+        return predict_stacked([m.M for m in methods], images, lambda out: torch.softmax(out.float(), dim=1),
+                               first.autocast, first.device, batch_size)
 
     def _save_artifacts(self, ctx: FitContext, history: dict) -> None:
         folder = ctx.artifact_dir

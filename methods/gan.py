@@ -102,9 +102,7 @@ class GAN(GenerativeOversampling):
                 means = (running / max(1, first.steps * len(nets))).tolist()  # one host sync per epoch
                 if not group.end_epoch(epoch, [{"d_loss": d, "g_loss": g} for d, g in means]):
                     break
-        for stacked in built:
-            stacked.write_back()
-        return group.failed
+        return group.done(*built)
 
     @torch.no_grad()
     def generate(self, n: int, label: int, generator=None) -> torch.Tensor:

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from bench.datasets.base import ImageSet
-from bench.methods.base import FitContext, Method, check_finite, is_out_of_memory
+from bench.methods.base import FitContext, Method, check_finite
 from bench.methods.budget import Budget, check_schedule
 from bench.methods.classifier import (
     CLASSIFIER_DEFAULTS,
@@ -55,7 +55,7 @@ from bench.methods.classifier import (
     keyed_params,
     to_input,
 )
-from bench.methods.generator_group import Phase
+from bench.methods.generator_group import Phase, train_in_lots
 
 # Defaults every generative baseline shares; a method adds its own over these.
 COMMON_DEFAULTS = {
@@ -215,40 +215,9 @@ class GenerativeOversampling(ClassifierCells, Method):
         run in lockstep (same set shape, class counts and schedule); one after another otherwise."""
         if not cls.fused_generators or len(members) == 1:
             return super()._own_phases(members)
-        outcomes: list = [None] * len(members)
-        lots: dict[tuple, list[int]] = {}
-        phases = {}
-        for index, (method, train, ctx) in enumerate(members):
-            try:
-                phases[index] = method._prepare(train, ctx)
-            except Exception as exc:  # noqa: BLE001 (the member's row records it)
-                if is_out_of_memory(exc):
-                    raise
-                outcomes[index] = exc
-                continue
-            ph = phases[index]
-            key = (tuple(ph.x.shape), tuple(ph.counts), ph.epochs, ph.steps, str(ctx.device), ctx.precision,
-                   ctx.compile)
-            lots.setdefault(key, []).append(index)
-        for lot in lots.values():
-            try:
-                failed = cls.train_generators([phases[i] for i in lot])
-            except Exception as exc:  # noqa: BLE001 (a fault of the whole lot fails each of its members)
-                if is_out_of_memory(exc):
-                    raise
-                failed = [exc] * len(lot)
-            for index, failure in zip(lot, failed, strict=True):
-                if failure is not None:
-                    outcomes[index] = failure
-                    continue
-                method, train, _ = members[index]
-                try:
-                    outcomes[index] = method._finish(phases[index], train)
-                except Exception as exc:  # noqa: BLE001
-                    if is_out_of_memory(exc):
-                        raise
-                    outcomes[index] = exc
-        return outcomes
+        trains = {id(method): train for method, train, _ in members}
+        return train_in_lots(members, cls.train_generators,
+                             finish=lambda phase: phase.method._finish(phase, trains[id(phase.method)]))
 
     @torch.no_grad()
     def sample(self, n: int, label: int, chunk: int = 1024) -> np.ndarray:

@@ -22,7 +22,7 @@ import torch
 from torch.func import vmap
 
 from bench.errors import CellFailure
-from bench.methods.base import FitContext
+from bench.methods.base import FitContext, is_out_of_memory
 from bench.methods.fused import member_generator
 from bench.methods.stacked import Stacked
 
@@ -48,6 +48,54 @@ def per_member(fn, *tensors: torch.Tensor):
         out = fn(*(t[0] for t in tensors))
         return out.unsqueeze(0) if isinstance(out, torch.Tensor) else tuple(o.unsqueeze(0) for o in out)
     return vmap(fn)(*tensors)
+
+
+def lockstep_key(phase: Phase) -> tuple:
+    """What members must share to train in lockstep: the set's shape, the class counts, the schedule, the
+    device, the precision and the compile mode."""
+    ctx = phase.ctx
+    return (tuple(phase.x.shape), tuple(phase.counts), phase.epochs, phase.steps, str(ctx.device), ctx.precision,
+            ctx.compile)
+
+
+def train_in_lots(members: list, train, key=lockstep_key, finish=None) -> list:
+    """A fused group's members (method, training set, context): each ``method._prepare(train_set, ctx)`` -> its
+    ``Phase``, then the members whose ``key(phase)`` agree as one lot, ``train(phases)`` -> per member None or
+    its failure, then ``finish(phase)`` for each member that trained (its result is the member's outcome).
+    Per member the outcome or the exception that failed it: one member's failure is its own, a lot's is each
+    of its members'. A group of one raises, as the solo cell; an out-of-memory error always does (the harness
+    splits the group)."""
+    outcomes: list = [None] * len(members)
+    lots: dict[tuple, list[int]] = {}
+    phases: dict[int, Phase] = {}
+
+    def record(index: int, exc: Exception) -> None:
+        if len(members) == 1 or is_out_of_memory(exc):
+            raise exc
+        outcomes[index] = exc
+
+    for index, (method, train_set, ctx) in enumerate(members):
+        try:
+            phases[index] = method._prepare(train_set, ctx)
+        except Exception as exc:  # noqa: BLE001 (the member's row records it)
+            record(index, exc)
+            continue
+        lots.setdefault(key(phases[index]), []).append(index)
+    for lot in lots.values():
+        try:
+            failed = train([phases[i] for i in lot])
+        except Exception as exc:  # noqa: BLE001 (a fault of the whole lot fails each of its members)
+            if len(members) == 1 or is_out_of_memory(exc):
+                raise
+            failed = [exc] * len(lot)
+        for index, failure in zip(lot, failed, strict=True):
+            outcomes[index] = failure
+            if failure is None and finish is not None:
+                try:
+                    outcomes[index] = finish(phases[index])
+                except Exception as exc:  # noqa: BLE001
+                    record(index, exc)
+    return outcomes
 
 
 class GeneratorGroup:
@@ -132,6 +180,13 @@ class GeneratorGroup:
         total = losses[0] if self.size == 1 else losses.sum()
         counts = list(images) if isinstance(images, list) else [images] * self.size
         self.ledger.update_group(list(self.mates), role, optimizer, total, counts)
+
+    def done(self, *stacked: Stacked) -> list[BaseException | None]:
+        """The end of the phase: each member's trained tensors into its own networks; per member None or its
+        failure."""
+        for one in stacked:
+            one.write_back()
+        return self.failed
 
     def end_epoch(self, epoch: int, logs: list[dict[str, float]]) -> bool:
         """Each live member's epoch losses to its method's ``end_epoch`` (divergence check, history, progress);

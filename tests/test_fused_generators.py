@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_fused import image_set
 
 from bench.errors import CellFailure
 from bench.methods.base import FitContext
@@ -36,7 +37,6 @@ from bench.methods.capsan import CapsanTrainer
 from bench.methods.gamo import GamoTrainer
 from bench.methods.generator_group import Phase
 from bench.methods.registry import get_method
-from tests.test_fused import image_set
 
 CPU = torch.device("cpu")
 ATOL = 1e-5

@@ -14,7 +14,15 @@ from bench.datasets import load_dataset
 from bench.errors import BenchError
 from bench.executors import Job, LocalExecutor
 from bench.grid import Preset, build_grid
-from bench.groups import AUTO_GPU_MEMBERS, form_groups, group_size, parse_fuse
+from bench.groups import (
+    AUTO_GPU_MEMBERS,
+    MEMORY_HEADROOM,
+    form_groups,
+    group_size,
+    members_that_fit,
+    memory_key,
+    parse_fuse,
+)
 from bench.methods import registry
 from bench.methods.gan import GAN
 from bench.methods.imbalanced import Imbalanced
@@ -156,3 +164,14 @@ def test_a_generator_group_out_of_memory_is_split_in_halves(tmp_path, monkeypatc
     rows = run_group(cells, *digits, CellEnv(CPU, tmp_path))
     assert [row["status"] for row in rows] == ["done"] * 3
     assert all("fused" not in row["metrics"] for row in rows)  # every half ran out until each cell ran alone
+
+
+def test_a_group_is_bounded_by_the_measured_memory_of_its_members():
+    """``members_that_fit``: nothing measured yet, the whole group (an out-of-memory error then halves it);
+    measured, as many members as fit the headroom of the free memory, at least one."""
+    assert members_that_fit(10, None, 8e9) == 10 and members_that_fit(10, 1e9, None) == 10
+    assert members_that_fit(10, 1e9, 8e9) == int(MEMORY_HEADROOM * 8)  # 6 of 10 at 1 GB each in 8 GB free
+    assert members_that_fit(10, 1e8, 8e9) == 10
+    assert members_that_fit(10, 9e9, 8e9) == 1
+    seeds = grid(("imbalanced",), seeds=2, ratios=(0.1, 0.2))
+    assert len({memory_key(cell) for cell in seeds}) == 1  # seeds, ratios and pairs take the same memory
