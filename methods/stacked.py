@@ -159,7 +159,7 @@ class Stacked(nn.Module):
         inputs: every tensor argument has the member axis first; any other argument (a class index) is the
         same for every member."""
         if self.size == 1:
-            fn = self.solo_calls.get(method) or getattr(self.solo, method)
+            fn = self.solo_calls[method] if method in self.solo_calls else getattr(self.solo, method)
             return _unsqueeze(fn(*(a[0] if isinstance(a, torch.Tensor) else a for a in args)))
         target = self.base if method == "forward" else _Call(self.base, method)
         prefix = "" if method == "forward" else "net."
@@ -191,7 +191,7 @@ class Stacked(nn.Module):
         between members, which cannot stack. Its parameters and buffers are that member's slices of the
         stacked ones, so gradients and batch-norm statistics land where the stacked calls put them."""
         if self.size == 1:
-            return (self.solo_calls.get("forward") or self.solo)(*args)
+            return self.solo_calls.get("forward", self.solo)(*args)
         params, buffers = self._state()
         key = ("member", tuple(tuple(a.shape) for a in args), self.base.training)
         if key not in self.shapes:
