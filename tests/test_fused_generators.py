@@ -128,7 +128,7 @@ def test_a_member_of_a_fused_generator_group_trains_its_own_cell(name, tmp_path)
             np.testing.assert_allclose(member.method.history[loss], values, rtol=LOSS_RTOL)
 
 
-@pytest.mark.parametrize("name", sorted(SETTINGS))
+@pytest.mark.parametrize("name", ["capsan", "dagan", "gamo"])  # the stacked calls every other method makes too
 def test_members_of_a_fused_generator_group_do_not_see_each_other(name, tmp_path):
     """The same seed beside other mates gets the same networks: nothing crosses between members."""
     one = [phase(name, seed, tmp_path / "a") for seed in (0, 1)]
