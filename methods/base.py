@@ -189,3 +189,15 @@ class Method(abc.ABC):
         """The fitted discriminator's "is real" decision per uint8 image, bool (N,) (or P(real) in [0, 1]):
         what the battle metric asks of a method with a ``battle_twin``."""
         raise NotImplementedError(f"method '{self.name}' has no discriminator to battle with")
+
+
+class FitsAsGroup:
+    """Mixed into a ``Method`` (first among its bases) whose cells fuse: ``fusable``, and ``fit`` as a group of
+    one of the method's ``fit_group``, so that a solo cell and a group share one training path."""
+
+    fusable = True
+
+    def fit(self, train: ImageSet, ctx: FitContext) -> None:
+        failure = type(self).fit_group([(self, train, ctx)])[0]
+        if failure is not None:
+            raise failure

@@ -91,7 +91,7 @@ import torch
 
 from bench.datasets.base import ImageSet
 from bench.errors import BenchError
-from bench.methods.base import FitContext, Method, check_finite
+from bench.methods.base import FitContext, FitsAsGroup, Method, check_finite
 from bench.methods.budget import Budget, Ledger
 from bench.methods.capsan_nets import CapsuleDiscriminator, ClassLatent, ConvDiscriminator, Generator
 from bench.methods.capsules import feature_matching, pull_away
@@ -116,7 +116,7 @@ class CapsanPlan:
 
 
 @register
-class CapsAN(Method):
+class CapsAN(FitsAsGroup, Method):  # a solo cell is a group of one (``fit_group``)
     name = "capsan"
     family = "the paper's"
     battle_twin = "capsan-conv"  # the paper's battle: CapsAN against its Conv-GAN
@@ -148,7 +148,6 @@ class CapsAN(Method):
         "precision": "fp32",  # or "bf16" (autocast); the run's --precision sets it too
     }
 
-    fusable = True  # the cells of a group train as one (``fit_group``: ``stacked.py``, ``generator_group.py``)
     SHOWN = {"d_loss": "d", "g_loss": "g", "classifier_loss": "clf"}  # the progress bar's short names
 
     # -- building ---------------------------------------------------------------------------------------
@@ -206,12 +205,6 @@ class CapsAN(Method):
         return per_member(self.D.loss, D(x).scores.float(), y)
 
     # -- the method -----------------------------------------------------------------------------------
-    def fit(self, train: ImageSet, ctx: FitContext) -> None:
-        """The solo cell: a group of one."""
-        failure = type(self).fit_group([(self, train, ctx)])[0]
-        if failure is not None:
-            raise failure
-
     def end_epoch(self, epoch: int, losses: dict[str, float], ctx: FitContext) -> None:
         check_finite(epoch, losses)
         for name, value in losses.items():

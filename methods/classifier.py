@@ -39,7 +39,7 @@ from torch import nn
 from bench.datasets.base import ImageSet
 from bench.errors import CellFailure
 from bench.methods import fused
-from bench.methods.base import FitContext, check_finite, is_out_of_memory
+from bench.methods.base import FitContext, FitsAsGroup, check_finite, is_out_of_memory
 from bench.methods.budget import Budget
 from bench.methods.stacked import Stacked
 
@@ -420,14 +420,12 @@ def fit_group(members: list[Member]) -> list:
 
 
 
-class ClassifierCells:
+class ClassifierCells(FitsAsGroup):
     """Mixed into a ``Method`` whose cells end on the common classifier (``ResamplingMethod``,
     ``GenerativeOversampling``): ``fit`` is a group of one, and ``fit_group`` runs each member's own phase
     (``_member``: resampling, a generator's training; one member after another), then the classifiers of every
     ``lockstep`` lot as one fused group. A subclass that overrides ``fit`` runs its cells alone (``fusable``
     False) unless it says otherwise: a group trains through ``fit_group``, past that ``fit``."""
-
-    fusable = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -451,11 +449,6 @@ class ClassifierCells:
                     raise
                 outcomes.append(exc)
         return outcomes
-
-    def fit(self, train: ImageSet, ctx: FitContext) -> None:
-        failure = type(self).fit_group([(self, train, ctx)])[0]
-        if failure is not None:
-            raise failure
 
     @classmethod
     def predict_group(cls, methods: list, images: list[np.ndarray]) -> list[np.ndarray]:

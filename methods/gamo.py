@@ -112,7 +112,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.datasets.base import ImageSet
-from bench.methods.base import FitContext, Method, check_finite, is_out_of_memory, one_hot
+from bench.methods.base import FitContext, FitsAsGroup, Method, check_finite, is_out_of_memory, one_hot
 from bench.methods.budget import Budget, Ledger, check_schedule
 from bench.methods.classifier import CLASSIFIER_SPEC, CommonCNN, predict_stacked, shuffled_batches, to_input
 from bench.methods.gamo_nets import ConditionalDiscriminator, ConvexGenerator, FeatureVAE
@@ -149,7 +149,7 @@ def discriminator_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 
 @register
-class GAMO(Method):
+class GAMO(FitsAsGroup, Method):  # a solo cell is a group of one (``fit_group``)
     name = "gamo"
     family = "generative oversampling"
     summary = "three-player game: convex generator of minority features vs classifier and discriminator"
@@ -233,13 +233,6 @@ class GAMO(Method):
         return self.G(z, label, self.banks[label])
 
     # -- the method -----------------------------------------------------------------------------------
-    fusable = True  # the cells of a group train as one (``fit_group``; ``GamoTrainer``)
-
-    def fit(self, train: ImageSet, ctx: FitContext) -> None:
-        """The solo cell: a group of one."""
-        failure = type(self).fit_group([(self, train, ctx)])[0]
-        if failure is not None:
-            raise failure
 
     def end_epoch(self, epoch: int, losses: dict[str, float], ctx: FitContext) -> None:
         check_finite(epoch, losses)

@@ -137,22 +137,29 @@ class Stacked(nn.Module):
         buffers = {n: getattr(self, "b__" + n.replace(".", "__")) for n in self.buffer_names}
         return params, buffers
 
-    def _masks(self, method: str, target: nn.Module, prefix: str, args) -> list[torch.Tensor]:
-        key = (method, tuple(tuple(a.shape) if isinstance(a, torch.Tensor) else a for a in args), self.base.training)
+    def _plan(self, key, target: nn.Module, prefix: str, args) -> list:
+        """The shapes and rates of the dropout masks ``target`` draws, in call order, on one member's ``args``
+        (no member axis); found once per ``key`` by a pass on the meta device."""
         if key not in self.shapes:
             params, buffers = self._state()
             meta = {prefix + n: t[0].to("meta") for n, t in {**params, **buffers}.items()}
             self.queue[:] = ["record"]
             with torch.no_grad():
-                functional_call(target, meta, tuple(a[0].to("meta") if isinstance(a, torch.Tensor) else a
-                                                    for a in args))
+                functional_call(target, meta, tuple(a.to("meta") if isinstance(a, torch.Tensor) else a for a in args))
             self.shapes[key], self.queue[:] = self.queue[1:], []
-        plan = self.shapes[key]
-        if plan and self.generators is None:
+        if self.shapes[key] and self.generators is None:
             raise ValueError("a stacked network with dropout needs each member's generator")
+        return self.shapes[key]
+
+    @staticmethod
+    def _mask(shape, p: float, generator: torch.Generator, device) -> torch.Tensor:
+        return torch.empty(shape, device=device).bernoulli_(1 - p, generator=generator).div_(1 - p)
+
+    def _masks(self, method: str, target: nn.Module, prefix: str, args) -> list[torch.Tensor]:
+        key = (method, tuple(tuple(a.shape) if isinstance(a, torch.Tensor) else a for a in args), self.base.training)
+        plan = self._plan(key, target, prefix, [a[0] if isinstance(a, torch.Tensor) else a for a in args])
         device = args[0].device
-        return [torch.stack([torch.empty(shape, device=device).bernoulli_(1 - p, generator=g).div_(1 - p)
-                             for g in self.generators]) for shape, p in plan]
+        return [torch.stack([self._mask(shape, p, g, device) for g in self.generators]) for shape, p in plan]
 
     def call(self, method: str, *args):
         """``method`` of every member's network (a method, or a submodule by its attribute name) on its own
@@ -193,17 +200,8 @@ class Stacked(nn.Module):
         if self.size == 1:
             return self.solo_calls.get("forward", self.solo)(*args)
         params, buffers = self._state()
-        key = ("member", tuple(tuple(a.shape) for a in args), self.base.training)
-        if key not in self.shapes:
-            meta = {n: t[0].to("meta") for n, t in {**params, **buffers}.items()}
-            self.queue[:] = ["record"]
-            with torch.no_grad():
-                functional_call(self.base, meta, tuple(a.to("meta") for a in args))
-            self.shapes[key], self.queue[:] = self.queue[1:], []
-        if self.shapes[key] and self.generators is None:
-            raise ValueError("a stacked network with dropout needs each member's generator")
-        self.queue[:] = [torch.empty(shape, device=args[0].device).bernoulli_(1 - p, generator=self.generators[index])
-                         .div_(1 - p) for shape, p in self.shapes[key]]
+        plan = self._plan(("member", tuple(tuple(a.shape) for a in args), self.base.training), self.base, "", args)
+        self.queue[:] = [self._mask(shape, p, self.generators[index], args[0].device) for shape, p in plan]
         try:
             return functional_call(self.base, {n: t[index] for n, t in {**params, **buffers}.items()}, args)
         finally:
