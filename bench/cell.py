@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import re
+import socket
 import sys
 import time
 import traceback
@@ -129,7 +130,7 @@ def cell_row(cell: Cell, started: str, device: str, artifacts: str | None) -> di
         "protocol": cell.protocol, "pair": list(cell.pair) or None, "ratio": cell.ratio, "seed": cell.seed,
         "epochs": cell.epochs, "started_at": started, "device": device, "versions": package_versions(),
         "artifacts": artifacts, "counts": None, "metrics": None, "curves": None, "error": None,
-        "options": cell.options or None,
+        "options": cell.options or None, "node": socket.gethostname(),  # a cluster executor names its node
     }
 
 
@@ -438,7 +439,9 @@ def data_source(cell: Cell) -> tuple:
     return cell.dataset, cell.options.get("image_size"), cell.options.get("celeba_attr")
 
 
-def failed_row(cell: Cell, error: str, device: str) -> dict:
-    """The row of a cell that never returned one (its worker died, or Ray gave up on it)."""
+def failed_row(cell: Cell, error: str, device: str, node: str | None = None) -> dict:
+    """The row of a cell that never returned one (its worker died, Ray or Slurm gave up on it); ``node``:
+    where it was lost, when known."""
     row = cell_row(cell, _now(), device, None)
-    return {**row, "status": "failed", "error": error, "finished_at": row["started_at"], "duration_s": 0.0}
+    return {**row, "status": "failed", "error": error, "finished_at": row["started_at"], "duration_s": 0.0,
+            "node": node}

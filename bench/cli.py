@@ -12,6 +12,21 @@ from bench import __version__
 from bench.errors import BenchError
 
 
+def _runtime_env(text: str | None) -> dict:
+    """``--ray-runtime-env JSON`` as ``ray.init`` arguments."""
+    if text is None:
+        return {}
+    import json
+
+    try:
+        env = json.loads(text)
+    except ValueError as exc:
+        raise BenchError(f"--ray-runtime-env is not JSON ({exc}); give e.g. '{{\"pip\": [\"capsan-bench\"]}}'") from None
+    if not isinstance(env, dict):
+        raise BenchError(f"--ray-runtime-env must be a JSON object; got {text}")
+    return {"runtime_env": env}
+
+
 def _split(text: str | None) -> list[str] | None:
     if text is None:
         return None
@@ -82,11 +97,23 @@ def cli():
               "--jobs N, cores // N; else cores minus the threads other processes keep busy, checked before cells "
               "(README, CPU threads).")
 @click.option("--jobs-per-gpu", type=int, help="Workers per visible GPU (cells packed on each GPU).")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: this machine (--jobs); ray: every cell a Ray task (pip install capsan-bench[ray]).")
+@click.option("--executor", type=click.Choice(["local", "ray", "slurm"]), default="local", show_default=True,
+              help="local: this machine (--jobs); ray: every cell a Ray task (pip install capsan-bench[ray]); slurm: "
+                   "every cell a Slurm job-array task (pip install capsan-bench[slurm]).")
 @click.option("--ray-address", help="Ray cluster to join: auto or HOST:PORT (default: start a local one).")
+@click.option("--ray-runtime-env", help="With --executor ray: a Ray runtime environment as JSON, for nodes without "
+              "the package, e.g. '{\"pip\": [\"capsan-bench\"]}'.")
+@click.option("--ray-node-wait", type=float,
+              help="With --executor ray: seconds to wait on a cluster with no live node able to run a cell before "
+                   "its cells are stored as failed (default 120).")
 @click.option("--gpus-per-cell", type=float, default=0.0, show_default=True,
-              help="With --executor ray: the GPU share of each cell, e.g. 0.25 packs four cells per GPU.")
+              help="With --executor ray: the GPU share of each cell, e.g. 0.25 packs four cells per GPU; with slurm: "
+                   "whole GPUs per task.")
+@click.option("--slurm-partition", help="With --executor slurm: the partition (default: the cluster's).")
+@click.option("--slurm-time", type=int, default=60, show_default=True,
+              help="With --executor slurm: each task's time limit in minutes.")
+@click.option("--slurm-folder", type=click.Path(file_okay=False),
+              help="With --executor slurm: submitit's jobs folder, on a disk the nodes share (default: RESULTS/slurm).")
 @click.option("--fuse", default="auto", show_default=True,
               help="Train cells that differ only in their seed as one batched model: auto (on a GPU, for methods "
                    "that support it), off, or the most cells per group (README, Fused cells).")
@@ -102,9 +129,10 @@ def cli():
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_set, image_size, quality, fid_weights,
         celeba_attr, epochs, method_files, data_dir, download, results, device, resume, jobs, threads, jobs_per_gpu,
-        executor, ray_address, gpus_per_cell, fuse, precision, compile_mode, dry_run, quiet):
+        executor, ray_address, ray_runtime_env, ray_node_wait, gpus_per_cell, slurm_partition, slurm_time,
+        slurm_folder, fuse, precision, compile_mode, dry_run, quiet):
     """Run every cell of method x dataset x ratio x pair x seed and store the results."""
-    from bench.config import RayOptions, RunConfig
+    from bench.config import RayOptions, RunConfig, SlurmOptions
     from bench.grid import load_preset, parse_pairs
     from bench.methods import load_method_file
     from bench.reports import table3_text
@@ -130,7 +158,10 @@ def run(preset, methods, datasets, ratios, seeds, pairs, protocol, sizes, test_s
         **{name: value for name, value in given.items() if value is not None})
     config = RunConfig(preset, results, data_dir=data_dir, download=download, fid_weights=fid_weights,
                        device=device, threads=threads, jobs=jobs, jobs_per_gpu=jobs_per_gpu, executor=executor,
-                       ray=RayOptions(ray_address, gpus_per_cell), fuse=fuse, method_files=method_files,
+                       ray=RayOptions(ray_address, gpus_per_cell, _runtime_env(ray_runtime_env),
+                                      **({} if ray_node_wait is None else {"node_wait_s": ray_node_wait})),
+                       slurm=SlurmOptions(slurm_partition, slurm_time, slurm_folder, gpus_per_cell),
+                       fuse=fuse, method_files=method_files,
                        resume=resume, quiet=quiet)
     cells = config.cells
     if dry_run:

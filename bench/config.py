@@ -8,8 +8,8 @@ validated when built, so a bad value is one ``BenchError`` before anything runs.
   sweeps, test sets, image size, the quality ``metrics``, ``precision`` and ``compile``; everything in it
   that changes a result is part of the cell key);
 - where: ``results`` (the results folder), ``data_dir`` / ``download`` (the datasets), ``fid_weights``;
-- how: ``device``, ``threads``, ``jobs`` / ``jobs_per_gpu`` / ``executor`` / ``ray`` (where cells run:
-  ``bench/executors.py``), ``fuse`` (which cells train together as one batched model: ``bench/groups.py``),
+- how: ``device``, ``threads``, ``jobs`` / ``jobs_per_gpu`` / ``executor`` / ``ray`` / ``slurm`` (where cells
+  run: ``bench/executors.py``, ``bench/ray_executor.py``, ``bench/slurm_executor.py``), ``fuse`` (which cells train together as one batched model: ``bench/groups.py``),
   ``resume``, ``quiet``, ``method_files`` (a user's methods, imported by workers too).
 """
 
@@ -24,19 +24,23 @@ from bench.errors import BenchError
 from bench.executors import check_workers
 from bench.grid import Cell, Preset, build_grid
 from bench.groups import parse_fuse
+from bench.ray_executor import NODE_WAIT_S
+from bench.slurm_executor import SlurmOptions
 from bench.threads import fixed_threads
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "ray", "slurm")
 
 
 @dataclass(frozen=True)
 class RayOptions:
-    """``--executor ray``: the cluster to join (None: start a local one), each cell's GPU share, and extra
-    ``ray.init`` arguments (tests start a small local Ray)."""
+    """``--executor ray``: the cluster to join (None: start a local one), each cell's GPU share, how long a
+    cluster with no node able to run a cell is waited on, and extra ``ray.init`` arguments (a runtime
+    environment; tests start a small local Ray)."""
 
     address: str | None = None
     gpus_per_cell: float = 0.0
     init_options: dict = field(default_factory=dict)
+    node_wait_s: float = NODE_WAIT_S
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class RunConfig:
     jobs_per_gpu: int | None = None
     executor: str = "local"
     ray: RayOptions = field(default_factory=RayOptions)
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
     fuse: str | int = "auto"  # --fuse: auto, off or the most members of a fused group (bench/groups.py)
     method_files: tuple[str, ...] = ()
     resume: bool = True

@@ -1,4 +1,4 @@
-"""Where cells run: in this process, in local worker processes, or as Ray tasks.
+"""Where cells run: in this process, in local worker processes, or on a cluster (Ray, Slurm).
 
 Every executor takes the pending units of work, each a cell or a fused group (a list of cells that train as
 one batched model, ``bench/groups.py``), and yields ``(cell, row)`` for every cell as its unit finishes, in any
@@ -11,9 +11,10 @@ worker loses only its unit in flight (a group's members finish together).
   packing several cells per GPU raises the throughput). A worker that dies mid-cell (killed, segfault,
   out of host memory) is replaced and its cell run again, at most ``retries`` times, then recorded as
   failed with the exit code.
-- ``RayExecutor`` (``--executor ray``): each cell is a Ray task with ``num_gpus=--gpus-per-cell``; Ray
-  retries a task whose worker died (``max_retries``), then the cell is recorded as failed; results
-  stream back as they finish (``ray.wait``). ``pip install capsan-bench[ray]``.
+- ``bench.ray_executor.RayExecutor`` (``--executor ray``) and ``bench.slurm_executor.SlurmExecutor``
+  (``--executor slurm``): each unit a Ray task or a Slurm job-array task, on machines that share no disk
+  with the driver (``bench/shipping.py``: the datasets go out once, the rows and every file a cell wrote
+  come back).
 
 Workers load each dataset once per process (the loaders' npz caches make that fast) and run the cell
 with ``cell.run_cell`` (a group with ``cell.run_group``) exactly as the sequential path does, so a seed gives the same numbers on the
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -51,6 +53,7 @@ class Job:
     download: bool = False
     fid_weights: str | None = None
     method_files: tuple[str, ...] = ()  # a user's --method-file: workers import them too
+    method_sources: tuple[tuple[str, str], ...] = ()  # (file name, text): method files shipped to a cluster
     threads: int | None = None  # torch CPU threads per worker (None: torch's default)
 
 
@@ -62,6 +65,7 @@ class _WorkerState:
     load: object = None  # cell.dataset_loader: cell -> (train, test), each dataset read once
     fid_settings: object = None
     ready: bool = False
+    node: str | None = None  # what its rows name as their node (None: the host name, ``cell.cell_row``)
 
 
 _STATE = _WorkerState()
@@ -83,29 +87,40 @@ def _prepare(job: Job, device: str) -> None:
     _STATE.ready = True
 
 
-def execute(unit: Cell | list[Cell], job: Job, device: str = "auto") -> dict | list[dict]:
-    """Run one unit in this process (a worker): a cell's row, or a fused group's rows in its order; the
-    process keeps its datasets."""
+def execute(unit: Cell | list[Cell], job: Job, device: str = "auto", data: tuple | None = None,
+            fid_cache: Path | None = None) -> dict | list[dict]:
+    """Run one unit in this process (a worker): a cell's row, or a fused group's rows in its order. The
+    process keeps its datasets, read from ``job.data_dir``, unless the unit's ``(train, test)`` is given
+    (``data``: shipped by the driver); FID's caches go to ``fid_cache`` (default: the results folder's)."""
     from bench.quality import FidSettings
 
     _prepare(job, device)
     cell = members(unit)[0]  # a group's members share dataset and options
     if "fid" in cell.options.get("quality", []) and _STATE.fid_settings is None:
         _STATE.fid_settings = FidSettings(job.fid_weights, job.download, _STATE.device,
-                                          Path(job.results_dir) / "fid-cache")
+                                          fid_cache or Path(job.results_dir) / "fid-cache")
     env = CellEnv(_STATE.device, Path(job.results_dir), _STATE.fid_settings)
-    if isinstance(unit, list | tuple):
-        return run_group(list(unit), *_STATE.load(cell), env)
-    return run_cell(unit, *_STATE.load(cell), env)
+    train, test = data if data is not None else _STATE.load(cell)
+    result = run_group(list(unit), train, test, env) if isinstance(unit, list | tuple) else run_cell(unit, train, test, env)
+    if _STATE.node is not None:
+        for row in result if isinstance(result, list) else [result]:
+            row["node"] = _STATE.node
+    return result
 
 
-def _rows(unit, result) -> list[tuple[Cell, dict]]:
+def name_node(node: str) -> None:
+    """What this worker's rows name as their node from now on (a Ray node, a Slurm job)."""
+    _STATE.node = node
+
+
+def unit_rows(unit, result) -> list[tuple[Cell, dict]]:
     """``(cell, row)`` for every cell of a unit from what ``execute`` returned for it."""
     return list(zip(members(unit), result, strict=True)) if isinstance(unit, list | tuple) else [(unit, result)]
 
 
-def _lost(unit, error: str, device: str) -> list[tuple[Cell, dict]]:
-    return [(cell, failed_row(cell, error, device)) for cell in members(unit)]
+def lost_rows(unit, error: str, device: str, node: str | None = None) -> list[tuple[Cell, dict]]:
+    """``(cell, failed row)`` for every cell of a unit that returned no row, with the reason."""
+    return [(cell, failed_row(cell, error, device, node)) for cell in members(unit)]
 
 
 # --------------------------------------------------------------------------- local worker processes
@@ -181,7 +196,7 @@ class SequentialExecutor:
 
     def run(self, units: Iterable) -> Iterator[tuple[Cell, dict]]:
         for unit in units:
-            yield from _rows(unit, self.run_one(unit))
+            yield from unit_rows(unit, self.run_one(unit))
 
 
 class LocalExecutor:
@@ -222,7 +237,7 @@ class LocalExecutor:
                             row = None  # it died while sending: handled below as a death
                         if row is not None:
                             unit, _ = busy.pop(slot)
-                            yield from _rows(unit, row)
+                            yield from unit_rows(unit, row)
                             continue
                     if process.sentinel in ready or not process.is_alive():
                         process.join(timeout=1)
@@ -233,10 +248,10 @@ class LocalExecutor:
                             if tries < self.retries:
                                 queue.append((unit, tries + 1))  # next in line
                             else:
-                                yield from _lost(
+                                yield from lost_rows(
                                     unit, f"worker died (exit code {process.exitcode}) while running the cell, "
                                           f"{tries + 1} time(s); see the machine's memory or the method",
-                                    self.devices[slot])
+                                    self.devices[slot], socket.gethostname())
                         if queue or busy:
                             workers[slot] = self._start(slot)
                         else:
@@ -258,62 +273,3 @@ class LocalExecutor:
                 process.kill()
                 process.join()
             conn.close()
-
-
-# --------------------------------------------------------------------------- Ray
-
-
-def _ray_execute(unit, job: Job, gpus: float) -> dict | list[dict]:
-    """A Ray task (a cell or a fused group): Ray sets CUDA_VISIBLE_DEVICES for a task given GPUs, so "cuda"
-    is its share."""
-    return execute(unit, job, "cuda" if gpus > 0 else "cpu")
-
-
-class RayExecutor:
-    """Every unit (a cell or a fused group) a Ray task; results stream back with ``ray.wait`` as tasks finish."""
-
-    def __init__(self, job: Job, address: str | None = None, gpus_per_cell: float = 0.0, cpus_per_cell: float = 1.0,
-                 retries: int = DEFAULT_RETRIES, init_options: dict | None = None):
-        if gpus_per_cell < 0 or cpus_per_cell <= 0:
-            raise BenchError(f"--gpus-per-cell must be >= 0 and CPUs per cell > 0; got {gpus_per_cell}, {cpus_per_cell}")
-        self.job, self.address, self.gpus, self.cpus, self.retries = job, address, gpus_per_cell, cpus_per_cell, retries
-        self.init_options = init_options or {}
-
-    def run(self, units: Iterable) -> Iterator[tuple[Cell, dict]]:
-        try:
-            import ray
-        except ImportError:
-            raise BenchError("--executor ray needs Ray; pip install 'capsan-bench[ray]'") from None
-        units = list(units)
-        if not units:
-            return
-        started_here = not ray.is_initialized()
-        if started_here:
-            options = {"include_dashboard": False, "log_to_driver": False, **self.init_options}
-            if self.address:
-                options["address"] = self.address
-            try:
-                ray.init(**options)
-            except ConnectionError as exc:
-                raise BenchError(f"cannot reach the Ray cluster at {self.address}: {exc}; "
-                                 "start it (ray start --head) or drop --ray-address") from exc
-        task = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries,
-                          retry_exceptions=False)(_ray_execute)
-        refs = {task.remote(unit, self.job, self.gpus): unit for unit in units}
-        try:
-            while refs:
-                ready, _ = ray.wait(list(refs), num_returns=1)
-                for ref in ready:
-                    unit = refs.pop(ref)
-                    try:
-                        rows = _rows(unit, ray.get(ref))
-                    except ray.exceptions.RayError as exc:  # lost worker after the retries, node died, ...
-                        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                        rows = _lost(unit, f"ray: {type(exc).__name__} after {self.retries} retr"
-                                           f"{'y' if self.retries == 1 else 'ies'}: {reason}", "ray")
-                    yield from rows
-        finally:
-            for ref in refs:
-                ray.cancel(ref, force=True)
-            if started_here:
-                ray.shutdown()

@@ -3,7 +3,7 @@ executor, store every row as it arrives, and show progress.
 
 ``run_grid`` takes the run whole (``bench.config.RunConfig``). What one cell does is ``bench/cell.py``;
 which cells train together as one fused group is ``bench/groups.py`` (``--fuse``); where cells run is
-``bench/executors.py``. Only this process writes the store, and only one run at a time
+``bench/executors.py`` (and ``ray_executor.py``, ``slurm_executor.py``). Only this process writes the store, and only one run at a time
 writes a results folder (``bench/lock.py``). A kill or Ctrl-C loses at most the cells in flight.
 """
 
@@ -66,23 +66,39 @@ def run_grid(config: RunConfig) -> RunSummary:
                             config.method_files,
                             threads=worker_threads(config.threads, sum(d == "cpu" for d in devices)))
         if not local:
-            pool = executors.RayExecutor(job, config.ray.address, config.ray.gpus_per_cell,
-                                         init_options=config.ray.init_options)
+            pool = _cluster_executor(config, job, data, fid_settings)
         elif len(devices) > 1:
             pool = executors.LocalExecutor(job, devices)
         else:
             policy = ThreadPolicy(config.threads)  # torch's CPU threads, set before each cell (bench/threads.py)
             env = CellEnv(torch_device, results_dir, fid_settings)
             pool = executors.SequentialExecutor(lambda cell: _run_with_bars(cell, data, env, config.quiet, policy))
-        if not isinstance(pool, executors.SequentialExecutor):
-            data.clear()  # loaded only to fail fast: the workers read their own copies
+        if isinstance(pool, executors.LocalExecutor):
+            data.clear()  # loaded only to fail fast: local workers read their own copies (a cluster's are shipped)
         # where the groups train decides their size (--fuse auto: fused on a GPU only)
-        kind = torch.device(devices[0]).type if local else "cuda" if config.ray.gpus_per_cell > 0 else "cpu"
+        gpus = config.ray.gpus_per_cell if config.executor == "ray" else config.slurm.gpus_per_cell
+        kind = torch.device(devices[0]).type if local else "cuda" if gpus > 0 else "cpu"
         groups = form_groups(pending, group_size(config.fuse, kind))
         units = [group[0] if len(group) == 1 else group for group in groups]
         with Store(results_dir) as store:
             summary = RunSummary(total=len(cells), skipped=len(cells) - len(pending), done=0, failed=0)
             return _store_rows(pool.run(units), store, summary, config.quiet)
+
+
+def _cluster_executor(config: RunConfig, job: executors.Job, data: dict, fid_settings):
+    """Ray or Slurm: the nodes share no disk with this driver, so the datasets (and FID's weights) go with the
+    cells (``bench/shipping.py``)."""
+    from bench.shipping import fid_weights_bytes
+
+    weights = fid_weights_bytes(fid_settings)
+    if config.executor == "ray":
+        from bench.ray_executor import RayExecutor
+
+        return RayExecutor(job, data, data_source, config.ray.address, config.ray.gpus_per_cell,
+                           init_options=config.ray.init_options, node_wait_s=config.ray.node_wait_s, weights=weights)
+    from bench.slurm_executor import SlurmExecutor
+
+    return SlurmExecutor(job, data, data_source, config.slurm, weights=weights)
 
 
 def _done_keys(results_dir: Path) -> set[str]:

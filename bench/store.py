@@ -24,7 +24,7 @@ from bench.errors import BenchError
 from bench.metrics import derived_metrics
 
 STORE_NAME = "bench.sqlite"
-SCHEMA_VERSION = 2  # 2: the options column
+SCHEMA_VERSION = 3  # 2: the options column; 3: the node column
 
 # Columns holding JSON documents; they are decoded on read.
 JSON_COLUMNS = ("params", "pair", "counts", "metrics", "curves", "versions", "options")
@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS results (
     device      TEXT NOT NULL,
     versions    TEXT NOT NULL,      -- JSON: package versions
     artifacts   TEXT,               -- folder of the cell's artifacts, relative to the results folder
-    options     TEXT                -- JSON: the run's settings in the cell's key (image size, precision, ...)
+    options     TEXT,               -- JSON: the run's settings in the cell's key (image size, precision, ...)
+    node        TEXT                -- the machine that ran the cell: host name, and the Ray node or Slurm job
 );
 CREATE INDEX IF NOT EXISTS results_key ON results (key, status);
 """
@@ -61,7 +62,7 @@ CREATE INDEX IF NOT EXISTS results_key ON results (key, status);
 _FIELDS = (
     "key", "method", "params", "dataset", "protocol", "pair", "ratio", "seed", "epochs", "counts",
     "status", "metrics", "curves", "error", "started_at", "finished_at", "duration_s", "device",
-    "versions", "artifacts", "options",
+    "versions", "artifacts", "options", "node",
 )
 
 
@@ -98,8 +99,10 @@ class Store:
         """Bring a store written by an earlier version up to this schema (only when writing: a report leaves
         the stores it reads as they are)."""
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(results)")}
-        if "options" not in columns:
-            self._conn.execute("ALTER TABLE results ADD COLUMN options TEXT")
+        added = [name for name in ("options", "node") if name not in columns]  # schema 2, schema 3
+        for name in added:
+            self._conn.execute(f"ALTER TABLE results ADD COLUMN {name} TEXT")
+        if added:
             self._conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
@@ -155,8 +158,10 @@ class Store:
         self.check()
         with self._reading():
             frame = pd.read_sql_query("SELECT * FROM results ORDER BY id", self._conn)
-        if "options" not in frame:  # a store from before schema 2, read without migrating it
-            frame["options"] = None
+        for column in ("options", "node"):  # a store from before schema 2 or 3, read without migrating it
+            if column not in frame:
+                frame[column] = None
+        frame["node"] = frame["node"].astype(object).where(frame["node"].notna(), None)  # unknown: None, not NaN
         for column in JSON_COLUMNS:
             frame[column] = frame[column].map(lambda v: json.loads(v) if isinstance(v, str) else None)
         # a metric added after a cell ran, computed from what the cell stored (never written back)

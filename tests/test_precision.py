@@ -230,7 +230,7 @@ def test_compiled_cell_is_deterministic_and_stored_with_its_options(name, tmp_pa
     assert table3(stored)["n_configs"].tolist() == [2]
 
 
-def test_an_old_store_gains_the_options_column_when_written_not_when_read(tmp_path):
+def test_an_old_store_gains_the_options_and_node_columns_when_written_not_when_read(tmp_path):
     import sqlite3
 
     folder = tmp_path / "old"
@@ -240,8 +240,8 @@ def test_an_old_store_gains_the_options_column_when_written_not_when_read(tmp_pa
            "versions": {}}
     with Store(folder) as store:
         store.add({**row, "key": "old"})  # a cell stored before the options column existed
-    with sqlite3.connect(folder / "bench.sqlite") as conn:  # make it a schema-1 store: no options column
-        columns = [row[1] for row in conn.execute("PRAGMA table_info(results)") if row[1] != "options"]
+    with sqlite3.connect(folder / "bench.sqlite") as conn:  # make it a schema-1 store: no options, no node
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(results)") if row[1] not in ("options", "node")]
         conn.execute(f"CREATE TABLE old AS SELECT {', '.join(columns)} FROM results")
         conn.execute("DROP TABLE results")
         conn.execute("ALTER TABLE old RENAME TO results")
@@ -250,13 +250,15 @@ def test_an_old_store_gains_the_options_column_when_written_not_when_read(tmp_pa
     with Store(folder, create=False) as store:
         old_cells = store.cells()
     assert old_cells["key"].tolist() == ["old"] and old_cells.loc[0, "options"] is None  # read as "no options"
+    assert old_cells.loc[0, "node"] is None
     assert (folder / "bench.sqlite").read_bytes() == before  # reading migrates nothing
     with Store(folder) as store:
-        store.add({**row, "options": {"precision": "bf16"}})
+        store.add({**row, "options": {"precision": "bf16"}, "node": "host-a"})
         cells = store.cells().set_index("key")
     assert cells.loc["k", "options"] == {"precision": "bf16"} and cells.loc["old", "options"] is None
+    assert cells.loc["k", "node"] == "host-a" and cells.loc["old", "node"] is None
     with sqlite3.connect(folder / "bench.sqlite") as conn:
-        assert conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone() == ("2",)
+        assert conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone() == ("3",)
 
 
 def test_bench_run_bf16_end_to_end(tmp_path):

@@ -171,9 +171,11 @@ class Sleepy(Imbalanced):
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker processes from /proc (Linux)")
-def test_kill_9_of_a_run_with_workers_takes_the_workers_with_it(tmp_path, tally):
-    """``--jobs 2``: the workers die with their driver (no orphan computes on a cell nobody will store), the
-    store keeps what was reported, and the rerun runs only the rest."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_kill_9_or_sigterm_of_a_run_with_workers_takes_the_workers_with_it(tmp_path, tally, sig):
+    """``--jobs 2``: the workers die with their driver, killed (the kernel's parent-death signal) or stopped by
+    it (SIGTERM: a scheduler's preemption, exit code 143), so no orphan computes on a cell nobody will store;
+    the store keeps what was reported, the lock is released, and the rerun runs only the rest."""
     results, journal, method_file = tmp_path / "results", tmp_path / "journal.jsonl", tmp_path / "sleepy.py"
     method_file.write_text(SLEEPY_METHOD)
     grid = ["--methods", "imbalanced,sleepy", "--method-file", str(method_file), "--datasets", "digits",
@@ -186,14 +188,15 @@ def test_kill_9_of_a_run_with_workers_takes_the_workers_with_it(tmp_path, tally)
     _wait_for_journal(proc, journal, 2, time.time() + 180)  # both imbalanced cells: both workers now sleep
     workers = _children(proc.pid)
     assert proc.poll() is None and len(workers) >= 2, "the run ended before the kill"
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
     tally["faults"] += 1
+    assert proc.returncode == (-9 if sig == signal.SIGKILL else 143), err
     deadline = time.time() + 30  # a guard; without the fix they would sleep on for 300 s
     while any(_alive(w) for w in workers) and time.time() < deadline:
         time.sleep(0.1)
     assert not [w for w in workers if _alive(w)], "workers outlived their killed driver"
-    done = _check_store(results, journal, "kill -9 of a --jobs 2 run", tally)
+    done = _check_store(results, journal, f"{sig.name} of a --jobs 2 run", tally)
     assert len(done) == 2
 
     rerun = subprocess.run([sys.executable, str(HERE / "instrumented_bench.py"), "run", *grid],
