@@ -23,10 +23,12 @@ submitit (``pip install 'capsan-bench[slurm]'``), the library Slurm users alread
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
 import pickle
+import shutil
 import socket
 import subprocess
 import time
@@ -63,6 +65,8 @@ def _slurm_execute(unit, job: Job, gpus: float, data_file: str, weights_file: st
     array = os.environ.get("SLURM_ARRAY_JOB_ID")
     job_id = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.environ.get("SLURM_JOB_ID", "?")
     name_node(f"{socket.gethostname()} (slurm job {job_id})")
+    if job.threads is None:  # the task's CPUs, not the node's: torch would use every core of a shared node
+        job = dataclasses.replace(job, threads=int(os.environ.get("SLURM_CPUS_PER_TASK", "1")))
     with open(data_file, "rb") as file:
         data = pickle.load(file)
     weights = None if weights_file is None else Path(weights_file).read_bytes()
@@ -171,6 +175,7 @@ class SlurmExecutor:
                         continue
                     land(Path(self.job.results_dir), result["files"])
                     yield from unit_rows(unit, result["rows"] if isinstance(unit, list | tuple) else result["rows"][0])
+                    shutil.rmtree(job.paths.folder, ignore_errors=True)  # stored: its pickles are not needed
                     continue
                 if queue is None:
                     continue

@@ -1,10 +1,16 @@
-"""Shared fixtures."""
+"""Shared fixtures, and the fault suite's tally (``tests/faults/``): every fault test adds what it injected,
+and the run ends with the totals (faults injected, survived, bad inputs tried, cells lost), also written to
+``$BENCH_TEST_ARTIFACTS/fault-counts.json`` when that folder is set (as in CI). Under pytest-xdist each worker
+keeps its own counts and hands them to the controller as it ends (``workeroutput``), which adds them up."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import json
+import os
 import struct
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +89,37 @@ def colour_task():
     images[labels == 1, 0] += 100
     full = ImageSet(images, labels, ["dark", "red"])
     return make_imbalanced(full, full, "binary", pair=(0, 1), ratio=0.1, seed=0)
+
+
+TALLY: Counter = Counter()
+
+
+@pytest.fixture(scope="session")
+def tally() -> Counter:
+    """``tally["faults"] += n`` (injected), ``tally["survived"] += n``, ``tally["bad_inputs"] += n``,
+    ``tally["cells_lost"] += n`` (a reported-done cell missing from the store: must stay 0)."""
+    return TALLY
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: its counts go to the controller
+        workeroutput["fault_tally"] = dict(TALLY)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist's controller: a worker ended; add its counts."""
+    TALLY.update(getattr(node, "workeroutput", {}).get("fault_tally", {}))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not TALLY:
+        return
+    line = (f"fault suite: {TALLY['faults']} faults injected, {TALLY['survived']} survived, "
+            f"{TALLY['bad_inputs']} bad inputs tried, {TALLY['cells_lost']} cells lost")
+    terminalreporter.write_sep("-", line)
+    folder = os.environ.get("BENCH_TEST_ARTIFACTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "fault-counts.json").write_text(json.dumps(dict(TALLY), indent=1, sort_keys=True) + "\n")

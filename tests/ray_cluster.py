@@ -87,7 +87,17 @@ class RayCluster:
         shutil.rmtree(self.temp, ignore_errors=True)
 
 
-def task_processes() -> list[str]:
-    """The command lines of processes running a bench task now (Ray titles a busy worker by its function)."""
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "ray::_ray_execute" in line]
+    def task_pids(self) -> list[int]:
+        """The processes of this cluster running a bench task now: Ray titles a busy worker by its function,
+        and a worker of this cluster carries its token's path (another Ray on this machine is not counted)."""
+        out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+        pids = [int(line.split()[0]) for line in out.splitlines() if "ray::_ray_execute" in line]
+        mark = f"RAY_AUTH_TOKEN_PATH={self.env['RAY_AUTH_TOKEN_PATH']}".encode()
+        found = []
+        for pid in pids:
+            try:
+                if mark in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    found.append(pid)
+            except OSError:
+                continue
+        return found

@@ -24,7 +24,7 @@ from bench.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "faults"))
 from mounts import can_mount  # noqa: E402
-from ray_cluster import RayCluster, task_processes  # noqa: E402
+from ray_cluster import RayCluster  # noqa: E402
 
 pytest.importorskip("ray", reason="Ray is in the test extra (pip install 'capsan-bench[ray]')")
 
@@ -184,7 +184,7 @@ def test_a_killed_driver_leaves_no_task_running_and_the_rerun_resumes(cluster, s
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(lambda: len(_done(results)) >= 1, 180, "the first stored cell")
-        _wait_for(task_processes, 60, "a running task")
+        _wait_for(cluster.task_pids, 60, "a running task")
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
     finally:
@@ -192,7 +192,7 @@ def test_a_killed_driver_leaves_no_task_running_and_the_rerun_resumes(cluster, s
     assert proc.returncode == (-9 if sig == signal.SIGKILL else 143), err
     before = _done(results)
     assert 1 <= len(before) < 6
-    _wait_for(lambda: not task_processes(), 60, "the cluster to stop the dead driver's tasks")
+    _wait_for(lambda: not cluster.task_pids(), 60, "the cluster to stop the dead driver's tasks")
     again = run_bench("run", *grid, cwd=folder, env=cluster.env)  # the lock went with the driver
     assert again.returncode == 0, again.stderr
     assert f"{len(before)} already done" in again.stdout
