@@ -340,7 +340,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler's preemption or time limit, ``kill``): stopped like Ctrl-C, with exit code 143."""
 
 
+_SIGTERM_SEEN = []  # set by the handler: a library may catch the Terminated it raised and raise its own
+
+
 def _on_sigterm(signum, frame):
+    _SIGTERM_SEEN.append(signum)
     raise Terminated()
 
 
@@ -360,7 +364,7 @@ def main(argv=None) -> None:
         sys.exit(2)
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # click turns Ctrl-C into Abort
         click.echo(INTERRUPTED, err=True)
-        terminated = isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated)
+        terminated = bool(_SIGTERM_SEEN) or isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated)
         sys.exit(128 + signal.SIGTERM if terminated else 130)
     except click.ClickException as exc:
         exc.show()

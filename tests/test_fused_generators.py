@@ -16,11 +16,14 @@ What is asserted, after k >= 3 updates of every network:
   largest 2.7e-7; capsan 0.5 % and capsan-conv 0.02-1.9 % by seed, largest 7e-4, most of them the biases before
   batch norm). The solo cell is that sensitive itself: with every initial weight moved by 1e-7 of its layer's
   mean size, it ends 0.5-0.6 % (capsan) and 0.02-1.1 % (capsan-conv) of its weights beyond 1e-5, largest 7e-4;
-- the last update's gradients within ``GRAD_RTOL`` (5 %) of each tensor's largest gradient plus ``GRAD_ATOL``
-  (1e-6, a noise gradient's size) (measured: 6e-6 of the scale, capsan 0.5 %, capsan-conv 1.4 %);
+- the last update's gradients within ``GRAD_RTOL`` (10 %) of each tensor's largest gradient plus ``GRAD_ATOL``
+  (1e-6, a noise gradient's size) (measured with torch's 2 threads: 6e-6 of the scale, capsan 0.5 %,
+  capsan-conv 1.4 %; with 1 thread capsan-conv's discriminator embedding reached 5.0 %, the summation order
+  alone: a loss averaged over members is 67 % off);
 - the logged epoch losses within ``LOSS_RTOL`` (1e-3; measured at most 1e-4).
 A member that saw another member's data, noise or dropout mask, or a loss averaged over members (each gradient a
-third of its own), fails at once.
+third of its own), fails at once. torch's thread count is pinned for these tests (``THREADS``): it sets the
+summation order, and a test run earlier in the same process (pytest-xdist) may have changed it.
 """
 
 from __future__ import annotations
@@ -41,10 +44,19 @@ from bench.methods.registry import get_method
 CPU = torch.device("cpu")
 ATOL = 1e-5
 FLIPPED = 0.03
-GRAD_RTOL = 0.05
+GRAD_RTOL = 0.10
 GRAD_ATOL = 1e-6
 LOSS_RTOL = 1e-3
 SEEDS = (0, 1, 2)
+THREADS = 2
+
+
+@pytest.fixture(autouse=True)
+def pinned_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(before)
 # small settings per method: three generator updates (one epoch of ceil(116 / 40) steps) of small networks
 SETTINGS = {
     "acgan": {"batch_size": 40, "width": 8, "z_dim": 16},
