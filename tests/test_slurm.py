@@ -70,16 +70,22 @@ def test_every_unit_is_an_array_task_a_fused_group_one_and_its_files_come_back(s
     _wait_for(lambda: not slurm.queue(), 60, "the tasks to leave the queue")  # nothing left behind
 
 
-def test_a_task_lost_mid_grid_is_submitted_again_and_stored_once(slurm):
-    folder = slurm.driver / "lost"
+def _slow_run(slurm, name: str, seeds: int):
+    """``bench run`` of the slow method over 2 ratios x ``seeds`` seeds, started: (grid, results, process)."""
+    folder = slurm.driver / name
     folder.mkdir()
     (folder / "slow.py").write_text(SLOW)
     results = folder / "results"
     grid = ["--methods", "slow", "--method-file", folder / "slow.py", "--datasets", "digits", "--ratios", "0.5,0.3",
-            "--pairs", "3:5", "--seeds", "2", "--epochs", "1", "--fuse", "off", *_slurm_args(slurm, folder),
+            "--pairs", "3:5", "--seeds", seeds, "--epochs", "1", "--fuse", "off", *_slurm_args(slurm, folder),
             "--results", results, "--quiet"]
     proc = subprocess.Popen([*bench_command(), "run", *map(str, grid)], cwd=folder, env={**os.environ, **slurm.env},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return grid, results, proc
+
+
+def test_a_task_lost_mid_grid_is_submitted_again_and_stored_once(slurm):
+    _, results, proc = _slow_run(slurm, "lost", 2)
     try:
         lost = _wait_for(slurm.running, 120, "a running task")[0]
         slurm.cancel(lost)  # as a node lost with it would: no result, gone from the queue
@@ -93,15 +99,8 @@ def test_a_task_lost_mid_grid_is_submitted_again_and_stored_once(slurm):
 
 
 def test_sigterm_of_the_driver_cancels_its_tasks_and_the_rerun_resumes(slurm):
-    folder = slurm.driver / "sigterm"
-    folder.mkdir()
-    (folder / "slow.py").write_text(SLOW)
-    results = folder / "results"
-    grid = ["--methods", "slow", "--method-file", folder / "slow.py", "--datasets", "digits", "--ratios", "0.5,0.3",
-            "--pairs", "3:5", "--seeds", "3", "--epochs", "1", "--fuse", "off", *_slurm_args(slurm, folder),
-            "--results", results, "--quiet"]
-    proc = subprocess.Popen([*bench_command(), "run", *map(str, grid)], cwd=folder, env={**os.environ, **slurm.env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    grid, results, proc = _slow_run(slurm, "sigterm", 3)
+    folder = results.parent
     try:
         _wait_for(lambda: len(_done(results)) >= 1, 180, "the first stored cell")
         proc.send_signal(signal.SIGTERM)
