@@ -278,24 +278,7 @@ def _run_fused(cells: list[Cell], train, test, env: CellEnv) -> list[dict]:
             members.append((row, cell, task, ctx, method))
         except Exception as exc:  # noqa: BLE001
             _record_failure(row, exc, env.device, results_dir)
-    fit_clock = time.perf_counter()
-    outcomes = []
-    if members:
-        try:
-            outcomes = type(members[0][4]).fit_group([(method, task.train, ctx)
-                                                      for _, _, task, ctx, method in members])
-        except Exception as exc:
-            if _is_oom(exc):
-                raise _GroupOutOfMemory from exc
-            outcomes = [exc] * len(members)  # the group failed as a whole: every member says why
-    fit_seconds = (time.perf_counter() - fit_clock) / max(1, len(members))
-    fitted, probas = [i for i, outcome in enumerate(outcomes) if outcome is None], {}
-    if fitted:
-        try:  # the fitted members' predictions in one batched pass (Method.predict_group)
-            probas = dict(zip(fitted, type(members[0][4]).predict_group(
-                [members[i][4] for i in fitted], [members[i][2].test.images for i in fitted]), strict=True))
-        except Exception:  # noqa: BLE001 (each member then predicts alone, and its row records its own failure)
-            probas = {}
+    outcomes, probas, fit_seconds = _fit_group(members)
     for i, ((row, cell, task, ctx, method), outcome) in enumerate(zip(members, outcomes, strict=True)):
         try:
             if outcome is not None:
@@ -311,6 +294,31 @@ def _run_fused(cells: list[Cell], train, test, env: CellEnv) -> list[dict]:
     for row in rows:
         row.update(finished_at=_now(), duration_s=share)
     return rows
+
+
+def _fit_group(members: list) -> tuple[list, dict, float]:
+    """Fit the members ``(row, cell, task, ctx, method)`` as one group (``Method.fit_group``) and predict the
+    fitted ones in one batched pass (``Method.predict_group``): (each member's outcome, None or its exception;
+    {member index: probabilities}; fit seconds per member). Out of memory as a whole: ``_GroupOutOfMemory``."""
+    if not members:
+        return [], {}, 0.0
+    kind, clock = type(members[0][4]), time.perf_counter()
+    try:
+        outcomes = kind.fit_group([(method, task.train, ctx) for _, _, task, ctx, method in members])
+    except Exception as exc:
+        if _is_oom(exc):
+            raise _GroupOutOfMemory from exc
+        outcomes = [exc] * len(members)  # the group failed as a whole: every member says why
+    fit_seconds = (time.perf_counter() - clock) / len(members)
+    fitted = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    if not fitted:
+        return outcomes, {}, fit_seconds
+    try:
+        probas = dict(zip(fitted, kind.predict_group([members[i][4] for i in fitted],
+                                                     [members[i][2].test.images for i in fitted]), strict=True))
+    except Exception:  # noqa: BLE001 (each member then predicts alone, and its row records its own failure)
+        probas = {}
+    return outcomes, probas, fit_seconds
 
 
 def _keep_traceback(folder: Path) -> bool:

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from bench.datasets import get_dataset_info
+from bench.datasets.base import check_image_size
 from bench.datasets.imbalance import (
     MULTICLASS,
     PROTOCOLS,
@@ -31,7 +32,7 @@ from bench.datasets.imbalance import (
 )
 from bench.errors import BenchError
 from bench.methods import get_method
-from bench.methods.base import COMPILE_MODES, PRECISIONS
+from bench.methods.base import check_run_settings
 from bench.quality import parse_quality
 
 if sys.version_info >= (3, 11):
@@ -202,7 +203,28 @@ def parse_pairs(text: str) -> str | list[list[int]]:
 
 
 def build_grid(config: Preset) -> list[Cell]:
-    """Validate ``config`` and expand it into its cells."""
+    """Validate ``config`` and expand it into its cells: per dataset, one product over seeds, test sets,
+    levels (ratios, the protocol's own, or sizes), pairs and method configurations, in that order."""
+    config = check_preset(config)
+    methods = _configurations(config)
+    cells = []
+    for dataset in config.datasets:
+        info = get_dataset_info(dataset)
+        epochs = config.epochs_for(dataset)
+        if epochs < 1:
+            raise BenchError(f"epochs must be at least 1; got {epochs} for dataset '{dataset}'")
+        options = {test: config.data_options(dataset, test) for test in config.test_sets()}
+        # Multi-class protocols keep every class (no pairs); gamo's counts fix its ratio.
+        pairs = [()] if config.protocol in MULTICLASS else _pairs_for(config.pairs, info)
+        for seed, test, level, pair, (name, overrides, params, variant) in itertools.product(
+                range(int(config.seeds)), options, _levels(config, dataset, info), pairs, methods):
+            cells.append(Cell(name, overrides, params, dataset, config.protocol, pair, level, seed, epochs,
+                              options[test], variant))
+    return cells
+
+
+def check_preset(config: Preset) -> Preset:
+    """``config`` validated (one ``BenchError`` naming the fix), its quality metrics parsed."""
     if not config.methods:
         raise BenchError("no methods to run; pass --methods, e.g. --methods imbalanced,smote")
     if not config.datasets:
@@ -218,64 +240,59 @@ def build_grid(config: Preset) -> list[Cell]:
             raise BenchError(f"a {kind} is listed twice in {list(names)}; list each once")
     if config.protocol not in PROTOCOLS:
         raise BenchError(f"unknown protocol '{config.protocol}'; valid protocols: {', '.join(PROTOCOLS)}")
-    tests = config.test_sets()
+    config.test_sets()
     config = dataclasses.replace(config, metrics=parse_quality(config.metrics))
-    if config.precision not in PRECISIONS:
-        raise BenchError(f"unknown precision '{config.precision}'; valid: {', '.join(PRECISIONS)}")
-    if config.compile is not None and config.compile not in COMPILE_MODES:
-        raise BenchError(f"unknown compile mode '{config.compile}'; valid: {', '.join(COMPILE_MODES)}")
-    if config.image_size is not None and not 8 <= int(config.image_size) <= 512:
-        raise BenchError(f"--image-size must be between 8 and 512 pixels; got {config.image_size}")
+    _check_settings(config)
+    return config
+
+
+def _check_settings(config: Preset) -> None:
+    """Precision, compile mode and image size (each checked where it is owned), seeds, ratios and sweeps."""
+    try:
+        check_run_settings(config.precision, config.compile)
+        check_image_size(config.image_size)
+    except ValueError as exc:
+        raise BenchError(str(exc)) from None
     if int(config.seeds) < 1:
         raise BenchError(f"--seeds must be at least 1; got {config.seeds}")
-    ratios = [validate_ratio(r) for r in config.ratios] if config.protocol != "subset" else []
+    if config.protocol != "subset":
+        for ratio in config.ratios:
+            validate_ratio(ratio)
     unknown = sorted(set(config.sweep) - set(config.methods))
     if unknown:
         raise BenchError(f"sweep names {', '.join(unknown)}, which the run does not include; add it to --methods")
+
+
+def _configurations(config: Preset) -> list[tuple[str, dict, dict, str]]:
+    """``(name, overrides, params, variant label)`` of every method configuration the run trains, in order;
+    what a run's settings mean for a method, and its label, are asked of the method."""
     methods = []
     for name in config.methods:
         cls = get_method(name)
         seen = set()
         for variant, extra in _variants(name, config.sweep.get(name, {})):
-            overrides = {**config.method_params.get(name, {}), **extra}
-            if config.precision != "fp32" and "precision" in cls.defaults:  # CapsAN's own parameter follows
-                overrides["precision"] = config.precision
+            overrides = {**config.method_params.get(name, {}), **extra, **cls.run_overrides(config.precision)}
             try:
                 params = cls(**overrides).key_params()
             except ValueError as exc:
                 raise BenchError(str(exc)) from exc
-            if params.get("schedule", "contract") != "contract" and not variant:  # off the budget contract:
-                variant = f"{name}[schedule={params['schedule']}]"  # stored and reported under its own label
+            variant = variant or cls.variant_label(name, params)  # off the budget contract: a label of its own
             identity = json.dumps(params, sort_keys=True, default=str)
             if identity not in seen:  # the shared reference point of one-at-a-time sweeps runs once
                 seen.add(identity)
                 methods.append((name, overrides, params, variant))
+    return methods
 
-    cells = []
-    for dataset in config.datasets:
-        info = get_dataset_info(dataset)
-        epochs = config.epochs_for(dataset)
-        if epochs < 1:
-            raise BenchError(f"epochs must be at least 1; got {epochs} for dataset '{dataset}'")
-        # Multi-class protocols keep every class (no pairs); gamo's counts fix its ratio.
-        pairs = [()] if config.protocol in MULTICLASS else _pairs_for(config.pairs, info)
-        # The level of a cell: the imbalance ratio, the protocol's own (gamo's counts), or the subset's size.
-        fixed = fixed_ratio(config.protocol, dataset)
-        if fixed is not None:
-            dataset_ratios = [fixed]
-        elif config.protocol == "subset":
-            dataset_ratios = [float(validate_size(n, len(info.class_names))) for n in config.sizes]
-        else:
-            dataset_ratios = ratios
-        for seed in range(int(config.seeds)):
-            for test in tests:
-                options = config.data_options(dataset, test)
-                for ratio in dataset_ratios:
-                    for pair in pairs:
-                        for name, overrides, params, variant in methods:
-                            cells.append(Cell(name, overrides, params, dataset, config.protocol, pair, ratio, seed,
-                                              epochs, options, variant))
-    return cells
+
+def _levels(config: Preset, dataset: str, info) -> list[float]:
+    """A cell's level on ``dataset``: the protocol's own ratio (gamo's counts), the subset's sizes, or the
+    imbalance ratios."""
+    fixed = fixed_ratio(config.protocol, dataset)
+    if fixed is not None:
+        return [fixed]
+    if config.protocol == "subset":
+        return [float(validate_size(n, len(info.class_names))) for n in config.sizes]
+    return [validate_ratio(r) for r in config.ratios]
 
 
 def _variants(name: str, sweep: dict | list) -> list[tuple[str, dict]]:

@@ -60,8 +60,16 @@ class LoadOptions:
     celeba_attr: str = "Eyeglasses"
 
     def __post_init__(self):
-        if self.image_size is not None and not 8 <= self.image_size <= 512:
-            raise ValueError(f"image size must be between 8 and 512 pixels; got {self.image_size}")
+        check_image_size(self.image_size)
+
+
+IMAGE_SIZES = (8, 512)  # the smallest and largest --image-size
+
+
+def check_image_size(size) -> None:
+    """The one check of ``--image-size`` (the grid's and every load's): ValueError with the bounds."""
+    if size is not None and not IMAGE_SIZES[0] <= int(size) <= IMAGE_SIZES[1]:
+        raise ValueError(f"--image-size must be between {IMAGE_SIZES[0]} and {IMAGE_SIZES[1]} pixels; got {size}")
 
 
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:

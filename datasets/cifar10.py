@@ -177,13 +177,8 @@ def _member_problem(member: tarfile.TarInfo) -> str | None:
     return None
 
 
-def _extract(archive: Path, batches: Path, wanted: list[str]) -> None:
-    """Extract ``wanted`` (names in BATCH_FOLDER) from ``archive`` into ``batches``, safely.
-
-    Every member is checked before anything is renamed into place: one unsafe member refuses the whole
-    archive. Members are streamed into a private temporary folder (their names are never used as paths) and
-    renamed in only when the whole archive has been read; files already present are never replaced.
-    """
+def _check_writable(archive: Path, batches: Path) -> None:
+    """Extraction may write here: not a dry run, and neither folder read-only."""
     folder = batches.parent
     if not writes_allowed():
         raise BenchError(f"{NAME}: {archive} is not extracted yet, and --dry-run writes nothing; run any cell "
@@ -196,6 +191,42 @@ def _extract(archive: Path, batches: Path, wanted: list[str]) -> None:
                 f"{NAME}: cannot extract {archive} into {batches} ({target} is read-only); make it writable "
                 f"or put the extracted {BATCH_FOLDER} folder there yourself"
             )
+
+
+def _stream_members(archive: Path, wanted: list[str], staging: Path) -> set[str]:
+    """Check every member of ``archive`` and copy the ``wanted`` ones into ``staging``; the names copied."""
+    found = set()
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar:
+            problem = _member_problem(member)
+            if problem:
+                raise BenchError(
+                    f"{NAME}: {archive} has an unsafe member '{member.name}' ({problem}); "
+                    "nothing was extracted; delete the archive and rerun with --download, or replace "
+                    "it with the official one"
+                )
+            file = posixpath.normpath(member.name)[len(BATCH_FOLDER) + 1 :]
+            if member.isfile() and file in wanted:
+                source = tar.extractfile(member)
+                with source, open(staging / file, "wb") as out:
+                    shutil.copyfileobj(source, out, 1 << 20)
+                found.add(file)
+        # tarfile takes a damaged header after the first member for the end of the archive; reading the gzip
+        # stream to its end runs its CRC check, so damage is reported as such, never as members that are missing.
+        while tar.fileobj.read(1 << 20):
+            pass
+    return found
+
+
+def _extract(archive: Path, batches: Path, wanted: list[str]) -> None:
+    """Extract ``wanted`` (names in BATCH_FOLDER) from ``archive`` into ``batches``, safely.
+
+    Every member is checked before anything is renamed into place: one unsafe member refuses the whole
+    archive. Members are streamed into a private temporary folder (their names are never used as paths) and
+    renamed in only when the whole archive has been read; files already present are never replaced.
+    """
+    folder = batches.parent
+    _check_writable(archive, batches)
     try:
         batches.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder, prefix=".cifar10-extract-"))
@@ -205,28 +236,8 @@ def _extract(archive: Path, batches: Path, wanted: list[str]) -> None:
             f"or extract the archive there yourself"
         ) from e
     try:
-        found = set()
         try:
-            with tarfile.open(archive, "r:gz") as tar:
-                for member in tar:
-                    problem = _member_problem(member)
-                    if problem:
-                        raise BenchError(
-                            f"{NAME}: {archive} has an unsafe member '{member.name}' ({problem}); "
-                            "nothing was extracted; delete the archive and rerun with --download, or replace "
-                            "it with the official one"
-                        )
-                    file = posixpath.normpath(member.name)[len(BATCH_FOLDER) + 1 :]
-                    if member.isfile() and file in wanted:
-                        source = tar.extractfile(member)
-                        with source, open(staging / file, "wb") as out:
-                            shutil.copyfileobj(source, out, 1 << 20)
-                        found.add(file)
-                # tarfile takes a damaged header after the first member for the end of the archive; reading
-                # the gzip stream to its end runs its CRC check, so damage is reported as such, never as
-                # members that are missing.
-                while tar.fileobj.read(1 << 20):
-                    pass
+            found = _stream_members(archive, wanted, staging)
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
             raise BenchError(
                 f"{NAME}: {archive} is not a readable tar.gz archive ({_one_line(e)}); delete it and rerun "

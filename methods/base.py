@@ -51,6 +51,15 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 RECOMPILE_LIMIT = 32  # compiled variants kept per function under --compile
 
 
+def check_run_settings(precision: str, compile_mode: str | None) -> None:
+    """The one check of ``--precision`` and ``--compile`` (the grid's and every fit's): ValueError naming
+    the valid values."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
+    if compile_mode is not None and compile_mode not in COMPILE_MODES:
+        raise ValueError(f"unknown compile mode '{compile_mode}'; valid: {', '.join(COMPILE_MODES)}")
+
+
 @dataclass
 class FitContext:
     """What the runner gives a method: where to train, how long, with which seed, where to write, and the
@@ -66,10 +75,7 @@ class FitContext:
     ledger: Ledger = field(default_factory=Ledger)  # every optimiser update, by role (``budget.py``)
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
-        if self.compile is not None and self.compile not in COMPILE_MODES:
-            raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)} or None; got {self.compile!r}")
+        check_run_settings(self.precision, self.compile)
 
     def autocast(self):
         """The context for forward passes and losses: bf16 autocast under ``--precision bf16`` (on the CPU
@@ -146,6 +152,19 @@ class Method(abc.ABC):
     def key_params(self) -> dict:
         """Everything that defines this method's results: stored with the cell and hashed into its key."""
         return dict(self.params)
+
+    @classmethod
+    def run_overrides(cls, precision: str) -> dict:
+        """Parameters that the run's settings set on this method (so its key follows them): a method with a
+        ``precision`` parameter of its own (CapsAN's capsule routing) takes ``--precision``."""
+        return {"precision": precision} if precision != "fp32" and "precision" in cls.defaults else {}
+
+    @classmethod
+    def variant_label(cls, name: str, params: dict) -> str:
+        """The label under which a configuration is stored and reported apart ("" for none): one trained off
+        the budget contract (``schedule``) is ``name[schedule=...]``."""
+        schedule = params.get("schedule", "contract")
+        return "" if schedule == "contract" else f"{name}[schedule={schedule}]"
 
     @abc.abstractmethod
     def fit(self, train: ImageSet, ctx: FitContext) -> None:

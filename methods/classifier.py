@@ -346,17 +346,7 @@ def fit_group(members: list[Member]) -> list:
     device, batch = ctx0.device, spec["batch_size"]
     budget = first.budget or Budget.of(first.train.counts(), ctx0.epochs)
     steps, updates = budget.classifier_steps(batch), budget.classifier_updates(batch)
-    data, noise_generators = [], []
-    for m in members:
-        torch.manual_seed(m.ctx.seed)  # each member's network is built as its solo cell builds it
-        m.classifier.device, m.classifier.autocast = device, m.ctx.autocast  # prediction runs as training did
-        m.classifier.model = build_network(spec, m.train.image_shape, m.train.n_classes).to(device)
-        noise_generators.append(fused.member_generator(device) if size > 1 else None)
-        m.ctx.ledger.contract["classifier"] = updates
-        augment = torch.Generator(device="cpu").manual_seed(m.ctx.seed + 1) if spec.get("augment") else None
-        order = torch.Generator(device="cpu").manual_seed(m.ctx.seed)
-        data.append((to_input(m.train.images, device), torch.as_tensor(m.train.labels, device=device),
-                     shuffled_batches(len(m.train), batch, order, device), augment))
+    data, noise_generators = zip(*[_member_data(m, spec, device, size, updates) for m in members], strict=True)
     solo = first.classifier.model if size == 1 else fused.stack([m.classifier.model for m in members])
     network = solo.to(device)
     optimizer, schedule = build_optimizer(spec, network, updates)
@@ -376,47 +366,77 @@ def fit_group(members: list[Member]) -> list:
             for step in range(steps):
                 for m in members:  # before the step's loss: a schedule (DRW) reads it
                     m.classifier.update = (epoch - 1) * steps + step
-                batches = []
-                for x, y, order, augment in data:
-                    index = next(order)
-                    batches.append((x[index] if augment is None else crop_flip(x[index], augment), y[index]))
-                ctx0.step_begin()
-                with ctx0.autocast():
-                    if size == 1:
-                        losses = [step_fn(network, *batches[0]).float()]
-                    else:
-                        noise = fused.dropout_noise((len(batches[0][1]), network.hidden), network.dropout,
-                                                    noise_generators, device)
-                        features, logits = step_fn(torch.stack([b[0] for b in batches]), noise)
-                        views = [fused.MemberView(b[0], features[i], logits[i]) for i, b in enumerate(batches)]
-                        losses = [m.classifier.batch_loss(view, *b).float()
-                                  for m, view, b in zip(members, views, batches, strict=True)]
+                batches = [_draw(x, y, order, augment) for x, y, order, augment in data]
+                losses = _step_losses(members, batches, network, step_fn, noise_generators)
                 total = sum(loss for loss, live in zip(losses, alive, strict=True) if live)
                 ledger.update_group(mates, "classifier", optimizer, total, [len(b[1]) for b in batches])
                 if schedule is not None:
                     schedule.step()
                 totals += torch.stack([loss.detach() for loss in losses]) * len(batches[0][1])
                 seen += len(batches[0][1])
-            means = (totals / seen).tolist()  # one host sync per epoch
-            for i, m in enumerate(members):
-                if not alive[i]:
-                    continue
-                try:
-                    check_finite(epoch, {"training loss": means[i]})
-                except CellFailure as exc:
-                    alive[i], histories[i] = False, exc
-                    continue
-                histories[i].append(means[i])
-                m.ctx.progress(epoch, budget.epochs, {"loss": means[i]})
+            _end_epoch(members, (totals / seen).tolist(), alive, histories, epoch, budget.epochs)
             if not any(alive):
                 break
+    _write_back(members, network, alive, histories)
+    return histories
+
+
+def _member_data(m: Member, spec: dict, device, size: int, updates: int) -> tuple:
+    """One member's network (built under its seed, as its solo cell builds it), its ledger's contract, and
+    ``(images, labels, batch order, augmentation generator)``, with its dropout generator in a group."""
+    torch.manual_seed(m.ctx.seed)
+    m.classifier.device, m.classifier.autocast = device, m.ctx.autocast  # prediction runs as training did
+    m.classifier.model = build_network(spec, m.train.image_shape, m.train.n_classes).to(device)
+    noise = fused.member_generator(device) if size > 1 else None
+    m.ctx.ledger.contract["classifier"] = updates
+    augment = torch.Generator(device="cpu").manual_seed(m.ctx.seed + 1) if spec.get("augment") else None
+    order = torch.Generator(device="cpu").manual_seed(m.ctx.seed)
+    return (to_input(m.train.images, device), torch.as_tensor(m.train.labels, device=device),
+            shuffled_batches(len(m.train), spec["batch_size"], order, device), augment), noise
+
+
+def _draw(x, y, order, augment) -> tuple:
+    index = next(order)
+    return x[index] if augment is None else crop_flip(x[index], augment), y[index]
+
+
+def _step_losses(members: list[Member], batches: list, network, step_fn, noise_generators) -> list:
+    """Each member's loss on its batch: the solo network, or the group's stacked forward with each member's
+    own dropout noise."""
+    ctx0 = members[0].ctx
+    ctx0.step_begin()
+    with ctx0.autocast():
+        if len(members) == 1:
+            return [step_fn(network, *batches[0]).float()]
+        noise = fused.dropout_noise((len(batches[0][1]), network.hidden), network.dropout, noise_generators,
+                                    ctx0.device)
+        features, logits = step_fn(torch.stack([b[0] for b in batches]), noise)
+        views = [fused.MemberView(b[0], features[i], logits[i]) for i, b in enumerate(batches)]
+        return [m.classifier.batch_loss(view, *b).float() for m, view, b in zip(members, views, batches, strict=True)]
+
+
+def _end_epoch(members: list[Member], means: list, alive: list, histories: list, epoch: int, epochs: int) -> None:
+    """Log each live member's epoch loss; one whose loss is not finite fails alone (its history: the error)."""
     for i, m in enumerate(members):
-        if size > 1:
+        if not alive[i]:
+            continue
+        try:
+            check_finite(epoch, {"training loss": means[i]})
+        except CellFailure as exc:
+            alive[i], histories[i] = False, exc
+            continue
+        histories[i].append(means[i])
+        m.ctx.progress(epoch, epochs, {"loss": means[i]})
+
+
+def _write_back(members: list[Member], network, alive: list, histories: list) -> None:
+    """Each member's trained weights into its own network, and its loss log."""
+    for i, m in enumerate(members):
+        if len(members) > 1:
             m.classifier.model.load_state_dict(network.member_state(i))
         if alive[i]:
             m.ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
             (m.ctx.artifact_dir / "classifier_losses.json").write_text(json.dumps({"epoch_loss": histories[i]}))
-    return histories
 
 
 
