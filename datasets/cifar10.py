@@ -44,7 +44,7 @@ import numpy as np
 from bench.datasets.base import ImageSet
 from bench.datasets.cache import read_cache, write_cache, writes_allowed
 from bench.datasets.download import ensure_files, md5sum
-from bench.errors import BenchError
+from bench.errors import BenchError, one_line
 
 try:  # numpy >= 2 moved the array reconstructor; its old path still names it in the official pickles
     from numpy._core.multiarray import _reconstruct, scalar
@@ -232,7 +232,7 @@ def _extract(archive: Path, batches: Path, wanted: list[str]) -> None:
         staging = Path(tempfile.mkdtemp(dir=folder, prefix=".cifar10-extract-"))
     except OSError as e:
         raise BenchError(
-            f"{NAME}: cannot extract {archive} into {batches} ({_one_line(e)}); make {folder} writable "
+            f"{NAME}: cannot extract {archive} into {batches} ({one_line(e)}); make {folder} writable "
             f"or extract the archive there yourself"
         ) from e
     try:
@@ -240,12 +240,12 @@ def _extract(archive: Path, batches: Path, wanted: list[str]) -> None:
             found = _stream_members(archive, wanted, staging)
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
             raise BenchError(
-                f"{NAME}: {archive} is not a readable tar.gz archive ({_one_line(e)}); delete it and rerun "
+                f"{NAME}: {archive} is not a readable tar.gz archive ({one_line(e)}); delete it and rerun "
                 "with --download, or replace it with the official one"
             ) from e
         except OSError as e:
             raise BenchError(
-                f"{NAME}: cannot extract {archive} into {batches} ({_one_line(e)}); free some space or "
+                f"{NAME}: cannot extract {archive} into {batches} ({one_line(e)}); free some space or "
                 "choose a writable data folder"
             ) from e
         absent = [f for f in wanted if f not in found]
@@ -287,13 +287,13 @@ def unpickle(path: Path) -> dict:
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise _bad(path, f"unreadable: {_one_line(e)}") from e
+        raise _bad(path, f"unreadable: {one_line(e)}") from e
     try:
         obj = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
     # A malformed pickle can raise almost anything (UnpicklingError, EOFError when truncated, ValueError,
     # TypeError, IndexError, struct errors ...); each is a bad file, never a crash.
     except Exception as e:
-        raise _bad(path, f"unpickling failed: {type(e).__name__}: {_one_line(e)}") from e
+        raise _bad(path, f"unpickling failed: {type(e).__name__}: {one_line(e)}") from e
     if not isinstance(obj, dict):
         raise _bad(path, f"holds a {type(obj).__name__}, expected a dict")
     # The official files read with encoding="bytes" have bytes keys; accept str keys from a Python 3 rewrite.
@@ -322,7 +322,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         labels = np.asarray(batch[b"labels"])
     except (ValueError, TypeError) as e:
-        raise _bad(path, f"labels are not a list of integers ({_one_line(e)})") from e
+        raise _bad(path, f"labels are not a list of integers ({one_line(e)})") from e
     if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(data):
         raise _bad(path, f"labels are {labels.dtype} of shape {labels.shape}, expected {len(data)} integers")
     outside = labels[(labels < 0) | (labels >= len(CLASS_NAMES))]
@@ -342,5 +342,3 @@ def _check_meta(path: Path) -> None:
         raise _bad(path, f"label names {', '.join(decoded)}; expected {', '.join(CLASS_NAMES)}")
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__

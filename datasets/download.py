@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bench.errors import BenchError
+from bench.errors import BenchError, one_line
 
 CHUNK = 1 << 16
 TIMEOUT_S = 60
@@ -78,7 +78,7 @@ def download_file(name: str, folder: Path, file: str, expected: str, mirrors: Se
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise BenchError(
-            f"{name}: cannot create {folder} ({_one_line(e)}); choose a writable data folder"
+            f"{name}: cannot create {folder} ({one_line(e)}); choose a writable data folder"
         ) from e
     part = folder / (file + ".part")
     failures = []
@@ -122,9 +122,9 @@ def _fetch(url: str, part: Path, desc: str) -> None:
             # renamed, or it is stale). Start over; the MD5 check decides in the end.
             part.unlink(missing_ok=True)
             return _fetch(url, part, desc)
-        raise _NetworkError(_one_line(e)) from e
+        raise _NetworkError(one_line(e)) from e
     except NETWORK_ERRORS as e:
-        raise _NetworkError(_one_line(e)) from e
+        raise _NetworkError(one_line(e)) from e
     with response:
         # Append only when the server answers the Range from exactly our offset; a plain 200 restarts.
         resumed = response.status == 206 and (response.headers.get("Content-Range") or "").startswith(
@@ -138,7 +138,7 @@ def _fetch(url: str, part: Path, desc: str) -> None:
         try:
             out = open(part, "ab" if resumed else "wb")
         except OSError as e:
-            raise BenchError(f"cannot write {part} ({_one_line(e)}); choose a writable data folder") from e
+            raise BenchError(f"cannot write {part} ({one_line(e)}); choose a writable data folder") from e
         # disable=None: a bar on a terminal, silence in logs and under pytest.
         with (
             out,
@@ -148,14 +148,14 @@ def _fetch(url: str, part: Path, desc: str) -> None:
                 try:
                     chunk = response.read(CHUNK)
                 except NETWORK_ERRORS as e:
-                    raise _NetworkError(f"interrupted after {received} bytes ({_one_line(e)})") from e
+                    raise _NetworkError(f"interrupted after {received} bytes ({one_line(e)})") from e
                 if not chunk:
                     break
                 try:
                     out.write(chunk)
                 except OSError as e:
                     raise BenchError(
-                        f"cannot write {part} ({_one_line(e)}); free some space and rerun"
+                        f"cannot write {part} ({one_line(e)}); free some space and rerun"
                     ) from e
                 received += len(chunk)
                 bar.update(len(chunk))
@@ -163,5 +163,3 @@ def _fetch(url: str, part: Path, desc: str) -> None:
         raise _NetworkError(f"interrupted after {received} of {total} bytes")
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__

@@ -59,7 +59,7 @@ import numpy as np
 from bench.datasets.base import ImageSet, LoadOptions
 from bench.datasets.cache import read_cache, write_cache, writes_allowed
 from bench.datasets.download import file_digest
-from bench.errors import BenchError
+from bench.errors import BenchError, one_line
 
 PREFIX = "folder:"
 TAKES_OPTIONS = True
@@ -99,9 +99,6 @@ def dataset_name(path: str | Path) -> str:
 def _fail(root: Path, problem: str) -> BenchError:
     return BenchError(f"{dataset_name(root)}: {problem}")
 
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _hidden(name: str) -> bool:
@@ -162,7 +159,7 @@ def _fingerprint(root: Path, kind: str, files: list[Path]) -> str:
         try:
             st = file.stat()
         except OSError as e:
-            raise _fail(root, f"cannot read image {file} ({_one_line(e)}); fix its permissions or remove it") from e
+            raise _fail(root, f"cannot read image {file} ({one_line(e)}); fix its permissions or remove it") from e
         rel = file.relative_to(root).as_posix().encode("utf-8", "surrogateescape")
         digest.update(b"\0" + rel + f"\0{st.st_size}\0{st.st_mtime_ns}".encode())
     return digest.hexdigest()
@@ -175,7 +172,7 @@ def content_digest(layout: Layout) -> str:
         try:
             content = file_digest(file, "sha256")
         except OSError as e:
-            raise _fail(layout.root, f"cannot read image {file} ({_one_line(e)}); fix its permissions or "
+            raise _fail(layout.root, f"cannot read image {file} ({one_line(e)}); fix its permissions or "
                                      "remove it") from e
         rel = file.relative_to(layout.root).as_posix().encode("utf-8", "surrogateescape")
         digest.update(b"\0" + rel + b"\0" + content.encode())
@@ -223,7 +220,7 @@ def scan(path: str | Path) -> Layout:
 
 
 def _unreadable(root: Path, file: Path, error: BaseException) -> BenchError:
-    return _fail(root, f"cannot read image {file} ({_one_line(error)}); replace it with a valid image or "
+    return _fail(root, f"cannot read image {file} ({one_line(error)}); replace it with a valid image or "
                        "delete it")
 
 
@@ -240,7 +237,7 @@ def _open(root: Path, file: Path):
             found = (f"expected {file.suffix.lstrip('.').upper()} image data, found "
                      + (f"a {size}-byte file starting {head!r}" if size else "an empty file"))
         except OSError:
-            found = _one_line(e)
+            found = one_line(e)
         raise _fail(root, f"cannot read image {file} ({found}); replace it with a valid image or delete "
                           "it") from e
     except Exception as e:  # Pillow raises many types on damaged files (OSError, SyntaxError, ValueError, ...)

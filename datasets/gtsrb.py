@@ -49,7 +49,7 @@ import numpy as np
 from bench.datasets.base import ImageSet, LoadOptions
 from bench.datasets.cache import read_cache, write_cache
 from bench.datasets.download import ensure_files
-from bench.errors import BenchError
+from bench.errors import BenchError, one_line
 
 NAME = "gtsrb"
 DESCRIPTION = "German traffic signs, 43 classes, RGB cropped to the sign at 32x32, 39,209 train and 12,630 test"
@@ -276,5 +276,3 @@ def bad_archive(path: Path, reason: str) -> BenchError:
     return BenchError(f"{NAME}: {path} is not a valid GTSRB archive ({reason}); {FIX}")
 
 
-def one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
