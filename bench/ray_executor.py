@@ -29,9 +29,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.executors import DEFAULT_RETRIES, Job, lost_rows, members, name_node, unit_rows
+from bench.executors import DEFAULT_RETRIES, Job, lost_rows, name_node
 from bench.grid import Cell
-from bench.shipping import land, run_shipped, ship_method_files
+from bench.shipping import deliver, run_shipped, ship_datasets, ship_method_files
 
 NODE_WAIT_S = 120.0  # how long a cluster with no node able to run a task is waited on (--ray-node-wait)
 _POLL_S = 1.0
@@ -104,14 +104,10 @@ class RayExecutor:
         started_here = self._start(ray)
         task = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries,
                           retry_exceptions=False)(_ray_execute)
-        shipped = {}  # each dataset into the object store once, however many units read it
         weights = None if self.weights is None else ray.put(self.weights)
-        refs = {}
-        for unit in units:
-            source = self.data_source(members(unit)[0])
-            if source not in shipped:
-                shipped[source] = ray.put(self.data[source])
-            refs[task.remote(unit, self.job, self.gpus, shipped[source], weights)] = unit
+        datasets = ship_datasets(units, self.data, self.data_source, ray.put)
+        refs = {task.remote(unit, self.job, self.gpus, dataset, weights): unit
+                for unit, dataset in zip(units, datasets, strict=True)}
         try:
             yield from self._collect(ray, refs)
         finally:
@@ -146,5 +142,4 @@ class RayExecutor:
                     yield from lost_rows(unit, f"ray: {type(exc).__name__} after {self.retries} retr"
                                                f"{'y' if self.retries == 1 else 'ies'}: {reason}", "ray")
                     continue
-                land(Path(self.job.results_dir), result["files"])  # the artifacts first, then the rows
-                yield from unit_rows(unit, result["rows"] if isinstance(unit, list | tuple) else result["rows"][0])
+                yield from deliver(Path(self.job.results_dir), unit, result)

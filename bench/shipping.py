@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from bench.errors import BenchError
-from bench.executors import Job, execute
+from bench.executors import Job, execute, members, unit_rows
 
 FID_CACHE = "fid-cache"  # the results folder's FID cache, relative to it (bench.runner)
 
@@ -108,6 +108,26 @@ def land(results_dir: Path, files: dict[str, bytes]) -> None:
         except OSError as exc:
             raise BenchError(f"cannot write {target} ({exc.strerror}); free space or give a writable --results "
                              "folder, then run the same command again") from exc
+
+
+def ship_datasets(units: list, data: dict, data_source, put) -> list:
+    """For each unit, the handle of its dataset shipped with ``put((train, test))``: each dataset once, however
+    many units read it (Ray's object store, a file of the Slurm jobs folder)."""
+    shipped = {}
+    handles = []
+    for unit in units:
+        source = data_source(members(unit)[0])
+        if source not in shipped:
+            shipped[source] = put(data[source])
+        handles.append(shipped[source])
+    return handles
+
+
+def deliver(results_dir: Path, unit, result: dict) -> list:
+    """``(cell, row)`` of a unit's shipped ``result``, its files written into ``results_dir`` first, so a
+    stored row's artifacts are always beside it."""
+    land(results_dir, result["files"])
+    return unit_rows(unit, result["rows"] if isinstance(unit, list | tuple) else result["rows"][0])
 
 
 def fid_weights_bytes(fid_settings) -> bytes | None:

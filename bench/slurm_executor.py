@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.executors import DEFAULT_RETRIES, Job, lost_rows, members, name_node, unit_rows
+from bench.executors import DEFAULT_RETRIES, Job, lost_rows, name_node
 from bench.grid import Cell
-from bench.shipping import land, run_shipped, ship_method_files
+from bench.shipping import deliver, run_shipped, ship_datasets, ship_method_files
 
 _POLL_S = 0.5
 _QUEUE_EVERY_S = 3.0  # squeue at most this often
@@ -128,18 +128,15 @@ class SlurmExecutor:
             return
         logging.getLogger("submitit").setLevel(logging.ERROR)  # a cluster without sacct: squeue is used instead
         executor = self._executor(submitit)
-        staged = {}
-        for unit in units:
-            source = self.data_source(members(unit)[0])
-            if source not in staged:
-                staged[source] = _stage(self.folder, "dataset", pickle.dumps(self.data[source], protocol=5))
+        datasets = ship_datasets(units, self.data, self.data_source,
+                                 lambda data: _stage(self.folder, "dataset", pickle.dumps(data, protocol=5)))
         weights = None if self.weights is None else _stage(self.folder, "inception", self.weights)
-        calls = {id(unit): (unit, self.job, self.options.gpus_per_cell, staged[self.data_source(members(unit)[0])],
-                            weights) for unit in units}
-        pending: dict = {}  # submitit job -> [unit, tries, polls unseen]
+        calls = [(unit, self.job, self.options.gpus_per_cell, dataset, weights)
+                 for unit, dataset in zip(units, datasets, strict=True)]
+        pending: dict = {}  # submitit job -> [call, tries, polls unseen]
         try:
-            self._submit(executor, [calls[id(unit)] for unit in units], pending, 0)
-            yield from self._collect(executor, calls, pending)
+            self._submit(executor, calls, pending, 0)
+            yield from self._collect(executor, pending)
         finally:
             if pending:  # SIGTERM, Ctrl-C, an error: no task of this run goes on
                 subprocess.run(["scancel", *[job.job_id for job in pending]], capture_output=True, check=False)
@@ -152,9 +149,9 @@ class SlurmExecutor:
             raise BenchError(f"cannot submit to Slurm: {str(exc).strip().splitlines()[-1]}; check "
                              "--slurm-partition and that sbatch works here") from exc
         for job, call in zip(jobs, calls, strict=True):
-            pending[job] = [call[0], tries, 0]
+            pending[job] = [call, tries, 0]
 
-    def _collect(self, executor, calls: dict, pending: dict) -> Iterator[tuple[Cell, dict]]:
+    def _collect(self, executor, pending: dict) -> Iterator[tuple[Cell, dict]]:
         import submitit
 
         last_queue = 0.0
@@ -165,7 +162,8 @@ class SlurmExecutor:
                 queue, last_queue = _in_queue([job.job_id for job in pending]), time.monotonic()
             again = []
             for job, state in list(pending.items()):
-                unit, tries = state[0], state[1]
+                call, tries = state[0], state[1]
+                unit = call[0]
                 if job.paths.result_pickle.exists():
                     del pending[job]
                     try:
@@ -173,8 +171,7 @@ class SlurmExecutor:
                     except submitit.core.utils.UncompletedJobError as exc:
                         yield from lost_rows(unit, f"slurm: job {job.job_id} failed: {_first_line(exc)}", "slurm")
                         continue
-                    land(Path(self.job.results_dir), result["files"])
-                    yield from unit_rows(unit, result["rows"] if isinstance(unit, list | tuple) else result["rows"][0])
+                    yield from deliver(Path(self.job.results_dir), unit, result)
                     shutil.rmtree(job.paths.folder, ignore_errors=True)  # stored: its pickles are not needed
                     continue
                 if queue is None:
@@ -184,7 +181,7 @@ class SlurmExecutor:
                     continue
                 del pending[job]
                 if tries < self.retries:
-                    again.append((calls[id(unit)], tries + 1))
+                    again.append((call, tries + 1))
                 else:
                     yield from lost_rows(unit, f"slurm: job {job.job_id} ended without a result (node lost, cancelled "
                                                f"or out of --slurm-time) {tries + 1} time(s); its log: "

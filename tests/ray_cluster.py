@@ -23,7 +23,7 @@ RAY = str(Path(sys.executable).parent / "ray")
 STARTED = "Ray runtime started"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -33,7 +33,7 @@ class RayCluster:
     def __init__(self, hide: Path | None = None):
         self.hide = hide
         self.temp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray's socket paths have a length limit
-        self.address = f"127.0.0.1:{_free_port()}"
+        self.address = f"127.0.0.1:{free_port()}"
         # the cluster's own token (a head node turns token authentication on whenever it finds one, even
         # ~/.ray's): every node and driver of this cluster is given it, nothing else can join
         token = Path(self.temp) / "auth_token"

@@ -18,17 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from ray_cluster import free_port
+
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel")
 
 
 def missing() -> list[str]:
     return [name for name in DAEMONS if shutil.which(name) is None and not Path(f"/usr/sbin/{name}").exists()]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _which(name: str) -> str:
@@ -47,8 +43,8 @@ class SlurmCluster:
         user = os.environ.get("USER") or __import__("pwd").getpwuid(os.getuid()).pw_name
         conf = self.root / "slurm.conf"
         conf.write_text("\n".join([
-            "ClusterName=bench-test", f"SlurmctldHost={self.host}", f"SlurmctldPort={_free_port()}",
-            f"SlurmdPort={_free_port()}", "AuthType=auth/munge", f"AuthInfo=socket={self.root}/munge/sock",
+            "ClusterName=bench-test", f"SlurmctldHost={self.host}", f"SlurmctldPort={free_port()}",
+            f"SlurmdPort={free_port()}", "AuthType=auth/munge", f"AuthInfo=socket={self.root}/munge/sock",
             "CredType=cred/munge", f"SlurmUser={user}", f"SlurmdUser={user}",
             f"StateSaveLocation={self.root}/state", f"SlurmdSpoolDir={self.root}/spool",
             f"SlurmctldPidFile={self.root}/slurmctld.pid", f"SlurmdPidFile={self.root}/slurmd.pid",
