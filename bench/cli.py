@@ -221,13 +221,16 @@ def _dry_run(config) -> None:
 def report(results, out, formats, tables, figures, by_pair, validation):
     """Write the paper's tables, statistics and figures from stored results, and print Table 3."""
     from bench.reports import table3_text
+    from bench.reports.cells import read
+    from bench.reports.formats import check_formats
     from bench.reports.report import FIGURES, TABLES, failures, is_failure, parse_numbers, write_all
-    from bench.store import read_cells
 
-    written, notes = write_all(results, out, formats=_split(formats), tables=parse_numbers(tables, TABLES, "tables"),
-                               figures=parse_numbers(figures, FIGURES, "figures"), by_pair=by_pair,
+    chosen, tables, figures = (check_formats(_split(formats)), parse_numbers(tables, TABLES, "tables"),
+                               parse_numbers(figures, FIGURES, "figures"))
+    cells = read(results)  # the store, read once for every output and the terminal table
+    written, notes = write_all(cells, out, formats=chosen, tables=tables, figures=figures, by_pair=by_pair,
                                validation=validation)
-    click.echo(table3_text(read_cells(results)))
+    click.echo(table3_text(cells))
     for path in written:
         click.echo(f"wrote {path}")
     failed = failures(notes)
@@ -247,10 +250,10 @@ def report(results, out, formats, tables, figures, by_pair, validation):
               help="csv or parquet. Default: what --out's suffix says (.csv, .parquet or .pq), else csv.")
 def export(results, out_file, fmt):
     """Write the raw per-cell table (one row per cell, tidy) for your own analysis."""
+    from bench.reports.cells import read
     from bench.reports.export import export_cells
-    from bench.store import read_cells
 
-    path = export_cells(read_cells(results), out_file, fmt)
+    path = export_cells(read(results), out_file, fmt)
     click.echo(f"wrote {path}")
 
 

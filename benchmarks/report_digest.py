@@ -43,12 +43,14 @@ def digests(store: Path) -> dict[str, str]:
     out = {}
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / "report"
-        report = subprocess.run([sys.executable, "-m", "bench.cli", "report", "--results", str(store), "--out",
-                                 str(folder), "--validation"], capture_output=True, text=True, cwd=scratch)
+        # relative output paths: the "wrote ..." lines must not name the scratch folder
+        report = subprocess.run([sys.executable, "-m", "bench.cli", "report", "--results", str(store.resolve()),
+                                 "--out", "report", "--validation"], capture_output=True, text=True, cwd=scratch)
         out["stdout"] = hashlib.sha256(report.stdout.encode()).hexdigest()
         out["exit"] = str(report.returncode)
         export = Path(scratch) / "cells.csv"
-        subprocess.run([sys.executable, "-m", "bench.cli", "export", "--results", str(store), "--out", str(export)],
+        subprocess.run([sys.executable, "-m", "bench.cli", "export", "--results", str(store.resolve()), "--out",
+                        "cells.csv"],
                        capture_output=True, cwd=scratch, check=False)
         # bench compare: the reference file it saves, and the store against itself
         saved = Path(scratch) / "reference.json"

@@ -24,7 +24,9 @@ NO_PAIR = "-"  # pair label of cells from protocols without pairs
 
 
 def pair_label(pair) -> str:
-    """``[3, 5]`` -> ``'3 vs 5'`` (majority vs minority); no pair -> ``'-'``."""
+    """``[3, 5]`` -> ``'3 vs 5'`` (majority vs minority); no pair -> ``'-'``; a label as it is."""
+    if isinstance(pair, str):
+        return pair
     if pair is None or (isinstance(pair, float) and math.isnan(pair)):
         return NO_PAIR
     return " vs ".join(str(label) for label in pair)

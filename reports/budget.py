@@ -1,5 +1,5 @@
-"""What each method spent: the budget ledgers of the stored cells (``metrics["budget"]``, written by the
-runner from ``bench.methods.budget.Ledger``), as ``budget.csv`` / ``budget.md`` and as a note under Table 3.
+"""What each method spent: the budget ledgers of the stored cells (``metrics["budget"]``, the tidy table's
+``budget`` column, written by the runner from ``bench.methods.budget.Ledger``), as ``budget.csv`` / ``budget.md`` and as a note under Table 3.
 
 ``budget_table``: one row per (dataset, method): the done cells, how many of them carry a ledger (cells
 stored before the budget contract carry none), the median optimiser updates of every network role over
@@ -16,14 +16,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .cells import as_cells
+
 TOLERANCE = 0.01  # relative spread of the predicting networks' median updates that the note flags
 # The ledger's network roles (``bench.methods.budget.ROLES``; reports read the store, not the methods).
 ROLES = ("classifier", "generator", "discriminator", "critic", "autoencoder", "decoder")
 PER_OPTIMIZER = ("generator", "decoder")  # roles whose contract is per optimiser (one network each)
 
 
-def _ledger(metrics) -> dict | None:
-    budget = metrics.get("budget") if isinstance(metrics, dict) else None
+def _ledger(budget) -> dict | None:
     return budget if isinstance(budget, dict) and isinstance(budget.get("roles"), dict) else None
 
 
@@ -31,12 +32,12 @@ def ledger_rows(cells: pd.DataFrame) -> pd.DataFrame:
     """One row per done cell: dataset, protocol, ratio, pair, seed, method, has_ledger, and per role
     ``<role>_updates`` (per optimiser for ``PER_OPTIMIZER`` roles), ``<role>_optimizers``,
     ``<role>_seconds``, plus ``contract_classifier``, ``contract_generator`` and ``fit_seconds``."""
-    if cells is None or cells.empty:
+    finished = as_cells(cells).done
+    if finished.empty:
         return pd.DataFrame()
-    done = cells[cells["status"] == "done"]
     rows = []
-    for _, cell in done.iterrows():
-        ledger = _ledger(cell["metrics"])
+    for _, cell in finished.iterrows():
+        ledger = _ledger(cell["budget"])
         row = {"dataset": cell["dataset"], "protocol": cell["protocol"], "ratio": round(float(cell["ratio"]), 10),
                "pair": str(cell["pair"]), "seed": cell["seed"], "method": cell["method"],
                "has_ledger": ledger is not None}

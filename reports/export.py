@@ -27,7 +27,8 @@ import pandas as pd
 
 from bench.errors import BenchError
 
-from .aggregate import pair_label
+from .aggregate import NO_PAIR
+from .cells import COLUMNS, METRICS, as_cells, number
 
 FORMATS = ("csv", "parquet")
 FIXED_COLUMNS = [
@@ -60,16 +61,7 @@ TEXT_COLUMNS = [
     "started_at",
     "finished_at",
 ] + JSON_COLUMNS
-METRIC_ORDER = (
-    "accuracy",
-    "balanced_accuracy",
-    "precision",
-    "recall",
-    "f_measure",
-    "g_mean",
-    "g_mean_macro",
-    "roc_auc",
-)
+METRIC_ORDER = METRICS  # the usual classification metrics first (``cells.METRICS``)
 
 
 def _is_scalar(value) -> bool:
@@ -86,69 +78,61 @@ def _json(value) -> str:
     return "" if value is None else json.dumps(value, sort_keys=True, default=str)
 
 
-def _pair(pair) -> str:
-    label = pair_label(pair)
-    return "" if label == "-" else label
-
-
-def _with_budget(metrics):
+def _budget(ledger) -> dict:
     """The budget ledger's numbers as scalar metrics: ``budget_<role>_updates`` / ``_optimizers`` /
     ``_seconds`` and ``budget_fit_seconds`` (the ledger itself stays nested in the store)."""
-    budget = metrics.get("budget") if isinstance(metrics, dict) else None
-    if not isinstance(budget, dict):
-        return metrics
-    flat = {f"budget_{role}_{k}": v for role, entry in (budget.get("roles") or {}).items()
+    if not isinstance(ledger, dict):
+        return {}
+    flat = {f"budget_{role}_{k}": v for role, entry in (ledger.get("roles") or {}).items()
             for k, v in entry.items() if k in ("updates", "optimizers", "seconds")}
-    return {**metrics, **flat, "budget_fit_seconds": budget.get("fit_seconds")}
+    return {**flat, "budget_fit_seconds": ledger.get("fit_seconds")}
 
 
-def _metric_names(metrics_column) -> list[str]:
-    found = set()
-    for metrics in metrics_column:
-        if isinstance(metrics, dict):
-            found.update(name for name, value in metrics.items() if _is_scalar(value))
+def _scalar_metrics(cells) -> dict[str, pd.Series]:
+    """{name: values} of every scalar metric (``cells.py``'s columns without a dot: the nested ones stay in the
+    store) and the ledger's numbers, in ``METRIC_ORDER`` then alphabetically."""
+    frame = cells.frame
+    found = {(c[len("metric_"):] if c.startswith("metric_") and c[len("metric_"):] in COLUMNS else c): frame[c]
+             for c in cells.metrics if "." not in c}
+    ledgers = [_budget(b) for b in frame["budget"]]
+    for name in sorted({n for ledger in ledgers for n, v in ledger.items() if _is_scalar(v)}):
+        found[name] = pd.Series([number(ledger.get(name)) for ledger in ledgers], index=frame.index, dtype=float)
     known = [name for name in METRIC_ORDER if name in found]
-    return known + sorted(found - set(known))
+    return {name: found[name] for name in known + sorted(set(found) - set(known))}
 
 
-def cells_table(cells: pd.DataFrame) -> pd.DataFrame:
+def cells_table(cells) -> pd.DataFrame:
     """The tidy per-cell frame that :func:`export_cells` writes (columns: see the module docstring)."""
-    if cells is not None and not isinstance(cells, pd.DataFrame):
-        raise BenchError(f"expected the DataFrame of Store.cells(), got {type(cells).__name__}")
-    if cells is None or cells.empty:
+    table = as_cells(cells)
+    frame = table.frame
+    if frame.empty:
         return pd.DataFrame(columns=FIXED_COLUMNS + JSON_COLUMNS)
-    cells = cells.reset_index(drop=True)
-    get = lambda name: cells[name] if name in cells else pd.Series([None] * len(cells))  # noqa: E731
-    metrics = [_with_budget(m) for m in get("metrics")]
-    names = _metric_names(metrics)
-    counts = [c if isinstance(c, dict) else {} for c in get("counts")]
+    counts = [c if isinstance(c, dict) else {} for c in frame["counts"]]
     data = {
-        "id": pd.to_numeric(get("id"), errors="coerce").astype("Int64"),
-        "key": [_text(v) for v in get("key")],
-        "method": [_text(v) for v in get("method")],
-        "dataset": [_text(v) for v in get("dataset")],
-        "protocol": [_text(v) for v in get("protocol")],
-        "pair": [_pair(v) for v in get("pair")],
-        "ratio": pd.to_numeric(get("ratio"), errors="coerce").astype(float),
-        "seed": pd.to_numeric(get("seed"), errors="coerce").astype("Int64"),
-        "epochs": pd.to_numeric(get("epochs"), errors="coerce").astype("Int64"),
-        "status": [_text(v) for v in get("status")],
-        "error": [_text(v) for v in get("error")],
-        "duration_s": pd.to_numeric(get("duration_s"), errors="coerce").astype(float),
-        "device": [_text(v) for v in get("device")],
-        "started_at": [_text(v) for v in get("started_at")],
-        "finished_at": [_text(v) for v in get("finished_at")],
+        "id": pd.to_numeric(frame["id"], errors="coerce").astype("Int64"),
+        "key": [_text(v) for v in frame["key"]],
+        "method": [_text(v) for v in frame["method"]],
+        "dataset": [_text(v) for v in frame["dataset"]],
+        "protocol": [_text(v) for v in frame["protocol"]],
+        "pair": ["" if p == NO_PAIR else p for p in frame["pair"]],
+        "ratio": frame["ratio"],
+        "seed": pd.to_numeric(frame["seed"], errors="coerce").astype("Int64"),
+        "epochs": pd.to_numeric(frame["epochs"], errors="coerce").astype("Int64"),
+        "status": [_text(v) for v in frame["status"]],
+        "error": [_text(v) for v in frame["error"]],
+        "duration_s": pd.to_numeric(frame["duration_s"], errors="coerce").astype(float),
+        "device": [_text(v) for v in frame["device"]],
+        "started_at": [_text(v) for v in frame["started_at"]],
+        "finished_at": [_text(v) for v in frame["finished_at"]],
     }
-    frame = pd.DataFrame(data)
-    for name in names:
-        column = name if name not in FIXED_COLUMNS + JSON_COLUMNS else f"metric_{name}"
-        values = [m.get(name) if isinstance(m, dict) else None for m in metrics]
-        frame[column] = [float(v) if _is_scalar(v) else float("nan") for v in values]
-    frame["train_counts"] = [_json(c.get("train")) for c in counts]
-    frame["test_counts"] = [_json(c.get("test")) for c in counts]
-    frame["params"] = [_json(p) for p in get("params")]
-    frame["options"] = [_json(o) for o in get("options")]
-    return frame
+    out = pd.DataFrame(data)
+    for name, values in _scalar_metrics(table).items():
+        out[name if name not in FIXED_COLUMNS + JSON_COLUMNS else f"metric_{name}"] = values.to_numpy(dtype=float)
+    out["train_counts"] = [_json(c.get("train")) for c in counts]
+    out["test_counts"] = [_json(c.get("test")) for c in counts]
+    out["params"] = [_json(p) for p in frame["params"]]
+    out["options"] = [_json(o) for o in frame["options"]]
+    return out
 
 
 def read_export(path) -> pd.DataFrame:

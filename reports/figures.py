@@ -17,7 +17,7 @@ Choices, all deliberate:
   the ``subset`` protocol the "ratio" is the number of images per class, also on a log axis.
 * Figure 4 draws, per method, the mean SSIM of generated images (solid) and one dashed grey line for real
   images: the real reference does not depend on the method, so it is averaged over all cells at a ratio.
-  Classes in ``metrics["quality"]`` are averaged per cell.
+  Classes in the cells' quality (``cells.Cells.quality``) are averaged per cell.
 * Figure 5 keeps ``fid-inception`` and ``fid-proxy`` in separate panels (different feature spaces: the
   numbers are not comparable); :func:`fid_panels` builds one frame per (dataset, protocol, variant). Where
   the cells stored it, the real-vs-real FID (each class's training vs its test images) is the dashed grey
@@ -44,6 +44,7 @@ Choices, all deliberate:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -62,13 +63,17 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator, NullLocator  # noqa: E402
 
-from .aggregate import Grid, ci_bounds, pair_label, summarize  # noqa: E402
+from .aggregate import Grid, ci_bounds, summarize  # noqa: E402
+from .cells import REAL as REAL_SOURCE  # noqa: E402
+from .cells import as_cells, class_means, done, param  # noqa: E402
+from .cells import number as finite_number  # noqa: E402
 from .colors import method_looks as palette  # noqa: E402  (one look per method name)
+from .formats import IMAGE_FORMATS, check_formats  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 FIGURES = (3, 4, 5, 6, 7, 8, 9)
-FORMATS = ("png", "pdf")
+FORMATS = IMAGE_FORMATS
 BASELINE = "imbalanced"
 FID_VARIANTS = ("fid-inception", "fid-proxy")
 KNOBS = {"g_conv_layers": "C", "d_pool_layers": "P", "g_cbn_layers": "BN"}
@@ -108,29 +113,20 @@ def method_order(methods: Iterable[str]) -> list[str]:
     return sorted(set(map(str, methods)), key=lambda m: ("0" if m == BASELINE else "1") + m)
 
 
-def _cells(cells: pd.DataFrame | None) -> pd.DataFrame:
-    """Every stored cell, done or failed, with rounded ratios and pair labels: the grid a row is complete against."""
-    if cells is None or len(cells) == 0 or "status" not in cells:
-        return pd.DataFrame(columns=list(cells.columns) if cells is not None else [])
-    cells = cells.copy()
-    cells["ratio"] = pd.to_numeric(cells["ratio"], errors="coerce").round(RATIO_DECIMALS)
-    cells["pair"] = cells["pair"].map(pair_label)
-    return cells[cells["ratio"].notna()]
+def _cells(cells) -> pd.DataFrame:
+    """Every stored cell, done or failed, with rounded ratios: the grid a row is complete against."""
+    frame = as_cells(cells).frame.copy()
+    frame["ratio"] = frame["ratio"].round(RATIO_DECIMALS)
+    return frame[frame["ratio"].notna()]
 
 
-def _done(cells: pd.DataFrame | None) -> pd.DataFrame:
-    cells = _cells(cells)
-    if len(cells) == 0:
-        return cells
-    return cells[(cells["status"] == "done") & cells["metrics"].map(lambda m: isinstance(m, dict))].copy()
+def _done(cells) -> pd.DataFrame:
+    return done(_cells(cells)).copy()
 
 
-def _num(value) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return out if math.isfinite(out) else math.nan
+def _metric(frame: pd.DataFrame, metric: str) -> pd.Series:
+    """A metric column (all NaN where no cell has it)."""
+    return frame[metric] if metric in frame else pd.Series(math.nan, index=frame.index, dtype=float)
 
 
 def _x_label(protocol: str) -> str:
@@ -196,7 +192,7 @@ def _legend(ax, **options) -> None:
 def comparison_cells(cells: pd.DataFrame) -> pd.DataFrame:
     """The cells that compare methods: per (dataset, protocol), swept variants (``capsan[phi=0.5]``) are left
     to Figures 6 and 7 when plain methods are there too; a store of variants only keeps them."""
-    if cells is None or len(cells) == 0 or "method" not in cells:
+    if len(cells) == 0:
         return cells
     variant = cells["method"].astype(str).str.contains("[", regex=False)
     plain = (~variant).groupby([cells["dataset"], cells["protocol"]]).transform("any")
@@ -214,10 +210,10 @@ def accuracy_data(cells: pd.DataFrame, metric: str = "balanced_accuracy") -> pd.
     """Per (dataset, protocol, method, ratio): seed mean, 95 % band, n and ``complete`` (Table 3's rule:
     every grid pair in every grid seed) of ``metric``."""
     keys = ["dataset", "protocol", "method", "ratio"]
-    done = _done(cells)
-    done[metric] = [_num(m.get(metric)) for m in done["metrics"]] if len(done) else []
-    grid = Grid.of(_cells(cells), keys) if len(done) else None
-    return summarize(done, keys, metric, grid)
+    finished = _done(cells)
+    finished[metric] = _metric(finished, metric)
+    grid = Grid.of(_cells(cells), keys) if len(finished) else None
+    return summarize(finished, keys, metric, grid)
 
 
 def _figure_3(cells, out_dir, formats):
@@ -239,31 +235,14 @@ def _figure_3(cells, out_dir, formats):
 # --------------------------------------------------------------------------- figure 4
 
 
-def _quality(metrics) -> dict:
-    quality = metrics.get("quality") if isinstance(metrics, dict) else None
-    return quality if isinstance(quality, dict) else {}
-
-
-def _class_mean(quality: dict, getter) -> float:
-    values = []
-    for entry in quality.values():
-        try:
-            values.append(_num(getter(entry)))
-        except (AttributeError, KeyError, TypeError):
-            continue
-    values = [v for v in values if not math.isnan(v)]
-    return float(np.mean(values)) if values else math.nan
-
-
 def ssim_data(cells: pd.DataFrame) -> pd.DataFrame:
     """One row per done cell with SSIM: dataset, protocol, method, ratio, seed, pair, generated, real."""
-    done = _done(cells)
+    cells = as_cells(cells)
     columns = ["dataset", "protocol", "method", "ratio", "seed", "pair", "generated", "real"]
+    means = class_means(cells, "ssim", "generated.mean"), class_means(cells, "ssim", "real.mean")
     rows = []
-    for _, cell in done.iterrows():
-        quality = _quality(cell["metrics"])
-        generated = _class_mean(quality, lambda q: q["ssim"]["generated"]["mean"])
-        real = _class_mean(quality, lambda q: q["ssim"]["real"]["mean"])
+    for index, cell in _done(cells).iterrows():
+        generated, real = (float(m.get(index, math.nan)) for m in means)
         if not (math.isnan(generated) and math.isnan(real)):
             rows.append([cell[c] for c in columns[:6]] + [generated, real])
     return pd.DataFrame(rows, columns=columns)
@@ -296,16 +275,15 @@ def _figure_4(cells, out_dir, formats):
 
 def fid_data(cells: pd.DataFrame) -> pd.DataFrame:
     """One row per (done cell, FID variant): ..., variant, value (mean over the cell's classes)."""
-    done = _done(cells)
+    cells = as_cells(cells)
     columns = ["dataset", "protocol", "method", "ratio", "seed", "pair", "variant", "value"]
+    means = {v: (class_means(cells, v, "value"), class_means(cells, v, "value", REAL_SOURCE)) for v in FID_VARIANTS}
     rows = []
-    for _, cell in done.iterrows():
-        quality = _quality(cell["metrics"])
+    for index, cell in _done(cells).iterrows():
         for variant in FID_VARIANTS:
-            value = _class_mean(quality, lambda q, v=variant: q[v]["value"])
+            value, floor = (float(m.get(index, math.nan)) for m in means[variant])
             if not math.isnan(value):
                 rows.append([cell[c] for c in columns[:6]] + [variant, value])
-            floor = _class_mean(quality, lambda q, v=variant: q["real_vs_real"][v]["value"])
             if not math.isnan(floor):  # the class's real train vs test images: the reference line
                 rows.append([cell[c] for c in columns[:2]] + [REAL_IMAGES] + [cell[c] for c in columns[3:6]]
                             + [variant, floor])
@@ -353,16 +331,16 @@ def _figure_5(cells, out_dir, formats):
 
 def ablation_data(cells: pd.DataFrame, metric: str = "g_mean") -> dict[tuple[str, str, str], pd.DataFrame]:
     """``{(dataset, protocol, knob): summary over (ratio, value)}`` for every CapsAN knob that varies."""
-    done = _done(cells)
-    done = done[done["method"].map(base_method) == ABLATION_METHOD] if len(done) else done
+    finished = _done(cells)
+    finished = finished[finished["method"].map(base_method) == ABLATION_METHOD] if len(finished) else finished
     out = {}
-    if done.empty:
+    if finished.empty:
         return out
-    done = done.copy()
-    done[metric] = [_num(m.get(metric)) for m in done["metrics"]]
+    finished = finished.copy()
+    finished[metric] = _metric(finished, metric)
     for knob in KNOBS:
-        done[knob] = [_num((p or {}).get(knob)) if isinstance(p, dict) else math.nan for p in done["params"]]
-    for (dataset, protocol), group in _groups(done, ["dataset", "protocol"]):
+        finished[knob] = param(finished, knob)
+    for (dataset, protocol), group in _groups(finished, ["dataset", "protocol"]):
         reference = {}
         for knob in KNOBS:
             counts = group[knob].dropna().value_counts()
@@ -407,9 +385,9 @@ def _figure_6(cells, out_dir, formats):
 def phi_of(method, params) -> float:
     """phi from ``params['phi']``, else from a label like ``capsan[phi=0.5]``; NaN when unknown."""
     if isinstance(params, dict) and params.get("phi") is not None:
-        return _num(params["phi"])
+        return finite_number(params["phi"])
     match = _PHI_LABEL.search(str(method))
-    return _num(match.group(1)) if match else math.nan
+    return finite_number(match.group(1)) if match else math.nan
 
 
 def n_generated(phi: float, counts) -> float:
@@ -430,14 +408,14 @@ def generated_data(cells: pd.DataFrame) -> dict[tuple[str, str, float], pd.DataF
 
     Only groups where some method has two or more phi values are kept.
     """
-    done = _done(cells)
+    finished = _done(cells)
     rows = []
-    for _, cell in done.iterrows():
+    for _, cell in finished.iterrows():
         phi = phi_of(cell["method"], cell["params"])
         count = n_generated(phi, cell["counts"])
         if math.isnan(count):
             continue
-        metrics = {m: _num(cell["metrics"].get(m)) for m in FIG7_METRICS}
+        metrics = {m: float(cell.get(m, math.nan)) for m in FIG7_METRICS}
         rows.append({"dataset": cell["dataset"], "protocol": cell["protocol"], "ratio": cell["ratio"],
                      "method": base_method(cell["method"]), "phi": phi, "n_generated": count,
                      "seed": cell["seed"], "pair": cell["pair"], **metrics})
@@ -477,12 +455,12 @@ def _figure_7(cells, out_dir, formats):
 
 def sample_images(cells: pd.DataFrame, results_dir) -> dict[tuple[str, str], dict[str, tuple[Path, str]]]:
     """``{(dataset, protocol): {method: (samples.png path, caption)}}``, one existing file per method."""
-    done = _done(cells)
+    finished = _done(cells)
     out: dict[tuple[str, str], dict[str, tuple[Path, str]]] = {}
-    if done.empty or results_dir is None or "artifacts" not in done:
+    if finished.empty or results_dir is None:
         return out
-    done = done.sort_values(["dataset", "protocol", "method", "ratio", "seed", "pair", "id"], kind="stable")
-    for _, cell in done.iterrows():
+    finished = finished.sort_values(["dataset", "protocol", "method", "ratio", "seed", "pair", "id"], kind="stable")
+    for _, cell in finished.iterrows():
         chosen = out.setdefault((cell["dataset"], cell["protocol"]), {})
         if cell["method"] in chosen or not isinstance(cell["artifacts"], str) or not cell["artifacts"]:
             continue
@@ -568,11 +546,11 @@ def _roc_points(curves):
 def roc_data(cells: pd.DataFrame, grid: np.ndarray | None = None) -> dict[tuple[str, float], pd.DataFrame]:
     """``{(dataset, ratio): frame}`` with method, fpr, tpr, lo, hi, n: binary cells, pairs averaged per seed."""
     grid = roc_grid() if grid is None else grid
-    done = _done(cells)
-    done = done[done["protocol"] == "binary"] if len(done) else done
+    finished = _done(cells)
+    finished = finished[finished["protocol"] == "binary"]
     per_seed: dict[tuple, list[np.ndarray]] = {}
-    for _, cell in done.iterrows():
-        points = _roc_points(cell.get("curves"))
+    for _, cell in finished.iterrows():
+        points = _roc_points(cell["curves"])
         if points is None:
             continue
         try:
@@ -620,11 +598,7 @@ _BUILDERS = {3: _figure_3, 4: _figure_4, 5: _figure_5, 6: _figure_6, 7: _figure_
 
 
 def _check_formats(formats) -> tuple[str, ...]:
-    formats = (formats,) if isinstance(formats, str) else tuple(formats)
-    bad = [f for f in formats if f not in _METADATA]
-    if bad or not formats:
-        raise ValueError(f"formats must be some of {sorted(_METADATA)}, got {formats!r}")
-    return formats
+    return tuple(check_formats(formats, IMAGE_FORMATS))
 
 
 class Skipped(str):
@@ -639,8 +613,9 @@ class Failed(str):
 def _run(number: int, cells, out_dir, formats, **kwargs) -> list[Path] | Skipped | Failed:
     """The files written, why the figure was skipped, or why it failed (each logged)."""
     formats = _check_formats(formats)
+    cells = as_cells(cells)
     if number in COMPARISON_FIGURES:
-        cells = comparison_cells(cells)
+        cells = dataclasses.replace(cells, frame=comparison_cells(cells.frame))
     try:
         paths = _BUILDERS[number](cells, Path(out_dir), formats, **kwargs)
     except FigureSkipped as skip:
@@ -699,6 +674,7 @@ def write_figures(cells, out_dir, which=FIGURES, formats=FORMATS,
                   results_dir=None) -> dict[int, list[Path] | Skipped | Failed]:
     """Write the figures in ``which``: ``{number: files written | why it was skipped | why it failed}``."""
     formats = _check_formats(formats)
+    cells = as_cells(cells)  # the tidy table, once for every figure
     out: dict[int, list[Path] | str] = {}
     for number in which:
         if number not in _BUILDERS:

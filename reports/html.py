@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .cells import as_cells
 from .paper import PAPER_CITATION
 from .render import failure_lines
 from .stats import readable, readable_p
@@ -53,8 +54,9 @@ WIDE = ("figure5", "figure6", "figure7", "figure8")  # several panels: the page'
 
 def render_page(cells: pd.DataFrame, out_dir: Path, written: list[Path], notes: list[str]) -> str:
     """The page for the report already written into ``out_dir`` (``written``: its files)."""
+    cells = as_cells(cells)
     parts = [f"<h1>capsan-bench report</h1><p class='note'>Paper: {html.escape(PAPER_CITATION)}.</p>"]
-    parts.append(_provenance(cells))
+    parts.append(_provenance(cells.frame))
     tables = sorted((p for p in written if p.suffix == ".md" and p.name != "friedman.md"),
                     key=lambda p: (p.name == "budget.md", p.name))  # the tables, then what they cost
     for path in tables:  # each file's own first heading is its section's (no "table3" above "Table 3")
@@ -121,7 +123,7 @@ def _provenance(cells: pd.DataFrame) -> str:
             ("seeds", ", ".join(map(str, sorted(cells["seed"].unique())))),
             ("devices", ", ".join(sorted(cells["device"].unique()))),
             ("run between", f"{cells['started_at'].min()} and {cells['finished_at'].max()} (UTC)")]
-    if "results" in cells:
+    if cells["results"].notna().any():
         rows.append(("results folders", ", ".join(dict.fromkeys(cells["results"].astype(str)))))
     rows += [(name, ", ".join(sorted(values))) for name, values in sorted(versions.items())]
     table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)

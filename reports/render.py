@@ -12,10 +12,10 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.errors import BenchError
-from bench.store import Store
 
 from .aggregate import NO_PAIR
 from .budget import budget_note
+from .cells import as_cells, done
 from .paper import (
     LONGTAIL_DEFINITIONS,
     PAPER_CITATION,
@@ -27,7 +27,7 @@ from .paper import (
 )
 from .stats import ci_text, paired_wilcoxon, wilcoxon_note
 from .table3 import METRICS, failed_cells, table3
-from .tasks import DEFAULT_TEST, task_label, test_set_note, with_test
+from .tasks import DEFAULT_TEST, task_label, test_set_note
 
 FILES = {"csv": "table3.csv", "latex": "table3.tex", "md": "table3.md"}
 HEADERS = {
@@ -204,7 +204,6 @@ def _missing(group: pd.DataFrame) -> list[str]:
 
 
 def _failures(failed: pd.DataFrame, dataset, protocol, test=DEFAULT_TEST) -> list[str]:
-    failed = with_test(failed)
     rows = failed[(failed["dataset"] == dataset) & (failed["protocol"] == protocol) & (failed["test"] == test)]
     return failure_lines(rows)
 
@@ -244,11 +243,11 @@ def _caption(dataset, protocol, pm: str = " ± ", escape=str, test=DEFAULT_TEST)
 
 def table_tests(cells: pd.DataFrame) -> dict[tuple, str]:
     """{(dataset, protocol, test): the note of paired Wilcoxon tests of capsan against each method on G-mean}."""
-    done = cells[cells["status"] == "done"] if cells is not None and not cells.empty else None
-    if done is None or done.empty:
+    finished = as_cells(cells).done
+    if finished.empty:
         return {}
     notes = {}
-    for (dataset, protocol, test), group in with_test(done).groupby(GROUP_KEYS, sort=False):
+    for (dataset, protocol, test), group in finished.groupby(GROUP_KEYS, sort=False):
         if REFERENCE in set(group["method"]) and group["method"].nunique() > 1:
             units = "(ratio, pair, seed) units" if protocol == "binary" else "(level, seed) units"
             notes[(dataset, protocol, test)] = wilcoxon_note(paired_wilcoxon(group, REFERENCE, "g_mean"), "G-mean", units)
@@ -258,11 +257,12 @@ def table_tests(cells: pd.DataFrame) -> dict[tuple, str]:
 def table_budgets(cells: pd.DataFrame) -> dict[tuple, str]:
     """{(dataset, protocol, test): the notes on what a table's cells used (``tasks.test_set_note``: the test set
     where the protocol fixes its counts) and spent (``budget.budget_note``)}, for the tables that need one."""
-    if cells is None or cells.empty:
+    cells = as_cells(cells).frame
+    if cells.empty:
         return {}
     notes = {}
-    for key, group in with_test(cells).groupby(GROUP_KEYS, sort=False):
-        note = " ".join(n for n in (test_set_note(group[group["status"] == "done"]), budget_note(group)) if n)
+    for key, group in cells.groupby(GROUP_KEYS, sort=False):
+        note = " ".join(n for n in (test_set_note(done(group)), budget_note(group)) if n)
         if note:
             notes[key] = note
     return notes
@@ -358,6 +358,7 @@ def render_latex(table: pd.DataFrame, failed: pd.DataFrame, tests: dict | None =
 
 def table3_text(cells: pd.DataFrame) -> str:
     """Table 3 for the terminal: mean±std per metric, ``*`` on the best, the paper's value in its own column."""
+    cells = as_cells(cells)
     table = table3(cells)
     if table.empty:
         return EMPTY
@@ -398,7 +399,6 @@ def table3_text(cells: pd.DataFrame) -> str:
 
 def _failure_summary(failed: pd.DataFrame, dataset, protocol, test=DEFAULT_TEST) -> list[str]:
     """One line per method, ratio and error: a grid repeats the same refusal over seeds and pairs."""
-    failed = with_test(failed)
     rows = failed[(failed["dataset"] == dataset) & (failed["protocol"] == protocol) & (failed["test"] == test)].copy()
     if rows.empty:
         return []
@@ -414,16 +414,6 @@ def _shorten(line: str, width: int = 100) -> str:
     return line if len(line) <= width else line[: width - 3] + "..."
 
 
-def _check_formats(formats) -> list[str]:
-    chosen = [formats] if isinstance(formats, str) else list(formats)
-    bad = [f for f in chosen if f not in FILES]
-    if bad:
-        raise BenchError(
-            f"unknown report format {', '.join(map(repr, bad))}; valid formats: {', '.join(FILES)}"
-        )
-    return list(dict.fromkeys(chosen))
-
-
 def make_folder(out_dir) -> Path:
     """The report folder, created if needed; an unwritable place is a one-line error."""
     out = Path(out_dir)
@@ -436,23 +426,15 @@ def make_folder(out_dir) -> Path:
     return out
 
 
-def write_report(
-    results_dir, out_dir, formats: Iterable[str] = ("csv", "latex", "md"), by_pair: bool = False
-) -> list[Path]:
-    """Write ``table3.csv``/``.tex``/``.md`` for the store in ``results_dir`` into ``out_dir``; return the paths."""
-    chosen = _check_formats(formats)
-    with Store(results_dir, create=False) as store:
-        cells = store.cells()
-    return write_table3(cells, make_folder(out_dir), chosen, by_pair)
-
-
 def write_table3(cells: pd.DataFrame, out: Path, formats: Iterable[str], by_pair: bool = False) -> list[Path]:
-    """Table 3 of ``cells`` (as ``Store.cells()`` returns them) into the existing folder ``out``."""
+    """Table 3 of ``cells`` (``cells.Cells``) into the existing folder ``out``, in ``formats`` (checked by
+    ``report.write_all``)."""
+    cells = as_cells(cells)
     table, failed = table3(cells, by_pair=by_pair), failed_cells(cells)
     tests = table_tests(cells) if not table.empty else {}
     budgets = table_budgets(cells) if not table.empty else {}
     written = []
-    for fmt in _check_formats(formats):
+    for fmt in formats:
         path = out / FILES[fmt]
         if fmt == "csv":
             table.to_csv(path, index=False)

@@ -26,13 +26,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.store import read_cells
 
+from .cells import Cells, read
+from .formats import IMAGE_FORMATS, TABLE_FORMATS, check_formats
 from .render import make_folder, write_table3
 
-TABLE_FORMATS = ("csv", "latex", "md")
-IMAGE_FORMATS = ("png", "pdf")
-FORMATS = TABLE_FORMATS + IMAGE_FORMATS + ("html",)
 TABLES = (1, 2, 3)
 FIGURES = (3, 4, 5, 6, 7, 8, 9)
 SUFFIX = {"csv": "csv", "latex": "tex", "md": "md"}
@@ -58,12 +56,10 @@ def write_all(results_dir, out_dir, formats: Iterable[str] = ("csv", "latex", "m
     that failed (raised although its data is there) is a note too, of type ``figures.Failed``
     (``failures(notes)``): the others are still written, and ``bench report`` exits non-zero.
 
-    ``results_dir``: one results folder, or several, read as one (``bench.store.read_cells``)."""
-    formats = list(dict.fromkeys(formats))
-    bad = [f for f in formats if f not in FORMATS]
-    if bad:
-        raise BenchError(f"unknown report format {', '.join(map(repr, bad))}; valid formats: {', '.join(FORMATS)}")
-    cells = read_cells(results_dir)
+    ``results_dir``: one results folder, or several, read as one (``cells.read``: the tidy table every
+    output reads, read once), or that table already read."""
+    formats = check_formats(formats)
+    cells = results_dir if isinstance(results_dir, Cells) else read(results_dir)
     out = make_folder(out_dir)
     page = "html" in formats
     if page:  # the page is built from the Markdown tables and the PNG figures
@@ -89,7 +85,7 @@ def write_all(results_dir, out_dir, formats: Iterable[str] = ("csv", "latex", "m
         path.write_text(render_validation(cells), encoding="utf-8")
         written.append(path)
     if figures and image_formats:
-        written += _figures(results_dir, out, cells, figures, image_formats, notes)
+        written += _figures(out, cells, figures, image_formats, notes)
     if page:
         from .html import render_page
 
@@ -140,7 +136,7 @@ def _statistics(out: Path, cells, formats, notes) -> list[Path]:
     """``wilcoxon.csv`` (csv), ``friedman.md`` (md), ``cd_diagram.<png|pdf>`` (image formats, when the test ran)."""
     from .stats import cd_diagram, friedman_ranking, paired_wilcoxon
 
-    done = cells[cells["status"] == "done"] if not cells.empty else cells
+    done = cells.done
     if done.empty or "capsan" not in set(done["method"]) or done["method"].nunique() < 2:
         notes.append("statistics: need CapsAN and at least one baseline with done cells")
         return []
@@ -185,11 +181,11 @@ def friedman_markdown(ranking: dict) -> str:
     return f"{head}\n\n{result}{table}{left_out}\n"
 
 
-def _figures(results_dir, out: Path, cells, figures, formats, notes) -> list[Path]:
+def _figures(out: Path, cells, figures, formats, notes) -> list[Path]:
     from .figures import write_figures
 
-    # read_cells made every artifacts path absolute, so any one folder resolves them (figure 8)
-    first = results_dir if isinstance(results_dir, str | Path) else next(iter(results_dir))
+    # reading made every artifacts path absolute, so any one results folder resolves them (figure 8)
+    first = next((r for r in cells.frame["results"] if isinstance(r, str)), ".")
     result = write_figures(cells, out, which=tuple(figures), formats=tuple(formats), results_dir=first)
     paths = []
     for number, value in result.items():

@@ -63,10 +63,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .aggregate import Grid, over_seeds, pair_label, seed_means
-from .tasks import with_test
+from .aggregate import Grid, over_seeds, seed_means
+from .cells import as_cells, done
 
-# ``test``: the cell's test set (``tasks.with_test``); two test sets are two units, never one.
+# ``test``: the cell's test set (``cells.Cells.frame``); two test sets are two units, never one.
 UNIT_KEYS = ["dataset", "protocol", "test", "ratio", "pair", "seed"]
 BLOCK_KEYS = ["dataset", "protocol", "test", "ratio"]
 RATIO_DECIMALS = 10
@@ -119,15 +119,6 @@ def readable_p(value) -> str:
 # --------------------------------------------------------------------------- unit values
 
 
-def _metric_value(metrics, metric: str) -> float:
-    value = metrics.get(metric) if isinstance(metrics, dict) else None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return value if math.isfinite(value) else math.nan
-
-
 def unit_values(cells: pd.DataFrame | None, metric: str = "g_mean") -> pd.DataFrame:
     """One row per (method, dataset, protocol, test, ratio, pair, seed) of done cells with a finite ``metric``.
 
@@ -136,16 +127,12 @@ def unit_values(cells: pd.DataFrame | None, metric: str = "g_mean") -> pd.DataFr
     value (the mean over cells sharing that unit).
     """
     columns = ["method"] + UNIT_KEYS + ["value"]
-    if cells is None or len(cells) == 0:
+    table = as_cells(cells)
+    frame = done(table.frame)
+    if frame.empty:
         return pd.DataFrame(columns=columns)
-    needed = ({"method", "status", "metrics"} | set(UNIT_KEYS)) - {"test"}  # the test set comes from options
-    missing = needed - set(cells.columns)
-    if missing:
-        raise ValueError(f"cells lack the columns {sorted(missing)}")
-    frame = _by_unit(cells, ["status", "metrics"])
-    frame = frame[frame["status"] == "done"].drop(columns="status")
-    frame["value"] = [_metric_value(m, metric) for m in frame["metrics"]]
-    frame = frame.dropna(subset=["value"]).drop(columns="metrics")
+    frame = _by_unit(frame.assign(value=frame[metric] if metric in table.metrics else math.nan), ["value"])
+    frame = frame.dropna(subset=["value"])
     if frame.empty:
         return pd.DataFrame(columns=columns)
     return frame.groupby(["method"] + UNIT_KEYS, sort=True)["value"].mean().reset_index()[columns]
@@ -223,6 +210,7 @@ def paired_wilcoxon(
     test cannot be run. Empty input gives an empty frame; a reference without results gives one row per
     method with the reason.
     """
+    cells = as_cells(cells).frame
     values = unit_values(cells, metric)
     if values.empty:
         return pd.DataFrame(columns=WILCOXON_COLUMNS)
@@ -233,7 +221,7 @@ def paired_wilcoxon(
     empty = pd.Series(dtype=float, index=pd.MultiIndex.from_arrays([[]] * len(UNIT_KEYS), names=UNIT_KEYS))
     ref = series.get(reference, empty)
     others = sorted(m for m in series if m != reference)
-    if cells is not None and "method" in cells.columns:  # methods with only failed cells still get a row
+    if len(cells):  # methods with only failed cells still get a row
         others = sorted(set(others) | {str(m) for m in cells["method"].unique() if m != reference})
     rows = [_wilcoxon_row(reference, m, metric, ref, series.get(m, empty)) for m in others]
     table = pd.DataFrame(rows)
@@ -301,17 +289,16 @@ def block_values(cells: pd.DataFrame | None, metric: str = "g_mean") -> pd.DataF
         return pd.DataFrame()
     keys = ["method"] + BLOCK_KEYS
     per_seed = seed_means(values, keys, ["value"])
-    grid = Grid.of(_by_unit(cells), keys)
+    grid = Grid.of(_by_unit(as_cells(cells).frame), keys)
     table = grid.mark(over_seeds(per_seed, keys, ["value"]), per_seed, keys).set_index(keys)
     per_block = table["value_mean"].where(table["complete"])
     return per_block.unstack("method").sort_index()
 
 
 def _by_unit(cells: pd.DataFrame, extra=()) -> pd.DataFrame:
-    """Every cell, done or failed, with its unit (pair labels, rounded ratios, the test set) and ``extra``
-    columns: what the grid asked of each block, and what ``unit_values`` reads."""
-    frame = with_test(cells)[["method", *UNIT_KEYS, *extra]].copy()
-    frame["pair"] = frame["pair"].map(pair_label)
+    """Every cell of a tidy frame, done or failed, with its unit (rounded ratios) and ``extra`` columns: what
+    the grid asked of each block, and what ``unit_values`` reads."""
+    frame = cells[["method", *UNIT_KEYS, *extra]].copy()
     frame["ratio"] = frame["ratio"].astype(float).round(RATIO_DECIMALS)
     return frame
 
@@ -350,6 +337,7 @@ def friedman_ranking(cells: pd.DataFrame | None, metric: str = "g_mean", alpha: 
     q_alpha, cd, excluded ({method: why}), reason (None when the test ran). Ranks and CD are given whenever
     at least 2 methods and 1 block are complete, even if the test itself needs more.
     """
+    cells = as_cells(cells).frame
     table = block_values(cells, metric)
     if table.empty:
         return _empty_ranking(metric, alpha, f"no done cells with {metric}")
@@ -360,7 +348,7 @@ def friedman_ranking(cells: pd.DataFrame | None, metric: str = "g_mean", alpha: 
         for m in table.columns
         if m not in complete
     }
-    if cells is not None and "method" in cells.columns:
+    if len(cells):
         for m in cells["method"].unique():
             if str(m) not in table.columns:
                 excluded[str(m)] = f"no done cells with {metric}"

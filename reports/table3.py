@@ -4,7 +4,7 @@ Aggregation is two-stage: for each (dataset, protocol, test, ratio, method[, pai
 seed are first averaged over their pairs (a seed with only some pairs done still counts, and is counted
 in ``n_partial_seeds``), then the seed means give the mean and the sample std (ddof=1; NaN for one seed).
 ``test`` is the cell's test set (``balanced``, the default, or ``train``: following the training distribution;
-``tasks.with_test``): cells of two test sets are never averaged together.
+``cells.Cells.frame``): cells of two test sets are never averaged together.
 Completeness is judged against the grid, not against the row itself: ``n_grid_pairs`` is the number of
 pairs any cell (done or failed, of any method) has at the row's (dataset, protocol, test, ratio), ``n_grid_seeds``
 the number of seeds they have. A seed missing one of the grid's pairs is
@@ -13,7 +13,7 @@ when no seed is partial and it has all the grid's seeds. Only complete rows are 
 averaged fewer pairs or seeds compares a different task mix.
 Cells that differ only in what the row does not show (params, epochs, precision, compilation) are averaged
 per (seed, pair) first.
-Failed cells carry no metrics: they are counted in ``n_failed`` and the first one's error is kept.
+Failed cells carry no metrics (``reports/cells.py``'s rule for inf, NaN, missing and failed): they are counted in ``n_failed`` and the first one's error is kept.
 ``n_configs`` counts the distinct (epochs, parameters, precision and compile mode) among a row's done cells, ``epochs_min`` and
 ``epochs_max`` bound their training lengths: above one configuration, the row pools runs that differ in
 what it does not show, and the rendered tables say so.
@@ -28,9 +28,9 @@ import json
 import numpy as np
 import pandas as pd
 
-from .aggregate import Grid, over_seeds, pair_label, seed_means
+from .aggregate import Grid, over_seeds, seed_means
+from .cells import as_cells
 from .paper import PAPER_METRICS, PAPER_PROTOCOL, REFERENCE_METRICS, paper_table3, published
-from .tasks import with_test
 
 METRICS = PAPER_METRICS  # shown in the Markdown, LaTeX and terminal tables, in this order
 CSV_METRICS = METRICS + ("balanced_accuracy", "g_mean_macro", "roc_auc")
@@ -56,34 +56,22 @@ def table_columns(by_pair: bool = False) -> list[str]:
     return columns + ["ref_source"]
 
 
-def _metric(metrics, name: str) -> float:
-    value = (metrics or {}).get(name) if isinstance(metrics, dict) else None
-    return float("nan") if value is None else float(value)
-
-
 # Run settings in a cell's options that can change its numbers (the others select the task or add metrics).
 TRAINING_OPTIONS = ("precision", "compile")
 
 
 def _prepare(cells: pd.DataFrame) -> pd.DataFrame:
-    cells = with_test(cells)
-    frame = cells[
-        ["dataset", "protocol", "test", "ratio", "method", "seed", "pair", "status", "metrics", "error"]
-    ].copy()
-    frame["pair"] = frame["pair"].map(pair_label)
+    """The columns Table 3 reads of a tidy frame (``cells.Cells.frame``), ratios rounded."""
+    frame = cells[["dataset", "protocol", "test", "ratio", "method", "seed", "pair", "status", "error", "epochs",
+                   "params"]].copy()  # params: which published numbers apply (``published_matches``)
     frame["ratio"] = frame["ratio"].astype(float).round(RATIO_DECIMALS)
-    # What a row does not show but may pool: the training length and the method's parameters.
-    epochs = cells["epochs"] if "epochs" in cells else pd.Series([None] * len(cells), index=cells.index)
-    params = cells["params"] if "params" in cells else pd.Series([None] * len(cells), index=cells.index)
-    options = cells["options"] if "options" in cells else pd.Series([None] * len(cells), index=cells.index)
-    training = [{k: o[k] for k in TRAINING_OPTIONS if k in o} if isinstance(o, dict) else {} for o in options]
-    frame["epochs"] = epochs
-    frame["params"] = params  # which published numbers apply (``published_matches``)
+    # What a row does not show but may pool: the training length, the method's parameters, the run settings.
+    training = [{k: o[k] for k in TRAINING_OPTIONS if k in o} if isinstance(o, dict) else {} for o in cells["options"]]
     frame["config"] = [json.dumps([e, p, t], sort_keys=True, default=str)
-                       for e, p, t in zip(epochs, params, training, strict=True)]
+                       for e, p, t in zip(cells["epochs"], cells["params"], training, strict=True)]
     for metric in CSV_METRICS:
-        frame[metric] = [_metric(m, metric) for m in frame["metrics"]]
-    return frame.drop(columns="metrics")
+        frame[metric] = cells[metric] if metric in cells else np.nan
+    return frame
 
 
 def _sort(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -99,7 +87,8 @@ def _sort(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def failed_cells(cells: pd.DataFrame) -> pd.DataFrame:
     """The failed cells, one row each: dataset, protocol, ratio, method, pair, seed, error."""
     columns = ["dataset", "protocol", "test", "ratio", "method", "pair", "seed", "error"]
-    if cells is None or cells.empty:
+    cells = as_cells(cells).frame
+    if cells.empty:
         return pd.DataFrame(columns=columns)
     frame = _prepare(cells)
     frame = frame.loc[frame["status"] != "done", columns]
@@ -251,7 +240,8 @@ def table3_and_published(cells: pd.DataFrame, by_pair: bool = False) -> tuple[pd
     ``complete`` and ``<metric>_mean`` / ``_std`` / ``_ci_low`` / ``_ci_high``, then the number's ``source``, ``table``, ``paper_row``,
     ``primary``, ``spread`` and ``<metric>_ref``; rows in the table's order, each row's primary number first."""
     columns = table_columns(by_pair)
-    if cells is None or cells.empty:
+    cells = as_cells(cells).frame
+    if cells.empty:
         return pd.DataFrame(columns=columns), pd.DataFrame()
     table, matches = _build(cells, by_pair)
     keys = row_keys(by_pair)

@@ -11,8 +11,8 @@ discriminators get a row, so a missing one shows as a dash with ``n_seeds`` 0. B
 (dataset, n) (ties within 1e-12 are all best). ``paper`` = the paper's error rate for the same dataset, n
 and discriminator (NaN where the paper has none).
 
-Table 2 (FID of generated images). Input: done cells whose ``metrics["quality"]`` holds, per generated
-class, an entry per FID variant (``fid-inception`` or ``fid-proxy``) with a ``value``. Per cell and variant,
+Table 2 (FID of generated images). Input: done cells whose quality (``cells.Cells.quality``) holds, per
+generated class, an entry per FID variant (``fid-inception`` or ``fid-proxy``) with a ``value``. Per cell and variant,
 the mean over the cell's generated classes (non-finite values are skipped); per (variant, method, dataset,
 seed) the mean over that seed's cells (any protocol, ratio and pair: the paper's Table 2 has one number per
 method and dataset, and ``n_cells`` and ``protocols`` say what was pooled); then mean, sample std and
@@ -39,7 +39,6 @@ Rendering (``render_table1``, ``render_table2``): ``csv`` = the tidy frame (ever
 
 from __future__ import annotations
 
-import math
 import re
 from importlib import resources
 
@@ -49,6 +48,9 @@ import pandas as pd
 from bench.errors import BenchError
 
 from .aggregate import over_seeds, seed_means
+from .cells import REAL as REAL_SOURCE
+from .cells import Cells, as_cells, done
+from .formats import TABLE_FORMATS, check_formats
 from .paper import PAPER_CITATION
 from .stats import ci_text, paired_wilcoxon, wilcoxon_note
 
@@ -58,7 +60,7 @@ DISCRIMINATORS = tuple(TABLE1_METHODS.values())  # row order: capsule first
 FID_VARIANTS = ("fid-inception", "fid-proxy")  # table order; other "fid*" keys follow alphabetically
 PAPER_VARIANT = "fid-inception"  # the paper's FID used Inception-v3 features
 REAL = "real"  # the paper's real-vs-real reference row of Table 2
-FORMATS = ("csv", "md", "latex")
+FORMATS = TABLE_FORMATS
 NONE = "-"
 TIE_TOL = 1e-12
 N_DECIMALS = 6  # subset sizes are grouped after rounding
@@ -120,31 +122,13 @@ def paper_table2() -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------- Table 1
 
 
-def _accuracy(metrics) -> float:
-    value = metrics.get("accuracy") if isinstance(metrics, dict) else None
-    try:
-        return float("nan") if value is None else float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _check_cells(cells) -> bool:
-    """True when there is something to aggregate; a non-frame is a caller error."""
-    if cells is None:
-        return False
-    if not isinstance(cells, pd.DataFrame):
-        raise BenchError(f"expected the DataFrame of Store.cells(), got {type(cells).__name__}")
-    return not cells.empty
-
-
 def table1(cells: pd.DataFrame) -> pd.DataFrame:
     """Table 1 from ``Store.cells()``: one row per (dataset, n, discriminator); columns ``TABLE1_COLUMNS``.
 
     Rows sorted by dataset, n, then capsule before convolutional. Empty input (or no subset cells of
     capsan/capsan-conv) gives an empty frame with the same columns; never raises on partial results.
     """
-    if not _check_cells(cells):
-        return pd.DataFrame(columns=TABLE1_COLUMNS)
+    cells = as_cells(cells).frame
     frame = cells[cells["protocol"].eq(TABLE1_PROTOCOL) & cells["method"].isin(list(TABLE1_METHODS))]
     if frame.empty:
         return pd.DataFrame(columns=TABLE1_COLUMNS)
@@ -155,7 +139,7 @@ def table1(cells: pd.DataFrame) -> pd.DataFrame:
             "method": frame["method"].to_numpy(),
             "seed": frame["seed"].to_numpy(),
             "done": frame["status"].eq("done").to_numpy(),
-            "error": [1.0 - _accuracy(m) for m in frame["metrics"]],
+            "error": 1.0 - (frame["accuracy"] if "accuracy" in frame else np.nan),
         }
     )
     frame["discriminator"] = frame["method"].map(TABLE1_METHODS)
@@ -195,39 +179,21 @@ def table1(cells: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------- Table 2
 
 
-def _finite(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _cell_fids(metrics, real: bool = False) -> dict[str, tuple[float, set[str]]]:
-    """variant -> (mean FID over the cell's generated classes, feature extractors) for one cell's metrics;
-    ``real``: the real-vs-real FIDs stored beside them instead (the class's train vs its test images)."""
-    quality = metrics.get("quality") if isinstance(metrics, dict) else None
-    if not isinstance(quality, dict):
-        return {}
-    values: dict[str, list[float]] = {}
-    extractors: dict[str, set[str]] = {}
-    for entry in quality.values():
-        if not isinstance(entry, dict):
-            continue
-        if real:
-            entry = entry.get("real_vs_real")
-            if not isinstance(entry, dict):
-                continue
-        for variant, result in entry.items():
-            if not (str(variant).startswith("fid") and isinstance(result, dict)):
-                continue
-            value = _finite(result.get("value"))
-            if value is None:
-                continue
-            values.setdefault(variant, []).append(value)
-            if result.get("feature_extractor"):
-                extractors.setdefault(variant, set()).add(str(result["feature_extractor"]))
-    return {v: (float(np.mean(vals)), extractors.get(v, set())) for v, vals in values.items()}
+def _cell_fids(cells: Cells, real: bool = False) -> dict[int, dict[str, tuple[float, set[str]]]]:
+    """{cell: {variant: (mean FID over the cell's generated classes, feature extractors)}}; ``real``: the
+    real-vs-real FIDs stored beside them instead (the class's train vs its test images). A class whose
+    value is NaN (``cells.py``'s rule) is left out, and so is its feature extractor."""
+    quality = cells.quality
+    quality = quality[(quality["source"] == (REAL_SOURCE if real else "generated"))
+                      & quality["metric"].str.startswith("fid")]
+    values = quality[(quality["field"] == "value") & quality["value"].notna()]
+    names = {(c, k, m): t for c, k, m, t in quality.loc[quality["field"] == "feature_extractor",
+                                                        ["cell", "class", "metric", "text"]].itertuples(index=False)}
+    fids: dict[int, dict] = {}
+    for (cell, variant), group in values.groupby(["cell", "metric"], sort=False):
+        extractors = {str(names[key]) for key in ((cell, k, variant) for k in group["class"]) if names.get(key)}
+        fids.setdefault(cell, {})[variant] = (float(np.mean(group["value"].to_numpy())), extractors)
+    return fids
 
 
 def _variant_order(variant: str) -> tuple:
@@ -244,13 +210,11 @@ def table2(cells: pd.DataFrame) -> dict[str, pd.DataFrame]:
     One table per FID variant found (``fid-inception`` first, then ``fid-proxy``); no quality results
     gives ``{}``. Never raises on partial or failed results.
     """
-    if not _check_cells(cells):
-        return {}
+    cells = as_cells(cells)
+    generated, real = _cell_fids(cells), _cell_fids(cells, real=True)
     rows = []
-    for cell in cells.itertuples(index=False):
-        if cell.status != "done":
-            continue
-        fids = [(str(cell.method), _cell_fids(cell.metrics)), (REAL, _cell_fids(cell.metrics, real=True))]
+    for cell in done(cells.frame).itertuples():
+        fids = [(str(cell.method), generated.get(cell.Index, {})), (REAL, real.get(cell.Index, {}))]
         for method, variant, (value, extractors) in ((m, v, r) for m, f in fids for v, r in f.items()):
             rows.append(
                 {
@@ -332,8 +296,7 @@ def _with_paper(part: pd.DataFrame) -> pd.DataFrame:
 
 def table1_tests(cells: pd.DataFrame) -> str:
     """The note of Table 1: per dataset, capsan (capsule) against capsan-conv on accuracy, paired over (n, seed)."""
-    if not _check_cells(cells):
-        return ""
+    cells = as_cells(cells).frame
     frame = cells[cells["protocol"].eq(TABLE1_PROTOCOL) & cells["method"].isin(list(TABLE1_METHODS))]
     notes = []
     for dataset, group in frame.groupby("dataset", sort=True):
@@ -345,19 +308,18 @@ def table1_tests(cells: pd.DataFrame) -> str:
 
 def table2_tests(cells: pd.DataFrame) -> dict[str, str]:
     """{variant: note}: capsan against each method on the cell FID (mean over its generated classes)."""
-    if not _check_cells(cells):
-        return {}
+    cells = as_cells(cells)
+    generated = _cell_fids(cells)
     rows = []
-    for cell in cells[cells["status"] == "done"].itertuples(index=False):
-        fids = {variant: value for variant, (value, _) in _cell_fids(cell.metrics).items()}
-        if fids:
-            rows.append({"method": cell.method, "dataset": cell.dataset, "protocol": cell.protocol,
-                         "ratio": cell.ratio, "pair": cell.pair, "seed": cell.seed, "status": "done",
-                         "metrics": fids})
+    for cell in done(cells.frame).itertuples():
+        fids = {variant: value for variant, (value, _) in generated.get(cell.Index, {}).items()}
+        if fids:  # a tidy frame, one column per variant (``cells.as_cells`` reads it as it is)
+            rows.append({"method": cell.method, "dataset": cell.dataset, "protocol": cell.protocol, "test": cell.test,
+                         "ratio": cell.ratio, "pair": cell.pair, "seed": cell.seed, "status": "done", **fids})
     frame = pd.DataFrame(rows)
     notes = {}
-    for variant in sorted({v for m in frame.get("metrics", []) for v in m}, key=_variant_order):
-        has = frame[[variant in m for m in frame["metrics"]]]
+    for variant in sorted((c for c in frame.columns if c.startswith("fid")), key=_variant_order):
+        has = frame[frame[variant].notna()]
         if "capsan" in set(has["method"]) and has["method"].nunique() > 1:
             tests = paired_wilcoxon(has, "capsan", variant)
             notes[variant] = wilcoxon_note(tests, variant, "(dataset, protocol, ratio, pair, seed) units",
@@ -369,8 +331,7 @@ def table2_tests(cells: pd.DataFrame) -> dict[str, str]:
 
 
 def _check_format(fmt: str) -> None:
-    if fmt not in FORMATS:
-        raise BenchError(f"unknown table format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+    check_formats([fmt], FORMATS)
 
 
 def _num(value, decimals: int) -> str:

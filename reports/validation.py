@@ -24,6 +24,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .budget import budget_table
+from .cells import as_cells, done
 from .paper import (
     LONGTAIL_DEFINITIONS,
     PAPER_CITATION,
@@ -33,7 +34,7 @@ from .paper import (
     table3_definitions,
 )
 from .table3 import table3_and_published
-from .tasks import test_label, test_set_note, with_test
+from .tasks import test_label, test_set_note
 
 GAP_POINTS = 2.0  # |ours - published| above this many points (of a percentage) is investigated
 NAMES = {"balanced_accuracy": "ACSA", "g_mean": "GM", "g_mean_macro": "GM (macro)", "f_measure": "F1", "accuracy": "accuracy",
@@ -109,8 +110,7 @@ def gamo_section(table: pd.DataFrame, cells: pd.DataFrame) -> list[str]:
         lines += [f"### {dataset}, {test_label(test)}", "", _markdown(body, headers), ""]
         notes = " ".join([gamo_definitions(), *deviation_notes(group.loc[group["ref_source"].notna(), "method"])])
         lines += [f"published: {'; '.join(sources) or 'no published row for these methods'}. {notes}", ""]
-        used = cells[(cells["protocol"] == "gamo") & (cells["dataset"] == dataset) & (cells["test"] == test)
-                     & (cells["status"] == "done")]
+        used = done(cells[(cells["protocol"] == "gamo") & (cells["dataset"] == dataset) & (cells["test"] == test)])
         note = test_set_note(used)
         lines += [note, ""] if note else []
     lines += [_gap_count(gaps), ""]
@@ -198,13 +198,13 @@ def table1_section(cells: pd.DataFrame) -> list[str]:
 
 def run_section(cells: pd.DataFrame) -> list[str]:
     """Markdown lines: what ran (cells, devices, time) and what each method spent (the budget ledger)."""
-    done = cells[cells["status"] == "done"]
+    finished = done(cells)
     start = pd.to_datetime(cells["started_at"], utc=True).min()
     end = pd.to_datetime(cells["finished_at"], utc=True).max()
     span = (end - start).total_seconds()
     devices = ", ".join(sorted(set(map(str, cells["device"]))))
     lines = ["## What ran", "",
-             f"- cells: {len(done)} done, {len(cells) - len(done)} failed; device: {devices}",
+             f"- cells: {len(finished)} done, {len(cells) - len(finished)} failed; device: {devices}",
              f"- first cell started {start:%Y-%m-%d %H:%M} UTC, last ended {end:%Y-%m-%d %H:%M} UTC: "
              f"{span / 3600:.2f} h; the cells' own times sum to {cells['duration_s'].sum() / 3600:.2f} h", ""]
     budget = budget_table(cells)
@@ -225,10 +225,11 @@ def run_section(cells: pd.DataFrame) -> list[str]:
 
 
 def render_validation(cells: pd.DataFrame) -> str:
-    """``validation.md`` for the cells of a store (``Store.cells()``): the sections it has data for."""
-    if cells is None or cells.empty:
+    """``validation.md`` for the cells of a store (``cells.Cells``, or ``Store.cells()``): the sections it has
+    data for."""
+    cells = as_cells(cells).frame
+    if cells.empty:
         return "# Validation\n\nNo results in the store yet.\n"
-    cells = with_test(cells)
     table, beside = table3_and_published(cells)
     parts = gamo_section(table, cells) + longtail_section(beside) + table3_section(table) + table1_section(cells)
     if not parts:

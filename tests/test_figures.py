@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.errors import BenchError
 from bench.reports import figures as F
 
 PAIRS = ([3, 5], [1, 7])
@@ -220,7 +221,7 @@ def test_generated_counts_from_phi():
 
 
 def test_bad_formats_rejected(full, tmp_path):
-    with pytest.raises(ValueError):
+    with pytest.raises(BenchError, match="unknown report format 'gif'; valid formats: png, pdf"):
         F.figure_3(full[0], tmp_path, formats=("gif",))
 
 

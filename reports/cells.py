@@ -1,0 +1,195 @@
+"""The store as one tidy table, read once: what every table, figure, statistic, page, export and comparison
+reads.
+
+``read(results)`` reads one or several results folders (``bench.store.read_cells``) and ``as_cells(frame)``
+turns a frame of ``Store.cells()`` into :class:`Cells`, two tables:
+
+``Cells.frame``, one row per cell (a fresh ``RangeIndex``):
+- what the cell is: ``id``, ``key``, ``status``, ``method``, ``params`` (the method's parameters, one dict:
+  what a published number requires is matched on it), ``dataset``, ``protocol``, ``test`` (the test set,
+  ``reports.tasks.test_of`` of the options), ``ratio`` (a float; the subset protocol's n), ``pair`` (its
+  label, ``"3 vs 5"``, or ``"-"``), ``seed``, ``epochs``, ``options``;
+- where and when it ran: ``device``, ``node``, ``versions``, ``started_at``, ``finished_at``, ``duration_s``,
+  ``results`` (the folder), ``artifacts`` (an absolute path or None), ``error``;
+- what it recorded beside its metrics: ``counts`` (the class counts), ``curves`` (ROC points), ``budget`` (the
+  budget ledger, ``metrics["budget"]`` as the runner wrote it, or None), ``quality_error``;
+- every metric, one float column each (``METRICS`` first, then the others sorted): nested metrics by dotted
+  name (``per_class_recall.1``, ``confusion_matrix.0.1``); a metric named like a column above gets a
+  ``metric_`` prefix. ``Cells.metrics`` lists these columns.
+
+``Cells.quality``, the per-class generative quality (``metrics["quality"]``), long: one row per number or
+text the store holds, columns ``cell`` (the row of ``frame``), ``class`` (the generated class's name; ``""``
+for the cell-level battle), ``source`` (``generated``: the method's images; ``real_vs_real``: the class's
+real train images against its real test images, the reference), ``metric`` (``fid-inception``,
+``fid-proxy``, ``ssim``, ``battle``; ``""`` for a class's own counts), ``field`` (the dotted name inside it:
+``value``, ``kid``, ``generated.mean``, ``n_fake``), ``value`` (a float) and ``text`` (a string leaf, such
+as ``feature_extractor``, else None).
+
+**The rule for inf, NaN, missing and failed** (one, here, for every reader):
+- a metric value is a finite float or NaN. NaN stands for everything a mean, a test or a plot cannot use:
+  a missing metric, ``None``, a non-number, and inf, -inf and NaN themselves (the battle's ratios over a zero
+  count are inf; the store keeps them, and so does the battle's ``winner`` text);
+- a cell that is not ``done`` (failed, refused) keeps its row and its status, and every metric of it is NaN:
+  a reader that counts failures counts rows, a reader that aggregates takes :func:`done` rows;
+- a boolean metric is 0.0 or 1.0.
+
+Nothing here writes to the store; reading twice gives the same tables.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .aggregate import pair_label
+from .tasks import test_of
+
+# The usual classification metrics, in this order; any other metric follows alphabetically.
+METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f_measure", "g_mean", "g_mean_macro", "roc_auc")
+COLUMNS = ("id", "key", "status", "method", "params", "dataset", "protocol", "test", "ratio", "pair", "seed",
+           "epochs", "options", "device", "node", "versions", "started_at", "finished_at", "duration_s", "results",
+           "artifacts", "error", "counts", "curves", "budget", "quality_error")
+RECORDS = ("budget", "quality", "quality_error")  # in the stored metrics, but not metrics: columns or ``quality``
+QUALITY_COLUMNS = ("cell", "class", "source", "metric", "field", "value", "text")
+BATTLE = "battle"  # the one cell-level entry of ``metrics["quality"]``, beside the classes
+REAL = "real_vs_real"
+
+
+@dataclass(frozen=True)
+class Cells:
+    """The tidy per-cell table and the long per-class quality table (module docstring)."""
+
+    frame: pd.DataFrame
+    quality: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=QUALITY_COLUMNS))
+    metrics: tuple[str, ...] = ()
+
+    @property
+    def done(self) -> pd.DataFrame:
+        return done(self.frame)
+
+
+def number(value) -> float:
+    """The rule: a finite float, else NaN (module docstring)."""
+    if isinstance(value, bool):
+        return float(value)
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out if math.isfinite(out) else math.nan
+
+
+def done(frame: pd.DataFrame) -> pd.DataFrame:
+    """The done cells: the only rows a table, a figure or a statistic aggregates."""
+    return frame[frame["status"] == "done"] if len(frame) else frame
+
+
+def read(results) -> Cells:
+    """One or several results folders (``bench.store.read_cells``: a key in two, its newest done attempt) as
+    :class:`Cells`."""
+    from bench.store import read_cells
+
+    return as_cells(read_cells(results))
+
+
+def as_cells(cells) -> Cells:
+    """:class:`Cells` of a frame of ``Store.cells()``; a :class:`Cells` or an already tidy frame as it is
+    (the latter with no quality rows). None is an empty table."""
+    if isinstance(cells, Cells):
+        return cells
+    if cells is None:
+        return Cells(pd.DataFrame(columns=list(COLUMNS)))
+    if not isinstance(cells, pd.DataFrame):
+        from bench.errors import BenchError
+
+        raise BenchError(f"expected the DataFrame of Store.cells(), got {type(cells).__name__}")
+    if "metrics" not in cells and "test" in cells:  # tidy already (a part of Cells.frame)
+        return Cells(cells, metrics=tuple(c for c in cells.columns if c not in COLUMNS))
+    return _tidy(cells.reset_index(drop=True))
+
+
+def _tidy(raw: pd.DataFrame) -> Cells:
+    get = lambda name: raw[name] if name in raw else pd.Series([None] * len(raw), dtype=object)  # noqa: E731
+    stored = [m if isinstance(m, dict) else {} for m in get("metrics")]
+    is_done = [s == "done" for s in get("status")]
+    frame = pd.DataFrame({
+        "id": get("id"), "key": get("key"), "status": get("status"), "method": get("method"),
+        "params": get("params"), "dataset": get("dataset"), "protocol": get("protocol"),
+        "test": [test_of(o) for o in get("options")],
+        "ratio": pd.to_numeric(get("ratio"), errors="coerce").astype(float),
+        "pair": [pair_label(p) for p in get("pair")], "seed": get("seed"), "epochs": get("epochs"),
+        "options": get("options"), "device": get("device"), "node": get("node"), "versions": get("versions"),
+        "started_at": get("started_at"), "finished_at": get("finished_at"), "duration_s": get("duration_s"),
+        "results": get("results"), "artifacts": get("artifacts"), "error": get("error"), "counts": get("counts"),
+        "curves": get("curves"),
+        "budget": [m.get("budget") if isinstance(m.get("budget"), dict) else None for m in stored],
+        "quality_error": [m.get("quality_error") for m in stored],
+    }, index=raw.index)
+    values = [dict(_leaves({k: v for k, v in m.items() if k not in RECORDS})) if ok else {}
+              for m, ok in zip(stored, is_done, strict=True)]
+    found = {name for v in values for name in v}
+    names = [m for m in METRICS if m in found] + sorted(found - set(METRICS))
+    columns = {}
+    for name in names:
+        column = f"metric_{name}" if name in COLUMNS else name
+        columns[column] = [number(v.get(name)) for v in values]
+    frame = pd.concat([frame, pd.DataFrame(columns, index=raw.index, dtype=float)], axis=1)
+    quality = [row for index, m, ok in zip(raw.index, stored, is_done, strict=True) if ok
+               for row in _quality_rows(index, m.get("quality"))]
+    return Cells(frame, pd.DataFrame(quality, columns=list(QUALITY_COLUMNS)), tuple(columns))
+
+
+def _leaves(value, prefix: str = ""):
+    """Nested dicts and lists as (dotted name, leaf) pairs."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, f"{prefix}{key}.")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _leaves(item, f"{prefix}{index}.")
+    else:
+        yield prefix.rstrip("."), value
+
+
+def _quality_rows(cell, quality):
+    """The long rows of one cell's ``metrics["quality"]``."""
+    if not isinstance(quality, dict):
+        return
+    for name, entry in quality.items():
+        if name == BATTLE:
+            yield from _entry_rows(cell, "", "generated", BATTLE, entry)
+            continue
+        if not isinstance(entry, dict):
+            continue
+        for metric, result in entry.items():
+            if metric == REAL and isinstance(result, dict):
+                for variant, inner in result.items():
+                    yield from _entry_rows(cell, str(name), REAL, str(variant), inner)
+            elif isinstance(result, dict):
+                yield from _entry_rows(cell, str(name), "generated", str(metric), result)
+            else:  # a class's own counts and reference
+                yield from _entry_rows(cell, str(name), "generated", "", {metric: result})
+
+
+def _entry_rows(cell, name: str, source: str, metric: str, entry):
+    for path, leaf in _leaves(entry) if isinstance(entry, dict) else ():
+        text = leaf if isinstance(leaf, str) else None
+        yield cell, name, source, metric, path, number(leaf), text
+
+
+def param(frame: pd.DataFrame, name: str) -> pd.Series:
+    """One method parameter of every row, by the rule for numbers (NaN where a method has none)."""
+    return pd.Series([number(p.get(name)) if isinstance(p, dict) else math.nan for p in frame["params"]],
+                     index=frame.index, dtype=float)
+
+
+def class_means(cells: Cells, metric: str, field: str, source: str = "generated") -> pd.Series:
+    """Per cell (``frame``'s index), the mean of ``metric``'s ``field`` over its generated classes (NaN
+    values left out; cells without one absent)."""
+    q = cells.quality
+    rows = q[(q["metric"] == metric) & (q["field"] == field) & (q["source"] == source) & q["value"].notna()]
+    # np.mean over the classes in stored order: the sums every figure and table made before this table
+    return rows.groupby("cell", sort=True)["value"].agg(lambda v: float(np.mean(v.to_numpy())))
