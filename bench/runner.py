@@ -48,9 +48,9 @@ def run_grid(config: RunConfig) -> RunSummary:
     devices = executors.plan_devices(config.jobs, config.jobs_per_gpu, config.device, n_gpus) if local else []
     fid_settings = None
     if any("fid" in c.options.get("quality", []) for c in cells):
-        from bench import fid
+        from bench.quality import features
 
-        fid.SHOW_PROGRESS = not config.quiet and len(devices) <= 1 and local
+        features.SHOW_PROGRESS = not config.quiet and len(devices) <= 1 and local
         fid_settings = FidSettings(config.fid_weights, config.download, torch_device, results_dir / "fid-cache")
         if fid_settings.notice:  # said once per run, not per cell (nor per worker)
             tqdm.write(f"note: {fid_settings.notice}")

@@ -26,6 +26,7 @@ from bench.methods import (  # noqa: F401  (registers the built-in methods)
     smote,
 )
 from bench.methods.base import FitContext, Method
+from bench.methods.classifier import CLASSIFIER_SPEC, Classifier, CommonCNN, to_input
 from bench.methods.generative import GenerativeOversampling
 from bench.methods.registry import get_method, load_method_file, method_names, register
 from bench.methods.resampling import ResamplingMethod
@@ -33,5 +34,10 @@ from bench.methods.resampling import ResamplingMethod
 # The public extension API (README, "Your own method"): ``Method`` for anything; ``ResamplingMethod`` for a
 # resampler (``resample``) or a loss (``batch_loss``) on the common classifier; ``GenerativeOversampling``
 # for a generator (``train_generator``, ``generate``) with the shared top-up and classifier phases.
-__all__ = ["FitContext", "GenerativeOversampling", "ImageSet", "Method", "ResamplingMethod", "get_method",
-           "load_method_file", "method_names", "register"]
+# The common classifier itself, for code outside the methods that trains or reads it (the fid-proxy,
+# ``bench/quality/proxy.py``): ``Classifier(spec).fit(train, ctx)`` and its ``model``, the network
+# ``CommonCNN`` (``embed``: its 128-d penultimate features), the default ``CLASSIFIER_SPEC`` and ``to_input``
+# (uint8 images -> the network's input in [-1, 1]).
+__all__ = ["CLASSIFIER_SPEC", "Classifier", "CommonCNN", "FitContext", "GenerativeOversampling", "ImageSet",
+           "Method", "ResamplingMethod", "get_method", "load_method_file", "method_names", "register",
+           "to_input"]

@@ -118,7 +118,7 @@ class Method(abc.ABC):
     overrides against ``defaults``. ``fit`` trains on an imbalanced training set; ``predict_proba``
     returns class probabilities (N, n_classes) for uint8 images (N, C, H, W). Generative methods also
     implement ``sample(n, label)`` returning uint8 images. A GAN that can be battled (``--metrics battle``,
-    Im et al.; ``bench/battle.py``) names its opponent in ``battle_twin`` and implements
+    Im et al.; ``bench/quality/battle.py``) names its opponent in ``battle_twin`` and implements
     ``discriminate(images)``: the "is real" decision of its fitted discriminator, bool (N,).
 
     The budget contract (``budget.py``; README "Training budget"), which every built-in method follows and

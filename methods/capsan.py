@@ -303,7 +303,7 @@ class CapsAN(FitsAsGroup, Method):  # a solo cell is a group of one (``fit_group
 
     @torch.no_grad()
     def discriminate(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        """The battle's "is real" decision (``bench/battle.py``): real when the last ("fake") of D's c + 1
+        """The battle's "is real" decision (``bench/quality/battle.py``): real when the last ("fake") of D's c + 1
         scores is not the argmax (torch's argmax takes the first of tied maxima, so a tie with "fake" is
         real); D as ``fit`` left it, evaluated in eval mode and put back in its previous mode."""
         if getattr(self, "D", None) is None:

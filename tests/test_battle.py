@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.battle import battle, class_samples, ratio, real_decisions, winner
 from bench.errors import BenchError
 from bench.methods import FitContext, get_method, method_names
+from bench.quality.battle import battle, class_samples, ratio, real_decisions, winner
 
 
 def _images(*value_counts):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from bench.diversity import sample_pairs, ssim_diversity, ssim_report
 from bench.errors import BenchError
+from bench.quality.diversity import sample_pairs, ssim_diversity, ssim_report
 
 
 def _noise(n, channels=1, size=16, seed=0):

@@ -13,15 +13,15 @@ import torch.nn.functional as F
 from pytorch_fid import inception as pf_inception
 from pytorch_fid.fid_score import calculate_frechet_distance
 
-from bench import fid
 from bench.errors import BenchError
+from bench.quality import distances, fid, inception, proxy
 
 
 @pytest.fixture(autouse=True)
 def _fresh_model_cache():
-    fid._MODELS.clear()
+    inception._MODELS.clear()
     yield
-    fid._MODELS.clear()
+    inception._MODELS.clear()
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -33,10 +33,35 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
+def random_fid_weights() -> dict:
+    """A state dict in the format of pytorch-fid's weights file, with random weights: its ``fid_inception_v3()``
+    body (torchvision's Inception3 with 1008 classes, no aux logits, and pytorch-fid's FID blocks) without the
+    download."""
+    net = pf_inception._inception_v3(num_classes=1008, aux_logits=False, weights=None)
+    net.Mixed_5b = pf_inception.FIDInceptionA(192, pool_features=32)
+    net.Mixed_5c = pf_inception.FIDInceptionA(256, pool_features=64)
+    net.Mixed_5d = pf_inception.FIDInceptionA(288, pool_features=64)
+    net.Mixed_6b = pf_inception.FIDInceptionC(768, channels_7x7=128)
+    net.Mixed_6c = pf_inception.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6d = pf_inception.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6e = pf_inception.FIDInceptionC(768, channels_7x7=192)
+    net.Mixed_7b = pf_inception.FIDInceptionE_1(1280)
+    net.Mixed_7c = pf_inception.FIDInceptionE_2(2048)
+    return net.state_dict()
+
+
 @pytest.fixture(scope="module")
-def random_inception():
+def random_weights(tmp_path_factory):
+    """A weights file of pytorch-fid's format with random weights (the real ones are never downloaded)."""
     torch.manual_seed(0)
-    return fid.build_inception(None)
+    path = tmp_path_factory.mktemp("fid-weights") / "random.pth"
+    torch.save(random_fid_weights(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def random_inception(random_weights):
+    return inception.build_inception(random_weights)
 
 
 def _images(n, channels=1, size=8, seed=0):
@@ -51,30 +76,30 @@ def test_frechet_distance_closed_form_for_diagonal_gaussians():
     mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
     s1, s2 = rng.uniform(0.1, 3, 6), rng.uniform(0.1, 3, 6)
     expected = np.sum((mu1 - mu2) ** 2) + np.sum(s1 + s2 - 2 * np.sqrt(s1 * s2))
-    assert fid.frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(expected, rel=1e-9)
-    assert fid.frechet_distance(mu1, np.diag(s1), mu1, np.diag(s1)) == pytest.approx(0, abs=1e-9)
+    assert distances.frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(expected, rel=1e-9)
+    assert distances.frechet_distance(mu1, np.diag(s1), mu1, np.diag(s1)) == pytest.approx(0, abs=1e-9)
 
 
 def test_frechet_distance_is_pytorch_fids_on_full_covariances():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(200, 5)), rng.normal(size=(150, 5)) @ rng.normal(size=(5, 5)) + 0.5
-    (mu1, s1), (mu2, s2) = fid.feature_stats(a), fid.feature_stats(b)
+    (mu1, s1), (mu2, s2) = distances.feature_stats(a), distances.feature_stats(b)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # SciPy's sqrtm(disp=...) in pytorch-fid
         reference = calculate_frechet_distance(mu1, s1, mu2, s2)
-    assert fid.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(reference, rel=1e-12)
+    assert distances.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(reference, rel=1e-12)
     with pytest.raises(ValueError, match="covariances"):
-        fid.frechet_distance(mu1, s1, mu2[:4], s2[:4, :4])
+        distances.frechet_distance(mu1, s1, mu2[:4], s2[:4, :4])
 
 
 def test_feature_stats_are_mean_and_unbiased_covariance():
     feats = np.random.default_rng(2).normal(size=(30, 4))
-    mu, sigma = fid.feature_stats(feats)
+    mu, sigma = distances.feature_stats(feats)
     assert mu == pytest.approx(feats.mean(0))
     centred = feats - feats.mean(0)
     assert sigma == pytest.approx(centred.T @ centred / 29)
     with pytest.raises(ValueError, match="N >= 2"):
-        fid.feature_stats(feats[:1])
+        distances.feature_stats(feats[:1])
 
 
 # ---------------------------------------------------------------- KID
@@ -83,7 +108,7 @@ def test_feature_stats_are_mean_and_unbiased_covariance():
 def test_kid_hand_checked_tiny_example():
     # d = 1, k(x, y) = (xy + 1)^3. X = {0, 1}, Y = {1, 2}:
     # k(0,1) = 1 -> XX term 2*1/2 = 1; k(1,2) = 27 -> YY term 27; XY: 1 + 1 + 8 + 27 = 37 -> 2*37/4 = 18.5.
-    result = fid.kid([[0.0], [1.0]], [[1.0], [2.0]], n_subsets=3)
+    result = distances.kid([[0.0], [1.0]], [[1.0], [2.0]], n_subsets=3)
     assert result["value"] == pytest.approx(1 + 27 - 18.5)
     assert result["subset_size"] == 2 and result["std"] == pytest.approx(0, abs=1e-12)
 
@@ -98,17 +123,17 @@ def test_kid_is_the_unbiased_estimator_formula():
     xx = sum(k(x[i], x[j]) for i in range(5) for j in range(5) if i != j) / 20
     yy = sum(k(y[i], y[j]) for i in range(5) for j in range(5) if i != j) / 20
     xy = sum(k(x[i], y[j]) for i in range(5) for j in range(5)) / 25
-    assert fid.kid(x, y, n_subsets=1)["value"] == pytest.approx(xx + yy - 2 * xy, rel=1e-12)
+    assert distances.kid(x, y, n_subsets=1)["value"] == pytest.approx(xx + yy - 2 * xy, rel=1e-12)
 
 
 def test_kid_subsets_are_seeded_and_the_gram_shortcut_changes_nothing(monkeypatch):
     rng = np.random.default_rng(4)
     x, y = rng.normal(size=(40, 6)), rng.normal(size=(30, 6))
-    first = fid.kid(x, y, seed=1, n_subsets=20, subset_size=10)
-    assert fid.kid(x, y, seed=1, n_subsets=20, subset_size=10) == first
-    assert fid.kid(x, y, seed=2, n_subsets=20, subset_size=10)["value"] != first["value"]
-    monkeypatch.setattr(fid, "_GRAM_LIMIT", 0)  # per-subset kernels instead of indexed whole matrices
-    per_subset = fid.kid(x, y, seed=1, n_subsets=20, subset_size=10)
+    first = distances.kid(x, y, seed=1, n_subsets=20, subset_size=10)
+    assert distances.kid(x, y, seed=1, n_subsets=20, subset_size=10) == first
+    assert distances.kid(x, y, seed=2, n_subsets=20, subset_size=10)["value"] != first["value"]
+    monkeypatch.setattr(distances, "_GRAM_LIMIT", 0)  # per-subset kernels instead of indexed whole matrices
+    per_subset = distances.kid(x, y, seed=1, n_subsets=20, subset_size=10)
     assert per_subset["value"] == pytest.approx(first["value"], rel=1e-10)
 
 
@@ -117,36 +142,36 @@ def test_kid_is_unbiased_on_samples_of_one_distribution():
     unbiased, biased = [], []
     for _ in range(300):
         x, y = rng.normal(size=(8, 4)), rng.normal(size=(8, 4))
-        unbiased.append(fid.kid(x, y, n_subsets=1)["value"])
-        kxx, kyy, kxy = fid.polynomial_kernel(x, x), fid.polynomial_kernel(y, y), fid.polynomial_kernel(x, y)
+        unbiased.append(distances.kid(x, y, n_subsets=1)["value"])
+        kxx, kyy, kxy = distances.polynomial_kernel(x, x), distances.polynomial_kernel(y, y), distances.polynomial_kernel(x, y)
         biased.append(kxx.mean() + kyy.mean() - 2 * kxy.mean())  # the V-statistic, diagonals included
     se = np.std(unbiased) / np.sqrt(len(unbiased))
     assert abs(np.mean(unbiased)) < 4 * se
     assert np.mean(biased) > 10 * se  # the test can tell an estimator that keeps the diagonals
-    shifted = fid.kid(rng.normal(size=(200, 4)), rng.normal(size=(200, 4)) + 1.0, subset_size=50)
+    shifted = distances.kid(rng.normal(size=(200, 4)), rng.normal(size=(200, 4)) + 1.0, subset_size=50)
     assert shifted["value"] > 20 * shifted["std"] / np.sqrt(shifted["subsets"])
 
 
 def test_frechet_or_kid_says_which_applies():
     rng = np.random.default_rng(6)
-    few = fid.frechet_or_kid(rng.normal(size=(5, 8)), rng.normal(size=(40, 8)))
+    few = distances.frechet_or_kid(rng.normal(size=(5, 8)), rng.normal(size=(40, 8)))
     assert few["applies"] == "kid" and few["n_real"] == 5 and few["dims"] == 8
     many_r, many_f = rng.normal(size=(60, 3)), rng.normal(size=(50, 3)) + 1
-    many = fid.frechet_or_kid(many_r, many_f, seed=3)
+    many = distances.frechet_or_kid(many_r, many_f, seed=3)
     assert many["applies"] == "fid"
-    direct = fid.frechet_distance(*fid.feature_stats(many_r), *fid.feature_stats(many_f))
+    direct = distances.frechet_distance(*distances.feature_stats(many_r), *distances.feature_stats(many_f))
     assert many["fid"] == pytest.approx(direct)
-    assert many["kid"] == pytest.approx(fid.kid(many_r, many_f, 3)["value"])
+    assert many["kid"] == pytest.approx(distances.kid(many_r, many_f, 3)["value"])
 
 
 # ---------------------------------------------------------------- Inception weights
 
 
 def test_weights_constant_agrees_with_the_published_file_name():
-    assert len(fid.FID_WEIGHTS_SHA256) == 64 and int(fid.FID_WEIGHTS_SHA256, 16) >= 0
-    prefix = fid.FID_WEIGHTS_FILE.rsplit("-", 1)[1].split(".")[0]  # torch.hub's hash prefix convention
-    assert fid.FID_WEIGHTS_SHA256.startswith(prefix)
-    assert fid.FID_WEIGHTS_URL.endswith("/" + fid.FID_WEIGHTS_FILE)
+    assert len(inception.FID_WEIGHTS_SHA256) == 64 and int(inception.FID_WEIGHTS_SHA256, 16) >= 0
+    prefix = inception.FID_WEIGHTS_FILE.rsplit("-", 1)[1].split(".")[0]  # torch.hub's hash prefix convention
+    assert inception.FID_WEIGHTS_SHA256.startswith(prefix)
+    assert inception.FID_WEIGHTS_URL.endswith("/" + inception.FID_WEIGHTS_FILE)
 
 
 def _no_network(*args, **kwargs):
@@ -156,18 +181,18 @@ def _no_network(*args, **kwargs):
 def test_missing_weights_give_the_documented_signal(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
-    with pytest.raises(fid.InceptionWeightsMissing) as caught:
+    with pytest.raises(inception.InceptionWeightsMissing) as caught:
         fid.fid_inception(_images(3), _images(3), cache_dir=tmp_path)
     message = str(caught.value)
     assert isinstance(caught.value, BenchError) and "\n" not in message
-    assert fid.FID_WEIGHTS_URL in message and "--fid-weights" in message and "fid-proxy" in message
+    assert inception.FID_WEIGHTS_URL in message and "--fid-weights" in message and "fid-proxy" in message
     with pytest.raises(BenchError, match="no such file") as explicit:
-        fid.inception_weights_path(tmp_path / "nope.pth")
-    assert not isinstance(explicit.value, fid.InceptionWeightsMissing)  # a wrong path is not a fallback
-    found = tmp_path / "checkpoints" / fid.FID_WEIGHTS_FILE
+        inception.inception_weights_path(tmp_path / "nope.pth")
+    assert not isinstance(explicit.value, inception.InceptionWeightsMissing)  # a wrong path is not a fallback
+    found = tmp_path / "checkpoints" / inception.FID_WEIGHTS_FILE
     found.parent.mkdir()
     found.write_bytes(b"x")
-    assert fid.inception_weights_path() == found
+    assert inception.inception_weights_path() == found
 
 
 def test_a_wrong_weights_file_is_refused(tmp_path, monkeypatch):
@@ -175,43 +200,47 @@ def test_a_wrong_weights_file_is_refused(tmp_path, monkeypatch):
     fake.write_bytes(b"not the inception weights")
     monkeypatch.setattr(torch, "load", _no_network)  # refused before anything is unpickled
     with pytest.raises(BenchError, match="SHA-256") as caught:
-        fid.load_inception(weights_path=fake)
+        inception.load_inception(weights_path=fake)
     assert "\n" not in str(caught.value) and str(fake) in str(caught.value)
 
 
 def test_a_bad_download_is_refused_and_deleted(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     def bad_download(url, dst, **kwargs):
-        assert url == fid.FID_WEIGHTS_URL
+        assert url == inception.FID_WEIGHTS_URL
         open(dst, "wb").write(b"bad")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", bad_download)
     with pytest.raises(BenchError, match="SHA-256"):
-        fid.inception_weights_path(download=True)
-    assert not (tmp_path / "checkpoints" / fid.FID_WEIGHTS_FILE).exists()
+        inception.inception_weights_path(download=True)
+    assert not (tmp_path / "checkpoints" / inception.FID_WEIGHTS_FILE).exists()
 
 
 def test_verified_weights_load_into_the_network(tmp_path, monkeypatch):
-    state = fid.fid_inception_architecture().state_dict()
+    state = random_fid_weights()
     path = tmp_path / "weights.pth"
     path.write_bytes(b"stand-in for a verified file")
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    monkeypatch.setattr(fid, "FID_WEIGHTS_SHA256", sha)
+    monkeypatch.setattr(inception, "FID_WEIGHTS_SHA256", sha)
     monkeypatch.setattr(torch, "load", lambda *a, **kw: state)
-    model, got_sha = fid.load_inception(weights_path=path)
+    model, got_sha = inception.load_inception(weights_path=path)
     assert got_sha == sha
     assert torch.equal(model.blocks[3][1].branch1x1.conv.weight, state["Mixed_7b.branch1x1.conv.weight"])
-    assert fid.load_inception(weights_path=path)[0] is model  # built once per process
+    assert inception.load_inception(weights_path=path)[0] is model  # built once per process
 
 
-def test_architecture_is_pytorch_fids_fid_inception(monkeypatch):
-    ours = fid.fid_inception_architecture()
-    monkeypatch.setattr(pf_inception, "load_state_dict_from_url", lambda *a, **kw: ours.state_dict())
-    theirs = pf_inception.fid_inception_v3()  # strict load: same parameter names and shapes
-    def layout(net):
-        return [(name, type(module)) for name, module in net.named_modules()]
-
-    assert layout(ours) == layout(theirs)
+def test_pytorch_fid_builds_the_network_from_the_file_and_downloads_nothing(random_weights, monkeypatch):
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    hub = torch.hub.get_dir()
+    model = inception.build_inception(random_weights)
+    assert torch.hub.get_dir() == hub  # torch hub's folder is the caller's again
+    assert type(model) is pf_inception.InceptionV3 and not model.training
+    state = torch.load(random_weights, weights_only=True)
+    assert torch.equal(model.blocks[0][0].conv.weight, state["Conv2d_1a_3x3.conv.weight"])
+    assert torch.equal(model.blocks[3][2].branch_pool.conv.weight, state["Mixed_7c.branch_pool.conv.weight"])
+    assert sum(p.numel() for p in model.parameters()) == sum(  # every tensor but the classifier (fc) is used
+        t.numel() for k, t in state.items() if not k.startswith("fc.") and "running" not in k
+        and "num_batches" not in k)
 
 
 # ---------------------------------------------------------------- Inception features
@@ -232,7 +261,7 @@ def _network_input(model, images):
     handle = model.blocks[0].register_forward_pre_hook(hook)
     try:
         with pytest.raises(_Stop):
-            fid.inception_features(model, images, "cpu")
+            inception.inception_features(model, images, "cpu")
     finally:
         handle.remove()
     return seen[0]
@@ -264,15 +293,15 @@ def test_fid_inception_features_and_reference_cache(random_inception, tmp_path, 
         calls.append((mu1, sigma1, mu2, sigma2))
         return -float(len(calls))
 
-    monkeypatch.setattr(fid, "frechet_distance", spy)
+    monkeypatch.setattr(distances, "frechet_distance", spy)
     batches = []
     handle = random_inception.blocks[0].register_forward_pre_hook(lambda m, a: batches.append(len(a[0])))
     try:
-        real, fake = _images(3, channels=1, seed=8), _images(2, channels=3, seed=9)
+        real, fake = _images(3, channels=1, seed=8), _images(2, channels=1, seed=9)
         first = fid.fid_inception(real, fake, cache_dir=tmp_path, batch_size=2, reference="train class 1")
         assert batches == [2, 1, 2]  # real in batches of 2 (with a remainder), then fake
-        real_mu, real_sigma = fid.feature_stats(fid.inception_features(random_inception, real, "cpu", batch_size=2))
-        fake_mu, fake_sigma = fid.feature_stats(fid.inception_features(random_inception, fake, "cpu", batch_size=2))
+        real_mu, real_sigma = distances.feature_stats(inception.inception_features(random_inception, real, "cpu", batch_size=2))
+        fake_mu, fake_sigma = distances.feature_stats(inception.inception_features(random_inception, fake, "cpu", batch_size=2))
         assert not np.array_equal(real_mu, fake_mu)  # the two sets' statistics tell them apart
         (mu1, sigma1, mu2, sigma2), = calls
         assert np.array_equal(mu1, real_mu) and np.array_equal(sigma1, real_sigma)
@@ -290,6 +319,12 @@ def test_fid_inception_features_and_reference_cache(random_inception, tmp_path, 
         second = fid.fid_inception(real, fake, cache_dir=tmp_path, batch_size=2)
         assert batches == [2] and second["reference_cache"] == "hit"  # only the fake set went through
         assert second["kid"] == first["kid"]
+        batches.clear()
+        with pytest.raises(BenchError, match="FID: image shapes differ"):  # grey against RGB: two datasets
+            fid.fid_inception(real, np.repeat(fake, 3, axis=1), cache_dir=tmp_path)
+        with pytest.raises(BenchError, match="FID needs at least 2 images in fake"):
+            fid.fid_inception(real, fake[:1], cache_dir=tmp_path)
+        assert batches == []  # refused before any feature is extracted
     finally:
         handle.remove()
 
@@ -338,22 +373,22 @@ def test_reference_features_hit_skips_extraction_and_a_stale_file_is_redone(tmp_
 
 def test_fid_proxy_end_to_end_on_digits(digits, tmp_path):
     train, test = digits
-    proxy = fid.proxy_extractor(train, "digits", cache_dir=tmp_path, epochs=1)
-    assert proxy.cache == "miss" and proxy.name == "common-cnn penultimate 128 trained on digits train"
-    again = fid.proxy_extractor(train, "digits", cache_dir=tmp_path, epochs=1)
-    assert again.cache == "hit" and again.sha256 == proxy.sha256
-    assert fid.proxy_extractor(train, "digits", cache_dir=tmp_path, epochs=2).cache == "miss"  # spec in key
-    feats = proxy.features(test.images[:5])
+    extractor = proxy.proxy_extractor(train, "digits", cache_dir=tmp_path, epochs=1)
+    assert extractor.cache == "miss" and extractor.name == "common-cnn penultimate 128 trained on digits train"
+    again = proxy.proxy_extractor(train, "digits", cache_dir=tmp_path, epochs=1)
+    assert again.cache == "hit" and again.sha256 == extractor.sha256
+    assert proxy.proxy_extractor(train, "digits", cache_dir=tmp_path, epochs=2).cache == "miss"  # spec in key
+    feats = extractor.features(test.images[:5])
     assert feats.shape == (5, 128) and feats.dtype == np.float32
 
     def proxy_fid(fake, **kw):
-        return fid.fid_proxy(train.images, fake, proxy.features, feature_extractor=proxy.name,
-                             weights_sha256=proxy.sha256, cache_dir=tmp_path, **kw)
+        return fid.fid_proxy(train.images, fake, extractor.features, feature_extractor=extractor.name,
+                             weights_sha256=extractor.sha256, cache_dir=tmp_path, **kw)
 
     same = proxy_fid(test.images, reference="train")
     noise = proxy_fid(np.random.default_rng(0).integers(0, 256, test.images.shape, dtype=np.uint8))
-    assert same["metric"] == "fid-proxy" and same["feature_extractor"] == proxy.name
-    assert same["weights_sha256"] == proxy.sha256 and same["resize"] == "none"
+    assert same["metric"] == "fid-proxy" and same["feature_extractor"] == extractor.name
+    assert same["weights_sha256"] == extractor.sha256 and same["resize"] == "none"
     assert same["reference"] == "train"
     assert same["applies"] == "fid" and (same["n_real"], same["n_fake"]) == (len(train), len(test))
     assert noise["reference_cache"] == "hit"
@@ -361,7 +396,7 @@ def test_fid_proxy_end_to_end_on_digits(digits, tmp_path):
     one_class = proxy_fid(test.images[test.labels == 3])
     assert one_class["applies"] == "kid"  # ~54 images, 128 dimensions
     with pytest.raises(ValueError, match="shape"):
-        proxy.features(np.zeros((2, 1, 16, 16), np.uint8))
+        extractor.features(np.zeros((2, 1, 16, 16), np.uint8))
 
 
 def test_frechet_distance_survives_a_scipy_without_sqrtm_disp(monkeypatch):
@@ -371,8 +406,8 @@ def test_frechet_distance_survives_a_scipy_without_sqrtm_disp(monkeypatch):
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(50, 4)), rng.normal(size=(60, 4)) + 0.5
-    (mu1, s1), (mu2, s2) = fid.feature_stats(a), fid.feature_stats(b)
-    expected = fid.frechet_distance(mu1, s1, mu2, s2)
+    (mu1, s1), (mu2, s2) = distances.feature_stats(a), distances.feature_stats(b)
+    expected = distances.frechet_distance(mu1, s1, mu2, s2)
 
     def new_sqrtm(matrix, **kwargs):
         if "disp" in kwargs:
@@ -382,4 +417,4 @@ def test_frechet_distance_survives_a_scipy_without_sqrtm_disp(monkeypatch):
     import types
 
     monkeypatch.setattr(fid_score, "linalg", types.SimpleNamespace(sqrtm=new_sqrtm))
-    assert fid.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-9)
+    assert distances.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-9)

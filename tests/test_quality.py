@@ -2,15 +2,15 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 from helpers import digits_cell
 
-from bench import diversity
 from bench.cell import CellEnv, run_cell
 from bench.errors import BenchError
 from bench.grid import Preset, build_grid
-from bench.quality import parse_quality
+from bench.quality import diversity, parse_quality
 
 CPU = torch.device("cpu")
 
@@ -24,6 +24,34 @@ def test_parse_quality_accepts_known_names_in_a_fixed_order_and_refuses_others()
     assert parse_quality(["none"]) == []
     with pytest.raises(BenchError, match="unknown metric is; --metrics takes ssim, fid, battle or none"):
         parse_quality(["is"])
+
+
+def test_the_battle_diversity_and_fid_share_one_image_check():
+    from bench.quality.battle import battle
+    from bench.quality.fid import fid_proxy
+
+    grey, rgb = np.zeros((3, 1, 8, 8), np.uint8), np.zeros((3, 3, 8, 8), np.uint8)
+
+    def no_features(images):
+        raise AssertionError("features of unchecked images")
+
+    calls = {
+        "the battle": lambda sets: battle(None, None, *sets),
+        "SSIM diversity": lambda sets: diversity.ssim_report(*sets),
+        "FID": lambda sets: fid_proxy(*sets, no_features, feature_extractor="x", weights_sha256="0" * 64),
+    }
+    for purpose, call in calls.items():
+        n_sets = 3 if purpose == "the battle" else 2
+        needed = 1 if purpose == "the battle" else 2
+        refusals = {
+            "must be uint8 (N, C, H, W) with C = 1 or 3": [grey.astype(np.float32)] + [grey] * (n_sets - 1),
+            f"needs at least {needed} image": [grey] * (n_sets - 1) + [grey[:needed - 1]],
+            "image shapes differ": [grey] * (n_sets - 1) + [rgb],
+        }
+        for message, sets in refusals.items():
+            with pytest.raises(BenchError, match=f"^{purpose}") as caught:
+                call(sets)
+            assert message in str(caught.value) and "\n" not in str(caught.value), (purpose, caught.value)
 
 
 def test_metrics_are_part_of_the_cell_key():
@@ -62,15 +90,15 @@ def test_a_failing_quality_metric_is_recorded_and_the_cell_stands(digits, tmp_pa
 
 
 def test_without_inception_weights_a_run_says_so_once_and_stores_the_named_proxy(tmp_path, monkeypatch, capsys):
-    from bench import fid
     from bench.config import RunConfig
+    from bench.quality import inception
     from bench.runner import run_grid
     from bench.store import Store
 
     def missing(weights_path=None, download=False):
-        raise fid.InceptionWeightsMissing("FID Inception weights not found (test); pass --fid-weights PATH")
+        raise inception.InceptionWeightsMissing("FID Inception weights not found (test); pass --fid-weights PATH")
 
-    monkeypatch.setattr(fid, "inception_weights_path", missing)
+    monkeypatch.setattr(inception, "inception_weights_path", missing)
     config = Preset(name="t", methods=["gan"], datasets=["digits"], ratios=[0.1], seeds=2, pairs=[[3, 5]],
                        epochs=1, metrics=["fid"])
     summary = run_grid(RunConfig.for_cells(build_grid(config), tmp_path, quiet=True))

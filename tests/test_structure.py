@@ -15,7 +15,7 @@ import pytest
 import bench
 from bench.methods import method_names
 
-PACKAGES = ("bench", "bench.methods", "bench.datasets", "bench.reports")
+PACKAGES = ("bench", "bench.quality", "bench.methods", "bench.datasets", "bench.reports")
 
 
 def modules() -> dict[str, Path]:
@@ -107,6 +107,9 @@ def test_dependencies_point_one_way():
             assert not {d for d in deps if d.startswith("bench.methods")}, name
         if name.startswith("bench.reports"):  # reports read the store, never the harness that runs cells
             assert not {d for d in deps if d in ("bench.runner", "bench.cell", "bench.executors")}, name
+        if name.startswith("bench.quality"):  # the metrics read images and methods, never the harness
+            assert not {d for d in deps if not d.startswith(("bench.quality", "bench.errors", "bench.datasets",
+                                                             "bench.methods"))}, name
 
 
 def _string_literals(path: Path) -> set[str]:
@@ -120,7 +123,7 @@ def _string_literals(path: Path) -> set[str]:
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings}
 
 
-@pytest.mark.parametrize("module", sorted(n for n in modules() if n.count(".") == 1 and n.startswith("bench.")
+@pytest.mark.parametrize("module", sorted(n for n in modules() if n.startswith("bench.")
                                           and n.split(".")[1] not in ("methods", "datasets", "reports")))
 def test_the_harness_names_no_method(module):
     named = _string_literals(modules()[module]) & set(method_names())

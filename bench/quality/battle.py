@@ -30,6 +30,8 @@ Choices (ours; Im et al. do not quantify them):
 - A discriminator is any callable ``d(x)`` on a uint8 (N, C, H, W) array that returns, per image, either
   a bool "is real" array or a float P(real) array in [0, 1]; a probability counts as "real" when it is
   > 0.5 (0.5 itself is "fake").
+- The samples and test images are uint8 (N, C, H, W), C = 1 or 3, at least one image per set, all of one
+  (C, H, W) (the quality metrics' one check, ``bench/quality/images.py``).
 - A method takes part through its ``Method`` interface (``methods/base.py``): ``battle_twin`` names its
   opponent, ``discriminate(images)`` is its discriminator's decision (CapsAN's: real when the "fake" output
   of its c + 1 is not the argmax, on D as ``fit`` left it, after the fine-tuning phase; fit with
@@ -47,6 +49,7 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
+from bench.quality.images import check_images
 
 METRIC = "gam-battle"
 DEFAULT_TOLERANCE = 0.1
@@ -82,11 +85,7 @@ def battle(d1: Discriminator, d2: Discriminator, g1_samples, g2_samples, x_test,
     four accuracies and errors, the accuracy ratios, the counts and ``winner`` in {"model1", "model2",
     "tie", "undecided"} with the ``tolerance`` used.
     """
-    g1, g2, xt = (_check(a, name) for a, name in ((g1_samples, "g1_samples"), (g2_samples, "g2_samples"),
-                                                  (x_test, "x_test")))
-    if not (g1.shape[1:] == g2.shape[1:] == xt.shape[1:]):
-        raise BenchError(f"image shapes differ (g1 {g1.shape[1:]}, g2 {g2.shape[1:]}, test {xt.shape[1:]}): "
-                         "battle models trained on the same data")
+    g1, g2, xt = check_images("the battle", g1_samples=g1_samples, g2_samples=g2_samples, x_test=x_test)
     if not (isinstance(tolerance, int | float) and tolerance >= 0):
         raise BenchError(f"tolerance must be a number >= 0; got {tolerance!r}")
     # Accuracy of the real/fake decision: real test images should be called real, samples fake.
@@ -143,13 +142,3 @@ def class_samples(method, n: int, labels: int | Sequence[int], seed: int = 0) ->
         torch.manual_seed(seed)
         out = [method.sample(k, c) for c, k in zip(classes, share, strict=True) if k]
     return np.concatenate(out)
-
-
-def _check(images, name: str) -> np.ndarray:
-    images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise BenchError(f"{name} must be uint8 (N, C, H, W) with C = 1 or 3; got {images.dtype} "
-                         f"{images.shape}: pass method.sample(...) output or ImageSet.images")
-    if len(images) == 0:
-        raise BenchError(f"{name} is empty: give at least one image")
-    return images

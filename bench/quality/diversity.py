@@ -9,7 +9,8 @@ means MORE diverse. The real images of the same class are the reference (``ssim_
 whose score is well above the real one has collapsed towards few modes.
 
 Choices (all ours, the paper gives none):
-- Input: uint8 ``(N, C, H, W)`` images, C = 1 (grey) or 3 (RGB), as everywhere in the suite. SSIM is taken
+- Input: uint8 ``(N, C, H, W)`` images, C = 1 (grey) or 3 (RGB), as everywhere in the suite, at least 2 per
+  set, real and generated of one (C, H, W) (checked by ``bench/quality/images.py``). SSIM is taken
   on the raw pixels with ``data_range=255``; grey images are compared as 2-D arrays, RGB images with
   ``channel_axis=-1`` (skimage averages the per-channel SSIM).
 - Window: skimage's default uniform 7x7 window (``gaussian_weights=False``, K1 = 0.01, K2 = 0.03), so
@@ -33,6 +34,7 @@ from skimage.metrics import structural_similarity
 from tqdm.auto import tqdm
 
 from bench.errors import BenchError
+from bench.quality.images import check_images
 
 METRIC = "ssim-diversity"
 DEFAULT_PAIRS = 1000
@@ -48,7 +50,7 @@ def ssim_diversity(images, n_pairs: int = DEFAULT_PAIRS, seed: int = 0, win_size
     ``images``: uint8 (N, C, H, W), N >= 2, C in {1, 3}. Returns ``{"metric": "ssim-diversity", "mean",
     "std", "n_pairs", "seed", "n_images", "win_size"}`` (``n_pairs`` is the number actually scored).
     """
-    images = _check_images(images, "images")
+    (images,) = check_images("SSIM diversity", at_least=2, images=images)
     if isinstance(n_pairs, bool) or not isinstance(n_pairs, int | np.integer) or n_pairs < 1:
         raise BenchError(f"n_pairs must be a positive integer; got {n_pairs!r}: give e.g. n_pairs=1000")
     win = _window(images.shape[2:], win_size)
@@ -76,11 +78,7 @@ def ssim_report(real, fake, n_pairs: int = DEFAULT_PAIRS, seed: int = 0, win_siz
     "difference": generated mean - real mean}``: a positive difference means the generated images are
     less diverse than the real ones.
     """
-    real = _check_images(real, "real")
-    fake = _check_images(fake, "fake")
-    if real.shape[1:] != fake.shape[1:]:
-        raise BenchError(f"real images are {real.shape[1:]} and generated ones {fake.shape[1:]}: "
-                         "compare images of the same (C, H, W)")
+    real, fake = check_images("SSIM diversity", at_least=2, real=real, fake=fake)
     generated = ssim_diversity(fake, n_pairs, seed, win_size, progress)
     reference = ssim_diversity(real, n_pairs, seed, win_size, progress)
     return {"metric": METRIC, "generated": generated, "real": reference,
@@ -111,17 +109,6 @@ def _unrank(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a = np.where(a * (a - 1) // 2 > k, a - 1, a)
     a = np.where((a + 1) * a // 2 <= k, a + 1, a)
     return k - a * (a - 1) // 2, a
-
-
-def _check_images(images, name: str) -> np.ndarray:
-    images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise BenchError(f"{name} must be uint8 (N, C, H, W) with C = 1 or 3; got {images.dtype} "
-                         f"{images.shape}: pass method.sample(...) output or ImageSet.images")
-    if len(images) < 2:
-        raise BenchError(f"SSIM diversity needs at least 2 {name} images; got {len(images)}: "
-                         "generate or pick more images")
-    return images
 
 
 def _window(size: tuple[int, int], win_size: int | None) -> int:

@@ -4,17 +4,27 @@ For every class the method generated (``method.generated_counts`` > 0; the minor
 task), the real reference is that class's images in the dataset's FULL training split (not only the few
 the imbalanced task kept), and the method samples as many images as there are real ones (the paper's
 protocol). Per class:
-- ``ssim``: SSIM diversity of the generated images and of the real ones (``bench/diversity.py``);
+- ``ssim``: SSIM diversity of the generated images and of the real ones (``diversity.py``);
 - ``fid``: Frechet distance on Inception-v3 features, or, without the Inception weights, the clearly
-  named ``fid-proxy`` on a classifier's features (``bench/fid.py``); each value names its variant. Beside
+  named ``fid-proxy`` on a classifier's features (``fid.py``); each value names its variant. Beside
   it, ``real_vs_real``: the same FID between the class's training images (the same reference) and its
   real test images, the floor a generator is measured against (the paper's Table 2 "real" row).
 Per cell, for a method that names a ``battle_twin`` (CapsAN and its Conv-GAN twin):
 - ``battle``: the cell also trains the twin (same task, seed, parameters and budget) and stores Im et al.'s
-  battle ratios (``bench/battle.py``), this cell's model as model 1, on the task's test images and as many
+  battle ratios (``battle.py``), this cell's model as model 1, on the task's test images and as many
   samples of the generated classes as there are test images.
 Stored as ``metrics["quality"] = {"<class name>": {"ssim": {...}, "fid": {...}}, "n_real": ..., ...}``.
 A failure here is recorded as ``metrics["quality_error"]``: the cell's classification results stand.
+
+The package, one concern a module (this one holds only the per-cell protocol above and ``FidSettings``, and
+imports the metrics lazily: scikit-image, pytorch-fid and torchvision load only in a run that asks for them):
+- ``images.py``: the one check of the images every metric reads, and their digest;
+- ``diversity.py``: SSIM diversity; ``battle.py``: Im et al.'s battle;
+- ``fid.py``: FID and KID of two image sets, with the real set's features cached on disk;
+- ``distances.py``: the Frechet distance and KID of two feature sets;
+- ``inception.py``: pytorch-fid's Inception-v3, its verified weights and where they are kept;
+- ``proxy.py``: the fid-proxy's features, the common classifier trained once per dataset (cached);
+- ``features.py``: features in batches with a progress bar (``SHOW_PROGRESS``), shared by the last two.
 """
 
 from __future__ import annotations
@@ -33,12 +43,12 @@ class FidSettings:
     reason ``notice`` to be said once. Proxy extractors are built lazily, one per dataset."""
 
     def __init__(self, weights=None, download: bool = False, device="cpu", cache_dir=None):
-        from bench import fid
+        from bench.quality import inception
 
         self.device, self.cache_dir, self.notice = device, cache_dir, None
         try:
-            self.weights_path = fid.inception_weights_path(weights, download)
-        except fid.InceptionWeightsMissing as exc:
+            self.weights_path = inception.inception_weights_path(weights, download)
+        except inception.InceptionWeightsMissing as exc:
             self.weights_path, self.notice = None, str(exc)
         self._proxies = {}
 
@@ -48,19 +58,21 @@ class FidSettings:
 
     def fid_fn(self, dataset: str, full_train: ImageSet, seed: int):
         """``fn(real, fake, class_name) -> dict`` for one cell."""
-        from bench import fid
+        from bench.quality import fid, proxy
 
         if self.weights_path is not None:
             return lambda real, fake, name: fid.fid_inception(
                 real, fake, weights_path=self.weights_path, device=self.device, cache_dir=self.cache_dir,
                 reference=f"{dataset} train class {name}", seed=seed)
         if dataset not in self._proxies:
-            self._proxies[dataset] = fid.proxy_extractor(full_train, dataset, device=self.device,
-                                                         cache_dir=self.cache_dir)
+            self._proxies[dataset] = proxy.proxy_extractor(full_train, dataset, device=self.device,
+                                                           cache_dir=self.cache_dir)
         proxy = self._proxies[dataset]
         return lambda real, fake, name: fid.fid_proxy(
             real, fake, proxy.features, feature_extractor=proxy.name, weights_sha256=proxy.sha256,
             cache_dir=self.cache_dir, reference=f"{dataset} train class {name}", seed=seed)
+
+
 MAX_REFERENCE = 10_000  # real images per class at most (a seeded subset beyond it), to bound the cost
 
 
@@ -88,7 +100,8 @@ def generative_quality(method, task_train: ImageSet, full_train: ImageSet, which
     of the class give the real-vs-real FID."""
     if not hasattr(method, "sample"):
         return {}
-    from bench.diversity import ssim_report  # scikit-image is slow to import; only quality runs need it
+    # scikit-image is slow to import; only quality runs need it
+    from bench.quality.diversity import ssim_report
 
     rng = np.random.default_rng(seed)
     out = {}
@@ -125,8 +138,8 @@ def _class_images(images: ImageSet | None, name: str) -> np.ndarray:
 def battle_against_twin(method, overrides: dict, task, ctx) -> dict:
     """Fit ``method``'s ``battle_twin`` on the same task and context, then battle: this cell's model is
     model 1."""
-    from bench.battle import battle, class_samples
     from bench.methods import get_method, method_names
+    from bench.quality.battle import battle, class_samples
 
     if method.battle_twin is None:
         twins = ", ".join(n for n in method_names() if get_method(n).battle_twin) or "none"
