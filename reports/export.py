@@ -1,9 +1,11 @@
-"""The raw per-cell table, for analysis elsewhere: one row per cell of ``Store.cells()``, tidy scalar columns.
+"""The raw per-cell table, for analysis elsewhere: one row per cell of the tidy table (``reports/cells.py``),
+its scalar columns.
 
 Columns, in order: id, key, method, dataset, protocol, pair ("majority vs minority", "" without a pair),
 ratio, seed, epochs, status, error ("" when none), duration_s, device, started_at, finished_at, then every
 scalar metric (a number or bool in ``metrics``; the usual classification metrics first, in ``METRIC_ORDER``,
-any others alphabetically; NaN where a cell lacks one, e.g. a failed cell), then train_counts and
+any others alphabetically; NaN where a cell lacks one or it is not a finite number, and for a failed cell:
+``cells.py``'s rule), then train_counts and
 test_counts (the ``counts`` lists as JSON, "" when missing), params (the method's full parameters as
 JSON with sorted keys) and options (the run settings in the cell's key: image size, test set, quality
 metrics, precision, compile; JSON, "" for none). The budget ledger's numbers come as scalar columns

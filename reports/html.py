@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .cells import as_cells
+from .cells import as_cells, done
 from .paper import PAPER_CITATION
 from .render import failure_lines
 from .stats import readable, readable_p
@@ -116,7 +116,7 @@ def _provenance(cells: pd.DataFrame) -> str:
     for entry in cells["versions"].dropna():
         for name, value in (entry or {}).items():
             versions.setdefault(name, set()).add(str(value))
-    rows = [("cells", f"{len(cells)} ({int((cells['status'] == 'done').sum())} done, "
+    rows = [("cells", f"{len(cells)} ({len(done(cells))} done, "
                       f"{int((cells['status'] == 'failed').sum())} failed)"),
             ("methods", ", ".join(sorted(cells["method"].unique()))),
             ("datasets", ", ".join(sorted(cells["dataset"].unique()))),

@@ -30,6 +30,7 @@ import pandas as pd
 
 from .aggregate import Grid, over_seeds, seed_means
 from .cells import as_cells
+from .cells import done as finished
 from .paper import PAPER_METRICS, PAPER_PROTOCOL, REFERENCE_METRICS, paper_table3, published
 
 METRICS = PAPER_METRICS  # shown in the Markdown, LaTeX and terminal tables, in this order
@@ -97,7 +98,7 @@ def failed_cells(cells: pd.DataFrame) -> pd.DataFrame:
 
 def _aggregate(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     metrics = list(CSV_METRICS)
-    done = frame[frame["status"] == "done"]
+    done = finished(frame)
     per_seed = seed_means(done, keys, metrics).set_index(keys + ["seed"])
     stats = over_seeds(per_seed, keys, metrics)
     n_seeds = stats.pop("n_seeds")
@@ -182,7 +183,7 @@ def published_matches(table: pd.DataFrame, frame: pd.DataFrame, keys: list[str])
     every done cell of the row has the parameters the number requires (the long-tail papers' ResNet-32 with
     SGD, LDAM without DRW's ``drw_fraction`` = 1, ...): a row trained otherwise gets no published value."""
     reference = published()
-    done = frame[frame["status"] == "done"]
+    done = finished(frame)
     params = {key if isinstance(key, tuple) else (key,): list(group["params"])
               for key, group in done.groupby(keys, sort=False)} if not done.empty else {}
     lines = []

@@ -49,7 +49,8 @@ from bench.errors import BenchError
 
 from .aggregate import over_seeds, seed_means
 from .cells import REAL as REAL_SOURCE
-from .cells import Cells, as_cells, done
+from .cells import Cells, as_cells
+from .cells import done as done_cells
 from .formats import TABLE_FORMATS, check_formats
 from .paper import PAPER_CITATION
 from .stats import ci_text, paired_wilcoxon, wilcoxon_note
@@ -138,7 +139,7 @@ def table1(cells: pd.DataFrame) -> pd.DataFrame:
             "n": frame["ratio"].astype(float).round(N_DECIMALS).to_numpy(),
             "method": frame["method"].to_numpy(),
             "seed": frame["seed"].to_numpy(),
-            "done": frame["status"].eq("done").to_numpy(),
+            "done": frame.index.isin(done_cells(frame).index),
             "error": 1.0 - (frame["accuracy"] if "accuracy" in frame else np.nan),
         }
     )
@@ -213,7 +214,7 @@ def table2(cells: pd.DataFrame) -> dict[str, pd.DataFrame]:
     cells = as_cells(cells)
     generated, real = _cell_fids(cells), _cell_fids(cells, real=True)
     rows = []
-    for cell in done(cells.frame).itertuples():
+    for cell in done_cells(cells.frame).itertuples():
         fids = [(str(cell.method), generated.get(cell.Index, {})), (REAL, real.get(cell.Index, {}))]
         for method, variant, (value, extractors) in ((m, v, r) for m, f in fids for v, r in f.items()):
             rows.append(
@@ -311,7 +312,7 @@ def table2_tests(cells: pd.DataFrame) -> dict[str, str]:
     cells = as_cells(cells)
     generated = _cell_fids(cells)
     rows = []
-    for cell in done(cells.frame).itertuples():
+    for cell in done_cells(cells.frame).itertuples():
         fids = {variant: value for variant, (value, _) in generated.get(cell.Index, {}).items()}
         if fids:  # a tidy frame, one column per variant (``cells.as_cells`` reads it as it is)
             rows.append({"method": cell.method, "dataset": cell.dataset, "protocol": cell.protocol, "test": cell.test,

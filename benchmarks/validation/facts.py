@@ -38,6 +38,7 @@ text differs, so an edited or stale number is caught. NAME is ``KIND:ARGUMENTS``
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -49,11 +50,15 @@ STORES = Path("benchmarks/validation")
 
 
 @functools.cache
-def cells(folder: str) -> pd.DataFrame:
-    from bench.reports.tasks import with_test
-    from bench.store import read_cells
+def tidy(folder: str):
+    """The store's ``reports.cells.Cells``: what every report reads."""
+    from bench.reports.cells import read
 
-    return with_test(read_cells([ROOT / STORES / folder]))
+    return read([ROOT / STORES / folder])
+
+
+def cells(folder: str) -> pd.DataFrame:
+    return tidy(folder).frame
 
 
 @functools.cache
@@ -86,9 +91,8 @@ def _units(folder, dataset, test, method, metric, ratio=None) -> pd.Series:
     frame = frame[(frame["dataset"] == dataset) & (frame["test"] == test) & (frame["method"] == method)
                   & (frame["status"] == "done")]
     frame = _ratio(frame, ratio)
-    pairs = frame["pair"].map(lambda p: ":".join(map(str, p)) if isinstance(p, list) else "-")
-    values = frame["metrics"].map(lambda m: float(m[metric]))
-    index = pd.MultiIndex.from_arrays([frame["seed"], frame["ratio"].round(10), pairs])
+    values = frame[metric]
+    index = pd.MultiIndex.from_arrays([frame["seed"], frame["ratio"].round(10), frame["pair"]])
     return pd.Series(values.to_numpy(), index=index).sort_index()
 
 
@@ -165,12 +169,12 @@ def value(name: str) -> str:
         frame = frame[(frame["method"] == method) & (frame["status"] == "done")]
         if rest:
             frame = frame[frame["dataset"] == rest[0]]
-        return f"{frame['metrics'].map(lambda m: m['budget']['fit_seconds']).median():.0f} s"
+        return f"{frame['budget'].map(lambda b: b['fit_seconds']).median():.0f} s"
     if kind == "updates":  # the ledger: the median updates of one role (classifier, generator) of a method's cells
         folder, method, role = args
         frame = cells(folder)
         frame = frame[(frame["method"] == method) & (frame["status"] == "done")]
-        return f"{frame['metrics'].map(lambda m: m['budget']['roles'][role]['updates']).median():,.0f}"
+        return f"{frame['budget'].map(lambda b: b['roles'][role]['updates']).median():,.0f}"
     if kind == "share":
         folder, method = args
         medians = _medians(folder)
@@ -218,8 +222,8 @@ def comparison(new: str, old: str):
     """``bench compare`` of the store NEW against the store OLD's cells of the methods NEW ran."""
     from bench.reports.compare import compare, side_of_cells
 
-    after, before = cells(new), cells(old)
-    before = before[before["method"].isin(set(after["method"]))]
+    after, before = tidy(new), tidy(old)
+    before = dataclasses.replace(before, frame=before.frame[before.frame["method"].isin(set(after.frame["method"]))])
     return compare(side_of_cells(before, old), side_of_cells(after, new))
 
 

@@ -46,9 +46,9 @@ def rendered(folder: str, kind: str = "validation") -> str:
     ``validation.md`` (kind "validation") or ``table3.md`` (kind "table3")."""
     if kind == "budget":  # the budget study: one store per E under the folder (facts.budget_markdown)
         return _facts().budget_markdown(Path(folder).relative_to(_facts().STORES).as_posix())
-    from bench.store import read_cells
+    from bench.reports.cells import read
 
-    cells = read_cells([ROOT / folder])
+    cells = read([ROOT / folder])
     if kind == "table3":
         import tempfile
 
