@@ -1,11 +1,20 @@
 """The method registry: built-in methods, methods that installed packages declare under the entry-point
-group ``capsan_bench.methods``, and methods loaded from a user's Python file (``--method-file``)."""
+group ``capsan_bench.methods``, and methods loaded from a user's Python file (``--method-file``).
+
+A built-in method is one file, ``methods/<name>.py``, whose class carries ``@register``: importing
+``bench.methods`` imports every module of the package (``import_package``), so nothing else lists the built-ins;
+``method_names()``, ``--methods``, ``bench list methods`` and the tests that cover every method take them from
+here.
+"""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import inspect
+import pkgutil
 import warnings
+from collections.abc import Iterable
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -27,6 +36,22 @@ def register(cls: type[Method]) -> type[Method]:
         raise BenchError(f"method name '{cls.name}' is taken by {known.__module__}.{known.__qualname__}; rename yours")
     _REGISTRY[cls.name] = cls
     return cls
+
+
+def import_package(package: str, path: Iterable[str]) -> list[str]:
+    """Import every module of ``package`` (found in the folders ``path``, its ``__path__``) in name order, and
+    return their names. A module that defines a ``@register`` class registers it as it is imported (a built-in
+    method); any other (a base class, networks, helpers) is only imported, as the methods import it anyway.
+    A name starting with ``_`` is left out."""
+    names = sorted(info.name for info in pkgutil.iter_modules(path) if not info.name.startswith("_"))
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names
+
+
+def built_in_names() -> list[str]:
+    """The registered methods that ``bench.methods`` itself defines (no plug-in, no ``--method-file``), sorted."""
+    return sorted(name for name, cls in _REGISTRY.items() if cls.__module__.startswith(f"{__package__}."))
 
 
 def _load_entry_points() -> None:
