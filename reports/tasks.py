@@ -20,14 +20,6 @@ def test_of(options) -> str:
     return str(options.get("test", DEFAULT_TEST)) if isinstance(options, dict) else DEFAULT_TEST
 
 
-def with_test(cells: pd.DataFrame) -> pd.DataFrame:
-    """``cells`` with a ``test`` column (a copy; unchanged when it has one already)."""
-    if cells is None or "test" in cells:
-        return cells
-    options = cells["options"] if "options" in cells else pd.Series([None] * len(cells), index=cells.index)
-    return cells.assign(test=[test_of(o) for o in options])
-
-
 def test_label(test: str) -> str:
     return TEST_LABELS.get(test, f"{test} test")
 
