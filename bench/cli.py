@@ -244,17 +244,28 @@ def report(results, out, formats, tables, figures, by_pair, validation):
 
 @cli.command()
 @click.option("--results", default=["results"], show_default=True, multiple=True, type=click.Path(),
-              help="Results folder; repeat it to export several folders as one table.")
-@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="The file to write.")
+              help="Results folder; repeat it to export several folders as one table (--mlflow: one experiment each).")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="The file to write.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default=None,
               help="csv or parquet. Default: what --out's suffix says (.csv, .parquet or .pq), else csv.")
-def export(results, out_file, fmt):
-    """Write the raw per-cell table (one row per cell, tidy) for your own analysis."""
-    from bench.reports.cells import read
-    from bench.reports.export import export_cells
+@click.option("--mlflow", "mlflow_uri", is_flag=False, flag_value="", default=None, metavar="[URI]",
+              help="Every cell as an MLflow run, one experiment per results folder (only new cells when run again): "
+              "into <results>/mlflow.db, or the tracking URI given (http://HOST:PORT, sqlite:///FILE).")
+def export(results, out_file, fmt, mlflow_uri):
+    """Write the raw per-cell table (one row per cell, tidy) for your own analysis, or the cells as MLflow runs."""
+    if out_file is None and mlflow_uri is None:
+        raise BenchError("give --out FILE (the per-cell table), --mlflow [URI] (MLflow runs), or both")
+    if out_file is not None:
+        from bench.reports.cells import read
+        from bench.reports.export import export_cells
 
-    path = export_cells(read(results), out_file, fmt)
-    click.echo(f"wrote {path}")
+        path = export_cells(read(results), out_file, fmt)
+        click.echo(f"wrote {path}")
+    if mlflow_uri is not None:
+        from bench.reports.mlflow_export import export_mlflow
+
+        for exported in export_mlflow(results, mlflow_uri or None):
+            click.echo(exported.line())
 
 
 @cli.command()

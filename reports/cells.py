@@ -128,7 +128,7 @@ def _tidy(raw: pd.DataFrame) -> Cells:
         "budget": [m.get("budget") if isinstance(m.get("budget"), dict) else None for m in stored],
         "quality_error": [m.get("quality_error") for m in stored],
     }, index=raw.index)
-    values = [dict(_leaves({k: v for k, v in m.items() if k not in RECORDS})) if ok else {}
+    values = [dict(leaves({k: v for k, v in m.items() if k not in RECORDS})) if ok else {}
               for m, ok in zip(stored, is_done, strict=True)]
     found = {name for v in values for name in v}
     names = [m for m in METRICS if m in found] + sorted(found - set(METRICS))
@@ -142,14 +142,15 @@ def _tidy(raw: pd.DataFrame) -> Cells:
     return Cells(frame, pd.DataFrame(quality, columns=list(QUALITY_COLUMNS)), tuple(columns))
 
 
-def _leaves(value, prefix: str = ""):
-    """Nested dicts and lists as (dotted name, leaf) pairs."""
+def leaves(value, skip=frozenset(), prefix: str = ""):
+    """Nested dicts and lists as (dotted name, leaf) pairs, leaving out the keys ``skip``."""
     if isinstance(value, dict):
         for key, item in value.items():
-            yield from _leaves(item, f"{prefix}{key}.")
+            if key not in skip:
+                yield from leaves(item, skip, f"{prefix}{key}.")
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            yield from _leaves(item, f"{prefix}{index}.")
+            yield from leaves(item, skip, f"{prefix}{index}.")
     else:
         yield prefix.rstrip("."), value
 
@@ -175,7 +176,7 @@ def _quality_rows(cell, quality):
 
 
 def _entry_rows(cell, name: str, source: str, metric: str, entry):
-    for path, leaf in _leaves(entry) if isinstance(entry, dict) else ():
+    for path, leaf in leaves(entry) if isinstance(entry, dict) else ():
         text = leaf if isinstance(leaf, str) else None
         yield cell, name, source, metric, path, number(leaf), text
 
@@ -193,3 +194,27 @@ def class_means(cells: Cells, metric: str, field: str, source: str = "generated"
     rows = q[(q["metric"] == metric) & (q["field"] == field) & (q["source"] == source) & q["value"].notna()]
     # np.mean over the classes in stored order: the sums every figure and table made before this table
     return rows.groupby("cell", sort=True)["value"].agg(lambda v: float(np.mean(v.to_numpy())))
+
+
+def numbers(cells: Cells, skip=frozenset()) -> dict[int, dict[str, float]]:
+    """{cell: {dotted name: number}} of the done cells, by the names the store's nesting gives them (what
+    ``bench compare`` and the MLflow export name a cell's numbers): its metric columns (NaN left out, but in
+    ``METRICS``, which every done cell records: NaN there says undefined), the ledger's counts and seconds as
+    ``budget.<name>``, and the quality table's numbers as ``quality.<class>[.real_vs_real].<metric>.<field>``
+    (``quality.battle.<field>``; NaN kept: the store held a number that is not finite). A name with a part in
+    ``skip`` is left out."""
+    frame = done(cells.frame)
+    out: dict[int, dict[str, float]] = {}
+    for index in frame.index:
+        row = frame.loc[index]
+        found = {name: float(row[name]) for name in cells.metrics if not math.isnan(row[name]) or name in METRICS}
+        ledger = row["budget"] if isinstance(row["budget"], dict) else {}
+        found.update({f"budget.{name}": float(v) for name, v in leaves(ledger)
+                      if isinstance(v, int | float) and not isinstance(v, bool)})
+        out[index] = found
+    quality = cells.quality
+    for row in quality[quality["text"].isna() & quality["cell"].isin(frame.index)].itertuples(index=False):
+        where = [BATTLE] if row.metric == BATTLE else [row[1], *([REAL] if row.source == REAL else []),
+                                                       *([row.metric] if row.metric else [])]
+        out[row.cell][".".join(["quality", *where, row.field])] = float(row.value)
+    return {index: {n: v for n, v in found.items() if not skip & set(n.split("."))} for index, found in out.items()}

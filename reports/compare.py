@@ -77,7 +77,7 @@ from scipy import stats as sps
 from bench.errors import BenchError
 
 from .aggregate import confidence_interval
-from .cells import BATTLE, METRICS, REAL, as_cells, read
+from .cells import as_cells, leaves, numbers, read
 from .stats import MIN_PAIRS
 
 FORMAT = "capsan-bench-reference/1"
@@ -90,7 +90,6 @@ ALIASES = {"acsa": "balanced_accuracy", "gm": "g_mean", "f1": "f_measure", "auc"
 # The versions whose change reorders float arithmetic (with the device kind): exact numbers need them equal.
 ARITHMETIC_PACKAGES = ("torch", "numpy")
 MACHINE_KEYS = {"threads", "seconds", "fit_seconds"}  # the machine's figures, never compared as metrics
-RECORDED = METRICS  # what every done cell records (bench/metrics.py): NaN there is a value, not an absence
 ROW_KEYS = ["method", "dataset", "protocol", "test", "ratio"]
 VERDICTS = ("same", "within", "changed", "missing", "new")
 FAILING = ("changed", "missing")
@@ -135,58 +134,21 @@ def side_of_cells(cells, source: str = "") -> Side:
     """The done cells of a store (``cells.Cells``, or a frame of ``Store.cells()``)."""
     cells = as_cells(cells)
     frame = cells.done
-    quality = _quality_metrics(cells)
+    metrics = numbers(cells, MACHINE_KEYS)
     found, kinds, versions = {}, set(), {}
     for index, row in frame.iterrows():
         found[row["key"]] = {
             "task": {"method": row["method"], "dataset": row["dataset"], "protocol": row["protocol"],
                      "test": row["test"], "pair": row["pair"], "ratio": float(row["ratio"]), "seed": int(row["seed"])},
-            "metrics": {**_metrics(row, cells.metrics), **_budget(row["budget"]), **quality.get(index, {})},
+            "metrics": metrics[index],
             "fit_seconds": (row["budget"] or {}).get("fit_seconds"),
-            "params": dict(_leaves(row["params"] if isinstance(row["params"], dict) else {})),
+            "params": dict(leaves(row["params"] if isinstance(row["params"], dict) else {})),
         }
         kinds.add(str(row["device"]))
         for package, value in (row["versions"] or {}).items():
             versions.setdefault(package, set()).add(str(value))
     flat = {p: sorted(v)[0] if len(v) == 1 else sorted(v) for p, v in sorted(versions.items())}
     return Side(found, tuple(sorted(kinds)), flat, source)
-
-
-def _metrics(row: pd.Series, names) -> dict:
-    """A cell's metrics: NaN is missing (``cells.py``'s rule), except for the metrics every done cell records,
-    where NaN says the metric was undefined (a change when the other side has a number)."""
-    return {name: float(row[name]) for name in names
-            if name not in MACHINE_KEYS and (not math.isnan(row[name]) or name in RECORDED)}
-
-
-def _budget(ledger) -> dict:
-    """The ledger's counts as ``budget.<dotted name>`` (its seconds are the machine's, left out)."""
-    return {f"budget.{name}": float(v) for name, v in _leaves(ledger if isinstance(ledger, dict) else {}, MACHINE_KEYS)
-            if isinstance(v, int | float) and not isinstance(v, bool)}
-
-
-def _quality_metrics(cells) -> dict[int, dict]:
-    """{cell: {``quality.<class>[.real_vs_real].<metric>.<field>``: number}}: the quality table's numbers
-    under the names the store's nesting gives them (its text left out)."""
-    out: dict[int, dict] = {}
-    for row in cells.quality[cells.quality["text"].isna()].itertuples(index=False):
-        where = ["battle"] if row.metric == BATTLE else [
-            row[1], *([REAL] if row.source == REAL else []), *([row.metric] if row.metric else [])]
-        out.setdefault(row.cell, {})[".".join(["quality", *where, row.field])] = float(row.value)
-    return out
-
-
-def _leaves(value, skip=frozenset(), prefix: str = ""):
-    """Nested dicts and lists (metrics, parameters) as (dotted name, leaf) pairs, leaving out the keys ``skip``."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key not in skip:
-                yield from _leaves(item, skip, f"{prefix}{key}.")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _leaves(item, skip, f"{prefix}{index}.")
-    else:
-        yield prefix.rstrip("."), value
 
 
 def _read_reference(path: Path) -> Side:
