@@ -12,13 +12,14 @@ turns a frame of ``Store.cells()`` into :class:`Cells`, two tables:
 - where and when it ran: ``device``, ``node``, ``versions``, ``started_at``, ``finished_at``, ``duration_s``,
   ``results`` (the folder), ``artifacts`` (an absolute path or None), ``error``;
 - what it recorded beside its metrics: ``counts`` (the class counts), ``curves`` (ROC points), ``budget`` (the
-  budget ledger, ``metrics["budget"]`` as the runner wrote it, or None), ``quality_error``;
-- every metric, one float column each (``METRICS`` first, then the others sorted): nested metrics by dotted
-  name (``per_class_recall.1``, ``confusion_matrix.0.1``); a metric named like a column above gets a
-  ``metric_`` prefix. ``Cells.metrics`` lists these columns.
+  budget ledger, ``metrics["budget"]`` as the runner wrote it, or None), ``quality_error``, ``recorded`` (the
+  metric names the cell stored as a number, inf and NaN included: what :func:`numbers` names);
+- every metric some cell stored as a number or a bool, one float column each (``METRICS`` first, then the
+  others sorted): nested metrics by dotted name (``per_class_recall.1``, ``confusion_matrix.0.1``); a metric
+  named like a column above gets a ``metric_`` prefix. ``Cells.metrics`` lists these columns.
 
-``Cells.quality``, the per-class generative quality (``metrics["quality"]``), long: one row per number or
-text the store holds, columns ``cell`` (the row of ``frame``), ``class`` (the generated class's name; ``""``
+``Cells.quality``, the per-class generative quality (``metrics["quality"]``) of the done cells, long: one row
+per number or text the store holds (a None or a flag is no measurement: left out), columns ``cell`` (the row of ``frame``), ``class`` (the generated class's name; ``""``
 for the cell-level battle), ``source`` (``generated``: the method's images; ``real_vs_real``: the class's
 real train images against its real test images, the reference), ``metric`` (``fid-inception``,
 ``fid-proxy``, ``ssim``, ``battle``; ``""`` for a class's own counts), ``field`` (the dotted name inside it:
@@ -29,7 +30,8 @@ as ``feature_extractor``, else None).
 - a metric value is a finite float or NaN. NaN stands for everything a mean, a test or a plot cannot use:
   a missing metric, ``None``, a non-number, and inf, -inf and NaN themselves (the battle's ratios over a zero
   count are inf; the store keeps them, and so does the battle's ``winner`` text);
-- a cell that is not ``done`` (failed, refused) keeps its row and its status, and every metric of it is NaN:
+- a cell that is not ``done`` (failed; a task a method refuses is stored failed too) keeps its row, its status
+  and its error, and every metric of it is NaN:
   a reader that counts failures counts rows, a reader that aggregates takes :func:`done` rows;
 - a boolean metric is 0.0 or 1.0.
 
@@ -44,6 +46,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from bench.errors import BenchError
+
 from .aggregate import pair_label
 from .tasks import test_of
 
@@ -51,7 +55,9 @@ from .tasks import test_of
 METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f_measure", "g_mean", "g_mean_macro", "roc_auc")
 COLUMNS = ("id", "key", "status", "method", "params", "dataset", "protocol", "test", "ratio", "pair", "seed",
            "epochs", "options", "device", "node", "versions", "started_at", "finished_at", "duration_s", "results",
-           "artifacts", "error", "counts", "curves", "budget", "quality_error")
+           "artifacts", "error", "counts", "curves", "budget", "quality_error", "recorded")
+# What a frame must have to be taken as tidy already (a part of ``Cells.frame``, or one a report built so).
+TIDY = ("status", "method", "dataset", "protocol", "test", "ratio", "pair", "seed")
 RECORDS = ("budget", "quality", "quality_error")  # in the stored metrics, but not metrics: columns or ``quality``
 QUALITY_COLUMNS = ("cell", "class", "source", "metric", "field", "value", "text")
 BATTLE = "battle"  # the one cell-level entry of ``metrics["quality"]``, beside the classes
@@ -69,6 +75,11 @@ class Cells:
     @property
     def done(self) -> pd.DataFrame:
         return done(self.frame)
+
+    def where(self, mask) -> Cells:
+        """The cells where ``mask`` (over ``frame``) holds, with their quality rows."""
+        frame = self.frame[mask]
+        return Cells(frame, self.quality[self.quality["cell"].isin(frame.index)], self.metrics)
 
 
 def number(value) -> float:
@@ -100,15 +111,19 @@ def as_cells(cells) -> Cells:
     (the latter with no quality rows). None is an empty table."""
     if isinstance(cells, Cells):
         return cells
-    if cells is None:
+    if cells is None or (isinstance(cells, pd.DataFrame) and cells.empty and "metrics" not in cells):
         return Cells(pd.DataFrame(columns=list(COLUMNS)))
     if not isinstance(cells, pd.DataFrame):
-        from bench.errors import BenchError
-
         raise BenchError(f"expected the DataFrame of Store.cells(), got {type(cells).__name__}")
-    if "metrics" not in cells and "test" in cells:  # tidy already (a part of Cells.frame)
-        return Cells(cells, metrics=tuple(c for c in cells.columns if c not in COLUMNS))
-    return _tidy(cells.reset_index(drop=True))
+    if "metrics" in cells:
+        return _tidy(cells.reset_index(drop=True))
+    missing = [c for c in TIDY if c not in cells]
+    if missing:
+        raise BenchError(f"expected the DataFrame of Store.cells() (with metrics) or a tidy one; this one lacks "
+                         f"{', '.join(missing)}")
+    # tidy already (a part of Cells.frame): its metrics are its float columns; no quality rows
+    metrics = tuple(c for c in cells.columns if c not in COLUMNS and pd.api.types.is_float_dtype(cells[c]))
+    return Cells(cells, metrics=metrics)
 
 
 def _tidy(raw: pd.DataFrame) -> Cells:
@@ -118,7 +133,7 @@ def _tidy(raw: pd.DataFrame) -> Cells:
     frame = pd.DataFrame({
         "id": get("id"), "key": get("key"), "status": get("status"), "method": get("method"),
         "params": get("params"), "dataset": get("dataset"), "protocol": get("protocol"),
-        "test": [test_of(o) for o in get("options")],
+        "test": [test_of(o) for o in get("options")] if "options" in raw or "test" not in raw else raw["test"],
         "ratio": pd.to_numeric(get("ratio"), errors="coerce").astype(float),
         "pair": [pair_label(p) for p in get("pair")], "seed": get("seed"), "epochs": get("epochs"),
         "options": get("options"), "device": get("device"), "node": get("node"), "versions": get("versions"),
@@ -130,7 +145,9 @@ def _tidy(raw: pd.DataFrame) -> Cells:
     }, index=raw.index)
     values = [dict(leaves({k: v for k, v in m.items() if k not in RECORDS})) if ok else {}
               for m, ok in zip(stored, is_done, strict=True)]
-    found = {name for v in values for name in v}
+    # the names each cell stored as a number (inf and NaN too; never a bool or text): what ``numbers`` names
+    frame["recorded"] = [frozenset(n for n, v in v.items() if _stored_number(v)) for v in values]
+    found = {name for v in values for name, leaf in v.items() if _stored_number(leaf) or isinstance(leaf, bool)}
     names = [m for m in METRICS if m in found] + sorted(found - set(METRICS))
     columns = {}
     for name in names:
@@ -140,6 +157,10 @@ def _tidy(raw: pd.DataFrame) -> Cells:
     quality = [row for index, m, ok in zip(raw.index, stored, is_done, strict=True) if ok
                for row in _quality_rows(index, m.get("quality"))]
     return Cells(frame, pd.DataFrame(quality, columns=list(QUALITY_COLUMNS)), tuple(columns))
+
+
+def _stored_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def leaves(value, skip=frozenset(), prefix: str = ""):
@@ -163,7 +184,8 @@ def _quality_rows(cell, quality):
         if name == BATTLE:
             yield from _entry_rows(cell, "", "generated", BATTLE, entry)
             continue
-        if not isinstance(entry, dict):
+        if not isinstance(entry, dict):  # a cell-level number beside the classes
+            yield from _entry_rows(cell, "", "generated", "", {name: entry})
             continue
         for metric, result in entry.items():
             if metric == REAL and isinstance(result, dict):
@@ -177,6 +199,8 @@ def _quality_rows(cell, quality):
 
 def _entry_rows(cell, name: str, source: str, metric: str, entry):
     for path, leaf in leaves(entry) if isinstance(entry, dict) else ():
+        if leaf is None or isinstance(leaf, bool):  # no measurement (a flag is a record, not a number)
+            continue
         text = leaf if isinstance(leaf, str) else None
         yield cell, name, source, metric, path, number(leaf), text
 
@@ -196,25 +220,34 @@ def class_means(cells: Cells, metric: str, field: str, source: str = "generated"
     return rows.groupby("cell", sort=True)["value"].agg(lambda v: float(np.mean(v.to_numpy())))
 
 
+def quality_name(name: str, source: str, metric: str, field: str) -> str:
+    """A quality row's dotted name as the store nests it: ``quality.<class>[.real_vs_real].<metric>.<field>``,
+    ``quality.battle.<field>``, ``quality.<field>`` for a cell-level number."""
+    where = [BATTLE] if metric == BATTLE else [*([name] if name else []), *([REAL] if source == REAL else []),
+                                               *([metric] if metric else [])]
+    return ".".join(["quality", *where, field])
+
+
 def numbers(cells: Cells, skip=frozenset()) -> dict[int, dict[str, float]]:
     """{cell: {dotted name: number}} of the done cells, by the names the store's nesting gives them (what
-    ``bench compare`` and the MLflow export name a cell's numbers): its metric columns (NaN left out, but in
-    ``METRICS``, which every done cell records: NaN there says undefined), the ledger's counts and seconds as
-    ``budget.<name>``, and the quality table's numbers as ``quality.<class>[.real_vs_real].<metric>.<field>``
-    (``quality.battle.<field>``; NaN kept: the store held a number that is not finite). A name with a part in
-    ``skip`` is left out."""
+    ``bench compare`` and the MLflow export name a cell's numbers): the metrics the cell stored as a number
+    (``recorded``), the ledger's counts and seconds as ``budget.<name>``, and the quality table's numbers as
+    ``quality.<class>[.real_vs_real].<metric>.<field>`` (``quality.battle.<field>``, a cell-level one as
+    ``quality.<field>``). Values by the rule: a stored inf or NaN is NaN (a caller that lists only numbers
+    drops it; ``bench compare`` keeps it, so a metric that became undefined is a change). A name with a part
+    in ``skip`` is left out."""
     frame = done(cells.frame)
+    column = {(c[len("metric_"):] if c.startswith("metric_") and c[len("metric_"):] in COLUMNS else c): c
+              for c in cells.metrics}
     out: dict[int, dict[str, float]] = {}
     for index in frame.index:
         row = frame.loc[index]
-        found = {name: float(row[name]) for name in cells.metrics if not math.isnan(row[name]) or name in METRICS}
+        recorded = row["recorded"] if isinstance(row.get("recorded"), frozenset) else frozenset(column)
+        found = {name: float(row[column[name]]) for name in recorded if name in column}
         ledger = row["budget"] if isinstance(row["budget"], dict) else {}
-        found.update({f"budget.{name}": float(v) for name, v in leaves(ledger)
-                      if isinstance(v, int | float) and not isinstance(v, bool)})
+        found.update({f"budget.{name}": number(v) for name, v in leaves(ledger) if _stored_number(v)})
         out[index] = found
     quality = cells.quality
     for row in quality[quality["text"].isna() & quality["cell"].isin(frame.index)].itertuples(index=False):
-        where = [BATTLE] if row.metric == BATTLE else [row[1], *([REAL] if row.source == REAL else []),
-                                                       *([row.metric] if row.metric else [])]
-        out[row.cell][".".join(["quality", *where, row.field])] = float(row.value)
+        out[row.cell][quality_name(row[1], row.source, row.metric, row.field)] = float(row.value)
     return {index: {n: v for n, v in found.items() if not skip & set(n.split("."))} for index, found in out.items()}

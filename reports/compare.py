@@ -3,9 +3,9 @@
 A **reference** is a results folder, or a small JSON file that ``bench compare --results DIR --save FILE``
 writes (``FORMAT``): every done cell's key, its task (method, dataset, protocol, test set, pair, ratio,
 seed), its metrics flattened to dotted names (``g_mean``, ``per_class_recall.1``, ``budget.roles.classifier.updates``,
-``quality.5.fid-proxy.value``; the machine's own figures, seconds and threads, left out; read from the tidy table,
-``reports/cells.py``, so by its rule: inf is NaN, and a NaN is absent except in the classification metrics every
-done cell records, where it says the metric was undefined), its fit seconds (the budget ledger's), and the run's
+``quality.5.fid-proxy.value``; the machine's own figures, seconds and threads, left out; every number the cell
+stored, ``reports/cells.numbers``, so by the tidy table's rule a stored inf reads as NaN, and a NaN, stored or
+inf, stays, saying the metric was undefined), its fit seconds (the budget ledger's), and the run's
 device kinds and package versions. Sorted and indented: a file to commit beside the code it guards and to
 read in a diff.
 

@@ -1,4 +1,4 @@
-"""The paper's figures (3 to 9) drawn from ``Store.cells()`` with seaborn/matplotlib, as PNG and PDF.
+"""The paper's figures (3 to 9) drawn from the tidy table (``reports/cells.py``) with seaborn/matplotlib, as PNG and PDF.
 
 Choices, all deliberate:
 
@@ -44,7 +44,6 @@ Choices, all deliberate:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import re
@@ -615,7 +614,7 @@ def _run(number: int, cells, out_dir, formats, **kwargs) -> list[Path] | Skipped
     formats = _check_formats(formats)
     cells = as_cells(cells)
     if number in COMPARISON_FIGURES:
-        cells = dataclasses.replace(cells, frame=comparison_cells(cells.frame))
+        cells = cells.where(cells.frame.index.isin(comparison_cells(cells.frame).index))
     try:
         paths = _BUILDERS[number](cells, Path(out_dir), formats, **kwargs)
     except FigureSkipped as skip:

@@ -25,7 +25,8 @@ newest attempt), named ``method dataset ratio pair seed N``:
   ``classifier_losses.epoch_loss``), step = epoch from 1;
 - artifacts: the cell's artifacts folder as it is (loss histories, ``samples.png``, ``training_counts.json``, a
   failed cell's ``error.txt``), ``budget.json`` (the budget ledger) and ``cell.json`` (the cell's row of the
-  tidy table: task, counts, ROC curves, package versions, and its numbers as above);
+  tidy table: task, counts, ROC curves, package versions, its numbers as above and its quality text, such as
+  the feature extractor and the battle's winner, by the same dotted names);
 - status FINISHED for a done cell, FAILED for a failed one; start and end times are the cell's.
 
 **Again.** A run is a cell's key and status: exporting again adds only the cells whose (key, status) has no
@@ -53,7 +54,7 @@ from urllib.parse import urlparse
 from bench.errors import BenchError, one_line
 
 from .aggregate import pair_label
-from .cells import COLUMNS, Cells, leaves, numbers, read
+from .cells import COLUMNS, Cells, leaves, numbers, quality_name, read
 from .tasks import test_of
 
 DATABASE = "mlflow.db"
@@ -85,8 +86,11 @@ def cell_rows(folder) -> list[dict]:
     row of the tidy table with ``numbers`` (its numbers by dotted name, NaN left out)."""
     cells: Cells = read([folder])
     found = numbers(cells)
+    texts: dict[int, dict[str, str]] = {}  # the quality table's text (feature extractor, battle winner)
+    for row in cells.quality[cells.quality["text"].notna()].itertuples(index=False):
+        texts.setdefault(row.cell, {})[quality_name(row[1], row.source, row.metric, row.field)] = row.text
     return [{**{c: row[c] for c in COLUMNS}, "numbers": {n: v for n, v in found.get(index, {}).items()
-                                                         if not math.isnan(v)}}
+                                                         if not math.isnan(v)}, "texts": texts.get(index, {})}
             for index, row in cells.frame.iterrows()]
 
 
@@ -281,7 +285,7 @@ def _log_files(client, run_id: str, cell: dict) -> None:
     budget = cell.get("budget")
     if isinstance(budget, dict):
         client.log_dict(run_id, budget, "budget.json")
-    row = {k: v for k, v in cell.items() if k != "results"}
+    row = {k: v for k, v in cell.items() if k not in ("results", "recorded")}
     client.log_text(run_id, json.dumps(row, indent=1, sort_keys=True, default=_plain), "cell.json")
     folder = cell.get("artifacts")
     if isinstance(folder, str) and Path(folder).is_dir():

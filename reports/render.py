@@ -16,6 +16,7 @@ from bench.errors import BenchError
 from .aggregate import NO_PAIR
 from .budget import budget_note
 from .cells import as_cells, done
+from .formats import TABLE_FORMATS, check_formats
 from .paper import (
     LONGTAIL_DEFINITIONS,
     PAPER_CITATION,
@@ -427,8 +428,8 @@ def make_folder(out_dir) -> Path:
 
 
 def write_table3(cells: pd.DataFrame, out: Path, formats: Iterable[str], by_pair: bool = False) -> list[Path]:
-    """Table 3 of ``cells`` (``cells.Cells``) into the existing folder ``out``, in ``formats`` (checked by
-    ``report.write_all``)."""
+    """Table 3 of ``cells`` (``cells.Cells``) into the existing folder ``out``, in ``formats``."""
+    formats = check_formats(formats, TABLE_FORMATS)
     cells = as_cells(cells)
     table, failed = table3(cells, by_pair=by_pair), failed_cells(cells)
     tests = table_tests(cells) if not table.empty else {}

@@ -25,9 +25,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import pandas as pd
+
 from bench.errors import BenchError
 
-from .cells import Cells, read
+from .cells import Cells, as_cells, read
 from .formats import IMAGE_FORMATS, TABLE_FORMATS, check_formats
 from .render import make_folder, write_table3
 
@@ -59,7 +61,8 @@ def write_all(results_dir, out_dir, formats: Iterable[str] = ("csv", "latex", "m
     ``results_dir``: one results folder, or several, read as one (``cells.read``: the tidy table every
     output reads, read once), or that table already read."""
     formats = check_formats(formats)
-    cells = results_dir if isinstance(results_dir, Cells) else read(results_dir)
+    cells = results_dir if isinstance(results_dir, Cells) else \
+        as_cells(results_dir) if isinstance(results_dir, pd.DataFrame) else read(results_dir)
     out = make_folder(out_dir)
     page = "html" in formats
     if page:  # the page is built from the Markdown tables and the PNG figures

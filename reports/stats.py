@@ -1,7 +1,7 @@
 """Statistics beyond the paper: seed confidence intervals, paired Wilcoxon, Friedman ranking, CD diagram.
 
 The paper reports means only; these functions say how sure those differences are. All of them read the
-``Store.cells()`` frame (or plain numbers) and never raise on partial or failed results: what cannot be
+tidy table (``reports/cells.py``; or plain numbers) and never raise on partial or failed results: what cannot be
 computed is NaN, with a ``reason`` saying why.
 
 Choices, in order of use:

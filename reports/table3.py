@@ -226,7 +226,7 @@ def _build(cells: pd.DataFrame, by_pair: bool) -> tuple[pd.DataFrame, pd.DataFra
 
 
 def table3(cells: pd.DataFrame, by_pair: bool = False) -> pd.DataFrame:
-    """The Table 3 equivalent of ``Store.cells()``: one row per (dataset, protocol, test[, pair], ratio, method).
+    """The Table 3 equivalent of the tidy table (``cells.Cells``, or a frame of ``Store.cells()``): one row per (dataset, protocol, test[, pair], ratio, method).
 
     Rows are sorted by dataset, protocol, test[, pair], ratio descending, then method (``imbalanced`` first).
     Columns: see :func:`table_columns`. Never raises on partial or failed runs; empty input gives an

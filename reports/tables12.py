@@ -124,7 +124,7 @@ def paper_table2() -> pd.DataFrame:
 
 
 def table1(cells: pd.DataFrame) -> pd.DataFrame:
-    """Table 1 from ``Store.cells()``: one row per (dataset, n, discriminator); columns ``TABLE1_COLUMNS``.
+    """Table 1 from the tidy table (``cells.Cells``): one row per (dataset, n, discriminator); columns ``TABLE1_COLUMNS``.
 
     Rows sorted by dataset, n, then capsule before convolutional. Empty input (or no subset cells of
     capsan/capsan-conv) gives an empty frame with the same columns; never raises on partial results.
@@ -192,7 +192,8 @@ def _cell_fids(cells: Cells, real: bool = False) -> dict[int, dict[str, tuple[fl
                                                         ["cell", "class", "metric", "text"]].itertuples(index=False)}
     fids: dict[int, dict] = {}
     for (cell, variant), group in values.groupby(["cell", "metric"], sort=False):
-        extractors = {str(names[key]) for key in ((cell, k, variant) for k in group["class"]) if names.get(key)}
+        extractors = {names[key] for key in ((cell, k, variant) for k in group["class"])
+                      if isinstance(names.get(key), str) and names[key]}
         fids.setdefault(cell, {})[variant] = (float(np.mean(group["value"].to_numpy())), extractors)
     return fids
 
@@ -206,7 +207,7 @@ def _method_order(method) -> str:
 
 
 def table2(cells: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Table 2 from ``Store.cells()``: {variant: one row per (method, dataset)}; columns ``TABLE2_COLUMNS``.
+    """Table 2 from the tidy table (``cells.Cells``: its quality rows): {variant: one row per (method, dataset)}; columns ``TABLE2_COLUMNS``.
 
     One table per FID variant found (``fid-inception`` first, then ``fid-proxy``); no quality results
     gives ``{}``. Never raises on partial or failed results.

@@ -58,15 +58,14 @@ def test_one_row_per_cell_metrics_as_floats_by_the_rule(raw):
     frame = cells.frame
     assert list(frame["key"]) == ["k0", "k1", "k2"] and list(frame["pair"]) == ["3 vs 5"] * 3
     assert list(frame["test"]) == ["train"] * 3
-    assert cells.metrics[:7] == ("accuracy", "balanced_accuracy", "precision", "recall", "f_measure", "g_mean",
-                                 "roc_auc")
+    assert cells.metrics[:6] == ("accuracy", "balanced_accuracy", "precision", "recall", "f_measure", "g_mean")
+    assert "roc_auc" not in cells.metrics  # no cell stored it as a number: no metric
     assert {"per_class_recall.0", "per_class_recall.1", "threads"} <= set(cells.metrics)
     assert "budget" not in cells.metrics and "quality.5.ssim.generated.mean" not in frame
     for metric in cells.metrics:
         assert frame[metric].dtype == float
     balanced = frame["balanced_accuracy"].tolist()
     assert balanced[0] == 0.8 and math.isnan(balanced[1]) and math.isnan(balanced[2])  # inf and failed: NaN
-    assert frame["roc_auc"].isna().all()  # a non-number is NaN
     assert frame.loc[0, "per_class_recall.1"] == 0.25
     assert frame.loc[2, "status"] == "failed" and frame.loc[2, "error"] == "boom"  # failed cells keep their row
     assert frame.loc[0, "budget"]["roles"]["classifier"]["updates"] == 4  # the ledger, a record of its own
@@ -138,3 +137,33 @@ def test_read_reads_a_store(tmp_path, raw):
     cells = C.read(tmp_path / "r")
     assert cells.frame["key"].tolist() == ["k0"] and cells.frame["results"].tolist() == [str(tmp_path / "r")]
     assert not cells.quality.empty
+
+
+def test_numbers_name_what_each_cell_stored(raw):
+    extra = row(3, 0.6, seed=3)
+    extra["metrics"] = {**extra["metrics"], "flag": True, "note": "text", "fused": None}
+    del extra["metrics"]["roc_auc"]
+    cells = C.as_cells(pd.concat([raw, pd.DataFrame([extra])], ignore_index=True))
+    assert "flag" in cells.metrics and cells.frame.loc[3, "flag"] == 1.0  # a bool is 0 or 1 in the table
+    assert "note" not in cells.metrics and "fused" not in cells.metrics  # text or None: no metric
+    found = C.numbers(cells)
+    assert set(found) == {0, 1, 3}  # done cells only
+    assert "flag" not in found[3] and "note" not in found[3]  # a flag is no number the cell measured
+    assert "g_mean" in found[1] and math.isnan(found[1]["g_mean"])  # stored NaN: kept, undefined
+    assert "balanced_accuracy" in found[1] and math.isnan(found[1]["balanced_accuracy"])  # stored inf: NaN
+    assert found[0]["budget.fit_seconds"] == 1.5 and found[0]["quality.battle.r_test"] != found[0]["quality.battle.r_test"]
+    assert found[0]["quality.5.n_fake"] == 10.0 and "quality.battle.winner" not in found[0]
+    assert "threads" not in C.numbers(cells, {"threads", "seconds"})[0]
+
+
+def test_a_frame_is_tidy_or_raw_never_guessed(raw):
+    cells = C.as_cells(raw)
+    with pytest.raises(BenchError, match="lacks test"):
+        C.as_cells(cells.frame.drop(columns="test"))
+    tidy = C.as_cells(cells.frame.assign(config="text"))
+    assert "config" not in tidy.metrics and "g_mean" in tidy.metrics
+    no_options = raw.drop(columns="options").assign(test="holdout")
+    assert set(C.as_cells(no_options).frame["test"]) == {"holdout"}  # a raw frame's own test set stays
+    part = cells.where(cells.frame["seed"] == 0)
+    assert list(part.frame.index) == [0] and set(part.quality["cell"]) == {0}
+    assert cells.where(cells.frame["seed"] == 1).quality.empty

@@ -38,12 +38,13 @@ text differs, so an edited or stale number is caught. NAME is ``KIND:ARGUMENTS``
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from bench.reports.cells import done  # the one done filter
 
 ROOT = Path(__file__).resolve().parents[2]
 STORES = Path("benchmarks/validation")
@@ -88,8 +89,7 @@ def _stat(row: pd.Series, metric: str, stat: str) -> float:
 def _units(folder, dataset, test, method, metric, ratio=None) -> pd.Series:
     """One value per (seed, pair) of a method's done cells."""
     frame = cells(folder)
-    frame = frame[(frame["dataset"] == dataset) & (frame["test"] == test) & (frame["method"] == method)
-                  & (frame["status"] == "done")]
+    frame = done(frame[(frame["dataset"] == dataset) & (frame["test"] == test) & (frame["method"] == method)])
     frame = _ratio(frame, ratio)
     values = frame[metric]
     index = pd.MultiIndex.from_arrays([frame["seed"], frame["ratio"].round(10), frame["pair"]])
@@ -166,14 +166,14 @@ def value(name: str) -> str:
     if kind == "median_s":
         folder, method, *rest = args
         frame = cells(folder)
-        frame = frame[(frame["method"] == method) & (frame["status"] == "done")]
+        frame = done(frame[frame["method"] == method])
         if rest:
             frame = frame[frame["dataset"] == rest[0]]
         return f"{frame['budget'].map(lambda b: b['fit_seconds']).median():.0f} s"
     if kind == "updates":  # the ledger: the median updates of one role (classifier, generator) of a method's cells
         folder, method, role = args
         frame = cells(folder)
-        frame = frame[(frame["method"] == method) & (frame["status"] == "done")]
+        frame = done(frame[frame["method"] == method])
         return f"{frame['budget'].map(lambda b: b['roles'][role]['updates']).median():,.0f}"
     if kind == "share":
         folder, method = args
@@ -192,8 +192,8 @@ def value(name: str) -> str:
     if kind == "count":
         folder, what = args
         frame = cells(folder)
-        done = int((frame["status"] == "done").sum())
-        return str(done if what == "done" else len(frame) - done)
+        finished = len(done(frame))
+        return str(finished if what == "done" else len(frame) - finished)
     if kind == "cmp":  # bench compare of a re-run (NEW) against the store it re-ran part of (OLD)
         new, old, what = args
         result = comparison(new, old)
@@ -223,14 +223,14 @@ def comparison(new: str, old: str):
     from bench.reports.compare import compare, side_of_cells
 
     after, before = tidy(new), tidy(old)
-    before = dataclasses.replace(before, frame=before.frame[before.frame["method"].isin(set(after.frame["method"]))])
+    before = before.where(before.frame["method"].isin(set(after.frame["method"])))
     return compare(side_of_cells(before, old), side_of_cells(after, new))
 
 
 def _medians(folder: str) -> pd.DataFrame:
     """Per (dataset, test, method): the median cell duration times the number of cells."""
     frame = cells(folder)
-    frame = frame[frame["status"] == "done"]
+    frame = done(frame)
     grouped = frame.groupby(["dataset", "test", "method"])["duration_s"]
     out = (grouped.median() * grouped.size()).rename("total").reset_index()
     return out.assign(total=out["total"].astype(np.float64))
