@@ -205,6 +205,18 @@ def _entry_rows(cell, name: str, source: str, metric: str, entry):
         yield cell, name, source, metric, path, number(leaf), text
 
 
+def metric(frame: pd.DataFrame, name: str) -> pd.Series:
+    """One metric column of a tidy frame; all NaN where no cell stored it (the rule: missing is NaN)."""
+    return frame[name] if name in frame else pd.Series(math.nan, index=frame.index, dtype=float)
+
+
+def stored_name(column: str) -> str:
+    """The metric's name in the store for one of ``Cells.metrics``: its column without the ``metric_`` prefix a
+    name clashing with a column above gets."""
+    name = column.removeprefix("metric_")
+    return name if name != column and name in COLUMNS else column
+
+
 def param(frame: pd.DataFrame, name: str) -> pd.Series:
     """One method parameter of every row, by the rule for numbers (NaN where a method has none)."""
     return pd.Series([number(p.get(name)) if isinstance(p, dict) else math.nan for p in frame["params"]],
@@ -237,8 +249,7 @@ def numbers(cells: Cells, skip=frozenset()) -> dict[int, dict[str, float]]:
     drops it; ``bench compare`` keeps it, so a metric that became undefined is a change). A name with a part
     in ``skip`` is left out."""
     frame = done(cells.frame)
-    column = {(c[len("metric_"):] if c.startswith("metric_") and c[len("metric_"):] in COLUMNS else c): c
-              for c in cells.metrics}
+    column = {stored_name(c): c for c in cells.metrics}
     out: dict[int, dict[str, float]] = {}
     for index in frame.index:
         row = frame.loc[index]

@@ -30,7 +30,7 @@ import pandas as pd
 from bench.errors import BenchError
 
 from .aggregate import NO_PAIR
-from .cells import COLUMNS, METRICS, as_cells, number
+from .cells import METRICS, as_cells, number, stored_name
 
 FORMATS = ("csv", "parquet")
 FIXED_COLUMNS = [
@@ -94,8 +94,7 @@ def _scalar_metrics(cells) -> dict[str, pd.Series]:
     """{name: values} of every scalar metric (``cells.py``'s columns without a dot: the nested ones stay in the
     store) and the ledger's numbers, in ``METRIC_ORDER`` then alphabetically."""
     frame = cells.frame
-    found = {(c[len("metric_"):] if c.startswith("metric_") and c[len("metric_"):] in COLUMNS else c): frame[c]
-             for c in cells.metrics if "." not in c}
+    found = {stored_name(c): frame[c] for c in cells.metrics if "." not in c}
     ledgers = [_budget(b) for b in frame["budget"]]
     for name in sorted({n for ledger in ledgers for n, v in ledger.items() if _is_scalar(v)}):
         found[name] = pd.Series([number(ledger.get(name)) for ledger in ledgers], index=frame.index, dtype=float)

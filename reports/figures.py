@@ -65,6 +65,7 @@ from matplotlib.ticker import MaxNLocator, NullLocator  # noqa: E402
 from .aggregate import Grid, ci_bounds, summarize  # noqa: E402
 from .cells import REAL as REAL_SOURCE  # noqa: E402
 from .cells import as_cells, class_means, done, param  # noqa: E402
+from .cells import metric as cell_metric  # noqa: E402
 from .cells import number as finite_number  # noqa: E402
 from .colors import method_looks as palette  # noqa: E402  (one look per method name)
 from .formats import IMAGE_FORMATS, check_formats  # noqa: E402
@@ -121,11 +122,6 @@ def _cells(cells) -> pd.DataFrame:
 
 def _done(cells) -> pd.DataFrame:
     return done(_cells(cells)).copy()
-
-
-def _metric(frame: pd.DataFrame, metric: str) -> pd.Series:
-    """A metric column (all NaN where no cell has it)."""
-    return frame[metric] if metric in frame else pd.Series(math.nan, index=frame.index, dtype=float)
 
 
 def _x_label(protocol: str) -> str:
@@ -210,7 +206,7 @@ def accuracy_data(cells: pd.DataFrame, metric: str = "balanced_accuracy") -> pd.
     every grid pair in every grid seed) of ``metric``."""
     keys = ["dataset", "protocol", "method", "ratio"]
     finished = _done(cells)
-    finished[metric] = _metric(finished, metric)
+    finished[metric] = cell_metric(finished, metric)
     grid = Grid.of(_cells(cells), keys) if len(finished) else None
     return summarize(finished, keys, metric, grid)
 
@@ -336,7 +332,7 @@ def ablation_data(cells: pd.DataFrame, metric: str = "g_mean") -> dict[tuple[str
     if finished.empty:
         return out
     finished = finished.copy()
-    finished[metric] = _metric(finished, metric)
+    finished[metric] = cell_metric(finished, metric)
     for knob in KNOBS:
         finished[knob] = param(finished, knob)
     for (dataset, protocol), group in _groups(finished, ["dataset", "protocol"]):

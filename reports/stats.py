@@ -64,7 +64,8 @@ import pandas as pd
 from scipy import stats
 
 from .aggregate import Grid, over_seeds, seed_means
-from .cells import as_cells, done
+from .cells import as_cells
+from .cells import metric as cell_metric
 
 # ``test``: the cell's test set (``cells.Cells.frame``); two test sets are two units, never one.
 UNIT_KEYS = ["dataset", "protocol", "test", "ratio", "pair", "seed"]
@@ -127,11 +128,10 @@ def unit_values(cells: pd.DataFrame | None, metric: str = "g_mean") -> pd.DataFr
     value (the mean over cells sharing that unit).
     """
     columns = ["method"] + UNIT_KEYS + ["value"]
-    table = as_cells(cells)
-    frame = done(table.frame)
+    frame = as_cells(cells).done
     if frame.empty:
         return pd.DataFrame(columns=columns)
-    frame = _by_unit(frame.assign(value=frame[metric] if metric in table.metrics else math.nan), ["value"])
+    frame = _by_unit(frame.assign(value=cell_metric(frame, metric)), ["value"])
     frame = frame.dropna(subset=["value"])
     if frame.empty:
         return pd.DataFrame(columns=columns)

@@ -31,6 +31,7 @@ import pandas as pd
 from .aggregate import Grid, over_seeds, seed_means
 from .cells import as_cells
 from .cells import done as finished
+from .cells import metric as cell_metric
 from .paper import PAPER_METRICS, PAPER_PROTOCOL, REFERENCE_METRICS, paper_table3, published
 
 METRICS = PAPER_METRICS  # shown in the Markdown, LaTeX and terminal tables, in this order
@@ -71,7 +72,7 @@ def _prepare(cells: pd.DataFrame) -> pd.DataFrame:
     frame["config"] = [json.dumps([e, p, t], sort_keys=True, default=str)
                        for e, p, t in zip(cells["epochs"], cells["params"], training, strict=True)]
     for metric in CSV_METRICS:
-        frame[metric] = cells[metric] if metric in cells else np.nan
+        frame[metric] = cell_metric(cells, metric)
     return frame
 
 

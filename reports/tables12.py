@@ -49,7 +49,7 @@ from bench.errors import BenchError
 
 from .aggregate import over_seeds, seed_means
 from .cells import REAL as REAL_SOURCE
-from .cells import Cells, as_cells
+from .cells import Cells, as_cells, metric
 from .cells import done as done_cells
 from .formats import TABLE_FORMATS, check_formats
 from .paper import PAPER_CITATION
@@ -140,7 +140,7 @@ def table1(cells: pd.DataFrame) -> pd.DataFrame:
             "method": frame["method"].to_numpy(),
             "seed": frame["seed"].to_numpy(),
             "done": frame.index.isin(done_cells(frame).index),
-            "error": 1.0 - (frame["accuracy"] if "accuracy" in frame else np.nan),
+            "error": 1.0 - metric(frame, "accuracy").to_numpy(),
         }
     )
     frame["discriminator"] = frame["method"].map(TABLE1_METHODS)
